@@ -1,0 +1,1 @@
+//! Kubernetes HPA-compatible replica calculation (target tracking).

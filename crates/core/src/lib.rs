@@ -1,0 +1,17 @@
+//! fleetscale-core: the pure decision logic of fleetscale.
+//!
+//! Everything here is a function over plain data: no I/O, no clock reads, no
+//! async, no ambient randomness. Time is always an argument (Unix
+//! milliseconds). The storage layer, the HTTP server, the control loop and the
+//! simulator are thin shells that call into this crate.
+
+pub mod capacity;
+pub mod hpa;
+pub mod policy;
+pub mod pool;
+pub mod rebalance;
+pub mod validate;
+
+pub use policy::{decide, Action, Decision, Observation, PolicySpec, ThresholdPolicy, WindowStats};
+pub use pool::{Mode, NewPool, PoolBounds, ValidPool};
+pub use validate::{FieldError, Violations};

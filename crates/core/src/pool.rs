@@ -1,0 +1,345 @@
+//! Agent pools: the raw input an operator sends, and the validated pool the
+//! engine works with. Parse, then validate: one function turns raw input into
+//! a [`ValidPool`] or reports every violated rule at once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{RawThresholdPolicy, ThresholdPolicy};
+use crate::validate::Violations;
+
+/// Largest capacity a pool may declare: a stated bound on everything.
+pub const MAX_CAPACITY_LIMIT: i64 = 1_000_000;
+
+/// How the control loop treats a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Decisions are applied and actuated.
+    Autonomous,
+    /// Decisions become proposals an operator approves or rejects (the
+    /// phase-66 opt-in rule). The default where no mode is given.
+    Recommend,
+    /// Nothing changes.
+    Frozen,
+}
+
+impl Mode {
+    /// The wire name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Autonomous => "autonomous",
+            Mode::Recommend => "recommend",
+            Mode::Frozen => "frozen",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "autonomous" => Some(Mode::Autonomous),
+            "recommend" => Some(Mode::Recommend),
+            "frozen" => Some(Mode::Frozen),
+            _ => None,
+        }
+    }
+}
+
+/// The body of `POST /api/v1/pools`, as sent. Missing fields take the seed
+/// defaults (min 1, max 10, desired 1, metric `throughput`, mode `recommend`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPool {
+    /// Owning tenant's id.
+    pub tenant_id: String,
+    /// Region name (must exist).
+    pub region: String,
+    /// Agent type served by the pool.
+    pub agent_type: String,
+    /// Lower capacity bound (instances); 0 allows scale to zero.
+    pub min_capacity: Option<i64>,
+    /// Upper capacity bound (instances).
+    pub max_capacity: Option<i64>,
+    /// Current desired capacity (instances).
+    pub desired_capacity: Option<i64>,
+    /// Work one instance handles, in the pool metric's units.
+    pub capacity_per_instance: Option<f64>,
+    /// Name of the metric whose window mean measures load.
+    pub metric: Option<String>,
+    /// Control-loop mode.
+    pub mode: Option<String>,
+    /// Threshold policy settings.
+    pub scaling_policy: Option<RawThresholdPolicy>,
+}
+
+/// The body of `PATCH /api/v1/pools/{id}`: any subset of the mutable fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPatch {
+    /// New lower bound.
+    pub min_capacity: Option<i64>,
+    /// New upper bound.
+    pub max_capacity: Option<i64>,
+    /// New desired capacity (a manual change; clamped by nothing: it must fit the bounds).
+    pub desired_capacity: Option<i64>,
+    /// New capacity per instance.
+    pub capacity_per_instance: Option<f64>,
+    /// New metric name.
+    pub metric: Option<String>,
+    /// New mode.
+    pub mode: Option<String>,
+    /// New threshold policy (replaces the old one; missing fields take defaults).
+    pub scaling_policy: Option<RawThresholdPolicy>,
+}
+
+/// Capacity bounds and current size of a pool, in instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolBounds {
+    /// Lower bound.
+    pub min: i64,
+    /// Upper bound.
+    pub max: i64,
+    /// Current desired capacity, within `[min, max]`.
+    pub desired: i64,
+}
+
+impl PoolBounds {
+    /// Clamps `target` into `[min, max]`.
+    #[must_use]
+    pub fn clamp(&self, target: i64) -> i64 {
+        target.clamp(self.min, self.max)
+    }
+}
+
+/// A pool whose every field has passed validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidPool {
+    /// Owning tenant's id.
+    pub tenant_id: String,
+    /// Region name.
+    pub region: String,
+    /// Agent type.
+    pub agent_type: String,
+    /// Capacity bounds and desired size.
+    pub bounds: PoolBounds,
+    /// Work one instance handles, in metric units (> 0).
+    pub capacity_per_instance: f64,
+    /// Load metric name.
+    pub metric: String,
+    /// Control-loop mode.
+    pub mode: Mode,
+    /// Threshold policy.
+    pub policy: ThresholdPolicy,
+}
+
+impl NewPool {
+    /// Applies defaults and checks every rule, reporting all violations.
+    pub fn validate(&self) -> Result<ValidPool, Violations> {
+        let mut v = Violations::default();
+        v.check_text("tenant_id", &self.tenant_id, 64);
+        v.check_name("region", &self.region);
+        v.check_name("agent_type", &self.agent_type);
+        let pool = build(
+            &mut v,
+            self.tenant_id.clone(),
+            self.region.clone(),
+            self.agent_type.clone(),
+            Fields {
+                min: self.min_capacity.unwrap_or(1),
+                max: self.max_capacity.unwrap_or(10),
+                desired: self.desired_capacity.unwrap_or(1),
+                cpi: self.capacity_per_instance.unwrap_or(1.0),
+                metric: self.metric.clone().unwrap_or_else(|| "throughput".into()),
+                mode: self.mode.clone(),
+                policy: self.scaling_policy.clone().unwrap_or_default(),
+            },
+        );
+        v.into_result(pool)
+    }
+}
+
+impl PoolPatch {
+    /// Merges the patch onto `current` and validates the result as a whole.
+    pub fn apply(&self, current: &ValidPool) -> Result<ValidPool, Violations> {
+        let mut v = Violations::default();
+        let pool = build(
+            &mut v,
+            current.tenant_id.clone(),
+            current.region.clone(),
+            current.agent_type.clone(),
+            Fields {
+                min: self.min_capacity.unwrap_or(current.bounds.min),
+                max: self.max_capacity.unwrap_or(current.bounds.max),
+                desired: self.desired_capacity.unwrap_or(current.bounds.desired),
+                cpi: self
+                    .capacity_per_instance
+                    .unwrap_or(current.capacity_per_instance),
+                metric: self
+                    .metric
+                    .clone()
+                    .unwrap_or_else(|| current.metric.clone()),
+                mode: Some(
+                    self.mode
+                        .clone()
+                        .unwrap_or_else(|| current.mode.as_str().to_string()),
+                ),
+                policy: self
+                    .scaling_policy
+                    .clone()
+                    .unwrap_or_else(|| current.policy.to_raw()),
+            },
+        );
+        v.into_result(pool)
+    }
+}
+
+struct Fields {
+    min: i64,
+    max: i64,
+    desired: i64,
+    cpi: f64,
+    metric: String,
+    mode: Option<String>,
+    policy: RawThresholdPolicy,
+}
+
+fn build(
+    v: &mut Violations,
+    tenant_id: String,
+    region: String,
+    agent_type: String,
+    f: Fields,
+) -> ValidPool {
+    v.check_i64("min_capacity", f.min, 0, MAX_CAPACITY_LIMIT);
+    v.check_i64("max_capacity", f.max, 0, MAX_CAPACITY_LIMIT);
+    v.check_i64("desired_capacity", f.desired, 0, MAX_CAPACITY_LIMIT);
+    if f.min > f.max {
+        v.push("min_capacity", "must be <= max_capacity");
+    }
+    if f.desired < f.min {
+        v.push("desired_capacity", "must be >= min_capacity");
+    }
+    if f.desired > f.max {
+        v.push("desired_capacity", "must be <= max_capacity");
+    }
+    if !f.cpi.is_finite() {
+        v.push("capacity_per_instance", "must be a finite number");
+    } else if f.cpi <= 0.0 || f.cpi > 1e12 {
+        v.push("capacity_per_instance", "must be > 0 and <= 1e12");
+    }
+    v.check_name("metric", &f.metric);
+    let mode = match f.mode.as_deref() {
+        None => Mode::Recommend,
+        Some(s) => Mode::parse(s).unwrap_or_else(|| {
+            v.push("mode", "must be one of autonomous, recommend, frozen");
+            Mode::Recommend
+        }),
+    };
+    let policy = f.policy.validate("scaling_policy", v);
+    ValidPool {
+        tenant_id,
+        region,
+        agent_type,
+        bounds: PoolBounds {
+            min: f.min,
+            max: f.max,
+            desired: f.desired,
+        },
+        capacity_per_instance: f.cpi,
+        metric: f.metric,
+        mode,
+        policy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> NewPool {
+        NewPool {
+            tenant_id: "t1".into(),
+            region: "eu-west".into(),
+            agent_type: "writer".into(),
+            ..NewPool::default()
+        }
+    }
+
+    fn fields(p: NewPool) -> Vec<(String, String)> {
+        match p.validate() {
+            Ok(_) => vec![],
+            Err(v) => v.0.into_iter().map(|e| (e.field, e.rule)).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let p = base().validate().unwrap();
+        assert_eq!(
+            p.bounds,
+            PoolBounds {
+                min: 1,
+                max: 10,
+                desired: 1
+            }
+        );
+        assert_eq!(p.mode, Mode::Recommend);
+        assert_eq!(p.metric, "throughput");
+        assert_eq!(p.policy.scale_up_threshold, 80.0);
+        assert_eq!(p.policy.scale_down_threshold, 30.0);
+        assert_eq!(p.policy.cooldown_seconds, 300);
+        assert_eq!(p.policy.increment, 1);
+    }
+
+    #[test]
+    fn bound_rules_table() {
+        // (min, max, desired, expected violated fields)
+        let cases: &[(i64, i64, i64, &[&str])] = &[
+            (0, 0, 0, &[]),
+            (0, 10, 0, &[]),
+            (1, 10, 10, &[]),
+            (5, 4, 4, &["min_capacity", "desired_capacity"]),
+            (2, 10, 1, &["desired_capacity"]),
+            (1, 10, 11, &["desired_capacity"]),
+            (-1, 10, 1, &["min_capacity"]),
+            (0, MAX_CAPACITY_LIMIT + 1, 1, &["max_capacity"]),
+        ];
+        for &(min, max, desired, want) in cases {
+            let mut p = base();
+            p.min_capacity = Some(min);
+            p.max_capacity = Some(max);
+            p.desired_capacity = Some(desired);
+            let got: Vec<String> = fields(p).into_iter().map(|(f, _)| f).collect();
+            assert_eq!(got, want, "min={min} max={max} desired={desired}");
+        }
+    }
+
+    #[test]
+    fn nan_and_bad_names_are_named() {
+        let mut p = base();
+        p.capacity_per_instance = Some(f64::NAN);
+        p.mode = Some("wild".into());
+        p.metric = Some("bad metric".into());
+        p.region = String::new();
+        let got: Vec<String> = fields(p).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(got, ["region", "capacity_per_instance", "metric", "mode"]);
+    }
+
+    #[test]
+    fn patch_is_validated_as_a_whole() {
+        let p = base().validate().unwrap();
+        let patch = PoolPatch {
+            max_capacity: Some(0),
+            ..PoolPatch::default()
+        };
+        let err = patch.apply(&p).unwrap_err();
+        assert!(err.0.iter().any(|e| e.field == "min_capacity"));
+        let ok = PoolPatch {
+            mode: Some("frozen".into()),
+            ..PoolPatch::default()
+        }
+        .apply(&p)
+        .unwrap();
+        assert_eq!(ok.mode, Mode::Frozen);
+        assert_eq!(ok.policy, p.policy);
+    }
+}

@@ -1,0 +1,2 @@
+//! fleetscale binary.
+fn main() {}
