@@ -12,6 +12,9 @@ pub mod pool;
 pub mod rebalance;
 pub mod validate;
 
-pub use policy::{decide, Action, Decision, Observation, PolicySpec, ThresholdPolicy, WindowStats};
-pub use pool::{Mode, NewPool, PoolBounds, ValidPool};
+pub use policy::{
+    decide, Action, Decision, Observation, PolicySpec, RawThresholdPolicy, ThresholdPolicy,
+    WindowStats,
+};
+pub use pool::{Mode, NewPool, PoolBounds, PoolPatch, ValidPool};
 pub use validate::{FieldError, Violations};

@@ -1,1 +1,1377 @@
-//! fleetscale-store.
+//! fleetscale-store: one storage interface over two real backends, SQLite
+//! (the embedded default, a file in the data directory) and PostgreSQL.
+//!
+//! Both run the same versioned migrations (`migrations/`, portable SQL) and
+//! the same queries through sqlx's `Any` driver; the few dialect differences
+//! (row locks) are chosen by [`Backend`]. Every mutation writes its audit
+//! entry in the same transaction. SQLite runs in WAL mode with
+//! `synchronous=FULL` and a single connection, so an acknowledged write
+//! survives a crash and writers never deadlock; PostgreSQL uses a pool and row
+//! locks.
+
+mod types;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use fleetscale_core::{ValidPool, WindowStats};
+
+pub use types::*;
+
+/// Errors of the store. Callers never see SQLSTATE codes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The write conflicts with existing data (unique key, concurrent change).
+    #[error("conflict: {what}")]
+    Conflict {
+        /// What conflicted.
+        what: String,
+    },
+    /// A fenced write was attempted by a replica that no longer holds the lease.
+    #[error("lease {name} is no longer held by this replica")]
+    LeaseLost {
+        /// Lease name.
+        name: String,
+    },
+    /// The URL or data directory is not usable.
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict {
+                    what: "an object with the same unique key exists".into(),
+                };
+            }
+            if db.is_foreign_key_violation() {
+                return StoreError::NotFound {
+                    what: "referenced object".into(),
+                };
+            }
+        }
+        StoreError::Database(e)
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Current wall-clock time in Unix milliseconds (the shell's clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A lease-holder's fence: fenced writes fail with [`StoreError::LeaseLost`]
+/// unless the lease is still held.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    /// Lease name.
+    pub name: String,
+    /// This replica's id.
+    pub holder: String,
+}
+
+/// A request to change a pool's desired capacity.
+#[derive(Debug, Clone)]
+pub struct ScaleRequest {
+    /// Pool to change.
+    pub pool_id: String,
+    /// Requested capacity (clamped to the pool bounds).
+    pub capacity: i64,
+    /// Why.
+    pub reason: String,
+    /// `autoscaler`, `manual`, `rebalance`, `recommendation`, ...
+    pub trigger_source: String,
+    /// Extra event metadata (decision inputs, ...).
+    pub metadata: serde_json::Value,
+    /// Audit actor.
+    pub actor: String,
+    /// Apply only if the pool still has this desired capacity (optimistic check).
+    pub expect_desired: Option<i64>,
+    /// Refuse when the pool's safety lock is set (autoscaler writes).
+    pub respect_safety_lock: bool,
+    /// Initial actuation status of the event (`pending` or `none`).
+    pub actuation_status: String,
+    /// Fence for writes made by the control loop.
+    pub fence: Option<Fence>,
+    /// Time of the change, Unix ms.
+    pub now_ms: i64,
+}
+
+/// The result of [`Store::scale`].
+#[derive(Debug, Clone)]
+pub struct ScaleOutcome {
+    /// The pool after the change.
+    pub pool: Pool,
+    /// The event written, or `None` when the capacity did not change.
+    pub event: Option<ScalingEvent>,
+    /// True when `expect_desired` or the safety lock prevented the change.
+    pub skipped: Option<String>,
+}
+
+/// The storage interface of fleetscale.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms";
+const EVENT_COLS: &str = "id, pool_id, tenant_id, region, agent_type, previous_capacity, new_capacity, reason, trigger_source, metadata, actuation_status, actuation_attempts, actuation_error, actuated_at_ms, created_at_ms";
+const PROPOSAL_COLS: &str = "id, pool_id, tenant_id, current_capacity, target_capacity, reason, decision, status, decided_by, note, event_id, created_at_ms, updated_at_ms, decided_at_ms";
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database `fleetscale.db` in `data_dir`.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Config(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join("fleetscale.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Store::open(&url).await
+    }
+
+    /// Opens a database by URL (`sqlite://...` or `postgres://...`) and migrates it.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Config(
+                "database URL must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        };
+        let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let pool = match backend {
+            Backend::Sqlite => {
+                opts.max_connections(1)
+                    .min_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode=WAL",
+                                "PRAGMA synchronous=FULL",
+                                "PRAGMA busy_timeout=5000",
+                                "PRAGMA foreign_keys=ON",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            Backend::Postgres => opts.max_connections(16).connect(url).await?,
+        };
+        let store = Store { pool, backend };
+        MIGRATOR
+            .run(&store.pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(store)
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes all connections (waits for in-flight queries).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    // ---- tenants and regions -------------------------------------------------
+
+    /// Creates a tenant; a duplicate name is a conflict.
+    pub async fn create_tenant(&self, name: &str, actor: &str) -> Result<Tenant> {
+        let t = Tenant {
+            id: new_id(),
+            name: name.to_string(),
+            created_at_ms: now_ms(),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO tenants (id, name, created_at_ms) VALUES ($1, $2, $3)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_as(e, format!("tenant named {name:?} exists")))?;
+        audit(
+            &mut tx,
+            actor,
+            "tenant.create",
+            Some(&t.id),
+            "tenant",
+            &t.id,
+            serde_json::json!({"name": name}),
+            t.created_at_ms,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(t)
+    }
+
+    /// Fetches a tenant.
+    pub async fn get_tenant(&self, id: &str) -> Result<Tenant> {
+        let row = sqlx::query("SELECT id, name, created_at_ms FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("tenant"))?;
+        tenant_row(&row)
+    }
+
+    /// Lists tenants by id; `only` restricts to one tenant.
+    pub async fn list_tenants(&self, only: Option<&str>, page: &Page) -> Result<Listed<Tenant>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at_ms FROM tenants WHERE ($1 = '' OR id = $1) AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(only.unwrap_or(""))
+        .bind(page.cursor.clone().unwrap_or_default())
+        .bind(page.limit() + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        paginate(rows, page.limit(), tenant_row, |t| t.id.clone())
+    }
+
+    /// Creates a region; a duplicate name is a conflict.
+    pub async fn create_region(
+        &self,
+        name: &str,
+        jurisdiction: &str,
+        actor: &str,
+    ) -> Result<Region> {
+        let r = Region {
+            id: new_id(),
+            name: name.to_string(),
+            jurisdiction: jurisdiction.to_string(),
+            created_at_ms: now_ms(),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO regions (id, name, jurisdiction, created_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&r.id)
+        .bind(&r.name)
+        .bind(&r.jurisdiction)
+        .bind(r.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_as(e, format!("region named {name:?} exists")))?;
+        audit(
+            &mut tx,
+            actor,
+            "region.create",
+            None,
+            "region",
+            &r.id,
+            serde_json::json!({"name": name, "jurisdiction": jurisdiction}),
+            r.created_at_ms,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Fetches a region by id or by name.
+    pub async fn get_region(&self, id_or_name: &str) -> Result<Region> {
+        let row = sqlx::query(
+            "SELECT id, name, jurisdiction, created_at_ms FROM regions WHERE id = $1 OR name = $1",
+        )
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| not_found("region"))?;
+        region_row(&row)
+    }
+
+    /// Lists regions by id.
+    pub async fn list_regions(&self, page: &Page) -> Result<Listed<Region>> {
+        let rows = sqlx::query("SELECT id, name, jurisdiction, created_at_ms FROM regions WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(page.cursor.clone().unwrap_or_default())
+            .bind(page.limit() + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        paginate(rows, page.limit(), region_row, |r| r.id.clone())
+    }
+
+    // ---- pools -----------------------------------------------------------------
+
+    /// Creates a pool. The tenant and region must exist; one pool per
+    /// tenant × region × agent type.
+    pub async fn create_pool(&self, p: &ValidPool, actor: &str) -> Result<Pool> {
+        self.get_tenant(&p.tenant_id).await?;
+        self.get_region(&p.region).await?;
+        let now = now_ms();
+        let id = new_id();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,$13)"
+        ))
+        .bind(&id)
+        .bind(&p.tenant_id)
+        .bind(&p.region)
+        .bind(&p.agent_type)
+        .bind(p.bounds.min)
+        .bind(p.bounds.max)
+        .bind(p.bounds.desired)
+        .bind(p.capacity_per_instance)
+        .bind(&p.metric)
+        .bind(p.mode.as_str())
+        .bind(to_json(&p.policy))
+        .bind(now)
+        .bind(p.policy.window_seconds)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_as(e, format!("a pool for region {:?} and agent type {:?} exists", p.region, p.agent_type)))?;
+        audit(
+            &mut tx,
+            actor,
+            "pool.create",
+            Some(&p.tenant_id),
+            "pool",
+            &id,
+            serde_json::to_value(p).unwrap_or_default(),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_pool(&id).await
+    }
+
+    /// Replaces a pool's mutable fields with `p` (already validated).
+    pub async fn update_pool(&self, id: &str, p: &ValidPool, actor: &str) -> Result<Pool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10 WHERE id=$1",
+        )
+        .bind(id)
+        .bind(p.bounds.min)
+        .bind(p.bounds.max)
+        .bind(p.bounds.desired)
+        .bind(p.capacity_per_instance)
+        .bind(&p.metric)
+        .bind(p.mode.as_str())
+        .bind(to_json(&p.policy))
+        .bind(p.policy.window_seconds)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(not_found("pool"));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "pool.update",
+            Some(&p.tenant_id),
+            "pool",
+            id,
+            serde_json::to_value(p).unwrap_or_default(),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_pool(id).await
+    }
+
+    /// Sets or clears a pool's safety lock.
+    pub async fn set_safety_lock(&self, id: &str, locked: bool, actor: &str) -> Result<Pool> {
+        let pool = self.get_pool(id).await?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE pools SET safety_lock=$2, updated_at_ms=$3 WHERE id=$1")
+            .bind(id)
+            .bind(i64::from(locked))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            if locked { "pool.lock" } else { "pool.unlock" },
+            Some(&pool.tenant_id),
+            "pool",
+            id,
+            serde_json::json!({}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_pool(id).await
+    }
+
+    /// Deletes a pool and its events, proposals and samples.
+    pub async fn delete_pool(&self, id: &str, actor: &str) -> Result<()> {
+        let pool = self.get_pool(id).await?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM metric_samples WHERE pool_id = $1",
+            "DELETE FROM proposals WHERE pool_id = $1",
+            "DELETE FROM scaling_events WHERE pool_id = $1",
+            "DELETE FROM pools WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        audit(
+            &mut tx,
+            actor,
+            "pool.delete",
+            Some(&pool.tenant_id),
+            "pool",
+            id,
+            serde_json::json!({}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fetches a pool.
+    pub async fn get_pool(&self, id: &str) -> Result<Pool> {
+        let row = sqlx::query(&format!("SELECT {POOL_COLS} FROM pools WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("pool"))?;
+        pool_row(&row)
+    }
+
+    /// Lists pools by id, optionally of one tenant.
+    pub async fn list_pools(&self, tenant_id: Option<&str>, page: &Page) -> Result<Listed<Pool>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {POOL_COLS} FROM pools WHERE ($1 = '' OR tenant_id = $1) AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(tenant_id.unwrap_or(""))
+        .bind(page.cursor.clone().unwrap_or_default())
+        .bind(page.limit() + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        paginate(rows, page.limit(), pool_row, |p| p.id.clone())
+    }
+
+    /// Every pool (for the control loop), optionally of one tenant, in id order.
+    pub async fn all_pools(&self, tenant_id: Option<&str>) -> Result<Vec<Pool>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {POOL_COLS} FROM pools WHERE ($1 = '' OR tenant_id = $1) ORDER BY id"
+        ))
+        .bind(tenant_id.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pool_row).collect()
+    }
+
+    /// Maps pool ids to their tenant ids; unknown ids are absent.
+    pub async fn pool_tenants(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, tenant_id FROM pools WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- scaling -------------------------------------------------------------
+
+    /// Changes a pool's desired capacity (clamped to its bounds) and records the
+    /// scaling event and audit entry in one transaction. Idempotent per
+    /// `expect_desired`: a retried autoscaler write whose precondition no longer
+    /// holds changes nothing.
+    pub async fn scale(&self, req: &ScaleRequest) -> Result<ScaleOutcome> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(f) = &req.fence {
+            let held = sqlx::query(&format!(
+                "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3{}",
+                self.for_update()
+            ))
+            .bind(&f.name)
+            .bind(&f.holder)
+            .bind(req.now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                return Err(StoreError::LeaseLost {
+                    name: f.name.clone(),
+                });
+            }
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {POOL_COLS} FROM pools WHERE id = $1{}",
+            self.for_update()
+        ))
+        .bind(&req.pool_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found("pool"))?;
+        let pool = pool_row(&row)?;
+        let skip = |why: &str| ScaleOutcome {
+            pool: pool.clone(),
+            event: None,
+            skipped: Some(why.to_string()),
+        };
+        if req.respect_safety_lock && pool.safety_lock {
+            return Ok(skip("safety lock is set"));
+        }
+        if let Some(exp) = req.expect_desired {
+            if exp != pool.desired_capacity {
+                return Ok(skip("desired capacity changed since the decision"));
+            }
+        }
+        let new = req.capacity.clamp(pool.min_capacity, pool.max_capacity);
+        if new == pool.desired_capacity {
+            return Ok(ScaleOutcome {
+                pool,
+                event: None,
+                skipped: None,
+            });
+        }
+        sqlx::query("UPDATE pools SET desired_capacity=$2, last_scaled_at_ms=$3, updated_at_ms=$3 WHERE id=$1")
+            .bind(&pool.id)
+            .bind(new)
+            .bind(req.now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let mut metadata = req.metadata.clone();
+        if let Some(m) = metadata.as_object_mut() {
+            m.insert("min_capacity".into(), pool.min_capacity.into());
+            m.insert("max_capacity".into(), pool.max_capacity.into());
+            m.insert("requested_capacity".into(), req.capacity.into());
+            m.insert("actor".into(), req.actor.clone().into());
+        }
+        let ev = ScalingEvent {
+            id: new_id(),
+            pool_id: pool.id.clone(),
+            tenant_id: pool.tenant_id.clone(),
+            region: pool.region.clone(),
+            agent_type: pool.agent_type.clone(),
+            previous_capacity: pool.desired_capacity,
+            new_capacity: new,
+            reason: req.reason.clone(),
+            trigger_source: req.trigger_source.clone(),
+            metadata,
+            actuation: Actuation {
+                status: req.actuation_status.clone(),
+                attempts: 0,
+                error: None,
+                actuated_at_ms: None,
+            },
+            created_at_ms: req.now_ms,
+        };
+        sqlx::query(&format!("INSERT INTO scaling_events ({EVENT_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,NULL,$12)"))
+            .bind(&ev.id)
+            .bind(&ev.pool_id)
+            .bind(&ev.tenant_id)
+            .bind(&ev.region)
+            .bind(&ev.agent_type)
+            .bind(ev.previous_capacity)
+            .bind(ev.new_capacity)
+            .bind(&ev.reason)
+            .bind(&ev.trigger_source)
+            .bind(ev.metadata.to_string())
+            .bind(&ev.actuation.status)
+            .bind(ev.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        // An older undelivered event of the same pool is superseded by this one.
+        sqlx::query("UPDATE scaling_events SET actuation_status='superseded' WHERE pool_id=$1 AND id <> $2 AND actuation_status IN ('pending','failed')")
+            .bind(&pool.id)
+            .bind(&ev.id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            &req.actor,
+            "pool.scale",
+            Some(&pool.tenant_id),
+            "pool",
+            &pool.id,
+            serde_json::json!({"previous": pool.desired_capacity, "new": new, "trigger_source": req.trigger_source, "event_id": ev.id}),
+            req.now_ms,
+        )
+        .await?;
+        tx.commit().await?;
+        let mut pool = pool;
+        pool.desired_capacity = new;
+        pool.last_scaled_at_ms = Some(req.now_ms);
+        pool.updated_at_ms = req.now_ms;
+        Ok(ScaleOutcome {
+            pool,
+            event: Some(ev),
+            skipped: None,
+        })
+    }
+
+    /// Lists scaling events, newest first, filtered by pool and/or tenant.
+    pub async fn list_events(
+        &self,
+        pool_id: Option<&str>,
+        tenant_id: Option<&str>,
+        page: &Page,
+    ) -> Result<Listed<ScalingEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM scaling_events WHERE ($1 = '' OR pool_id = $1) AND ($2 = '' OR tenant_id = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(pool_id.unwrap_or(""))
+        .bind(tenant_id.unwrap_or(""))
+        .bind(page.cursor.clone().unwrap_or_default())
+        .bind(page.limit() + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        paginate(rows, page.limit(), event_row, |e| e.id.clone())
+    }
+
+    /// Fetches one scaling event.
+    pub async fn get_event(&self, id: &str) -> Result<ScalingEvent> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM scaling_events WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| not_found("scaling event"))?;
+        event_row(&row)
+    }
+
+    /// Events awaiting actuation (`pending` or `failed`), oldest first, at most `limit`.
+    pub async fn pending_actuations(&self, limit: i64) -> Result<Vec<ScalingEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM scaling_events WHERE actuation_status IN ('pending','failed') ORDER BY id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    /// Records the outcome of one delivery attempt series. Only an event still
+    /// awaiting actuation is updated (a superseded one stays superseded).
+    pub async fn record_actuation(
+        &self,
+        event_id: &str,
+        delivered: bool,
+        attempts: i64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE scaling_events SET actuation_status=$2, actuation_attempts=actuation_attempts+$3, actuation_error=$4, actuated_at_ms=$5 WHERE id=$1 AND actuation_status IN ('pending','failed')",
+        )
+        .bind(event_id)
+        .bind(if delivered { "delivered" } else { "failed" })
+        .bind(attempts)
+        .bind(error)
+        .bind(if delivered { Some(now_ms) } else { None })
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- proposals -------------------------------------------------------------
+
+    /// Creates or refreshes the pending proposal of a pool. Returns it.
+    pub async fn upsert_proposal(
+        &self,
+        pool: &Pool,
+        target: i64,
+        reason: &str,
+        decision: &serde_json::Value,
+        fence: Option<&Fence>,
+        now_ms: i64,
+    ) -> Result<Proposal> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(f) = fence {
+            let held = sqlx::query(
+                "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3",
+            )
+            .bind(&f.name)
+            .bind(&f.holder)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                return Err(StoreError::LeaseLost {
+                    name: f.name.clone(),
+                });
+            }
+        }
+        let existing =
+            sqlx::query("SELECT id FROM proposals WHERE pool_id = $1 AND status = 'pending'")
+                .bind(&pool.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = match existing {
+            Some(row) => {
+                let id: String = row.try_get(0)?;
+                sqlx::query("UPDATE proposals SET current_capacity=$2, target_capacity=$3, reason=$4, decision=$5, updated_at_ms=$6 WHERE id=$1")
+                    .bind(&id)
+                    .bind(pool.desired_capacity)
+                    .bind(target)
+                    .bind(reason)
+                    .bind(decision.to_string())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+            None => {
+                let id = new_id();
+                sqlx::query(&format!("INSERT INTO proposals ({PROPOSAL_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,'pending',NULL,NULL,NULL,$8,$8,NULL)"))
+                    .bind(&id)
+                    .bind(&pool.id)
+                    .bind(&pool.tenant_id)
+                    .bind(pool.desired_capacity)
+                    .bind(target)
+                    .bind(reason)
+                    .bind(decision.to_string())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(
+                    &mut tx,
+                    "engine",
+                    "proposal.create",
+                    Some(&pool.tenant_id),
+                    "proposal",
+                    &id,
+                    serde_json::json!({"pool_id": pool.id, "target": target}),
+                    now_ms,
+                )
+                .await?;
+                id
+            }
+        };
+        tx.commit().await?;
+        self.get_proposal(&id).await
+    }
+
+    /// Withdraws a pool's pending proposal (the policy no longer wants a change).
+    pub async fn withdraw_proposal(&self, pool_id: &str, now_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE proposals SET status='superseded', updated_at_ms=$2 WHERE pool_id=$1 AND status='pending'")
+            .bind(pool_id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Fetches a proposal.
+    pub async fn get_proposal(&self, id: &str) -> Result<Proposal> {
+        let row = sqlx::query(&format!(
+            "SELECT {PROPOSAL_COLS} FROM proposals WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| not_found("proposal"))?;
+        proposal_row(&row)
+    }
+
+    /// Lists proposals, newest first, by tenant and/or status.
+    pub async fn list_proposals(
+        &self,
+        tenant_id: Option<&str>,
+        status: Option<&str>,
+        page: &Page,
+    ) -> Result<Listed<Proposal>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PROPOSAL_COLS} FROM proposals WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(tenant_id.unwrap_or(""))
+        .bind(status.unwrap_or(""))
+        .bind(page.cursor.clone().unwrap_or_default())
+        .bind(page.limit() + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        paginate(rows, page.limit(), proposal_row, |p| p.id.clone())
+    }
+
+    /// Marks a pending proposal settled; a proposal that is not pending is a conflict.
+    pub async fn settle_proposal(
+        &self,
+        id: &str,
+        approved: bool,
+        actor: &str,
+        note: Option<&str>,
+        event_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Proposal> {
+        let p = self.get_proposal(id).await?;
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query("UPDATE proposals SET status=$2, decided_by=$3, note=$4, event_id=$5, decided_at_ms=$6, updated_at_ms=$6 WHERE id=$1 AND status='pending'")
+            .bind(id)
+            .bind(if approved { "approved" } else { "rejected" })
+            .bind(actor)
+            .bind(note)
+            .bind(event_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Conflict {
+                what: format!("proposal is {}, not pending", p.status),
+            });
+        }
+        audit(
+            &mut tx,
+            actor,
+            if approved {
+                "proposal.approve"
+            } else {
+                "proposal.reject"
+            },
+            Some(&p.tenant_id),
+            "proposal",
+            id,
+            serde_json::json!({"note": note, "event_id": event_id}),
+            now_ms,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_proposal(id).await
+    }
+
+    // ---- metrics ---------------------------------------------------------------
+
+    /// Appends samples durably, in one transaction.
+    pub async fn insert_samples(&self, samples: &[Sample]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in samples.chunks(1000) {
+            let mut sql = String::with_capacity(40 + chunk.len() * 24);
+            sql.push_str("INSERT INTO metric_samples (pool_id, metric, ts_ms, value) VALUES ");
+            for i in 0..chunk.len() {
+                let b = i * 4;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${},${},${},${})", b + 1, b + 2, b + 3, b + 4));
+            }
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(&s.pool_id)
+                    .bind(&s.metric)
+                    .bind(s.ts_ms)
+                    .bind(s.value);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Mean, count and newest timestamp of each pool's own metric over its own
+    /// window `(now - window_seconds, now]`; pools without samples are absent.
+    pub async fn window_stats(
+        &self,
+        tenant_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<HashMap<String, WindowStats>> {
+        let windows: Vec<i64> = sqlx::query(
+            "SELECT DISTINCT window_seconds FROM pools WHERE ($1 = '' OR tenant_id = $1)",
+        )
+        .bind(tenant_id.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+        let mut out = HashMap::new();
+        for w in windows {
+            let rows = sqlx::query(
+                "SELECT s.pool_id, AVG(s.value), COUNT(*), MAX(s.ts_ms) FROM metric_samples s JOIN pools p ON p.id = s.pool_id AND s.metric = p.metric \
+                 WHERE p.window_seconds = $1 AND ($2 = '' OR p.tenant_id = $2) AND s.ts_ms > $3 AND s.ts_ms <= $4 GROUP BY s.pool_id",
+            )
+            .bind(w)
+            .bind(tenant_id.unwrap_or(""))
+            .bind(now_ms - w * 1000)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                let count: i64 = r.try_get(2)?;
+                out.insert(
+                    r.try_get(0)?,
+                    WindowStats {
+                        mean: r.try_get(1)?,
+                        count: count.max(0) as u64,
+                        newest_ts_ms: r.try_get(3)?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes samples older than `before_ms`; returns how many.
+    pub async fn prune_samples(&self, before_ms: i64) -> Result<u64> {
+        let res = sqlx::query("DELETE FROM metric_samples WHERE ts_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected())
+    }
+
+    /// Raw samples of one pool's metric in `[from_ms, to_ms]`, oldest first, at most `limit`.
+    pub async fn samples(
+        &self,
+        pool_id: &str,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Sample>> {
+        let rows = sqlx::query("SELECT pool_id, metric, ts_ms, value FROM metric_samples WHERE pool_id=$1 AND metric=$2 AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms LIMIT $5")
+            .bind(pool_id)
+            .bind(metric)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Sample {
+                    pool_id: r.try_get(0)?,
+                    metric: r.try_get(1)?,
+                    ts_ms: r.try_get(2)?,
+                    value: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- audit -------------------------------------------------------------------
+
+    /// Lists audit entries, newest first, optionally of one tenant.
+    pub async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        page: &Page,
+    ) -> Result<Listed<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms FROM audit_log WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(tenant_id.unwrap_or(""))
+        .bind(page.cursor.clone().unwrap_or_default())
+        .bind(page.limit() + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        paginate(rows, page.limit(), audit_row, |a| a.id.clone())
+    }
+
+    /// Records an audit entry on its own (for mutations outside the store).
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        tenant_id: Option<&str>,
+        object_type: &str,
+        object_id: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        audit(
+            &mut tx,
+            actor,
+            action,
+            tenant_id,
+            object_type,
+            object_id,
+            detail,
+            now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- tokens --------------------------------------------------------------------
+
+    /// Stores a token by its hash.
+    pub async fn insert_token(
+        &self,
+        token_hash: &str,
+        tenant_id: Option<&str>,
+        role: &str,
+        name: &str,
+        actor: &str,
+    ) -> Result<TokenGrant> {
+        let id = new_id();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO api_tokens (id, token_hash, tenant_id, role, name, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6)")
+            .bind(&id)
+            .bind(token_hash)
+            .bind(tenant_id)
+            .bind(role)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "token.create",
+            tenant_id,
+            "token",
+            &id,
+            serde_json::json!({"role": role, "name": name}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(TokenGrant {
+            id,
+            tenant_id: tenant_id.map(str::to_string),
+            role: role.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Ensures a global admin token with this hash exists (idempotent).
+    pub async fn ensure_admin_token(&self, token_hash: &str, name: &str) -> Result<()> {
+        sqlx::query("INSERT INTO api_tokens (id, token_hash, tenant_id, role, name, created_at_ms) VALUES ($1,$2,NULL,'admin',$3,$4) ON CONFLICT (token_hash) DO NOTHING")
+            .bind(new_id())
+            .bind(token_hash)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// True when any global admin token exists.
+    pub async fn has_admin_token(&self) -> Result<bool> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM api_tokens WHERE tenant_id IS NULL AND role = 'admin'",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(n > 0)
+    }
+
+    /// Looks a token up by its hash.
+    pub async fn find_token(&self, token_hash: &str) -> Result<Option<TokenGrant>> {
+        let row =
+            sqlx::query("SELECT id, tenant_id, role, name FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| {
+            Ok(TokenGrant {
+                id: r.try_get(0)?,
+                tenant_id: r.try_get(1)?,
+                role: r.try_get(2)?,
+                name: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    // ---- leases --------------------------------------------------------------------
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`. Returns
+    /// true when `holder` holds it afterwards. Another holder's lease is taken
+    /// over only once it has expired.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at_ms, epoch) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms, \
+             epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch ELSE leases.epoch + 1 END \
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= $4 RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Gives the lease up if `holder` has it.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The current holder of a lease and its expiry, if any.
+    pub async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query("SELECT holder, expires_at_ms FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// True when `holder` holds `name` at `now_ms` (no renewal).
+    pub async fn holds_lease(&self, name: &str, holder: &str, now_ms: i64) -> Result<bool> {
+        Ok(matches!(self.lease_holder(name).await?, Some((h, exp)) if h == holder && exp > now_ms))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    actor: &str,
+    action: &str,
+    tenant_id: Option<&str>,
+    object_type: &str,
+    object_id: &str,
+    detail: serde_json::Value,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)")
+        .bind(new_id())
+        .bind(actor)
+        .bind(action)
+        .bind(tenant_id)
+        .bind(object_type)
+        .bind(object_id)
+        .bind(detail.to_string())
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn not_found(what: &str) -> StoreError {
+    StoreError::NotFound {
+        what: what.to_string(),
+    }
+}
+
+fn conflict_as(e: sqlx::Error, what: String) -> StoreError {
+    match StoreError::from(e) {
+        StoreError::Conflict { .. } => StoreError::Conflict { what },
+        other => other,
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+fn parse_json(s: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))
+}
+
+fn paginate<T>(
+    rows: Vec<AnyRow>,
+    limit: i64,
+    decode: fn(&AnyRow) -> Result<T>,
+    key: fn(&T) -> String,
+) -> Result<Listed<T>> {
+    let more = rows.len() as i64 > limit;
+    let items: Vec<T> = rows
+        .iter()
+        .take(limit as usize)
+        .map(decode)
+        .collect::<Result<_>>()?;
+    let next_cursor = if more { items.last().map(key) } else { None };
+    Ok(Listed { items, next_cursor })
+}
+
+fn tenant_row(r: &AnyRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        created_at_ms: r.try_get(2)?,
+    })
+}
+
+fn region_row(r: &AnyRow) -> Result<Region> {
+    Ok(Region {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        jurisdiction: r.try_get(2)?,
+        created_at_ms: r.try_get(3)?,
+    })
+}
+
+fn pool_row(r: &AnyRow) -> Result<Pool> {
+    let policy: String = r.try_get(10)?;
+    let lock: i64 = r.try_get(11)?;
+    Ok(Pool {
+        id: r.try_get(0)?,
+        tenant_id: r.try_get(1)?,
+        region: r.try_get(2)?,
+        agent_type: r.try_get(3)?,
+        min_capacity: r.try_get(4)?,
+        max_capacity: r.try_get(5)?,
+        desired_capacity: r.try_get(6)?,
+        capacity_per_instance: r.try_get(7)?,
+        metric: r.try_get(8)?,
+        mode: r.try_get(9)?,
+        scaling_policy: serde_json::from_str(&policy)
+            .map_err(|e| StoreError::Corrupt(format!("pool policy: {e}")))?,
+        safety_lock: lock != 0,
+        last_scaled_at_ms: r.try_get(12)?,
+        created_at_ms: r.try_get(13)?,
+        updated_at_ms: r.try_get(14)?,
+    })
+}
+
+fn event_row(r: &AnyRow) -> Result<ScalingEvent> {
+    let metadata: String = r.try_get(9)?;
+    Ok(ScalingEvent {
+        id: r.try_get(0)?,
+        pool_id: r.try_get(1)?,
+        tenant_id: r.try_get(2)?,
+        region: r.try_get(3)?,
+        agent_type: r.try_get(4)?,
+        previous_capacity: r.try_get(5)?,
+        new_capacity: r.try_get(6)?,
+        reason: r.try_get(7)?,
+        trigger_source: r.try_get(8)?,
+        metadata: parse_json(&metadata)?,
+        actuation: Actuation {
+            status: r.try_get(10)?,
+            attempts: r.try_get(11)?,
+            error: r.try_get(12)?,
+            actuated_at_ms: r.try_get(13)?,
+        },
+        created_at_ms: r.try_get(14)?,
+    })
+}
+
+fn proposal_row(r: &AnyRow) -> Result<Proposal> {
+    let decision: String = r.try_get(6)?;
+    Ok(Proposal {
+        id: r.try_get(0)?,
+        pool_id: r.try_get(1)?,
+        tenant_id: r.try_get(2)?,
+        current_capacity: r.try_get(3)?,
+        target_capacity: r.try_get(4)?,
+        reason: r.try_get(5)?,
+        decision: parse_json(&decision)?,
+        status: r.try_get(7)?,
+        decided_by: r.try_get(8)?,
+        note: r.try_get(9)?,
+        event_id: r.try_get(10)?,
+        created_at_ms: r.try_get(11)?,
+        updated_at_ms: r.try_get(12)?,
+        decided_at_ms: r.try_get(13)?,
+    })
+}
+
+fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
+    let detail: String = r.try_get(6)?;
+    Ok(AuditEntry {
+        id: r.try_get(0)?,
+        actor: r.try_get(1)?,
+        action: r.try_get(2)?,
+        tenant_id: r.try_get(3)?,
+        object_type: r.try_get(4)?,
+        object_id: r.try_get(5)?,
+        detail: parse_json(&detail)?,
+        created_at_ms: r.try_get(7)?,
+    })
+}
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => Err(StoreError::Config(format!("unknown backend {other}"))),
+        }
+    }
+}
+
+impl Store {
+    /// Runs one administrative statement (tests create databases with it).
+    #[doc(hidden)]
+    pub async fn exec_admin(&self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(sql).execute(&self.pool).await?;
+        Ok(())
+    }
+}

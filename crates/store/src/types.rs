@@ -1,0 +1,271 @@
+//! The records the store keeps, as the API shows them.
+
+use serde::{Serialize, Serializer};
+
+use fleetscale_core::ThresholdPolicy;
+
+/// Renders Unix milliseconds as an RFC 3339 UTC timestamp.
+pub fn rfc3339(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn ser_ms<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+fn ser_opt_ms<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A tenant (organization).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tenant {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Creation time.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+}
+
+/// A region.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Region {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// Unique name, e.g. `eu-west`.
+    pub name: String,
+    /// Jurisdiction, e.g. `eu`.
+    pub jurisdiction: String,
+    /// Creation time.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+}
+
+/// An agent pool.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pool {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Region name.
+    pub region: String,
+    /// Agent type.
+    pub agent_type: String,
+    /// Lower bound.
+    pub min_capacity: i64,
+    /// Upper bound.
+    pub max_capacity: i64,
+    /// Desired capacity.
+    pub desired_capacity: i64,
+    /// Work per instance in metric units.
+    pub capacity_per_instance: f64,
+    /// Load metric.
+    pub metric: String,
+    /// `autonomous`, `recommend` or `frozen`.
+    pub mode: String,
+    /// Threshold policy.
+    pub scaling_policy: ThresholdPolicy,
+    /// Set by an admin: the autoscaler may not change the pool.
+    pub safety_lock: bool,
+    /// Last size change.
+    #[serde(rename = "last_scaled_at", serialize_with = "ser_opt_ms")]
+    pub last_scaled_at_ms: Option<i64>,
+    /// Creation time.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+    /// Last update.
+    #[serde(rename = "updated_at", serialize_with = "ser_ms")]
+    pub updated_at_ms: i64,
+}
+
+impl Pool {
+    /// The pool as the core's validated type (for patches and decisions).
+    pub fn to_valid(&self) -> fleetscale_core::ValidPool {
+        fleetscale_core::ValidPool {
+            tenant_id: self.tenant_id.clone(),
+            region: self.region.clone(),
+            agent_type: self.agent_type.clone(),
+            bounds: self.bounds(),
+            capacity_per_instance: self.capacity_per_instance,
+            metric: self.metric.clone(),
+            mode: fleetscale_core::Mode::parse(&self.mode)
+                .unwrap_or(fleetscale_core::Mode::Recommend),
+            policy: self.scaling_policy,
+        }
+    }
+
+    /// Bounds and desired capacity.
+    pub fn bounds(&self) -> fleetscale_core::PoolBounds {
+        fleetscale_core::PoolBounds {
+            min: self.min_capacity,
+            max: self.max_capacity,
+            desired: self.desired_capacity,
+        }
+    }
+}
+
+/// Delivery state of a scaling event to the actuator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Actuation {
+    /// `pending`, `delivered`, `failed` (will be retried), `superseded`, or `none` (no actuator).
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// Last error, if any.
+    pub error: Option<String>,
+    /// When it was delivered.
+    #[serde(rename = "actuated_at", serialize_with = "ser_opt_ms")]
+    pub actuated_at_ms: Option<i64>,
+}
+
+/// A recorded change of a pool's desired capacity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScalingEvent {
+    /// Id (UUIDv7); also the actuation idempotency key.
+    pub id: String,
+    /// Pool changed.
+    pub pool_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Region of the pool.
+    pub region: String,
+    /// Agent type of the pool.
+    pub agent_type: String,
+    /// Capacity before.
+    pub previous_capacity: i64,
+    /// Capacity after.
+    pub new_capacity: i64,
+    /// Why.
+    pub reason: String,
+    /// `autoscaler`, `manual`, `rebalance`, `recommendation`, ...
+    pub trigger_source: String,
+    /// Decision inputs, bounds, actor.
+    pub metadata: serde_json::Value,
+    /// Actuation outcome.
+    pub actuation: Actuation,
+    /// When it happened.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+}
+
+/// A proposed change awaiting an operator (pools in `recommend` mode).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Proposal {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// Pool concerned.
+    pub pool_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Capacity when proposed.
+    pub current_capacity: i64,
+    /// Proposed capacity.
+    pub target_capacity: i64,
+    /// Why.
+    pub reason: String,
+    /// The full decision behind it.
+    pub decision: serde_json::Value,
+    /// `pending`, `approved`, `rejected`, `superseded`.
+    pub status: String,
+    /// Who settled it.
+    pub decided_by: Option<String>,
+    /// Operator note.
+    pub note: Option<String>,
+    /// Scaling event created on approval.
+    pub event_id: Option<String>,
+    /// Creation time.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+    /// Last refresh of a pending proposal.
+    #[serde(rename = "updated_at", serialize_with = "ser_ms")]
+    pub updated_at_ms: i64,
+    /// When settled.
+    #[serde(rename = "decided_at", serialize_with = "ser_opt_ms")]
+    pub decided_at_ms: Option<i64>,
+}
+
+/// One audited mutation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// Who did it (token name, `engine`, ...).
+    pub actor: String,
+    /// What, e.g. `pool.create`.
+    pub action: String,
+    /// Tenant concerned, if any.
+    pub tenant_id: Option<String>,
+    /// Kind of object.
+    pub object_type: String,
+    /// Its id.
+    pub object_id: String,
+    /// Details.
+    pub detail: serde_json::Value,
+    /// When.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+}
+
+/// An API token's grant (the token itself is only stored hashed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenGrant {
+    /// Token id.
+    pub id: String,
+    /// Tenant the token is scoped to; `None` for a global admin.
+    pub tenant_id: Option<String>,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Human name, used as the audit actor.
+    pub name: String,
+}
+
+/// A metric sample to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Pool id.
+    pub pool_id: String,
+    /// Metric name.
+    pub metric: String,
+    /// Timestamp, Unix ms.
+    pub ts_ms: i64,
+    /// Value.
+    pub value: f64,
+}
+
+/// Keyset pagination request.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// At most this many items (1..=1000; default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The effective limit.
+    pub fn limit(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(100).clamp(1, 1000))
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listed<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Cursor of the next page, `null` at the end.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,454 @@
+//! One conformance suite for both backends: every test runs on a fresh,
+//! migrated SQLite database and on a fresh PostgreSQL database.
+//!
+//! PostgreSQL comes from `FLEETSCALE_TEST_PG_URL` (an admin URL of a throwaway
+//! cluster; `scripts/test.sh` starts one). Without it the PostgreSQL tests
+//! fail loudly: they are never skipped.
+
+use fleetscale_core::{NewPool, RawThresholdPolicy};
+use fleetscale_store::{now_ms, Fence, Page, Sample, ScaleRequest, Store, StoreError};
+
+async fn sqlite() -> Store {
+    let dir = std::env::temp_dir().join(format!("fs-conf-{}", uuid::Uuid::new_v4()));
+    Store::open_sqlite(&dir).await.expect("open sqlite")
+}
+
+/// A fresh database in the throwaway PostgreSQL cluster.
+pub async fn postgres() -> Store {
+    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("fs_{}", uuid::Uuid::new_v4().simple());
+    let admin_store = Store::open(&admin)
+        .await
+        .expect("connect to admin database");
+    admin_store
+        .exec_admin(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    admin_store.close().await;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    Store::open(&format!("{base}/{name}"))
+        .await
+        .expect("open fresh database")
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::postgres().await).await })*
+        }
+    };
+}
+
+conformance!(
+    tenants_regions_and_conflicts,
+    pools_roundtrip_and_pagination,
+    scale_clamps_records_event_and_audit,
+    scale_respects_lock_and_precondition,
+    window_stats_use_each_pools_metric_and_window,
+    lease_is_exclusive_until_expiry,
+    fenced_write_fails_without_lease,
+    proposals_lifecycle,
+    actuation_bookkeeping,
+    tokens_by_hash,
+);
+
+async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
+    let t = s
+        .create_tenant(&format!("t-{}", uuid::Uuid::new_v4()), "test")
+        .await
+        .unwrap();
+    if s.get_region("eu-west").await.is_err() {
+        s.create_region("eu-west", "eu", "test").await.unwrap();
+    }
+    let p = NewPool {
+        tenant_id: t.id.clone(),
+        region: "eu-west".into(),
+        agent_type: format!("a{}", uuid::Uuid::new_v4().simple()),
+        min_capacity: Some(1),
+        max_capacity: Some(5),
+        desired_capacity: Some(2),
+        capacity_per_instance: Some(10.0),
+        metric: Some("throughput".into()),
+        mode: Some("autonomous".into()),
+        scaling_policy: Some(RawThresholdPolicy {
+            window_seconds: Some(window),
+            ..Default::default()
+        }),
+    }
+    .validate()
+    .unwrap();
+    let pool = s.create_pool(&p, "test").await.unwrap();
+    (t.id, pool)
+}
+
+fn req(pool_id: &str, capacity: i64) -> ScaleRequest {
+    ScaleRequest {
+        pool_id: pool_id.into(),
+        capacity,
+        reason: "test".into(),
+        trigger_source: "manual".into(),
+        metadata: serde_json::json!({}),
+        actor: "tester".into(),
+        expect_desired: None,
+        respect_safety_lock: false,
+        actuation_status: "pending".into(),
+        fence: None,
+        now_ms: now_ms(),
+    }
+}
+
+async fn tenants_regions_and_conflicts(s: Store) {
+    let t = s.create_tenant("acme", "test").await.unwrap();
+    assert_eq!(s.get_tenant(&t.id).await.unwrap().name, "acme");
+    assert!(matches!(
+        s.create_tenant("acme", "test").await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        s.get_tenant("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let r = s.create_region("us-east", "us", "test").await.unwrap();
+    assert_eq!(s.get_region("us-east").await.unwrap().id, r.id);
+    assert_eq!(s.get_region(&r.id).await.unwrap().jurisdiction, "us");
+    assert!(matches!(
+        s.create_region("us-east", "us", "test").await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let audit = s.list_audit(None, &Page::default()).await.unwrap();
+    assert_eq!(
+        audit.items.len(),
+        2,
+        "each successful mutation is audited once"
+    );
+}
+
+async fn pools_roundtrip_and_pagination(s: Store) {
+    let (tenant, pool) = tenant_and_pool(&s, 300).await;
+    let got = s.get_pool(&pool.id).await.unwrap();
+    assert_eq!(got, pool);
+    assert_eq!(got.scaling_policy.scale_up_threshold, 80.0);
+    for i in 0..4 {
+        let p = NewPool {
+            tenant_id: tenant.clone(),
+            region: "eu-west".into(),
+            agent_type: format!("extra{i}"),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        s.create_pool(&p, "test").await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut page = Page {
+        limit: Some(2),
+        cursor: None,
+    };
+    loop {
+        let l = s.list_pools(Some(&tenant), &page).await.unwrap();
+        assert!(l.items.len() <= 2);
+        seen.extend(l.items.into_iter().map(|p| p.id));
+        match l.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "ids are unique and in order");
+    let dup = NewPool {
+        tenant_id: tenant.clone(),
+        region: "eu-west".into(),
+        agent_type: "extra0".into(),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    assert!(matches!(
+        s.create_pool(&dup, "test").await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let missing_region = NewPool {
+        tenant_id: tenant,
+        region: "mars".into(),
+        agent_type: "x".into(),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    assert!(matches!(
+        s.create_pool(&missing_region, "test").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn scale_clamps_records_event_and_audit(s: Store) {
+    let (tenant, pool) = tenant_and_pool(&s, 300).await;
+    let out = s.scale(&req(&pool.id, 99)).await.unwrap();
+    assert_eq!(out.pool.desired_capacity, 5, "clamped to max");
+    let ev = out.event.expect("an event");
+    assert_eq!((ev.previous_capacity, ev.new_capacity), (2, 5));
+    assert_eq!(ev.metadata["requested_capacity"], 99);
+    assert_eq!(ev.actuation.status, "pending");
+    let again = s.scale(&req(&pool.id, 5)).await.unwrap();
+    assert!(again.event.is_none(), "no change, no event");
+    let out = s.scale(&req(&pool.id, -3)).await.unwrap();
+    assert_eq!(out.pool.desired_capacity, 1, "clamped to min");
+    let evs = s
+        .list_events(Some(&pool.id), None, &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(evs.items.len(), 2);
+    assert_eq!(evs.items[0].new_capacity, 1, "newest first");
+    assert_eq!(evs.items[1].actuation.status, "superseded");
+    assert_eq!(s.get_event(&ev.id).await.unwrap().new_capacity, 5);
+    let stored = s.get_pool(&pool.id).await.unwrap();
+    assert_eq!(stored.desired_capacity, 1);
+    assert!(stored.last_scaled_at_ms.is_some());
+    let audit = s.list_audit(Some(&tenant), &Page::default()).await.unwrap();
+    assert_eq!(
+        audit
+            .items
+            .iter()
+            .filter(|a| a.action == "pool.scale")
+            .count(),
+        2
+    );
+}
+
+async fn scale_respects_lock_and_precondition(s: Store) {
+    let (_, pool) = tenant_and_pool(&s, 300).await;
+    let mut r = req(&pool.id, 4);
+    r.expect_desired = Some(3);
+    let out = s.scale(&r).await.unwrap();
+    assert!(out.skipped.is_some() && out.event.is_none());
+    s.set_safety_lock(&pool.id, true, "admin").await.unwrap();
+    let mut r = req(&pool.id, 4);
+    r.respect_safety_lock = true;
+    assert!(s.scale(&r).await.unwrap().skipped.is_some());
+    let manual = s.scale(&req(&pool.id, 4)).await.unwrap();
+    assert_eq!(
+        manual.pool.desired_capacity, 4,
+        "a manual change by an admin passes the lock"
+    );
+}
+
+async fn window_stats_use_each_pools_metric_and_window(s: Store) {
+    let (tenant, a) = tenant_and_pool(&s, 60).await;
+    let (_, b) = tenant_and_pool(&s, 300).await;
+    let now = 10_000_000;
+    let samples = vec![
+        Sample {
+            pool_id: a.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: now - 1_000,
+            value: 10.0,
+        },
+        Sample {
+            pool_id: a.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: now - 2_000,
+            value: 20.0,
+        },
+        Sample {
+            pool_id: a.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: now - 120_000,
+            value: 1000.0,
+        },
+        Sample {
+            pool_id: a.id.clone(),
+            metric: "latency".into(),
+            ts_ms: now - 1_000,
+            value: 5000.0,
+        },
+        Sample {
+            pool_id: b.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: now - 120_000,
+            value: 7.0,
+        },
+        Sample {
+            pool_id: b.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: now + 1,
+            value: 99.0,
+        },
+    ];
+    s.insert_samples(&samples).await.unwrap();
+    let stats = s.window_stats(None, now).await.unwrap();
+    let sa = stats[&a.id];
+    assert_eq!((sa.mean, sa.count, sa.newest_ts_ms), (15.0, 2, now - 1_000));
+    let sb = stats[&b.id];
+    assert_eq!(
+        (sb.mean, sb.count),
+        (7.0, 1),
+        "b's 300 s window includes the older sample, not the future one"
+    );
+    assert_eq!(s.window_stats(Some(&tenant), now).await.unwrap().len(), 1);
+    assert_eq!(s.prune_samples(now - 60_000).await.unwrap(), 2);
+    let raw = s.samples(&a.id, "throughput", 0, now, 10).await.unwrap();
+    assert_eq!(raw.len(), 2);
+    // A big batch goes in whole.
+    let big: Vec<Sample> = (0..2500)
+        .map(|i| Sample {
+            pool_id: a.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: now - 10_000 + i,
+            value: 1.0,
+        })
+        .collect();
+    s.insert_samples(&big).await.unwrap();
+    assert_eq!(s.window_stats(None, now).await.unwrap()[&a.id].count, 2502);
+}
+
+async fn lease_is_exclusive_until_expiry(s: Store) {
+    assert!(s.try_lease("loop", "r1", 1_000, 500).await.unwrap());
+    assert!(!s.try_lease("loop", "r2", 1_200, 500).await.unwrap());
+    assert!(
+        s.try_lease("loop", "r1", 1_400, 500).await.unwrap(),
+        "renewal"
+    );
+    assert!(!s.try_lease("loop", "r2", 1_899, 500).await.unwrap());
+    assert!(
+        s.try_lease("loop", "r2", 1_900, 500).await.unwrap(),
+        "takeover after expiry"
+    );
+    assert_eq!(
+        s.lease_holder("loop").await.unwrap(),
+        Some(("r2".into(), 2_400))
+    );
+    assert!(s.holds_lease("loop", "r2", 2_000).await.unwrap());
+    assert!(!s.holds_lease("loop", "r1", 2_000).await.unwrap());
+    s.release_lease("loop", "r2").await.unwrap();
+    assert!(s.try_lease("loop", "r1", 2_000, 500).await.unwrap());
+}
+
+async fn fenced_write_fails_without_lease(s: Store) {
+    let (_, pool) = tenant_and_pool(&s, 300).await;
+    let now = now_ms();
+    let mut r = req(&pool.id, 3);
+    r.fence = Some(Fence {
+        name: "loop".into(),
+        holder: "r1".into(),
+    });
+    r.now_ms = now;
+    assert!(matches!(
+        s.scale(&r).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(s.try_lease("loop", "r1", now, 10_000).await.unwrap());
+    assert_eq!(s.scale(&r).await.unwrap().pool.desired_capacity, 3);
+    assert!(s
+        .try_lease("loop", "r2", now + 10_001, 10_000)
+        .await
+        .unwrap());
+    let mut r2 = req(&pool.id, 4);
+    r2.fence = Some(Fence {
+        name: "loop".into(),
+        holder: "r1".into(),
+    });
+    r2.now_ms = now + 10_002;
+    assert!(matches!(
+        s.scale(&r2).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(
+        s.get_pool(&pool.id).await.unwrap().desired_capacity,
+        3,
+        "the stale leader changed nothing"
+    );
+}
+
+async fn proposals_lifecycle(s: Store) {
+    let (tenant, pool) = tenant_and_pool(&s, 300).await;
+    let d = serde_json::json!({"action": "scale_up"});
+    let p1 = s
+        .upsert_proposal(&pool, 3, "busy", &d, None, 1_000)
+        .await
+        .unwrap();
+    let p2 = s
+        .upsert_proposal(&pool, 4, "busier", &d, None, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(p1.id, p2.id, "one pending proposal per pool, refreshed");
+    assert_eq!(p2.target_capacity, 4);
+    let settled = s
+        .settle_proposal(&p1.id, false, "op", Some("not now"), None, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(settled.status, "rejected");
+    assert!(matches!(
+        s.settle_proposal(&p1.id, true, "op", None, None, 4_000)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let p3 = s
+        .upsert_proposal(&pool, 3, "again", &d, None, 5_000)
+        .await
+        .unwrap();
+    assert_ne!(p3.id, p1.id);
+    s.withdraw_proposal(&pool.id, 6_000).await.unwrap();
+    assert_eq!(s.get_proposal(&p3.id).await.unwrap().status, "superseded");
+    let l = s
+        .list_proposals(Some(&tenant), Some("rejected"), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(l.items.len(), 1);
+}
+
+async fn actuation_bookkeeping(s: Store) {
+    let (_, pool) = tenant_and_pool(&s, 300).await;
+    let ev = s.scale(&req(&pool.id, 3)).await.unwrap().event.unwrap();
+    assert_eq!(s.pending_actuations(10).await.unwrap().len(), 1);
+    s.record_actuation(&ev.id, false, 3, Some("connection refused"), 1)
+        .await
+        .unwrap();
+    let e = s.get_event(&ev.id).await.unwrap();
+    assert_eq!(
+        (e.actuation.status.as_str(), e.actuation.attempts),
+        ("failed", 3)
+    );
+    assert_eq!(
+        s.pending_actuations(10).await.unwrap().len(),
+        1,
+        "failed events are retried"
+    );
+    s.record_actuation(&ev.id, true, 1, None, 2).await.unwrap();
+    let e = s.get_event(&ev.id).await.unwrap();
+    assert_eq!(
+        (
+            e.actuation.status.as_str(),
+            e.actuation.attempts,
+            e.actuation.actuated_at_ms
+        ),
+        ("delivered", 4, Some(2))
+    );
+    assert!(s.pending_actuations(10).await.unwrap().is_empty());
+}
+
+async fn tokens_by_hash(s: Store) {
+    let t = s.create_tenant("tok", "test").await.unwrap();
+    assert!(!s.has_admin_token().await.unwrap());
+    s.ensure_admin_token("h-admin", "admin").await.unwrap();
+    s.ensure_admin_token("h-admin", "admin").await.unwrap();
+    assert!(s.has_admin_token().await.unwrap());
+    let g = s
+        .insert_token("h-view", Some(&t.id), "viewer", "ci viewer", "admin")
+        .await
+        .unwrap();
+    let found = s.find_token("h-view").await.unwrap().unwrap();
+    assert_eq!(found, g);
+    assert_eq!(
+        s.find_token("h-admin").await.unwrap().unwrap().tenant_id,
+        None
+    );
+    assert!(s.find_token("nope").await.unwrap().is_none());
+}
