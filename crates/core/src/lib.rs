@@ -6,6 +6,7 @@
 //! simulator are thin shells that call into this crate.
 
 pub mod capacity;
+pub mod control;
 pub mod hpa;
 pub mod policy;
 pub mod pool;

@@ -374,6 +374,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn threshold_table() {
         // (min, max, desired, mean load, last scaled, expected target, action)
         use Action::*;

@@ -1,1 +1,196 @@
-//! fleetscale-server.
+//! fleetscale-server: the imperative shell around the pure core.
+//!
+//! It owns the HTTP API ([`api`]), authentication ([`auth`]), the control
+//! loop ([`engine`]), actuators ([`actuator`]), the engine's own Prometheus
+//! metrics ([`metrics`]) and the demo fleet ([`demo`]). [`run`] wires them
+//! together for `fleetscale serve` and `fleetscale demo`.
+
+pub mod actuator;
+pub mod api;
+pub mod auth;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use fleetscale_store::{Store, StoreError};
+
+pub use actuator::{Actuator, WebhookConfig};
+pub use api::router;
+
+/// Shared state of every handler and of the control loop.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Engine metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Where scaling changes are delivered.
+    pub actuator: Arc<Actuator>,
+    /// SHA-256 of the admin token given by `FLEETSCALE_ADMIN_TOKEN`, checked without a query.
+    pub admin_token_hash: Option<Arc<str>>,
+    /// This replica's id.
+    pub replica_id: Arc<str>,
+    /// Control-loop interval, ms.
+    pub tick_ms: i64,
+    /// Metric retention, ms.
+    pub retention_ms: i64,
+}
+
+impl AppState {
+    /// State over `store` with default metrics, no actuator and no env admin token.
+    pub fn new(store: Store) -> AppState {
+        AppState {
+            store,
+            metrics: Arc::new(metrics::Metrics::new()),
+            actuator: Arc::new(Actuator::None),
+            admin_token_hash: None,
+            replica_id: Arc::from(format!("replica-{}", uuid::Uuid::new_v4().simple())),
+            tick_ms: 5_000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// Errors of the server shell.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The store failed to open or answer.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Binding or serving failed.
+    #[error("cannot serve on {addr}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A setting is invalid.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Everything `serve` and `demo` need.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Database URL (`sqlite://...` or `postgres://...`).
+    pub database_url: String,
+    /// Control-loop tick.
+    pub tick: Duration,
+    /// Actuator.
+    pub actuator: Actuator,
+    /// Admin token from the environment, if set.
+    pub admin_token: Option<String>,
+    /// Metric retention.
+    pub retention: Duration,
+    /// Start the demo fleet and its synthetic load.
+    pub demo: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
+    if cfg.tick < Duration::from_millis(100) || cfg.tick > Duration::from_secs(3600) {
+        return Err(ServerError::Config(
+            "--tick must be between 100ms and 1h".into(),
+        ));
+    }
+    let store = Store::open(&cfg.database_url).await?;
+    let mut state = AppState::new(store.clone());
+    state.actuator = Arc::new(cfg.actuator.clone());
+    state.tick_ms = cfg.tick.as_millis() as i64;
+    state.retention_ms = cfg.retention.as_millis() as i64;
+    match &cfg.admin_token {
+        Some(t) => {
+            let h = auth::hash_token(t);
+            store.ensure_admin_token(&h, "admin").await?;
+            state.admin_token_hash = Some(Arc::from(h));
+        }
+        None => {
+            if !store.has_admin_token().await? {
+                let t = auth::generate_token();
+                store
+                    .ensure_admin_token(&auth::hash_token(&t), "admin")
+                    .await?;
+                eprintln!("Generated admin token (shown once; set FLEETSCALE_ADMIN_TOKEN to choose your own):\n  {t}");
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Io {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Io {
+        addr: cfg.listen,
+        source,
+    })?;
+    tracing::info!(%addr, replica = %state.replica_id, backend = ?store.backend(), "fleetscale listening");
+    eprintln!("fleetscale listening on http://{addr}");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let engine = tokio::spawn(engine::run(
+        state.clone(),
+        engine::EngineConfig {
+            tick: cfg.tick,
+            replica_id: state.replica_id.to_string(),
+            retention: cfg.retention,
+        },
+        stop_rx.clone(),
+    ));
+    let demo = if cfg.demo {
+        let tenant = demo::seed(&store).await?;
+        eprintln!("demo fleet ready: tenant {} ({}); pools scale within a minute: GET /api/v1/pools?tenant_id={}", tenant.name, tenant.id, tenant.id);
+        Some(tokio::spawn(demo::load(
+            store.clone(),
+            tenant.id,
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
+    let app = router(state.clone());
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let res = serve
+        .await
+        .map_err(|source| ServerError::Io { addr, source });
+    let _ = stop_tx.send(true);
+    let _ = engine.await;
+    if let Some(d) = demo {
+        let _ = d.await;
+    }
+    store.close().await;
+    res
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -820,6 +820,17 @@ impl Store {
         self.get_proposal(&id).await
     }
 
+    /// Pool id → target capacity of every pending proposal.
+    pub async fn pending_proposals(&self) -> Result<HashMap<String, i64>> {
+        let rows =
+            sqlx::query("SELECT pool_id, target_capacity FROM proposals WHERE status = 'pending'")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// Withdraws a pool's pending proposal (the policy no longer wants a change).
     pub async fn withdraw_proposal(&self, pool_id: &str, now_ms: i64) -> Result<()> {
         sqlx::query("UPDATE proposals SET status='superseded', updated_at_ms=$2 WHERE pool_id=$1 AND status='pending'")

@@ -1,0 +1,196 @@
+//! One control-loop tick as a pure function: given every pool's state and
+//! observations, which steps to take. The live engine and the benchmarks call
+//! this; the engine only performs the steps.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{decide, Decision, Observation, PolicySpec};
+use crate::pool::Mode;
+
+/// A pool as the control loop sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolState {
+    /// Pool id.
+    pub id: String,
+    /// Mode.
+    pub mode: Mode,
+    /// Safety lock: the autoscaler may not change the pool.
+    pub safety_lock: bool,
+    /// The pool's policy.
+    pub policy: PolicySpec,
+    /// What was observed.
+    pub observation: Observation,
+    /// Target of the pool's pending proposal, if any.
+    pub pending_proposal: Option<i64>,
+}
+
+/// What to do for one pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Apply the decision (autonomous pool); idempotent through the store's
+    /// expected-capacity check.
+    Apply {
+        /// Pool id.
+        pool_id: String,
+        /// The decision to apply.
+        decision: Decision,
+    },
+    /// Create or refresh the pending proposal (recommend pool).
+    Propose {
+        /// Pool id.
+        pool_id: String,
+        /// The decision proposed.
+        decision: Decision,
+    },
+    /// Withdraw the pending proposal: the policy no longer wants a change.
+    Withdraw {
+        /// Pool id.
+        pool_id: String,
+    },
+}
+
+/// Counts of one tick's decisions, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickCounts {
+    /// Pools evaluated (not frozen).
+    pub evaluated: u64,
+    /// Decisions to scale up.
+    pub scale_up: u64,
+    /// Decisions to scale down.
+    pub scale_down: u64,
+    /// Decisions to hold.
+    pub hold: u64,
+}
+
+/// Plans one tick. Frozen pools are skipped; a locked autonomous pool is
+/// evaluated but not changed; a recommend pool's proposal is refreshed only
+/// when its target changes. Deterministic for the same inputs.
+#[must_use]
+pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
+    let mut steps = Vec::new();
+    let mut counts = TickCounts::default();
+    for p in pools {
+        if p.mode == Mode::Frozen {
+            continue;
+        }
+        counts.evaluated += 1;
+        let d = decide(&p.policy, &p.observation);
+        match d.action {
+            crate::Action::ScaleUp => counts.scale_up += 1,
+            crate::Action::ScaleDown => counts.scale_down += 1,
+            crate::Action::Hold => counts.hold += 1,
+        }
+        match p.mode {
+            Mode::Autonomous if d.should_scale() && !p.safety_lock => steps.push(Step::Apply {
+                pool_id: p.id.clone(),
+                decision: d,
+            }),
+            Mode::Recommend if d.should_scale() && p.pending_proposal != Some(d.target) => steps
+                .push(Step::Propose {
+                    pool_id: p.id.clone(),
+                    decision: d,
+                }),
+            // The same proposal is already pending.
+            Mode::Recommend if d.should_scale() => {}
+            // A hold with measured load withdraws a stale proposal; a hold for
+            // lack of data or for a cooldown keeps it.
+            Mode::Recommend
+                if p.pending_proposal.is_some()
+                    && d.confidence > 0.0
+                    && d.requeue_after_ms.is_none() =>
+            {
+                steps.push(Step::Withdraw {
+                    pool_id: p.id.clone(),
+                })
+            }
+            _ => {}
+        }
+    }
+    (steps, counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PoolBounds, ThresholdPolicy, WindowStats};
+
+    fn state(mode: Mode, lock: bool, mean: Option<f64>, pending: Option<i64>) -> PoolState {
+        PoolState {
+            id: "p".into(),
+            mode,
+            safety_lock: lock,
+            policy: PolicySpec::Threshold(ThresholdPolicy::default()),
+            observation: Observation {
+                now_ms: 1_000_000,
+                bounds: PoolBounds {
+                    min: 1,
+                    max: 10,
+                    desired: 2,
+                },
+                capacity_per_instance: 10.0,
+                load: mean.map(|m| WindowStats {
+                    mean: m,
+                    count: 1,
+                    newest_ts_ms: 999_000,
+                }),
+                last_scaled_at_ms: None,
+            },
+            pending_proposal: pending,
+        }
+    }
+
+    fn kinds(steps: &[Step]) -> Vec<&'static str> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Apply { .. } => "apply",
+                Step::Propose { .. } => "propose",
+                Step::Withdraw { .. } => "withdraw",
+            })
+            .collect()
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn modes_table() {
+        let cases: &[(Mode, bool, Option<f64>, Option<i64>, &[&str])] = &[
+            (Mode::Autonomous, false, Some(50.0), None, &["apply"]),
+            (Mode::Autonomous, true, Some(50.0), None, &[]),
+            (Mode::Autonomous, false, None, None, &[]),
+            (Mode::Frozen, false, Some(50.0), None, &[]),
+            (Mode::Recommend, false, Some(50.0), None, &["propose"]),
+            (Mode::Recommend, false, Some(50.0), Some(3), &[]),
+            (Mode::Recommend, false, Some(50.0), Some(4), &["propose"]),
+            (Mode::Recommend, false, Some(10.0), Some(3), &["withdraw"]),
+            (Mode::Recommend, false, None, Some(3), &[]),
+        ];
+        for (mode, lock, mean, pending, want) in cases {
+            let (steps, _) = plan_tick(&[state(*mode, *lock, *mean, *pending)]);
+            assert_eq!(
+                kinds(&steps),
+                *want,
+                "{mode:?} lock={lock} mean={mean:?} pending={pending:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_skip_frozen() {
+        let pools = [
+            state(Mode::Frozen, false, Some(50.0), None),
+            state(Mode::Autonomous, false, Some(50.0), None),
+            state(Mode::Autonomous, false, Some(10.0), None),
+        ];
+        let (_, c) = plan_tick(&pools);
+        assert_eq!(
+            c,
+            TickCounts {
+                evaluated: 2,
+                scale_up: 1,
+                scale_down: 0,
+                hold: 1
+            }
+        );
+    }
+}

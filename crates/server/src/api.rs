@@ -1,0 +1,868 @@
+//! The REST API under `/api/v1`: thin handlers that extract, check the
+//! caller's scope, call the core or the store, and answer.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use fleetscale_core::capacity::{self, Status, StatusThresholds};
+use fleetscale_core::policy::utilization_pct;
+use fleetscale_core::pool::MAX_CAPACITY_LIMIT;
+use fleetscale_core::rebalance::{self, RebalancePool, Strategy};
+use fleetscale_core::{decide, NewPool, Observation, PolicySpec, PoolPatch, Violations};
+use fleetscale_store::{now_ms, rfc3339, Listed, Page, Pool, Sample, ScaleRequest};
+
+use crate::auth::{generate_token, hash_token, Principal, Role};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::metrics::{HttpLabels, SourceLabel};
+use crate::AppState;
+
+/// Most samples accepted in one `POST /api/v1/metrics` batch.
+pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
+
+/// How far in the future a sample timestamp may lie (clock skew), ms.
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Builds the whole HTTP router.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/tenants", post(create_tenant).get(list_tenants))
+        .route("/tenants/{id}", get(get_tenant))
+        .route("/regions", post(create_region).get(list_regions))
+        .route("/regions/{id}", get(get_region))
+        .route("/tokens", post(create_token))
+        .route("/pools", post(create_pool).get(list_pools))
+        .route(
+            "/pools/{id}",
+            get(get_pool).patch(patch_pool).delete(delete_pool),
+        )
+        .route("/pools/{id}/plan", post(plan_pool))
+        .route("/pools/{id}/safety-lock", put(set_lock))
+        .route("/scale", post(scale))
+        .route("/capacity", get(capacity))
+        .route("/scaling-events", get(list_events))
+        .route("/scaling-events/{id}", get(get_event))
+        .route("/rebalance", post(rebalance))
+        .route("/metrics", post(ingest))
+        .route("/proposals", get(list_proposals))
+        .route("/proposals/{id}", get(get_proposal))
+        .route("/proposals/{id}/approve", post(approve))
+        .route("/proposals/{id}/reject", post(reject))
+        .route("/audit", get(list_audit))
+        .route("/engine", get(engine_status));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .nest("/api/v1", api)
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                r#"{"type":"about:blank","title":"Method Not Allowed","status":405,"detail":"method not allowed on this route"}"#,
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(crate::error::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe_http))
+        .with_state(state)
+}
+
+async fn observe_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    state
+        .metrics
+        .http_seconds
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status,
+        })
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
+async fn readyz(State(s): State<AppState>) -> ApiResult<&'static str> {
+    s.store
+        .ping()
+        .await
+        .map_err(|_| ApiError::Unavailable("database is not reachable".into()))?;
+    Ok("ready")
+}
+
+async fn prometheus(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+// ---- query parameters -----------------------------------------------------------
+
+/// Common list parameters.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    tenant_id: Option<String>,
+    pool_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> ApiResult<Page> {
+        let limit = match self.limit {
+            None => None,
+            Some(l) if (1..=1000).contains(&l) => Some(l as u32),
+            Some(_) => return Err(ApiError::field("limit", "must be between 1 and 1000")),
+        };
+        Ok(Page {
+            limit,
+            cursor: self.cursor.clone().filter(|c| !c.is_empty()),
+        })
+    }
+}
+
+fn created<T: Serialize>(v: T) -> (StatusCode, Json<T>) {
+    (StatusCode::CREATED, Json(v))
+}
+
+// ---- tenants, regions, tokens -----------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+async fn create_tenant(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<NameBody>,
+) -> ApiResult<impl IntoResponse> {
+    who.require_global_admin()?;
+    let mut v = Violations::default();
+    v.check_text("name", &b.name, 128);
+    v.into_result(())?;
+    Ok(created(
+        s.store.create_tenant(b.name.trim(), &who.name).await?,
+    ))
+}
+
+async fn list_tenants(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let only = who.tenant_filter(q.tenant_id.as_deref())?;
+    Ok(Json(
+        s.store.list_tenants(only.as_deref(), &q.page()?).await?,
+    ))
+}
+
+async fn get_tenant(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    who.see(&id, "tenant")?;
+    Ok(Json(s.store.get_tenant(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionBody {
+    name: String,
+    jurisdiction: String,
+}
+
+async fn create_region(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<RegionBody>,
+) -> ApiResult<impl IntoResponse> {
+    who.require_global_admin()?;
+    let mut v = Violations::default();
+    v.check_name("name", &b.name);
+    v.check_name("jurisdiction", &b.jurisdiction);
+    v.into_result(())?;
+    Ok(created(
+        s.store
+            .create_region(&b.name, &b.jurisdiction, &who.name)
+            .await?,
+    ))
+}
+
+async fn list_regions(
+    State(s): State<AppState>,
+    _who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.store.list_regions(&q.page()?).await?))
+}
+
+async fn get_region(
+    State(s): State<AppState>,
+    _who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.store.get_region(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    tenant_id: Option<String>,
+    role: String,
+    name: String,
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<TokenBody>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    let mut v = Violations::default();
+    v.check_text("name", &b.name, 128);
+    let role = Role::parse(&b.role);
+    if role.is_none() {
+        v.push("role", "must be one of admin, operator, viewer");
+    }
+    if b.tenant_id.is_none() && !who.is_global_admin() {
+        v.push("tenant_id", "is required for a tenant admin");
+    }
+    if b.tenant_id.is_none() && role != Some(Role::Admin) {
+        v.push(
+            "tenant_id",
+            "is required unless the role is admin (a global admin token)",
+        );
+    }
+    v.into_result(())?;
+    if let Some(t) = &b.tenant_id {
+        who.see(t, "tenant")?;
+        s.store.get_tenant(t).await?;
+    }
+    let token = generate_token();
+    let grant = s
+        .store
+        .insert_token(
+            &hash_token(&token),
+            b.tenant_id.as_deref(),
+            &b.role,
+            &b.name,
+            &who.name,
+        )
+        .await?;
+    Ok(created(json!({
+        "id": grant.id, "token": token, "tenant_id": grant.tenant_id, "role": grant.role, "name": grant.name,
+    })))
+}
+
+// ---- pools ----------------------------------------------------------------------
+
+async fn visible_pool(s: &AppState, who: &Principal, id: &str) -> ApiResult<Pool> {
+    let p = s.store.get_pool(id).await?;
+    who.see(&p.tenant_id, "pool")?;
+    Ok(p)
+}
+
+async fn create_pool(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<NewPool>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    let valid = b.validate()?;
+    who.see(&valid.tenant_id, "tenant")?;
+    s.store.get_tenant(&valid.tenant_id).await?;
+    if s.store.get_region(&valid.region).await.is_err() {
+        return Err(ApiError::field("region", "must name an existing region"));
+    }
+    Ok(created(s.store.create_pool(&valid, &who.name).await?))
+}
+
+async fn list_pools(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    Ok(Json(
+        s.store.list_pools(tenant.as_deref(), &q.page()?).await?,
+    ))
+}
+
+async fn get_pool(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(visible_pool(&s, &who, &id).await?))
+}
+
+async fn patch_pool(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<PoolPatch>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    let pool = visible_pool(&s, &who, &id).await?;
+    let valid = b.apply(&pool.to_valid())?;
+    Ok(Json(s.store.update_pool(&id, &valid, &who.name).await?))
+}
+
+async fn delete_pool(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    visible_pool(&s, &who, &id).await?;
+    s.store.delete_pool(&id, &who.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockBody {
+    locked: bool,
+}
+
+async fn set_lock(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<LockBody>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    visible_pool(&s, &who, &id).await?;
+    Ok(Json(
+        s.store.set_safety_lock(&id, b.locked, &who.name).await?,
+    ))
+}
+
+/// The observation of one pool now, as the control loop would see it.
+async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observation> {
+    let stats = s.store.window_stats(Some(&pool.tenant_id), now).await?;
+    Ok(Observation {
+        now_ms: now,
+        bounds: pool.bounds(),
+        capacity_per_instance: pool.capacity_per_instance,
+        load: stats.get(&pool.id).copied(),
+        last_scaled_at_ms: pool.last_scaled_at_ms,
+    })
+}
+
+async fn plan_pool(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let pool = visible_pool(&s, &who, &id).await?;
+    let now = now_ms();
+    let obs = observation(&s, &pool, now).await?;
+    let d = decide(&PolicySpec::Threshold(pool.scaling_policy), &obs);
+    Ok(Json(json!({
+        "pool_id": pool.id,
+        "mode": pool.mode,
+        "safety_lock": pool.safety_lock,
+        "current_capacity": d.current,
+        "target_capacity": d.target,
+        "should_scale": d.should_scale(),
+        "action": d.action,
+        "reason": d.reason,
+        "policy": d.policy,
+        "confidence": d.confidence,
+        "inputs": d.inputs,
+        "observation": obs,
+        "evaluated_at": rfc3339(now),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScaleBody {
+    tenant_id: String,
+    pool_id: String,
+    capacity: i64,
+    reason: String,
+}
+
+async fn scale(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<ScaleBody>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Operator)?;
+    let mut v = Violations::default();
+    v.check_i64("capacity", b.capacity, 0, MAX_CAPACITY_LIMIT);
+    v.check_text("reason", &b.reason, 500);
+    v.into_result(())?;
+    who.see(&b.tenant_id, "pool")?;
+    let pool = visible_pool(&s, &who, &b.pool_id).await?;
+    if pool.tenant_id != b.tenant_id {
+        return Err(ApiError::NotFound("pool".into()));
+    }
+    let out = s
+        .store
+        .scale(&ScaleRequest {
+            pool_id: pool.id.clone(),
+            capacity: b.capacity,
+            reason: b.reason.clone(),
+            trigger_source: "manual".into(),
+            metadata: json!({}),
+            actor: who.name.clone(),
+            expect_desired: None,
+            respect_safety_lock: false,
+            actuation_status: actuation_status(&s),
+            fence: None,
+            now_ms: now_ms(),
+        })
+        .await?;
+    if out.event.is_some() {
+        s.metrics
+            .scalings
+            .get_or_create(&SourceLabel {
+                trigger_source: "manual".into(),
+            })
+            .inc();
+    }
+    Ok(Json(json!({
+        "pool": out.pool,
+        "event": out.event,
+        "requested_capacity": b.capacity,
+        "clamped": out.pool.desired_capacity != b.capacity,
+    })))
+}
+
+fn actuation_status(s: &AppState) -> String {
+    if s.actuator.is_active() {
+        "pending"
+    } else {
+        "none"
+    }
+    .into()
+}
+
+async fn capacity(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    if let Some(t) = &tenant {
+        s.store.get_tenant(t).await?;
+    }
+    let now = now_ms();
+    let pools = s.store.all_pools(tenant.as_deref()).await?;
+    let stats = s.store.window_stats(tenant.as_deref(), now).await?;
+    let t = StatusThresholds::default();
+    let mut statuses = Vec::with_capacity(pools.len());
+    let items: Vec<Value> = pools
+        .iter()
+        .map(|p| {
+            let fresh = stats
+                .get(&p.id)
+                .filter(|w| now - w.newest_ts_ms <= p.scaling_policy.window_seconds * 1000);
+            let util = fresh
+                .and_then(|w| utilization_pct(w.mean, p.desired_capacity, p.capacity_per_instance));
+            let st = if fresh.is_some() && util.is_none() {
+                Status::Over
+            } else {
+                capacity::status(util, t)
+            };
+            statuses.push(st);
+            json!({
+                "pool_id": p.id, "region": p.region, "agent_type": p.agent_type,
+                "current": p.desired_capacity, "min": p.min_capacity, "max": p.max_capacity,
+                "utilization": util, "status": st, "mean_load": fresh.map(|w| w.mean),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "tenant_id": tenant,
+        "pools": items,
+        "overall_health": capacity::overall_health(&statuses),
+        "thresholds": t,
+        "evaluated_at": rfc3339(now),
+    })))
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    if let Some(p) = &q.pool_id {
+        visible_pool(&s, &who, p).await?;
+    }
+    Ok(Json(
+        s.store
+            .list_events(q.pool_id.as_deref(), tenant.as_deref(), &q.page()?)
+            .await?,
+    ))
+}
+
+async fn get_event(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let ev = s.store.get_event(&id).await?;
+    who.see(&ev.tenant_id, "scaling event")?;
+    Ok(Json(ev))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebalanceBody {
+    tenant_id: String,
+    strategy: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn rebalance(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<RebalanceBody>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Operator)?;
+    let strategy = match b.strategy.as_deref() {
+        None | Some("proportional") => Strategy::Proportional,
+        Some("even") => Strategy::Even,
+        Some(_) => {
+            return Err(ApiError::field(
+                "strategy",
+                "must be one of proportional, even",
+            ))
+        }
+    };
+    who.see(&b.tenant_id, "tenant")?;
+    s.store.get_tenant(&b.tenant_id).await?;
+    let now = now_ms();
+    let pools = s.store.all_pools(Some(&b.tenant_id)).await?;
+    let stats = s.store.window_stats(Some(&b.tenant_id), now).await?;
+    let input: Vec<RebalancePool> = pools
+        .iter()
+        .map(|p| RebalancePool {
+            id: p.id.clone(),
+            agent_type: p.agent_type.clone(),
+            min: p.min_capacity,
+            max: p.max_capacity,
+            desired: p.desired_capacity,
+            demand: stats.get(&p.id).map(|w| w.mean / p.capacity_per_instance),
+        })
+        .collect();
+    let moves = rebalance::plan(&input, strategy);
+    let mut actions = Vec::new();
+    let mut applied = 0;
+    for m in &moves {
+        let p = pools
+            .iter()
+            .find(|p| p.id == m.pool_id)
+            .ok_or_else(|| ApiError::NotFound("pool".into()))?;
+        actions.push(format!(
+            "{}/{}: {} → {}",
+            p.region, p.agent_type, m.from, m.to
+        ));
+        if b.dry_run {
+            continue;
+        }
+        let out = s
+            .store
+            .scale(&ScaleRequest {
+                pool_id: m.pool_id.clone(),
+                capacity: m.to,
+                reason: m.reason.clone(),
+                trigger_source: "rebalance".into(),
+                metadata: json!({"strategy": strategy}),
+                actor: who.name.clone(),
+                expect_desired: Some(m.from),
+                respect_safety_lock: true,
+                actuation_status: actuation_status(&s),
+                fence: None,
+                now_ms: now,
+            })
+            .await?;
+        if out.event.is_some() {
+            applied += 1;
+            s.metrics
+                .scalings
+                .get_or_create(&SourceLabel {
+                    trigger_source: "rebalance".into(),
+                })
+                .inc();
+        }
+    }
+    if actions.is_empty() {
+        actions.push("No pools to rebalance".into());
+    }
+    Ok(Json(json!({
+        "rebalanced": applied, "actions": actions, "moves": moves, "strategy": strategy, "dry_run": b.dry_run,
+    })))
+}
+
+// ---- metrics ingestion ------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsBody {
+    samples: Vec<SampleIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SampleIn {
+    pool_id: String,
+    metric: String,
+    value: f64,
+    ts: Option<TsIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TsIn {
+    Millis(i64),
+    Text(String),
+}
+
+/// Parses an RFC 3339 timestamp into Unix milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+async fn ingest(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<MetricsBody>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Operator)?;
+    if b.samples.is_empty() {
+        return Err(ApiError::field("samples", "must not be empty"));
+    }
+    if b.samples.len() > MAX_SAMPLES_PER_BATCH {
+        return Err(ApiError::field(
+            "samples",
+            format!("must hold at most {MAX_SAMPLES_PER_BATCH} samples"),
+        ));
+    }
+    let now = now_ms();
+    let oldest = now - s.retention_ms;
+    let mut v = Violations::default();
+    let mut out = Vec::with_capacity(b.samples.len());
+    for (i, x) in b.samples.iter().enumerate() {
+        if v.0.len() >= 20 {
+            break;
+        }
+        let f = |name: &str| format!("samples[{i}].{name}");
+        v.check_name(&f("metric"), &x.metric);
+        if !x.value.is_finite() {
+            v.push(f("value"), "must be a finite number");
+        } else if x.value < 0.0 {
+            v.push(f("value"), "must be >= 0");
+        }
+        let ts = match &x.ts {
+            None => Some(now),
+            Some(TsIn::Millis(ms)) => Some(*ms),
+            Some(TsIn::Text(t)) => parse_rfc3339_ms(t),
+        };
+        match ts {
+            None => v.push(f("ts"), "must be RFC 3339 or Unix milliseconds"),
+            Some(t) if t > now + MAX_FUTURE_SKEW_MS => {
+                v.push(f("ts"), "must not be more than 5 minutes in the future")
+            }
+            Some(t) if t < oldest => v.push(f("ts"), "is older than the retention period"),
+            Some(t) => out.push(Sample {
+                pool_id: x.pool_id.clone(),
+                metric: x.metric.clone(),
+                ts_ms: t,
+                value: x.value,
+            }),
+        }
+    }
+    let ids: HashSet<&str> = b.samples.iter().map(|x| x.pool_id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let owners = s.store.pool_tenants(&ids).await?;
+    for (i, x) in b.samples.iter().enumerate() {
+        let visible = owners
+            .get(&x.pool_id)
+            .is_some_and(|t| who.see(t, "pool").is_ok());
+        if !visible && v.0.len() < 20 {
+            v.push(
+                format!("samples[{i}].pool_id"),
+                "must name an existing pool",
+            );
+        }
+    }
+    v.into_result(())?;
+    s.store.insert_samples(&out).await?;
+    s.metrics.samples_ingested.inc_by(out.len() as u64);
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": out.len()}))))
+}
+
+// ---- proposals ----------------------------------------------------------------------
+
+async fn list_proposals(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    Ok(Json(
+        s.store
+            .list_proposals(tenant.as_deref(), q.status.as_deref(), &q.page()?)
+            .await?,
+    ))
+}
+
+async fn get_proposal(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let p = s.store.get_proposal(&id).await?;
+    who.see(&p.tenant_id, "proposal")?;
+    Ok(Json(p))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SettleBody {
+    note: Option<String>,
+}
+
+async fn settle_body(req: Request) -> ApiResult<SettleBody> {
+    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| ApiError::BadRequest("body too large".into()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(SettleBody::default());
+    }
+    crate::error::parse_json(&bytes)
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<impl IntoResponse> {
+    settle(s, who, id, true, settle_body(req).await?).await
+}
+
+async fn reject(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<impl IntoResponse> {
+    settle(s, who, id, false, settle_body(req).await?).await
+}
+
+async fn settle(
+    s: AppState,
+    who: Principal,
+    id: String,
+    approved: bool,
+    b: SettleBody,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let p = s.store.get_proposal(&id).await?;
+    who.see(&p.tenant_id, "proposal")?;
+    if p.status != "pending" {
+        return Err(ApiError::Conflict {
+            code: "not_pending",
+            detail: format!("proposal is {}, not pending", p.status),
+        });
+    }
+    let now = now_ms();
+    let mut event = None;
+    if approved {
+        let out = s
+            .store
+            .scale(&ScaleRequest {
+                pool_id: p.pool_id.clone(),
+                capacity: p.target_capacity,
+                reason: p.reason.clone(),
+                trigger_source: "recommendation".into(),
+                metadata: json!({"proposal_id": p.id, "decision": p.decision}),
+                actor: who.name.clone(),
+                expect_desired: None,
+                respect_safety_lock: true,
+                actuation_status: actuation_status(&s),
+                fence: None,
+                now_ms: now,
+            })
+            .await?;
+        if let Some(why) = out.skipped {
+            return Err(ApiError::Conflict {
+                code: "locked",
+                detail: format!("cannot apply: {why}"),
+            });
+        }
+        event = out.event;
+    }
+    let settled = s
+        .store
+        .settle_proposal(
+            &id,
+            approved,
+            &who.name,
+            b.note.as_deref(),
+            event.as_ref().map(|e| e.id.as_str()),
+            now,
+        )
+        .await?;
+    Ok(Json(json!({"proposal": settled, "event": event})))
+}
+
+async fn list_audit(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    let l: Listed<_> = s.store.list_audit(tenant.as_deref(), &q.page()?).await?;
+    Ok(Json(l))
+}
+
+async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<impl IntoResponse> {
+    let holder = s.store.lease_holder(crate::engine::LEASE).await?;
+    let now = now_ms();
+    let live = holder.as_ref().filter(|(_, exp)| *exp > now);
+    Ok(Json(json!({
+        "replica_id": s.replica_id,
+        "leader": live.is_some_and(|(h, _)| *h == *s.replica_id),
+        "lease_holder": live.map(|(h, _)| h),
+        "lease_expires_at": live.map(|(_, e)| rfc3339(*e)),
+        "tick_ms": s.tick_ms,
+        "actuator": if s.actuator.is_active() { "webhook" } else { "none" },
+    })))
+}

@@ -1,0 +1,136 @@
+//! The engine's own Prometheus metrics, served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label of a decision counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    /// `scale_up`, `scale_down` or `hold`.
+    pub action: String,
+}
+
+/// Label of an applied scaling counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// Trigger source.
+    pub trigger_source: String,
+}
+
+/// Labels of the HTTP request histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Matched route template.
+    pub route: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// All engine metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Control-loop ticks evaluated as leader.
+    pub ticks: Counter,
+    /// Decisions by action.
+    pub decisions: Family<ActionLabel, Counter>,
+    /// Scaling changes applied, by trigger source.
+    pub scalings: Family<SourceLabel, Counter>,
+    /// Failed actuation delivery series.
+    pub actuation_failures: Counter,
+    /// Successful actuations.
+    pub actuations: Counter,
+    /// Metric samples ingested.
+    pub samples_ingested: Counter,
+    /// 1 when this replica holds the control-loop lease.
+    pub is_leader: Gauge,
+    /// Duration of one control-loop tick.
+    pub tick_seconds: Histogram,
+    /// Duration of HTTP requests.
+    pub http_seconds: Family<HttpLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("fleetscale");
+        let ticks = Counter::default();
+        let decisions = Family::<ActionLabel, Counter>::default();
+        let scalings = Family::<SourceLabel, Counter>::default();
+        let actuation_failures = Counter::default();
+        let actuations = Counter::default();
+        let samples_ingested = Counter::default();
+        let is_leader = Gauge::default();
+        let tick_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let http_seconds = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        registry.register(
+            "ticks",
+            "Control-loop ticks evaluated as leader",
+            ticks.clone(),
+        );
+        registry.register("decisions", "Policy decisions by action", decisions.clone());
+        registry.register(
+            "scalings",
+            "Applied capacity changes by trigger source",
+            scalings.clone(),
+        );
+        registry.register(
+            "actuation_failures",
+            "Actuation delivery failures",
+            actuation_failures.clone(),
+        );
+        registry.register("actuations", "Actuations delivered", actuations.clone());
+        registry.register(
+            "samples_ingested",
+            "Metric samples ingested",
+            samples_ingested.clone(),
+        );
+        registry.register(
+            "is_leader",
+            "1 when this replica runs the control loop",
+            is_leader.clone(),
+        );
+        registry.register(
+            "tick_duration_seconds",
+            "Duration of one control-loop tick",
+            tick_seconds.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            http_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            ticks,
+            decisions,
+            scalings,
+            actuation_failures,
+            actuations,
+            samples_ingested,
+            is_leader,
+            tick_seconds,
+            http_seconds,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
