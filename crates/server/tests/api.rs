@@ -29,7 +29,13 @@ impl App {
         App { state }
     }
 
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value, String) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value, String) {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -41,7 +47,10 @@ impl App {
             }
             None => Body::empty(),
         };
-        let res = router(self.state.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+        let res = router(self.state.clone())
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
         let status = res.status();
         let ctype = res
             .headers()
@@ -55,25 +64,49 @@ impl App {
 
     async fn admin(&self, method: &str, path: &str, body: Value) -> Value {
         let b = body.to_string();
-        let (status, v, _) = self.call(method, path, Some(ADMIN), if body.is_null() { None } else { Some(&b) }).await;
+        let (status, v, _) = self
+            .call(
+                method,
+                path,
+                Some(ADMIN),
+                if body.is_null() { None } else { Some(&b) },
+            )
+            .await;
         assert!(status.is_success(), "{method} {path} -> {status}: {v}");
         v
     }
 
     /// A tenant with one autonomous pool; returns (tenant id, pool id).
     async fn fleet(&self, name: &str) -> (String, String) {
-        let t = self.admin("POST", "/api/v1/tenants", json!({"name": name})).await;
+        let t = self
+            .admin("POST", "/api/v1/tenants", json!({"name": name}))
+            .await;
         let tid = t["id"].as_str().unwrap().to_string();
-        let (s, _, _) = self.call("GET", "/api/v1/regions/eu-west", Some(ADMIN), None).await;
+        let (s, _, _) = self
+            .call("GET", "/api/v1/regions/eu-west", Some(ADMIN), None)
+            .await;
         if s == StatusCode::NOT_FOUND {
-            self.admin("POST", "/api/v1/regions", json!({"name": "eu-west", "jurisdiction": "eu"})).await;
+            self.admin(
+                "POST",
+                "/api/v1/regions",
+                json!({"name": "eu-west", "jurisdiction": "eu"}),
+            )
+            .await;
         }
-        let p = self.admin("POST", "/api/v1/pools", pool_body(&tid, "writer")).await;
+        let p = self
+            .admin("POST", "/api/v1/pools", pool_body(&tid, "writer"))
+            .await;
         (tid, p["id"].as_str().unwrap().to_string())
     }
 
     async fn token(&self, tenant: &str, role: &str) -> String {
-        let v = self.admin("POST", "/api/v1/tokens", json!({"tenant_id": tenant, "role": role, "name": format!("{role}-token")})).await;
+        let v = self
+            .admin(
+                "POST",
+                "/api/v1/tokens",
+                json!({"tenant_id": tenant, "role": role, "name": format!("{role}-token")}),
+            )
+            .await;
         v["token"].as_str().unwrap().to_string()
     }
 }
@@ -81,7 +114,11 @@ impl App {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)) + &format!("-{:?}", std::time::SystemTime::now())
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ) + &format!("-{:?}", std::time::SystemTime::now())
         .replace(|c: char| !c.is_ascii_alphanumeric(), "")
 }
 
@@ -95,23 +132,58 @@ fn pool_body(tenant: &str, agent_type: &str) -> Value {
 }
 
 fn fields(v: &Value) -> Vec<String> {
-    v["errors"].as_array().map(|a| a.iter().map(|e| e["field"].as_str().unwrap().to_string()).collect()).unwrap_or_default()
+    v["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn create_pool_returns_201_with_id_and_defaults() {
     let app = App::new().await;
-    let t = app.admin("POST", "/api/v1/tenants", json!({"name": "acme"})).await;
-    app.admin("POST", "/api/v1/regions", json!({"name": "us-east", "jurisdiction": "us"})).await;
+    let t = app
+        .admin("POST", "/api/v1/tenants", json!({"name": "acme"}))
+        .await;
+    app.admin(
+        "POST",
+        "/api/v1/regions",
+        json!({"name": "us-east", "jurisdiction": "us"}),
+    )
+    .await;
     let tid = t["id"].as_str().unwrap();
     let (s, p, _) = app
-        .call("POST", "/api/v1/pools", Some(ADMIN), Some(&json!({"tenant_id": tid, "region": "us-east", "agent_type": "chat"}).to_string()))
+        .call(
+            "POST",
+            "/api/v1/pools",
+            Some(ADMIN),
+            Some(&json!({"tenant_id": tid, "region": "us-east", "agent_type": "chat"}).to_string()),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(p["id"].is_string());
-    assert_eq!(p["mode"], "recommend", "phase-66 opt-in: recommend unless asked");
-    assert_eq!((p["min_capacity"].as_i64(), p["max_capacity"].as_i64(), p["desired_capacity"].as_i64()), (Some(1), Some(10), Some(1)));
-    let l = app.admin("GET", &format!("/api/v1/pools?tenant_id={tid}"), Value::Null).await;
+    assert_eq!(
+        p["mode"], "recommend",
+        "phase-66 opt-in: recommend unless asked"
+    );
+    assert_eq!(
+        (
+            p["min_capacity"].as_i64(),
+            p["max_capacity"].as_i64(),
+            p["desired_capacity"].as_i64()
+        ),
+        (Some(1), Some(10), Some(1))
+    );
+    let l = app
+        .admin(
+            "GET",
+            &format!("/api/v1/pools?tenant_id={tid}"),
+            Value::Null,
+        )
+        .await;
     assert_eq!(l["items"].as_array().unwrap().len(), 1);
     assert!(l["next_cursor"].is_null());
 }
@@ -161,13 +233,26 @@ async fn bad_input_is_a_named_4xx_never_a_500() {
         ("GET", "/api/v1/no-such-route".into(), String::new(), 404, None),
     ];
     for (method, path, body, want, field) in cases {
-        let (s, v, ctype) = app.call(method, &path, Some(ADMIN), if body.is_empty() { None } else { Some(&body) }).await;
+        let (s, v, ctype) = app
+            .call(
+                method,
+                &path,
+                Some(ADMIN),
+                if body.is_empty() { None } else { Some(&body) },
+            )
+            .await;
         assert_eq!(s.as_u16(), want, "{method} {path} {body}: {v}");
         assert_eq!(ctype, "application/problem+json", "{method} {path}");
         assert_eq!(v["status"].as_u64(), Some(u64::from(want)));
-        assert!(v["title"].is_string() && v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+        assert!(
+            v["title"].is_string() && v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{v}"
+        );
         if let Some(f) = field {
-            assert!(fields(&v).iter().any(|x| x == f), "{method} {path}: expected field {f} in {v}");
+            assert!(
+                fields(&v).iter().any(|x| x == f),
+                "{method} {path}: expected field {f} in {v}"
+            );
         }
     }
     let (s, _, _) = app.call("POST", "/api/v1/tenants", Some(ADMIN), None).await;
@@ -182,31 +267,134 @@ async fn tokens_scope_tenants_and_roles() {
     let viewer1 = app.token(&t1, "viewer").await;
     let operator1 = app.token(&t1, "operator").await;
     // Missing or wrong token.
-    assert_eq!(app.call("GET", "/api/v1/pools", None, None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.call("GET", "/api/v1/pools", Some("fs_wrong"), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.call("GET", "/api/v1/pools", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call("GET", "/api/v1/pools", Some("fs_wrong"), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     // A tenant token sees its own pools only; the other tenant's are 404.
     let (s, l, _) = app.call("GET", "/api/v1/pools", Some(&viewer1), None).await;
     assert_eq!(s, StatusCode::OK);
-    let ids: Vec<&str> = l["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [p1.as_str()]);
-    assert_eq!(app.call("GET", &format!("/api/v1/pools/{p2}"), Some(&viewer1), None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.call("GET", &format!("/api/v1/pools?tenant_id={t2}"), Some(&viewer1), None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.call("GET", &format!("/api/v1/scaling-events?pool_id={p2}"), Some(&viewer1), None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.call("GET", &format!("/api/v1/capacity?tenant_id={t2}"), Some(&viewer1), None).await.0, StatusCode::NOT_FOUND);
-    let scale_other = json!({"tenant_id": t2, "pool_id": p2, "capacity": 3, "reason": "x"}).to_string();
-    assert_eq!(app.call("POST", "/api/v1/scale", Some(&operator1), Some(&scale_other)).await.0, StatusCode::NOT_FOUND);
-    let push_other = json!({"samples": [{"pool_id": p2, "metric": "throughput", "value": 1}]}).to_string();
-    assert_eq!(app.call("POST", "/api/v1/metrics", Some(&operator1), Some(&push_other)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.call("GET", &format!("/api/v1/pools/{p2}"), Some(&viewer1), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(
+            "GET",
+            &format!("/api/v1/pools?tenant_id={t2}"),
+            Some(&viewer1),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(
+            "GET",
+            &format!("/api/v1/scaling-events?pool_id={p2}"),
+            Some(&viewer1),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(
+            "GET",
+            &format!("/api/v1/capacity?tenant_id={t2}"),
+            Some(&viewer1),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let scale_other =
+        json!({"tenant_id": t2, "pool_id": p2, "capacity": 3, "reason": "x"}).to_string();
+    assert_eq!(
+        app.call(
+            "POST",
+            "/api/v1/scale",
+            Some(&operator1),
+            Some(&scale_other)
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let push_other =
+        json!({"samples": [{"pool_id": p2, "metric": "throughput", "value": 1}]}).to_string();
+    assert_eq!(
+        app.call(
+            "POST",
+            "/api/v1/metrics",
+            Some(&operator1),
+            Some(&push_other)
+        )
+        .await
+        .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     // Roles.
-    let scale_own = json!({"tenant_id": t1, "pool_id": p1, "capacity": 3, "reason": "x"}).to_string();
-    assert_eq!(app.call("POST", "/api/v1/scale", Some(&viewer1), Some(&scale_own)).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(app.call("POST", "/api/v1/scale", Some(&operator1), Some(&scale_own)).await.0, StatusCode::OK);
+    let scale_own =
+        json!({"tenant_id": t1, "pool_id": p1, "capacity": 3, "reason": "x"}).to_string();
+    assert_eq!(
+        app.call("POST", "/api/v1/scale", Some(&viewer1), Some(&scale_own))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("POST", "/api/v1/scale", Some(&operator1), Some(&scale_own))
+            .await
+            .0,
+        StatusCode::OK
+    );
     let new_pool = pool_body(&t1, "other").to_string();
-    assert_eq!(app.call("POST", "/api/v1/pools", Some(&operator1), Some(&new_pool)).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(app.call("POST", "/api/v1/tenants", Some(&operator1), Some(r#"{"name":"x"}"#)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.call("POST", "/api/v1/pools", Some(&operator1), Some(&new_pool))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/api/v1/tenants",
+            Some(&operator1),
+            Some(r#"{"name":"x"}"#)
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
     // Every mutation is audited with its actor.
-    let audit = app.admin("GET", &format!("/api/v1/audit?tenant_id={t1}"), Value::Null).await;
-    let scale = audit["items"].as_array().unwrap().iter().find(|a| a["action"] == "pool.scale").unwrap();
+    let audit = app
+        .admin("GET", &format!("/api/v1/audit?tenant_id={t1}"), Value::Null)
+        .await;
+    let scale = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "pool.scale")
+        .unwrap();
     assert_eq!(scale["actor"], "operator-token");
 }
 
@@ -214,29 +402,70 @@ async fn tokens_scope_tenants_and_roles() {
 async fn plan_scale_capacity_and_events() {
     let app = App::new().await;
     let (tid, pool) = app.fleet("acme").await;
-    let plan = app.admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null).await;
-    assert_eq!((plan["should_scale"].as_bool(), plan["reason"].as_str()), (Some(false), Some("No metrics available: holding")));
+    let plan = app
+        .admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null)
+        .await;
+    assert_eq!(
+        (plan["should_scale"].as_bool(), plan["reason"].as_str()),
+        (Some(false), Some("No metrics available: holding"))
+    );
     // 2 instances × 10 = 20; a mean of 18 is 90% > 80%.
-    app.admin("POST", "/api/v1/metrics", json!({"samples": [
-        {"pool_id": pool, "metric": "throughput", "value": 17},
-        {"pool_id": pool, "metric": "throughput", "value": 19},
-        {"pool_id": pool, "metric": "latency_ms", "value": 9000}
-    ]}))
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [
+            {"pool_id": pool, "metric": "throughput", "value": 17},
+            {"pool_id": pool, "metric": "throughput", "value": 19},
+            {"pool_id": pool, "metric": "latency_ms", "value": 9000}
+        ]}),
+    )
     .await;
-    let plan = app.admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null).await;
+    let plan = app
+        .admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null)
+        .await;
     assert_eq!(plan["target_capacity"], 3);
     assert_eq!(plan["should_scale"], true);
     assert_eq!(plan["policy"], "threshold");
     assert_eq!(plan["inputs"]["utilization_pct"], 90.0);
-    let cap = app.admin("GET", &format!("/api/v1/capacity?tenant_id={tid}"), Value::Null).await;
+    let cap = app
+        .admin(
+            "GET",
+            &format!("/api/v1/capacity?tenant_id={tid}"),
+            Value::Null,
+        )
+        .await;
     assert_eq!(cap["pools"][0]["status"], "over");
     assert_eq!(cap["overall_health"], 0.0);
-    let s = app.admin("POST", "/api/v1/scale", json!({"tenant_id": tid, "pool_id": pool, "capacity": 50, "reason": "launch"})).await;
-    assert_eq!((s["pool"]["desired_capacity"].as_i64(), s["clamped"].as_bool()), (Some(5), Some(true)));
-    let evs = app.admin("GET", &format!("/api/v1/scaling-events?pool_id={pool}"), Value::Null).await;
+    let s = app
+        .admin(
+            "POST",
+            "/api/v1/scale",
+            json!({"tenant_id": tid, "pool_id": pool, "capacity": 50, "reason": "launch"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            s["pool"]["desired_capacity"].as_i64(),
+            s["clamped"].as_bool()
+        ),
+        (Some(5), Some(true))
+    );
+    let evs = app
+        .admin(
+            "GET",
+            &format!("/api/v1/scaling-events?pool_id={pool}"),
+            Value::Null,
+        )
+        .await;
     let e = &evs["items"][0];
-    assert_eq!((e["previous_capacity"].as_i64(), e["new_capacity"].as_i64()), (Some(2), Some(5)));
-    assert_eq!((e["trigger_source"].as_str(), e["reason"].as_str()), (Some("manual"), Some("launch")));
+    assert_eq!(
+        (e["previous_capacity"].as_i64(), e["new_capacity"].as_i64()),
+        (Some(2), Some(5))
+    );
+    assert_eq!(
+        (e["trigger_source"].as_str(), e["reason"].as_str()),
+        (Some("manual"), Some("launch"))
+    );
     assert!(e["created_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(e["metadata"]["requested_capacity"], 50);
 }
@@ -245,24 +474,69 @@ async fn plan_scale_capacity_and_events() {
 async fn recommend_mode_proposal_is_approved_by_an_operator() {
     let app = App::new().await;
     let (tid, pool) = app.fleet("acme").await;
-    app.admin("PATCH", &format!("/api/v1/pools/{pool}"), json!({"mode": "recommend"})).await;
-    app.admin("POST", "/api/v1/metrics", json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 19}]})).await;
-    let fence = fleetscale_store::Fence { name: fleetscale_server::engine::LEASE.into(), holder: "t".into() };
+    app.admin(
+        "PATCH",
+        &format!("/api/v1/pools/{pool}"),
+        json!({"mode": "recommend"}),
+    )
+    .await;
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 19}]}),
+    )
+    .await;
+    let fence = fleetscale_store::Fence {
+        name: fleetscale_server::engine::LEASE.into(),
+        holder: "t".into(),
+    };
     let now = fleetscale_store::now_ms();
-    assert!(app.state.store.try_lease(&fence.name, &fence.holder, now, 60_000).await.unwrap());
-    let report = fleetscale_server::engine::tick_once(&app.state, &fence, now).await.unwrap();
+    assert!(app
+        .state
+        .store
+        .try_lease(&fence.name, &fence.holder, now, 60_000)
+        .await
+        .unwrap());
+    let report = fleetscale_server::engine::tick_once(&app.state, &fence, now)
+        .await
+        .unwrap();
     assert_eq!((report.applied, report.proposed), (0, 1));
-    let pool_now = app.admin("GET", &format!("/api/v1/pools/{pool}"), Value::Null).await;
-    assert_eq!(pool_now["desired_capacity"], 2, "recommend mode changes nothing by itself");
-    let props = app.admin("GET", &format!("/api/v1/proposals?tenant_id={tid}&status=pending"), Value::Null).await;
+    let pool_now = app
+        .admin("GET", &format!("/api/v1/pools/{pool}"), Value::Null)
+        .await;
+    assert_eq!(
+        pool_now["desired_capacity"], 2,
+        "recommend mode changes nothing by itself"
+    );
+    let props = app
+        .admin(
+            "GET",
+            &format!("/api/v1/proposals?tenant_id={tid}&status=pending"),
+            Value::Null,
+        )
+        .await;
     let id = props["items"][0]["id"].as_str().unwrap().to_string();
     let op = app.token(&tid, "operator").await;
-    let (s, v, _) = app.call("POST", &format!("/api/v1/proposals/{id}/approve"), Some(&op), Some(r#"{"note":"ok"}"#)).await;
+    let (s, v, _) = app
+        .call(
+            "POST",
+            &format!("/api/v1/proposals/{id}/approve"),
+            Some(&op),
+            Some(r#"{"note":"ok"}"#),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["proposal"]["status"], "approved");
     assert_eq!(v["event"]["trigger_source"], "recommendation");
     assert_eq!(v["event"]["new_capacity"], 3);
-    let (s, v, _) = app.call("POST", &format!("/api/v1/proposals/{id}/reject"), Some(&op), None).await;
+    let (s, v, _) = app
+        .call(
+            "POST",
+            &format!("/api/v1/proposals/{id}/reject"),
+            Some(&op),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
 }
 
@@ -270,70 +544,154 @@ async fn recommend_mode_proposal_is_approved_by_an_operator() {
 async fn frozen_and_locked_pools_are_untouched_by_the_loop() {
     let app = App::new().await;
     let (_, frozen) = app.fleet("a").await;
-    app.admin("PATCH", &format!("/api/v1/pools/{frozen}"), json!({"mode": "frozen"})).await;
+    app.admin(
+        "PATCH",
+        &format!("/api/v1/pools/{frozen}"),
+        json!({"mode": "frozen"}),
+    )
+    .await;
     let (_, locked) = app.fleet("b").await;
-    app.admin("PUT", &format!("/api/v1/pools/{locked}/safety-lock"), json!({"locked": true})).await;
+    app.admin(
+        "PUT",
+        &format!("/api/v1/pools/{locked}/safety-lock"),
+        json!({"locked": true}),
+    )
+    .await;
     for p in [&frozen, &locked] {
-        app.admin("POST", "/api/v1/metrics", json!({"samples": [{"pool_id": p, "metric": "throughput", "value": 19}]})).await;
+        app.admin(
+            "POST",
+            "/api/v1/metrics",
+            json!({"samples": [{"pool_id": p, "metric": "throughput", "value": 19}]}),
+        )
+        .await;
     }
-    let fence = fleetscale_store::Fence { name: fleetscale_server::engine::LEASE.into(), holder: "t".into() };
+    let fence = fleetscale_store::Fence {
+        name: fleetscale_server::engine::LEASE.into(),
+        holder: "t".into(),
+    };
     let now = fleetscale_store::now_ms();
-    assert!(app.state.store.try_lease(&fence.name, &fence.holder, now, 60_000).await.unwrap());
-    let r = fleetscale_server::engine::tick_once(&app.state, &fence, now).await.unwrap();
-    assert_eq!((r.evaluated, r.applied), (1, 0), "frozen skipped, locked evaluated but not changed");
+    assert!(app
+        .state
+        .store
+        .try_lease(&fence.name, &fence.holder, now, 60_000)
+        .await
+        .unwrap());
+    let r = fleetscale_server::engine::tick_once(&app.state, &fence, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.evaluated, r.applied),
+        (1, 0),
+        "frozen skipped, locked evaluated but not changed"
+    );
     for p in [&frozen, &locked] {
-        assert_eq!(app.admin("GET", &format!("/api/v1/pools/{p}"), Value::Null).await["desired_capacity"], 2);
+        assert_eq!(
+            app.admin("GET", &format!("/api/v1/pools/{p}"), Value::Null)
+                .await["desired_capacity"],
+            2
+        );
     }
 }
 
 #[tokio::test]
 async fn rebalance_follows_demand_or_averages() {
     let app = App::new().await;
-    let t = app.admin("POST", "/api/v1/tenants", json!({"name": "acme"})).await;
+    let t = app
+        .admin("POST", "/api/v1/tenants", json!({"name": "acme"}))
+        .await;
     let tid = t["id"].as_str().unwrap();
     let mut pools = Vec::new();
     for (region, desired) in [("r1", 4), ("r2", 4)] {
-        app.admin("POST", "/api/v1/regions", json!({"name": region, "jurisdiction": "eu"})).await;
+        app.admin(
+            "POST",
+            "/api/v1/regions",
+            json!({"name": region, "jurisdiction": "eu"}),
+        )
+        .await;
         let mut b = pool_body(tid, "writer");
         b["region"] = json!(region);
         b["max_capacity"] = json!(10);
         b["desired_capacity"] = json!(desired);
-        pools.push(app.admin("POST", "/api/v1/pools", b).await["id"].as_str().unwrap().to_string());
+        pools.push(
+            app.admin("POST", "/api/v1/pools", b).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
-    app.admin("POST", "/api/v1/metrics", json!({"samples": [
-        {"pool_id": pools[0], "metric": "throughput", "value": 10},
-        {"pool_id": pools[1], "metric": "throughput", "value": 30}
-    ]}))
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [
+            {"pool_id": pools[0], "metric": "throughput", "value": 10},
+            {"pool_id": pools[1], "metric": "throughput", "value": 30}
+        ]}),
+    )
     .await;
-    let dry = app.admin("POST", "/api/v1/rebalance", json!({"tenant_id": tid, "dry_run": true})).await;
+    let dry = app
+        .admin(
+            "POST",
+            "/api/v1/rebalance",
+            json!({"tenant_id": tid, "dry_run": true}),
+        )
+        .await;
     assert_eq!(dry["rebalanced"], 0);
     assert_eq!(dry["moves"].as_array().unwrap().len(), 2);
-    let r = app.admin("POST", "/api/v1/rebalance", json!({"tenant_id": tid})).await;
+    let r = app
+        .admin("POST", "/api/v1/rebalance", json!({"tenant_id": tid}))
+        .await;
     assert_eq!(r["rebalanced"], 2);
     let sizes: Vec<i64> = {
         let mut v = Vec::new();
         for p in &pools {
-            v.push(app.admin("GET", &format!("/api/v1/pools/{p}"), Value::Null).await["desired_capacity"].as_i64().unwrap());
+            v.push(
+                app.admin("GET", &format!("/api/v1/pools/{p}"), Value::Null)
+                    .await["desired_capacity"]
+                    .as_i64()
+                    .unwrap(),
+            );
         }
         v
     };
     assert_eq!(sizes, [2, 6], "8 instances split 1:3 by demand");
-    let ev = app.admin("GET", &format!("/api/v1/scaling-events?pool_id={}", pools[1]), Value::Null).await;
+    let ev = app
+        .admin(
+            "GET",
+            &format!("/api/v1/scaling-events?pool_id={}", pools[1]),
+            Value::Null,
+        )
+        .await;
     assert_eq!(ev["items"][0]["trigger_source"], "rebalance");
 }
 
 #[tokio::test]
 async fn health_ready_and_prometheus() {
     let app = App::new().await;
-    assert_eq!(app.call("GET", "/healthz", None, None).await.0, StatusCode::OK);
-    assert_eq!(app.call("GET", "/readyz", None, None).await.0, StatusCode::OK);
+    assert_eq!(
+        app.call("GET", "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", "/readyz", None, None).await.0,
+        StatusCode::OK
+    );
     app.fleet("acme").await;
     let res = router(app.state.clone())
-        .oneshot(Request::builder().uri("/metrics").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
-    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    for name in ["fleetscale_ticks_total", "fleetscale_is_leader", "fleetscale_http_request_duration_seconds_bucket"] {
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for name in [
+        "fleetscale_ticks_total",
+        "fleetscale_is_leader",
+        "fleetscale_http_request_duration_seconds_bucket",
+    ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 }

@@ -1,0 +1,464 @@
+//! Black-box tests of the built binary: a pool scales up and down by itself
+//! within its bounds, survives `kill -9` with nothing lost (SQLite and
+//! PostgreSQL), and two replicas on PostgreSQL elect one leader, fail over
+//! within two ticks and deliver each webhook once (counted by a real HTTP
+//! receiver).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ADMIN: &str = "blackbox-admin-token";
+const SECRET: &str = "blackbox-webhook-secret";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetscale")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where a server keeps its data.
+#[derive(Clone, Debug)]
+enum Db {
+    Dir(std::path::PathBuf),
+    Url(String),
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(db: &Db, tick: &str, extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tick",
+            tick,
+        ]);
+        match db {
+            Db::Dir(d) => cmd.args(["--data-dir", d.to_str().unwrap()]),
+            Db::Url(u) => cmd.args(["--database-url", u]),
+        };
+        cmd.args(extra)
+            .env("FLEETSCALE_ADMIN_TOKEN", ADMIN)
+            .env("FLEETSCALE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd.spawn().expect("start fleetscale");
+        let s = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = s.http.get(format!("{}/readyz", s.base)).send().await {
+                if r.status().is_success() {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (s, v) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(s, 200, "GET {path}: {v}");
+        v
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(s == 200 || s == 201 || s == 202, "POST {path} -> {s}: {v}");
+        v
+    }
+
+    async fn push(&self, pool: &str, value: f64) {
+        self.post(
+            "/api/v1/metrics",
+            json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": value}]}),
+        )
+        .await;
+    }
+
+    async fn desired(&self, pool: &str) -> i64 {
+        self.get(&format!("/api/v1/pools/{pool}")).await["desired_capacity"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fresh_postgres() -> Db {
+    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name =
+        format!("fs_bb_{}", std::process::id()) + &format!("_{}", fleetscale_store::now_ms());
+    let store = fleetscale_store::Store::open(&admin)
+        .await
+        .expect("connect");
+    store
+        .exec_admin(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    store.close().await;
+    let base = admin.rsplit_once('/').unwrap().0;
+    Db::Url(format!("{base}/{name}"))
+}
+
+fn temp_dir() -> Db {
+    let d = std::env::temp_dir().join(format!(
+        "fs-bb-{}-{}",
+        std::process::id(),
+        fleetscale_store::now_ms()
+    ));
+    Db::Dir(d)
+}
+
+/// Creates a tenant, a region and the pool; returns (tenant, pool).
+async fn setup(s: &Server, max: i64, cooldown: i64) -> (String, String) {
+    let t = s
+        .post(
+            "/api/v1/tenants",
+            json!({"name": format!("bb-{}", fleetscale_store::now_ms())}),
+        )
+        .await;
+    let tid = t["id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .call(reqwest::Method::GET, "/api/v1/regions/eu-west", None)
+        .await;
+    if st == 404 {
+        s.post(
+            "/api/v1/regions",
+            json!({"name": "eu-west", "jurisdiction": "eu"}),
+        )
+        .await;
+    }
+    let p = s
+        .post(
+            "/api/v1/pools",
+            json!({
+                "tenant_id": tid, "region": "eu-west", "agent_type": "writer",
+                "min_capacity": 1, "max_capacity": max, "desired_capacity": 1,
+                "capacity_per_instance": 10, "metric": "throughput", "mode": "autonomous",
+                "scaling_policy": {"scale_up_threshold": 80, "scale_down_threshold": 30,
+                                   "cooldown_seconds": cooldown, "increment": 1, "window_seconds": 2}
+            }),
+        )
+        .await;
+    (tid, p["id"].as_str().unwrap().to_string())
+}
+
+/// Pushes `value` every 200 ms until `pool` has `want` instances or `limit` passes.
+async fn push_until(s: &Server, pool: &str, value: f64, want: i64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        s.push(pool, value).await;
+        if s.desired(pool).await == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "pool did not reach {want} within {limit:?} (at {})",
+            s.desired(pool).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn scales_and_survives_kill9(db: Db) {
+    let tick = Duration::from_millis(500);
+    let mut s = Server::start(&db, "500ms", &[]).await;
+    let (_, pool) = setup(&s, 3, 3).await;
+    // 9.5 on 1 × 10 is 95% > 80%: up by the increment within two ticks.
+    let took = push_until(&s, &pool, 9.5, 2, Duration::from_secs(10)).await;
+    assert!(
+        took <= tick * 2 + Duration::from_secs(1),
+        "scale-up took {took:?}"
+    );
+    let events = s
+        .get(&format!("/api/v1/scaling-events?pool_id={pool}"))
+        .await;
+    let up = &events["items"][0];
+    assert_eq!(
+        (
+            up["previous_capacity"].as_i64(),
+            up["new_capacity"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(up["trigger_source"], "autoscaler");
+    assert!(
+        up["reason"].as_str().unwrap().contains("exceeds threshold"),
+        "{up}"
+    );
+    // Low load: down after the 3 s cooldown, never below min.
+    push_until(&s, &pool, 1.0, 1, Duration::from_secs(15)).await;
+    for _ in 0..10 {
+        s.push(&pool, 0.0).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.desired(&pool).await, 1, "never below min");
+    let events = s
+        .get(&format!("/api/v1/scaling-events?pool_id={pool}"))
+        .await;
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{events}");
+    let down = &items[0];
+    assert_eq!(
+        (
+            down["previous_capacity"].as_i64(),
+            down["new_capacity"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    let ts = |e: &Value| {
+        fleetscale_server::api::parse_rfc3339_ms(e["created_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(
+        ts(down) - ts(up) >= 3000,
+        "scale-down respected the cooldown"
+    );
+    // kill -9, restart on the same data: every pool and event as it was.
+    let pools_before = s.get("/api/v1/pools").await;
+    let events_before = s
+        .get(&format!("/api/v1/scaling-events?pool_id={pool}"))
+        .await;
+    let audit_before = s.get("/api/v1/audit").await;
+    s.kill9();
+    let s2 = Server::start(&db, "500ms", &[]).await;
+    assert_eq!(s2.get("/api/v1/pools").await, pools_before);
+    assert_eq!(
+        s2.get(&format!("/api/v1/scaling-events?pool_id={pool}"))
+            .await,
+        events_before
+    );
+    assert_eq!(s2.get("/api/v1/audit").await, audit_before);
+}
+
+#[tokio::test]
+async fn sqlite_pool_scales_and_survives_kill9() {
+    scales_and_survives_kill9(temp_dir()).await;
+}
+
+#[tokio::test]
+async fn postgres_pool_scales_and_survives_kill9() {
+    scales_and_survives_kill9(fresh_postgres().await).await;
+}
+
+#[derive(Default)]
+struct Receiver {
+    /// Idempotency key → deliveries received.
+    seen: HashMap<String, u32>,
+    bad_signatures: u32,
+}
+
+async fn start_receiver() -> (String, Arc<Mutex<Receiver>>) {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    let state = Arc::new(Mutex::new(Receiver::default()));
+    let st = state.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let st = st.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let sig = headers
+                    .get("x-fleetscale-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut r = st.lock().unwrap();
+                if sig != fleetscale_server::actuator::sign(SECRET, &body) {
+                    r.bad_signatures += 1;
+                }
+                *r.seen.entry(key).or_default() += 1;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), state)
+}
+
+/// Pushes overload until `pool` has grown by `n` instances.
+async fn grow(s: &Server, pool: &str, n: i64) {
+    let start = s.desired(pool).await;
+    let started = Instant::now();
+    while s.desired(pool).await < start + n {
+        s.push(pool, 1000.0).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "pool stopped growing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn engine(s: &Server) -> Value {
+    s.get("/api/v1/engine").await
+}
+
+/// Events of `pool` whose actuation is still pending or failed.
+async fn undelivered(s: &Server, pool: &str) -> usize {
+    let evs = s
+        .get(&format!("/api/v1/scaling-events?pool_id={pool}&limit=1000"))
+        .await;
+    evs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["actuation"]["status"].as_str(),
+                Some("pending" | "failed")
+            )
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn two_replicas_one_leader_failover_and_no_duplicate_webhooks() {
+    let db = fresh_postgres().await;
+    let (hook, received) = start_receiver().await;
+    let tick = Duration::from_secs(1);
+    let args = [
+        "--actuator",
+        "webhook",
+        "--webhook-url",
+        &hook,
+        "--webhook-secret",
+        SECRET,
+    ];
+    let a = Server::start(&db, "1s", &args).await;
+    let b = Server::start(&db, "1s", &args).await;
+    // Exactly one leader.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (leader_is_a, _) = loop {
+        let (ea, eb) = (engine(&a).await, engine(&b).await);
+        let (la, lb) = (ea["leader"] == true, eb["leader"] == true);
+        assert!(!(la && lb), "two leaders: {ea} {eb}");
+        assert_eq!(
+            ea["lease_holder"], eb["lease_holder"],
+            "replicas disagree on the leader"
+        );
+        if la || lb {
+            break (la, ea);
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (mut leader, follower) = if leader_is_a { (a, b) } else { (b, a) };
+    let (_, pool) = setup(&follower, 20, 0).await;
+    // Sustained overload: one scale-up per tick, each delivered by webhook.
+    grow(&follower, &pool, 3).await;
+    // Quiesce: no load (metrics go stale → hold), every event delivered.
+    let started = Instant::now();
+    while undelivered(&follower, &pool).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "events not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    leader.kill9();
+    let killed = Instant::now();
+    loop {
+        if engine(&follower).await["leader"] == true {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "no failover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = killed.elapsed();
+    assert!(
+        took <= tick * 2 + Duration::from_millis(500),
+        "failover took {took:?}, more than two ticks"
+    );
+    grow(&follower, &pool, 3).await;
+    let started = Instant::now();
+    while undelivered(&follower, &pool).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "events not delivered after failover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let evs = follower
+        .get(&format!("/api/v1/scaling-events?pool_id={pool}&limit=1000"))
+        .await;
+    let delivered: Vec<String> = evs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actuation"]["status"] == "delivered")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(delivered.len() >= 6, "{evs}");
+    let r = received.lock().unwrap();
+    assert_eq!(r.bad_signatures, 0);
+    for id in &delivered {
+        assert_eq!(
+            r.seen.get(id),
+            Some(&1),
+            "event {id} delivered {:?} times",
+            r.seen.get(id)
+        );
+    }
+    let dups: Vec<_> = r.seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "duplicate deliveries: {dups:?}");
+    assert_eq!(
+        r.seen.len(),
+        delivered.len(),
+        "every delivery is a recorded event"
+    );
+}
