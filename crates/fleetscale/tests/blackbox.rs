@@ -462,3 +462,92 @@ async fn two_replicas_one_leader_failover_and_no_duplicate_webhooks() {
         "every delivery is a recorded event"
     );
 }
+
+/// Runs the CLI against `s`; returns (exit code, stdout, stderr).
+fn cli(s: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("FLEETSCALE_SERVER", &s.base)
+        .env("FLEETSCALE_TOKEN", ADMIN)
+        .output()
+        .expect("run CLI");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn cli_json(s: &Server, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let (code, out, err) = cli(s, &all);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+}
+
+#[tokio::test]
+async fn cli_mirrors_the_seed_commands() {
+    let s = Server::start(&temp_dir(), "1s", &[]).await;
+    let t = cli_json(&s, &["tenants", "create", "acme"]);
+    let tid = t["id"].as_str().unwrap().to_string();
+    cli_json(
+        &s,
+        &["regions", "create", "eu-west", "--jurisdiction", "eu"],
+    );
+    let p = cli_json(
+        &s,
+        &[
+            "pools",
+            "create",
+            "--tenant-id",
+            &tid,
+            "--region",
+            "eu-west",
+            "--agent-type",
+            "writer",
+            "--min",
+            "1",
+            "--max",
+            "8",
+            "--desired",
+            "2",
+            "--capacity-per-instance",
+            "10",
+            "--mode",
+            "frozen",
+        ],
+    );
+    let pid = p["id"].as_str().unwrap().to_string();
+    assert_eq!(p["mode"], "frozen");
+    let l = cli_json(&s, &["pools", "list", "--tenant-id", &tid]);
+    assert_eq!(l["items"][0]["id"], pid.as_str());
+    let scaled = cli_json(
+        &s,
+        &["scale", &pid, "--capacity", "5", "--reason", "Manual scale"],
+    );
+    assert_eq!(scaled["pool"]["desired_capacity"], 5);
+    let ev = cli_json(&s, &["events", "--pool-id", &pid]);
+    assert_eq!(
+        (
+            ev["items"][0]["new_capacity"].as_i64(),
+            ev["items"][0]["trigger_source"].as_str()
+        ),
+        (Some(5), Some("manual"))
+    );
+    let r = cli_json(&s, &["rebalance", "--tenant-id", &tid]);
+    assert_eq!(r["rebalanced"], 0);
+    let (code, table, _) = cli(&s, &["pools", "list", "--tenant-id", &tid]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("DESIRED_CAPACITY") && table.contains(&pid),
+        "{table}"
+    );
+    // Bad input: the API's problem, named, and exit code 2.
+    let (code, _, err) = cli(&s, &["scale", &pid, "--capacity=-3", "--reason", "x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("422") && err.contains("capacity"), "{err}");
+    let (code, _, err) = cli(&s, &["pools", "get", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("404"), "{err}");
+}

@@ -28,12 +28,20 @@ fn synthetic_pools(n: usize, now: i64) -> Vec<PoolState> {
             let desired = 1 + (i % 10) as i64;
             PoolState {
                 id: format!("pool-{i:06}"),
-                mode: if i % 5 == 0 { Mode::Recommend } else { Mode::Autonomous },
+                mode: if i % 5 == 0 {
+                    Mode::Recommend
+                } else {
+                    Mode::Autonomous
+                },
                 safety_lock: false,
                 policy: PolicySpec::Threshold(ThresholdPolicy::default()),
                 observation: Observation {
                     now_ms: now,
-                    bounds: PoolBounds { min: 1, max: 20, desired },
+                    bounds: PoolBounds {
+                        min: 1,
+                        max: 20,
+                        desired,
+                    },
                     capacity_per_instance: 10.0,
                     load: (i % 7 != 0).then(|| WindowStats {
                         mean: (i * 37 % 200) as f64,
@@ -52,11 +60,15 @@ async fn seed_sqlite(n: usize, now: i64) -> AppState {
     let dir = std::env::temp_dir().join(format!("fs-bench-{n}-{now}"));
     let store = Store::open_sqlite(&dir).await.expect("open");
     let t = store.create_tenant("bench", "bench").await.expect("tenant");
-    store.create_region("r1", "eu", "bench").await.expect("region");
+    store
+        .create_region("r1", "eu", "bench")
+        .await
+        .expect("region");
     let policy = serde_json::to_string(&ThresholdPolicy::default()).unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
         let mut pools = String::from("BEGIN; INSERT INTO pools (id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, window_seconds, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms) VALUES ");
-        let mut samples = String::from("INSERT INTO metric_samples (pool_id, metric, ts_ms, value) VALUES ");
+        let mut samples =
+            String::from("INSERT INTO metric_samples (pool_id, metric, ts_ms, value) VALUES ");
         for (k, i) in chunk.iter().enumerate() {
             let sep = if k == 0 { "" } else { "," };
             pools.push_str(&format!(
@@ -64,7 +76,11 @@ async fn seed_sqlite(n: usize, now: i64) -> AppState {
                 t.id,
                 1 + i % 10
             ));
-            samples.push_str(&format!("{sep}('p{i:07}', 'throughput', {}, {})", now - 1000, i * 37 % 200));
+            samples.push_str(&format!(
+                "{sep}('p{i:07}', 'throughput', {}, {})",
+                now - 1000,
+                i * 37 % 200
+            ));
         }
         pools.push_str("; ");
         pools.push_str(&samples);
@@ -92,6 +108,24 @@ async fn bench_ingest() {
         .unwrap();
         pool_ids.push(store.create_pool(&p, "bench").await.unwrap().id);
     }
+    let direct: Vec<fleetscale_store::Sample> = (0..1000)
+        .map(|i| fleetscale_store::Sample {
+            pool_id: pool_ids[i % pool_ids.len()].clone(),
+            metric: "throughput".into(),
+            ts_ms: now + i as i64,
+            value: 1.0,
+        })
+        .collect();
+    let t = Instant::now();
+    for _ in 0..50 {
+        store.insert_samples(&direct).await.unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "ingest  sqlite durable, store only, batches of 1000: {:.0} samples/s ({:.1} ms per batch)",
+        50_000.0 / secs,
+        secs * 1000.0 / 50.0
+    );
     let mut state = AppState::new(store);
     state.admin_token_hash = Some(Arc::from(hash_token("bench")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -146,7 +180,14 @@ async fn main() {
                 t.elapsed()
             })
             .collect();
-        println!("plan    pure plan_tick, {n:>6} pools, one thread: median {:?}", median(runs));
+        println!(
+            "plan    pure plan_tick, {n:>6} pools, one thread: median {:?}",
+            median(runs)
+        );
+    }
+    if std::env::args().any(|a| a == "--ingest-only") {
+        bench_ingest().await;
+        return;
     }
     for n in [10_000usize, 100_000] {
         let now = now_ms();
@@ -154,12 +195,17 @@ async fn main() {
         let mut runs = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            let pools = fleetscale_server::engine::observe(&state, now).await.unwrap();
+            let pools = fleetscale_server::engine::observe(&state, now)
+                .await
+                .unwrap();
             let (steps, _) = plan_tick(&pools);
             std::hint::black_box(steps);
             runs.push(t.elapsed());
         }
-        println!("tick    observe (SQLite) + plan, {n:>6} pools: median {:?}", median(runs));
+        println!(
+            "tick    observe (SQLite) + plan, {n:>6} pools: median {:?}",
+            median(runs)
+        );
     }
     bench_ingest().await;
 }

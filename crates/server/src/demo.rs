@@ -66,8 +66,8 @@ pub async fn seed(store: &Store) -> Result<Tenant, StoreError> {
                 scaling_policy: Some(RawThresholdPolicy {
                     scale_up_threshold: Some(80.0),
                     scale_down_threshold: Some(30.0),
-                    cooldown_seconds: Some(10),
-                    increment: Some(2),
+                    cooldown_seconds: Some(8),
+                    increment: Some(1),
                     window_seconds: Some(20),
                 }),
             }

@@ -695,3 +695,101 @@ async fn health_ready_and_prometheus() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn webhook_failures_are_recorded_counted_and_retried() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+    // A receiver that fails its first 4 requests, then accepts.
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let c = c.clone();
+                async move {
+                    let sig = headers["x-fleetscale-signature"]
+                        .to_str()
+                        .unwrap()
+                        .to_string();
+                    assert_eq!(sig, fleetscale_server::actuator::sign("hook-secret", &body));
+                    assert!(headers.contains_key("idempotency-key"));
+                    if c.fetch_add(1, Ordering::SeqCst) < 4 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let mut app = App::new().await;
+    app.state.actuator = Arc::new(
+        fleetscale_server::Actuator::webhook(fleetscale_server::WebhookConfig {
+            url: format!("http://{addr}/hook"),
+            secret: "hook-secret".into(),
+            timeout: Duration::from_secs(2),
+            max_attempts: 3,
+            backoff: Duration::from_millis(10),
+        })
+        .unwrap(),
+    );
+    let (tid, pool) = app.fleet("acme").await;
+    let s = app
+        .admin(
+            "POST",
+            "/api/v1/scale",
+            json!({"tenant_id": tid, "pool_id": pool, "capacity": 4, "reason": "x"}),
+        )
+        .await;
+    let id = s["event"]["id"].as_str().unwrap().to_string();
+    assert_eq!(s["event"]["actuation"]["status"], "pending");
+    // First tick: 3 attempts, all refused → failed, counted.
+    let (ok, failed) = fleetscale_server::engine::actuate_pending(&app.state, None)
+        .await
+        .unwrap();
+    assert_eq!((ok, failed), (0, 1));
+    let e = app
+        .admin("GET", &format!("/api/v1/scaling-events/{id}"), Value::Null)
+        .await;
+    assert_eq!(
+        (
+            e["actuation"]["status"].as_str(),
+            e["actuation"]["attempts"].as_i64()
+        ),
+        (Some("failed"), Some(3))
+    );
+    assert!(
+        e["actuation"]["error"].as_str().unwrap().contains("503"),
+        "{e}"
+    );
+    assert_eq!(app.state.metrics.actuation_failures.get(), 1);
+    // Next tick: attempt 4 fails, attempt 5 succeeds.
+    let (ok, failed) = fleetscale_server::engine::actuate_pending(&app.state, None)
+        .await
+        .unwrap();
+    assert_eq!((ok, failed), (1, 0));
+    let e = app
+        .admin("GET", &format!("/api/v1/scaling-events/{id}"), Value::Null)
+        .await;
+    assert_eq!(
+        (
+            e["actuation"]["status"].as_str(),
+            e["actuation"]["attempts"].as_i64()
+        ),
+        (Some("delivered"), Some(5))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    // Nothing left to deliver.
+    assert_eq!(
+        fleetscale_server::engine::actuate_pending(&app.state, None)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+}
