@@ -7,10 +7,12 @@
 
 pub mod capacity;
 pub mod control;
+pub mod forecast;
 pub mod hpa;
 pub mod policy;
 pub mod pool;
 pub mod rebalance;
+pub mod trace;
 pub mod validate;
 
 pub use policy::{

@@ -3,6 +3,7 @@
 //! for scripts), except `conformance`, which runs locally.
 
 mod client;
+mod forecast;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,6 +128,8 @@ enum Command {
         #[command(subcommand)]
         cmd: ConformanceCmd,
     },
+    /// Backtest the forecaster on a trace against seasonal naive (runs locally).
+    Forecast(forecast::ForecastArgs),
 }
 
 #[derive(Args, Debug)]
@@ -606,6 +609,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Conformance {
             cmd: ConformanceCmd::Hpa { file, output },
         } => client::conformance_hpa(&file, output),
+        Command::Forecast(a) => forecast::run(&a),
     }
 }
 
