@@ -272,7 +272,9 @@ impl Model {
             let mut m = Model::fresh(kind, p0, s1, s2, &z);
             let (mut sse, mut cnt) = (0.0, 0usize);
             for v in &z {
-                if let (Some(v), Some(f)) = (v, m.naive_z(1)) {
+                // Only residuals of a real (seasonal) lag count.
+                let lag_known = m.t >= s1;
+                if let (true, Some(v), Some(f)) = (lag_known, v, m.naive_z(1)) {
                     sse += (v - f).powi(2);
                     cnt += 1;
                 }
