@@ -4,6 +4,7 @@
 
 mod client;
 mod forecast;
+mod policy_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,6 +131,11 @@ enum Command {
     },
     /// Backtest the forecaster on a trace against seasonal naive (runs locally).
     Forecast(forecast::ForecastArgs),
+    /// Evaluate scaling policies on supplied inputs (runs locally).
+    Policy {
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCmd,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -610,6 +616,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             cmd: ConformanceCmd::Hpa { file, output },
         } => client::conformance_hpa(&file, output),
         Command::Forecast(a) => forecast::run(&a),
+        Command::Policy { cmd } => policy_cmd::run(&cmd),
     }
 }
 
