@@ -122,12 +122,6 @@ mod tests {
             safety_lock: lock,
             policy: PolicySpec::Threshold(ThresholdPolicy::default()),
             observation: Observation {
-                now_ms: 1_000_000,
-                bounds: PoolBounds {
-                    min: 1,
-                    max: 10,
-                    desired: 2,
-                },
                 capacity_per_instance: 10.0,
                 load: mean.map(|m| WindowStats {
                     mean: m,
@@ -135,6 +129,14 @@ mod tests {
                     newest_ts_ms: 999_000,
                 }),
                 last_scaled_at_ms: None,
+                ..Observation::new(
+                    1_000_000,
+                    PoolBounds {
+                        min: 1,
+                        max: 10,
+                        desired: 2,
+                    },
+                )
             },
             pending_proposal: pending,
         }

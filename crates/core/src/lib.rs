@@ -7,15 +7,20 @@
 
 pub mod capacity;
 pub mod control;
+pub mod decision;
+pub mod forecast;
 pub mod hpa;
+pub mod policies;
 pub mod policy;
 pub mod pool;
 pub mod rebalance;
+pub mod trace;
 pub mod validate;
 
+pub use decision::{decide_all, CombinedDecision, PerformanceTargets, PoolPolicies, Reason};
 pub use policy::{
-    decide, Action, Decision, Observation, PolicySpec, RawThresholdPolicy, ThresholdPolicy,
-    WindowStats,
+    decide, Action, Decision, Observation, PolicySpec, QueueObservation, RawThresholdPolicy,
+    Sample, SlaObservation, ThresholdPolicy, WindowStats,
 };
 pub use pool::{Mode, NewPool, PoolBounds, PoolPatch, ValidPool};
 pub use validate::{FieldError, Violations};

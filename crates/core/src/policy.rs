@@ -8,7 +8,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hpa::{HpaState, Pod, PodMetric};
+use crate::policies::{
+    predictive::PredictivePolicy, queue::QueuePolicy, schedule::SchedulePolicy,
+    target_tracking::TargetTrackingPolicy, triggers::TriggersPolicy,
+};
 use crate::pool::PoolBounds;
+use crate::trace::RateSeries;
 use crate::validate::Violations;
 
 /// Default evaluation window of the threshold policy (the seed's 5 minutes).
@@ -111,6 +117,16 @@ impl ThresholdPolicy {
 pub enum PolicySpec {
     /// The phase-93 threshold policy.
     Threshold(ThresholdPolicy),
+    /// Kubernetes-HPA-compatible target tracking.
+    TargetTracking(TargetTrackingPolicy),
+    /// Metric triggers held for a duration ("cpu > 70 for 120 s").
+    Triggers(TriggersPolicy),
+    /// Queue backlog and maximum queue lag.
+    Queue(QueuePolicy),
+    /// Cron schedules setting a target or a floor.
+    Schedule(SchedulePolicy),
+    /// Forecast-driven pre-scaling.
+    Predictive(PredictivePolicy),
 }
 
 impl PolicySpec {
@@ -118,6 +134,11 @@ impl PolicySpec {
     pub fn name(&self) -> &'static str {
         match self {
             PolicySpec::Threshold(_) => "threshold",
+            PolicySpec::TargetTracking(_) => "target_tracking",
+            PolicySpec::Triggers(_) => "triggers",
+            PolicySpec::Queue(_) => "queue",
+            PolicySpec::Schedule(_) => "schedule",
+            PolicySpec::Predictive(_) => "predictive",
         }
     }
 
@@ -125,8 +146,78 @@ impl PolicySpec {
     pub fn window_seconds(&self) -> i64 {
         match self {
             PolicySpec::Threshold(p) => p.window_seconds,
+            PolicySpec::TargetTracking(_) => DEFAULT_WINDOW_SECONDS,
+            PolicySpec::Triggers(p) => p
+                .triggers
+                .iter()
+                .map(|t| t.duration_seconds.saturating_add(p.max_sample_gap_seconds))
+                .max()
+                .unwrap_or(DEFAULT_WINDOW_SECONDS),
+            PolicySpec::Queue(p) => p.max_observation_age_seconds,
+            PolicySpec::Schedule(_) => 0,
+            PolicySpec::Predictive(p) => p.history_seconds,
         }
     }
+
+    /// Validates the policy, recording every violation under `prefix`.
+    /// Metric names must be known (see [`crate::policies::KNOWN_METRICS`]).
+    pub fn validate_into(&self, prefix: &str, v: &mut Violations) {
+        match self {
+            PolicySpec::Threshold(p) => {
+                p.to_raw().validate(prefix, v);
+            }
+            PolicySpec::TargetTracking(p) => p.validate(prefix, v),
+            PolicySpec::Triggers(p) => p.validate(prefix, v),
+            PolicySpec::Queue(p) => p.validate(prefix, v),
+            PolicySpec::Schedule(p) => p.validate(prefix, v),
+            PolicySpec::Predictive(p) => p.validate(prefix, v),
+        }
+    }
+
+    /// Every violation of the policy, or `Ok` when it is valid.
+    pub fn validate(&self) -> Result<(), Violations> {
+        let mut v = Violations::default();
+        self.validate_into("policy", &mut v);
+        v.into_result(())
+    }
+}
+
+/// One timestamped sample of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// When it was taken, Unix ms.
+    pub ts_ms: i64,
+    /// Its value.
+    pub value: f64,
+}
+
+/// A queue's state as observed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueObservation {
+    /// Messages waiting.
+    pub backlog: f64,
+    /// Messages one instance completes per second, when measured.
+    #[serde(default)]
+    pub throughput_per_instance: Option<f64>,
+    /// When the backlog was read, Unix ms.
+    pub observed_at_ms: i64,
+}
+
+/// Service-level figures as observed, for the SLA margin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaObservation {
+    /// Response time (e.g. p95), ms.
+    #[serde(default)]
+    pub response_time_ms: Option<f64>,
+    /// Availability, percent.
+    #[serde(default)]
+    pub availability_percent: Option<f64>,
+    /// Error rate, fraction of requests.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
 }
 
 /// Aggregate of one metric's samples inside the evaluation window.
@@ -140,7 +231,8 @@ pub struct WindowStats {
     pub newest_ts_ms: i64,
 }
 
-/// Everything a policy may look at, gathered by the shell.
+/// Everything a policy may look at, gathered by the shell. Fields after
+/// `last_scaled_at_ms` are optional on the wire and default to "not observed".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// Evaluation time (Unix ms).
@@ -153,6 +245,63 @@ pub struct Observation {
     pub load: Option<WindowStats>,
     /// When the pool last changed size (Unix ms), for cooldowns.
     pub last_scaled_at_ms: Option<i64>,
+    /// When the pool last grew (Unix ms); falls back to `last_scaled_at_ms`.
+    #[serde(default)]
+    pub last_scale_up_at_ms: Option<i64>,
+    /// When the pool last shrank (Unix ms); falls back to `last_scaled_at_ms`.
+    #[serde(default)]
+    pub last_scale_down_at_ms: Option<i64>,
+    /// Recent samples per metric name, oldest first.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, Vec<Sample>>,
+    /// The pool's work queue.
+    #[serde(default)]
+    pub queue: Option<QueueObservation>,
+    /// Demand history (one value per interval) for forecasting.
+    #[serde(default)]
+    pub history: Option<RateSeries>,
+    /// The pool's instances, for target tracking's readiness rules.
+    #[serde(default)]
+    pub instances: Vec<Pod>,
+    /// Per-instance samples per metric name, for target tracking.
+    #[serde(default)]
+    pub instance_metrics: BTreeMap<String, Vec<PodMetric>>,
+    /// Target tracking's controller memory (recommendations, scale events).
+    #[serde(default)]
+    pub hpa_state: HpaState,
+    /// Service-level figures.
+    #[serde(default)]
+    pub sla: Option<SlaObservation>,
+    /// Instances the provider can still add (quota, stock), when known.
+    #[serde(default)]
+    pub available_instances: Option<i64>,
+    /// An admin's safety lock: the autoscaler may not change the pool.
+    #[serde(default)]
+    pub safety_lock: bool,
+}
+
+impl Observation {
+    /// An observation at `now_ms` of a pool with `bounds`, with nothing measured.
+    pub fn new(now_ms: i64, bounds: PoolBounds) -> Observation {
+        Observation {
+            now_ms,
+            bounds,
+            capacity_per_instance: 1.0,
+            load: None,
+            last_scaled_at_ms: None,
+            last_scale_up_at_ms: None,
+            last_scale_down_at_ms: None,
+            metrics: BTreeMap::new(),
+            queue: None,
+            history: None,
+            instances: Vec::new(),
+            instance_metrics: BTreeMap::new(),
+            hpa_state: HpaState::default(),
+            sla: None,
+            available_instances: None,
+            safety_lock: false,
+        }
+    }
 }
 
 /// What a decision does.
@@ -187,6 +336,13 @@ pub struct Decision {
     pub inputs: BTreeMap<String, f64>,
     /// When the policy wants to be asked again at the earliest, if it knows (ms).
     pub requeue_after_ms: Option<i64>,
+    /// True when the policy held because its inputs were missing or stale.
+    #[serde(default)]
+    pub data_missing: bool,
+    /// Target tracking's controller memory after this decision (assuming it
+    /// is applied), for the caller to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa_state: Option<HpaState>,
 }
 
 impl Decision {
@@ -195,7 +351,8 @@ impl Decision {
         self.target != self.current
     }
 
-    fn hold(current: i64, policy: &str, reason: String, confidence: f64) -> Decision {
+    /// A decision to keep `current`.
+    pub fn hold(current: i64, policy: &str, reason: String, confidence: f64) -> Decision {
         Decision {
             action: Action::Hold,
             current,
@@ -205,6 +362,51 @@ impl Decision {
             confidence,
             inputs: BTreeMap::new(),
             requeue_after_ms: None,
+            data_missing: false,
+            hpa_state: None,
+        }
+    }
+
+    /// A hold for lack of (fresh) data: confidence 0, `data_missing`.
+    pub fn no_data(current: i64, policy: &str, reason: String) -> Decision {
+        let mut d = Decision::hold(current, policy, reason, 0.0);
+        d.data_missing = true;
+        d
+    }
+
+    /// A decision to move to `target` (clamped to `bounds`); the action
+    /// follows from the clamped target.
+    pub fn to_target(
+        bounds: PoolBounds,
+        target: i64,
+        policy: &str,
+        reason: String,
+        confidence: f64,
+        inputs: BTreeMap<String, f64>,
+    ) -> Decision {
+        let current = bounds.desired;
+        let target = bounds.clamp(target);
+        let action = match target.cmp(&current) {
+            std::cmp::Ordering::Greater => Action::ScaleUp,
+            std::cmp::Ordering::Less => Action::ScaleDown,
+            std::cmp::Ordering::Equal => Action::Hold,
+        };
+        let confidence = if confidence.is_finite() {
+            confidence.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        Decision {
+            action,
+            current,
+            target,
+            policy: policy.to_string(),
+            reason,
+            confidence,
+            inputs,
+            requeue_after_ms: None,
+            data_missing: false,
+            hpa_state: None,
         }
     }
 }
@@ -228,6 +430,11 @@ pub fn utilization_pct(mean_load: f64, desired: i64, capacity_per_instance: f64)
 pub fn decide(spec: &PolicySpec, obs: &Observation) -> Decision {
     match spec {
         PolicySpec::Threshold(p) => decide_threshold(p, obs),
+        PolicySpec::TargetTracking(p) => p.decide(obs),
+        PolicySpec::Triggers(p) => p.decide(obs),
+        PolicySpec::Queue(p) => p.decide(obs),
+        PolicySpec::Schedule(p) => p.decide(obs),
+        PolicySpec::Predictive(p) => p.decide(obs),
     }
 }
 
@@ -260,14 +467,13 @@ fn decide_threshold(p: &ThresholdPolicy, obs: &Observation) -> Decision {
             l
         }
         Some(l) if l.count > 0 => {
-            let mut d = Decision::hold(
+            let mut d = Decision::no_data(
                 current,
                 NAME,
                 format!(
                     "Metrics are stale (newest sample {}s old): holding",
                     (obs.now_ms - l.newest_ts_ms) / 1000
                 ),
-                0.0,
             );
             d.inputs.insert(
                 "newest_sample_age_ms".into(),
@@ -275,7 +481,7 @@ fn decide_threshold(p: &ThresholdPolicy, obs: &Observation) -> Decision {
             );
             return d;
         }
-        _ => return Decision::hold(current, NAME, "No metrics available: holding".into(), 0.0),
+        _ => return Decision::no_data(current, NAME, "No metrics available: holding".into()),
     };
     let mut inputs = BTreeMap::new();
     inputs.insert("mean_load".into(), load.mean);
@@ -345,6 +551,8 @@ fn decide_threshold(p: &ThresholdPolicy, obs: &Observation) -> Decision {
         confidence: 1.0,
         inputs,
         requeue_after_ms: None,
+        data_missing: false,
+        hpa_state: None,
     }
 }
 
@@ -357,8 +565,6 @@ mod tests {
 
     fn obs(min: i64, max: i64, desired: i64, mean: Option<f64>, last: Option<i64>) -> Observation {
         Observation {
-            now_ms: NOW,
-            bounds: PoolBounds { min, max, desired },
             capacity_per_instance: 10.0,
             load: mean.map(|m| WindowStats {
                 mean: m,
@@ -366,6 +572,7 @@ mod tests {
                 newest_ts_ms: NOW - 1000,
             }),
             last_scaled_at_ms: last,
+            ..Observation::new(NOW, PoolBounds { min, max, desired })
         }
     }
 

@@ -3,6 +3,8 @@
 //! for scripts), except `conformance`, which runs locally.
 
 mod client;
+mod forecast;
+mod policy_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,6 +128,13 @@ enum Command {
     Conformance {
         #[command(subcommand)]
         cmd: ConformanceCmd,
+    },
+    /// Backtest the forecaster on a trace against seasonal naive (runs locally).
+    Forecast(forecast::ForecastArgs),
+    /// Evaluate scaling policies on supplied inputs (runs locally).
+    Policy {
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCmd,
     },
 }
 
@@ -606,6 +615,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Conformance {
             cmd: ConformanceCmd::Hpa { file, output },
         } => client::conformance_hpa(&file, output),
+        Command::Forecast(a) => forecast::run(&a),
+        Command::Policy { cmd } => policy_cmd::run(&cmd),
     }
 }
 

@@ -373,6 +373,7 @@ async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observati
         capacity_per_instance: pool.capacity_per_instance,
         load: stats.get(&pool.id).copied(),
         last_scaled_at_ms: pool.last_scaled_at_ms,
+        ..Observation::new(now, pool.bounds())
     })
 }
 

@@ -135,6 +135,7 @@ pub async fn observe(state: &AppState, now: i64) -> Result<Vec<PoolState>, Store
                 capacity_per_instance: p.capacity_per_instance,
                 load: stats.get(&p.id).copied(),
                 last_scaled_at_ms: p.last_scaled_at_ms,
+                ..Observation::new(now, p.bounds())
             },
             pending_proposal: pending.get(&p.id).copied(),
         })

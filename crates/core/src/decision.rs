@@ -1,0 +1,576 @@
+//! The decision engine (agent-scalability-analytics §3.2): combines a pool's
+//! policies and the factors current load, predicted load, cost efficiency,
+//! SLA margin and available capacity into one [`CombinedDecision`] with a
+//! confidence and an ordered list of reasons carrying their figures.
+//!
+//! Rules, applied in this order (each one that acts adds a reason):
+//! 1. **Current load** — the load policies (threshold, target tracking,
+//!    triggers, queue): scale-out proposals take the maximum; scale-in needs
+//!    every load policy to propose a lower capacity (the least reduction is
+//!    taken) and no policy missing data.
+//! 2. **Predicted load** — a predictive policy proposing more than the
+//!    current capacity acts when there is no current-load action, or when
+//!    its urgency exceeds `spike_urgency_threshold` (seed: 0.8) — then it
+//!    overrides a scale-in, or raises a scale-out to the maximum. Otherwise
+//!    it is noted and vetoes any scale-in below its proposal.
+//! 3. **Cost efficiency** — with no action yet, when the measured load fits
+//!    in fewer instances at `target_utilization_percent`, scale in by
+//!    `cost_optimization_weight` of the excess, if no policy proposes more
+//!    than the current capacity and not below any policy's stated need
+//!    (`inputs["needed"]` of queue, target tracking and predictive).
+//! 4. **SLA margin** — any scale-in (rule 1 or 3) needs the SLA margin to
+//!    exceed `scale_in_sla_margin` (seed: 0.2). The margin is the smallest
+//!    relative headroom of response time, availability and error rate
+//!    against the performance targets; 1 when no target is set, unknown
+//!    (blocking scale-in) when a target is set but not observed.
+//! 5. **Available capacity** — a scale-out is capped at what the provider
+//!    can still add.
+//! 6. **Schedules** act as floors (target or floor entries alike).
+//! 7. **Bounds** `[min, max]`, then the **safety lock** (no change), last.
+//!
+//! Missing or stale data never leads to a scale-in.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policies::to_instances;
+use crate::policy::{decide, Action, Decision, Observation, PolicySpec};
+use crate::validate::Violations;
+
+fn d_urgency() -> f64 {
+    0.8
+}
+fn d_margin() -> f64 {
+    0.2
+}
+fn d_weight() -> f64 {
+    0.5
+}
+fn d_util() -> f64 {
+    70.0
+}
+
+/// A pool's performance targets (SLA), feeding the SLA margin and cost rules.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceTargets {
+    /// Maximum response time, ms.
+    #[serde(default)]
+    pub max_response_time_ms: Option<f64>,
+    /// Minimum availability, percent.
+    #[serde(default)]
+    pub min_availability_percent: Option<f64>,
+    /// Maximum error rate, fraction.
+    #[serde(default)]
+    pub max_error_rate: Option<f64>,
+    /// How much of the excess capacity cost-driven scale-in removes, `[0, 1]`
+    /// (default 0.5; 0 disables it).
+    #[serde(default = "d_weight")]
+    pub cost_optimization_weight: f64,
+    /// Utilization the cost rule plans for, percent (default 70).
+    #[serde(default = "d_util")]
+    pub target_utilization_percent: f64,
+}
+
+impl Default for PerformanceTargets {
+    fn default() -> Self {
+        PerformanceTargets {
+            max_response_time_ms: None,
+            min_availability_percent: None,
+            max_error_rate: None,
+            cost_optimization_weight: d_weight(),
+            target_utilization_percent: d_util(),
+        }
+    }
+}
+
+/// A pool's policies and how the engine combines them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPolicies {
+    /// The policies, 1..=20.
+    pub policies: Vec<PolicySpec>,
+    /// Performance targets.
+    #[serde(default)]
+    pub performance_targets: PerformanceTargets,
+    /// Urgency above which a predicted spike overrides the current-load action.
+    #[serde(default = "d_urgency")]
+    pub spike_urgency_threshold: f64,
+    /// SLA margin a scale-in needs.
+    #[serde(default = "d_margin")]
+    pub scale_in_sla_margin: f64,
+}
+
+/// One step of the reasoning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The factor or rule: `current_load`, `predicted_load`,
+    /// `cost_efficiency`, `sla_margin`, `resource_availability`, `schedule`,
+    /// `bounds`, `safety_lock`, `data`.
+    pub factor: String,
+    /// What it concluded.
+    pub message: String,
+    /// The figures behind it.
+    pub figures: BTreeMap<String, f64>,
+}
+
+/// The engine's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+pub struct CombinedDecision {
+    /// What to do.
+    pub action: Action,
+    /// Capacity before.
+    pub current: i64,
+    /// Capacity after, within the bounds.
+    pub target: i64,
+    /// Confidence in `[0, 1]`.
+    pub confidence: f64,
+    /// The reasoning, in the order the rules applied.
+    pub reasons: Vec<Reason>,
+    /// Each policy's own decision, in spec order.
+    pub policies: Vec<Decision>,
+}
+
+impl PoolPolicies {
+    /// Every violation of the spec, each with its field path.
+    pub fn validate(&self) -> Result<(), Violations> {
+        let mut v = Violations::default();
+        if self.policies.is_empty() || self.policies.len() > 20 {
+            v.push("policies", "must hold 1 to 20 policies");
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            p.validate_into(&format!("policies[{i}]"), &mut v);
+        }
+        let t = &self.performance_targets;
+        let f = |n: &str| format!("performance_targets.{n}");
+        if let Some(x) = t.max_response_time_ms {
+            if !(x.is_finite() && x > 0.0) {
+                v.push(f("max_response_time_ms"), "must be a number > 0");
+            }
+        }
+        if let Some(x) = t.min_availability_percent {
+            v.check_f64(&f("min_availability_percent"), x, 0.0, 100.0);
+        }
+        if let Some(x) = t.max_error_rate {
+            v.check_f64(&f("max_error_rate"), x, 0.0, 1.0);
+        }
+        v.check_f64(
+            &f("cost_optimization_weight"),
+            t.cost_optimization_weight,
+            0.0,
+            1.0,
+        );
+        if !(t.target_utilization_percent > 0.0 && t.target_utilization_percent <= 100.0) {
+            v.push(f("target_utilization_percent"), "must be > 0 and <= 100");
+        }
+        v.check_f64(
+            "spike_urgency_threshold",
+            self.spike_urgency_threshold,
+            0.0,
+            1.0,
+        );
+        v.check_f64("scale_in_sla_margin", self.scale_in_sla_margin, -1.0, 1.0);
+        v.into_result(())
+    }
+}
+
+/// Every violation of an observation used as evaluation input: bounds
+/// (`min <= desired <= max`, `min >= 0`), capacity per instance, queue and SLA figures.
+pub fn validate_observation(o: &Observation) -> Result<(), Violations> {
+    let mut v = Violations::default();
+    let b = o.bounds;
+    if b.min < 0 {
+        v.push("bounds.min", "must be >= 0");
+    }
+    if b.min > b.max {
+        v.push("bounds.min", "must be <= bounds.max");
+    }
+    if b.desired < b.min || b.desired > b.max {
+        v.push("bounds.desired", "must be within [bounds.min, bounds.max]");
+    }
+    if !(o.capacity_per_instance.is_finite() && o.capacity_per_instance >= 0.0) {
+        v.push("capacity_per_instance", "must be a number >= 0");
+    }
+    if let Some(q) = o.queue {
+        if !(q.backlog.is_finite() && q.backlog >= 0.0) {
+            v.push("queue.backlog", "must be a number >= 0");
+        }
+    }
+    if let Some(a) = o.available_instances {
+        if a < 0 {
+            v.push("available_instances", "must be >= 0");
+        }
+    }
+    v.into_result(())
+}
+
+/// The SLA margin in `[-1, 1]`: `Ok(None)` when no target is set, `Err(())`
+/// when a target is set but its figure is not observed.
+pub fn sla_margin(t: &PerformanceTargets, o: &Observation) -> Result<Option<f64>, String> {
+    let s = o.sla.unwrap_or_default();
+    let mut m: Option<f64> = None;
+    let mut take = |x: f64| m = Some(m.map_or(x, |y: f64| y.min(x)));
+    if let Some(max) = t.max_response_time_ms {
+        let rt = s.response_time_ms.ok_or("response time not observed")?;
+        take((max - rt) / max);
+    }
+    if let Some(min) = t.min_availability_percent {
+        let a = s.availability_percent.ok_or("availability not observed")?;
+        take(if min >= 100.0 {
+            if a >= 100.0 {
+                1.0
+            } else {
+                -1.0
+            }
+        } else {
+            (a - min) / (100.0 - min)
+        });
+    }
+    if let Some(max) = t.max_error_rate {
+        let e = s.error_rate.ok_or("error rate not observed")?;
+        take(if max > 0.0 {
+            (max - e) / max
+        } else if e > 0.0 {
+            -1.0
+        } else {
+            1.0
+        });
+    }
+    Ok(m.map(|x| if x.is_nan() { -1.0 } else { x.clamp(-1.0, 1.0) }))
+}
+
+fn is_load(p: &PolicySpec) -> bool {
+    !matches!(p, PolicySpec::Predictive(_) | PolicySpec::Schedule(_))
+}
+
+/// Evaluates every policy of `spec` on `obs` and combines them (see the
+/// module docs). Pure and deterministic.
+pub fn decide_all(spec: &PoolPolicies, obs: &Observation) -> CombinedDecision {
+    let b = obs.bounds;
+    let current = b.desired;
+    let ds: Vec<Decision> = spec.policies.iter().map(|p| decide(p, obs)).collect();
+    let mut reasons = Vec::new();
+    let mut reason = |factor: &str, message: String, figures: &[(&str, f64)]| {
+        reasons.push(Reason {
+            factor: factor.into(),
+            message,
+            figures: figures
+                .iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        });
+    };
+    let missing: Vec<&Decision> = ds.iter().filter(|d| d.data_missing).collect();
+    for d in &missing {
+        reason("data", format!("{}: {}", d.policy, d.reason), &[]);
+    }
+    let load: Vec<(usize, &Decision)> = ds
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| is_load(&spec.policies[*i]))
+        .collect();
+    // `proposal`: Some(target) once a rule has chosen a change.
+    let mut proposal: Option<i64> = None;
+    let mut conf: f64 = 1.0;
+    // 1. Current load.
+    let up = load
+        .iter()
+        .filter(|(_, d)| d.target > current)
+        .max_by_key(|(_, d)| d.target);
+    if let Some((_, d)) = up {
+        proposal = Some(d.target);
+        conf = d.confidence;
+        reason(
+            "current_load",
+            format!("{} proposes {}: {}", d.policy, d.target, d.reason),
+            &[("target", d.target as f64)],
+        );
+    } else if !load.is_empty() && missing.is_empty() && load.iter().all(|(_, d)| d.target < current)
+    {
+        let (_, d) = load
+            .iter()
+            .max_by_key(|(_, d)| d.target)
+            .copied()
+            .unwrap_or((0, &ds[0]));
+        proposal = Some(d.target);
+        conf = load.iter().map(|(_, d)| d.confidence).fold(1.0, f64::min);
+        reason(
+            "current_load",
+            format!(
+                "every load policy proposes less; least reduction {} by {}: {}",
+                d.target, d.policy, d.reason
+            ),
+            &[("target", d.target as f64)],
+        );
+    } else if !load.is_empty() {
+        reason(
+            "current_load",
+            "no change agreed by the load policies".into(),
+            &[("current", current as f64)],
+        );
+    }
+    // 2. Predicted load.
+    for (i, d) in ds.iter().enumerate() {
+        if !matches!(spec.policies[i], PolicySpec::Predictive(_)) || d.data_missing {
+            continue;
+        }
+        let urgency = d.inputs.get("urgency").copied().unwrap_or(0.0);
+        let figs = [
+            ("predicted_target", d.target as f64),
+            ("urgency", urgency),
+            ("confidence", d.confidence),
+        ];
+        if d.target > current {
+            match proposal {
+                None => {
+                    proposal = Some(d.target);
+                    conf = d.confidence;
+                    reason("predicted_load", format!("predicted spike: {}", d.reason), &figs);
+                }
+                Some(p) if urgency > spike_threshold(spec) => {
+                    let t = p.max(d.target);
+                    if p < current || d.target > p {
+                        conf = d.confidence;
+                    }
+                    proposal = Some(t);
+                    reason(
+                        "predicted_load",
+                        format!(
+                            "predicted spike with urgency {urgency:.2} > {}: overrides the current-load action, target {t}; {}",
+                            spike_threshold(spec),
+                            d.reason
+                        ),
+                        &figs,
+                    );
+                }
+                Some(p) if p < current => {
+                    proposal = None;
+                    reason(
+                        "predicted_load",
+                        format!("predicted spike (urgency {urgency:.2}) vetoes the scale-in: {}", d.reason),
+                        &figs,
+                    );
+                }
+                Some(_) => reason(
+                    "predicted_load",
+                    format!("predicted spike noted (urgency {urgency:.2}); current-load scale-out stands: {}", d.reason),
+                    &figs,
+                ),
+            }
+        } else if let Some(p) = proposal.filter(|p| *p < current && d.target > *p) {
+            proposal = Some(d.target.min(current));
+            reason(
+                "predicted_load",
+                format!(
+                    "predicted demand needs {}: scale-in limited (from {p})",
+                    d.target
+                ),
+                &figs,
+            );
+        } else if d.inputs.get("spike_expected") == Some(&1.0) {
+            reason(
+                "predicted_load",
+                format!(
+                    "predicted spike later (urgency {urgency:.2} <= {}): not acted on yet; {}",
+                    spike_threshold(spec),
+                    d.reason
+                ),
+                &figs,
+            );
+        } else if d.action == Action::Hold && d.inputs.contains_key("would_target") {
+            reason("predicted_load", d.reason.clone(), &figs);
+        }
+    }
+    // 3. Cost efficiency.
+    let t = &spec.performance_targets;
+    if proposal.is_none() && missing.is_empty() && t.cost_optimization_weight > 0.0 {
+        let fresh = obs.load.filter(|l| {
+            l.count > 0
+                && l.mean.is_finite()
+                && obs.now_ms - l.newest_ts_ms
+                    <= spec
+                        .policies
+                        .iter()
+                        .map(PolicySpec::window_seconds)
+                        .max()
+                        .unwrap_or(300)
+                        .max(1)
+                        * 1000
+        });
+        let per = obs.capacity_per_instance * t.target_utilization_percent / 100.0;
+        if let Some(l) = fresh.filter(|_| per > 0.0 && per.is_finite()) {
+            let needed = to_instances(crate::policies::ceil_tol(l.mean / per));
+            if needed < current {
+                let cut =
+                    to_instances((t.cost_optimization_weight * (current - needed) as f64).ceil());
+                let target = current - cut.max(1);
+                // Every policy's stated need (`inputs["needed"]`: queue,
+                // target tracking, predictive) bounds the cut from below.
+                let need = ds
+                    .iter()
+                    .filter_map(|d| d.inputs.get("needed"))
+                    .map(|x| to_instances(*x))
+                    .max()
+                    .unwrap_or(0);
+                let target = target.max(need);
+                let highest = ds.iter().map(|d| d.target).max().unwrap_or(current);
+                let figs = [
+                    ("mean_load", l.mean),
+                    ("needed_at_target_utilization", needed as f64),
+                    ("cost_optimization_weight", t.cost_optimization_weight),
+                    ("target", target as f64),
+                ];
+                if highest > current {
+                    reason(
+                        "cost_efficiency",
+                        format!("scale-in possible but a policy proposes {highest}"),
+                        &figs,
+                    );
+                } else if target < current {
+                    proposal = Some(target);
+                    conf = 1.0;
+                    reason(
+                        "cost_efficiency",
+                        format!(
+                            "load {:.1} fits in {needed} at {}% utilization: scale in to {target} (weight {})",
+                            l.mean, t.target_utilization_percent, t.cost_optimization_weight
+                        ),
+                        &figs,
+                    );
+                }
+            }
+        }
+    }
+    // 4. SLA margin for any scale-in.
+    if let Some(p) = proposal.filter(|p| *p < current) {
+        let ok = match sla_margin(t, obs) {
+            Ok(None) => {
+                reason(
+                    "sla_margin",
+                    "no SLA targets set: scale-in allowed".into(),
+                    &[],
+                );
+                true
+            }
+            Ok(Some(m)) if m > spec.scale_in_sla_margin => {
+                reason(
+                    "sla_margin",
+                    format!(
+                        "SLA margin {m:.2} > {}: scale-in to {p} allowed",
+                        spec.scale_in_sla_margin
+                    ),
+                    &[("margin", m)],
+                );
+                true
+            }
+            Ok(Some(m)) => {
+                reason(
+                    "sla_margin",
+                    format!(
+                        "SLA margin {m:.2} <= {}: no scale-in",
+                        spec.scale_in_sla_margin
+                    ),
+                    &[("margin", m)],
+                );
+                false
+            }
+            Err(e) => {
+                reason(
+                    "sla_margin",
+                    format!("SLA margin unknown ({e}): no scale-in"),
+                    &[],
+                );
+                false
+            }
+        };
+        if !ok {
+            proposal = None;
+        }
+    }
+    let mut target = proposal.unwrap_or(current);
+    // 5. Available capacity.
+    if let Some(a) = obs.available_instances {
+        if target > current.saturating_add(a) {
+            let capped = current.saturating_add(a);
+            reason(
+                "resource_availability",
+                format!("only {a} more instance(s) available: {target} capped to {capped}"),
+                &[("available_instances", a as f64)],
+            );
+            target = capped;
+        }
+    }
+    // 6. Schedules as floors.
+    for p in &spec.policies {
+        if let PolicySpec::Schedule(s) = p {
+            let (tg, fl, _) = s.levels(obs.now_ms);
+            if let Some(floor) = tg.max(fl) {
+                if target < floor {
+                    reason(
+                        "schedule",
+                        format!("schedule floor {floor} raises {target}"),
+                        &[("floor", floor as f64)],
+                    );
+                    target = floor;
+                }
+            }
+        }
+    }
+    // 7. Bounds, then the safety lock.
+    let clamped = b.clamp(target);
+    if clamped != target {
+        reason(
+            "bounds",
+            format!("{target} clamped to [{}, {}]: {clamped}", b.min, b.max),
+            &[("min", b.min as f64), ("max", b.max as f64)],
+        );
+    }
+    let mut target = clamped;
+    if obs.safety_lock && target != current {
+        reason(
+            "safety_lock",
+            format!("safety lock: stays at {current} (would be {target})"),
+            &[],
+        );
+        target = current;
+    }
+    // Never scale in on missing data (belt and braces over rules 1-3).
+    if target < current && !missing.is_empty() {
+        target = current;
+    }
+    let action = match target.cmp(&current) {
+        std::cmp::Ordering::Greater => Action::ScaleUp,
+        std::cmp::Ordering::Less => Action::ScaleDown,
+        std::cmp::Ordering::Equal => Action::Hold,
+    };
+    let coverage = if ds.is_empty() {
+        0.0
+    } else {
+        (ds.len() - missing.len()) as f64 / ds.len() as f64
+    };
+    let base = if action == Action::Hold {
+        if ds.is_empty() {
+            0.0
+        } else {
+            ds.iter().map(|d| d.confidence).sum::<f64>() / ds.len() as f64
+        }
+    } else {
+        conf
+    };
+    let confidence = (base * coverage).clamp(0.0, 1.0);
+    CombinedDecision {
+        action,
+        current,
+        target,
+        confidence: if confidence.is_nan() { 0.0 } else { confidence },
+        reasons,
+        policies: ds,
+    }
+}
+
+fn spike_threshold(spec: &PoolPolicies) -> f64 {
+    spec.spike_urgency_threshold
+}

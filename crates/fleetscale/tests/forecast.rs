@@ -1,0 +1,102 @@
+//! Black-box tests of `fleetscale forecast` on the shared traces: the
+//! acceptance check (at least 20% better MAPE than seasonal naive on the NYC
+//! taxi trace at a 1 h horizon over a 7 d holdout), the JSON shape, and
+//! line-numbered errors for malformed traces.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fleetscale-forecast-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn run_json(trace: &str, extra: &[&str]) -> serde_json::Value {
+    run_json_with(trace, &["--horizon", "1h", "--holdout", "7d"], extra)
+}
+
+fn run_json_with(trace: &str, window: &[&str], extra: &[&str]) -> serde_json::Value {
+    let out = tmp(&format!("{}.json", trace.replace('/', "_")));
+    let o = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
+        .args(["forecast", "--trace"])
+        .arg(shared().join("traces").join(trace))
+        .args(window)
+        .arg("--json")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn nyc_taxi_beats_seasonal_naive_mape_by_a_fifth() {
+    let svg = tmp("nyc.svg");
+    let v = run_json(
+        "rates/nyc-taxi-30min.csv",
+        &["--plot", svg.to_str().unwrap()],
+    );
+    let ours = v["mape"].as_f64().unwrap();
+    let base = v["baseline"]["mape"].as_f64().unwrap();
+    assert_eq!(v["baseline"]["name"], "seasonal_naive");
+    assert_eq!(v["horizon_s"], 3600);
+    // 7 days of 30-minute intervals.
+    assert_eq!(v["points"], 336);
+    assert!(ours <= 0.8 * base, "ours {ours} vs seasonal naive {base}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("polyline"));
+}
+
+#[test]
+fn every_rate_trace_reports_fractions_for_both_models() {
+    for t in [
+        "rates/nyc-taxi-30min.csv",
+        "rates/elb-request-count-5min.csv",
+        "rates/twitter-amzn-5min.csv",
+    ] {
+        let v = run_json(t, &[]);
+        for m in [&v, &v["baseline"]] {
+            for k in ["mape", "smape"] {
+                let x = m[k].as_f64().unwrap();
+                assert!(x.is_finite() && x >= 0.0, "{t} {k} {x}");
+            }
+            assert!(m["smape"].as_f64().unwrap() <= 2.0);
+        }
+        assert!(v["points"].as_u64().unwrap() > 1000 / 5, "{t}");
+    }
+}
+
+#[test]
+fn request_trace_is_counted_per_interval() {
+    let v = run_json_with(
+        "requests/azure-llm-code-2023.csv",
+        &["--holdout", "10m", "--horizon", "2m"],
+        &["--interval", "1m"],
+    );
+    assert_eq!(v["horizon_s"], 120);
+    assert_eq!(v["points"], 10);
+}
+
+#[test]
+fn malformed_trace_fails_with_its_line() {
+    let p = tmp("bad.csv");
+    std::fs::write(
+        &p,
+        "timestamp,value\n2014-07-01 00:00:00,1\n2014-07-01 00:30:00,-3\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
+        .args(["forecast", "--trace"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 3") && err.contains("negative"), "{err}");
+}
