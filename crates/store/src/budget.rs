@@ -441,6 +441,18 @@ impl Budgets {
         paginate(rows, page.limit(), tx_row, |t| t.seq.to_string())
     }
 
+    /// One ledger entry.
+    pub async fn transaction(&self, id: &str) -> Result<BudgetTransaction, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TX_COLS} FROM region_budget_transactions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.store.pool)
+        .await?
+        .ok_or_else(|| not_found("transaction"))?;
+        tx_row(&row)
+    }
+
     /// A reservation.
     pub async fn reservation(&self, id: &str) -> Result<Reservation, StoreError> {
         let row = sqlx::query(&format!(
