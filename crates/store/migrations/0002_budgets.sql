@@ -1,5 +1,5 @@
--- Exact AI budgets (phase 92 region budgets and their ledger, phase 66
--- provider budgets). Portable SQL: amounts are BIGINT cents, times BIGINT
+-- Exact AI budgets (phase 92 region budgets and their ledger, reservations).
+-- Portable SQL: amounts are BIGINT cents, times BIGINT
 -- Unix ms, ids TEXT.
 
 -- One row per region with a budget; the balances are a cache of the ledger
@@ -62,17 +62,3 @@ CREATE TABLE budget_reservations (
 );
 CREATE UNIQUE INDEX budget_reservations_idem ON budget_reservations (region_id, idempotency_key);
 CREATE INDEX budget_reservations_held ON budget_reservations (status, expires_at_ms);
-
--- Phase 66 provider budgets of a tenant: a tier (whose allocations are the
--- defaults), optional per-provider overrides, and usage per month.
-CREATE TABLE provider_budgets (
-    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    provider TEXT NOT NULL,
-    tier TEXT NOT NULL,
-    monthly_units BIGINT NOT NULL,
-    price_cents_per_1k BIGINT NOT NULL,
-    month_key BIGINT NOT NULL,
-    used_units BIGINT NOT NULL DEFAULT 0,
-    updated_at_ms BIGINT NOT NULL,
-    PRIMARY KEY (tenant_id, provider)
-);
