@@ -5,6 +5,7 @@
 //! milliseconds). The storage layer, the HTTP server, the control loop and the
 //! simulator are thin shells that call into this crate.
 
+pub mod budget;
 pub mod capacity;
 pub mod control;
 pub mod decision;

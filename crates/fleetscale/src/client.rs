@@ -122,7 +122,8 @@ pub fn with_query(path: &str, params: &[(&str, Option<String>)]) -> String {
     format!("{path}?{}", q.join("&"))
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

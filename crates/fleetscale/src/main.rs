@@ -2,6 +2,7 @@
 //! command is a client of its REST API (tables for people, `--output json`
 //! for scripts), except `conformance`, which runs locally.
 
+mod budgets;
 mod client;
 mod forecast;
 mod policy_cmd;
@@ -121,6 +122,13 @@ enum Command {
     Tokens {
         #[command(subcommand)]
         cmd: TokensCmd,
+        #[command(flatten)]
+        conn: client::Conn,
+    },
+    /// Region AI budgets: allocate, spend, refund, reserve, reset, ledger.
+    Budgets {
+        #[command(subcommand)]
+        cmd: budgets::BudgetsCmd,
         #[command(flatten)]
         conn: client::Conn,
     },
@@ -612,6 +620,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,
         Command::Conformance {
             cmd: ConformanceCmd::Hpa { file, output },
         } => client::conformance_hpa(&file, output),
@@ -636,6 +645,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if e.downcast_ref::<budgets::LedgerBroken>().is_some() {
+                return ExitCode::from(3);
+            }
             match e.downcast_ref::<client::ApiFailure>() {
                 Some(f) if f.status < 500 => ExitCode::from(2),
                 _ => ExitCode::from(1),

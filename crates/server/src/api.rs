@@ -59,7 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/proposals/{id}/approve", post(approve))
         .route("/proposals/{id}/reject", post(reject))
         .route("/audit", get(list_audit))
-        .route("/engine", get(engine_status));
+        .route("/engine", get(engine_status))
+        .merge(crate::budget_api::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -131,7 +132,8 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn page(&self) -> ApiResult<Page> {
+    /// The page these parameters ask for (limit 1..=1000).
+    pub fn page(&self) -> ApiResult<Page> {
         let limit = match self.limit {
             None => None,
             Some(l) if (1..=1000).contains(&l) => Some(l as u32),

@@ -8,6 +8,7 @@
 pub mod actuator;
 pub mod api;
 pub mod auth;
+pub mod budget_api;
 pub mod demo;
 pub mod engine;
 pub mod error;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use fleetscale_store::{Store, StoreError};
+use fleetscale_store::{Budgets, Store, StoreError};
 
 pub use actuator::{Actuator, WebhookConfig};
 pub use api::router;
@@ -29,6 +30,8 @@ pub use api::router;
 pub struct AppState {
     /// The database.
     pub store: Store,
+    /// The budget service (its writer task group-commits budget mutations).
+    pub budgets: Budgets,
     /// Engine metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Where scaling changes are delivered.
@@ -44,9 +47,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `store` with default metrics, no actuator and no env admin token.
+    /// State over `store` with default metrics, no actuator and no env admin
+    /// token. Starts the budget writer, so it needs a tokio runtime.
     pub fn new(store: Store) -> AppState {
         AppState {
+            budgets: Budgets::start(store.clone()),
             store,
             metrics: Arc::new(metrics::Metrics::new()),
             actuator: Arc::new(Actuator::None),
@@ -148,6 +153,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         },
         stop_rx.clone(),
     ));
+    let budget_job = tokio::spawn(budget_api::maintain(state.clone(), stop_rx.clone()));
     let demo = if cfg.demo {
         let tenant = demo::seed(&store).await?;
         eprintln!("demo fleet ready: tenant {} ({}); pools scale within a minute: GET /api/v1/pools?tenant_id={}", tenant.name, tenant.id, tenant.id);
@@ -166,6 +172,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         .map_err(|source| ServerError::Io { addr, source });
     let _ = stop_tx.send(true);
     let _ = engine.await;
+    let _ = budget_job.await;
     if let Some(d) = demo {
         let _ = d.await;
     }

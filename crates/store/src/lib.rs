@@ -9,6 +9,7 @@
 //! survives a crash and writers never deadlock; PostgreSQL uses a pool and row
 //! locks.
 
+mod budget;
 mod types;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use sqlx::{AnyPool, Row};
 
 use fleetscale_core::{ValidPool, WindowStats};
 
+pub use budget::*;
 pub use types::*;
 
 /// Errors of the store. Callers never see SQLSTATE codes.

@@ -8,41 +8,8 @@
 use fleetscale_core::{NewPool, RawThresholdPolicy};
 use fleetscale_store::{now_ms, Fence, Page, Sample, ScaleRequest, Store, StoreError};
 
-async fn sqlite() -> Store {
-    let dir = std::env::temp_dir().join(format!("fs-conf-{}", uuid::Uuid::new_v4()));
-    Store::open_sqlite(&dir).await.expect("open sqlite")
-}
-
-/// A fresh database in the throwaway PostgreSQL cluster.
-pub async fn postgres() -> Store {
-    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
-        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    let name = format!("fs_{}", uuid::Uuid::new_v4().simple());
-    let admin_store = Store::open(&admin)
-        .await
-        .expect("connect to admin database");
-    admin_store
-        .exec_admin(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    admin_store.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Store::open(&format!("{base}/{name}"))
-        .await
-        .expect("open fresh database")
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::sqlite().await).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::postgres().await).await })*
-        }
-    };
-}
+#[macro_use]
+mod common;
 
 conformance!(
     tenants_regions_and_conflicts,

@@ -1,0 +1,408 @@
+//! `fleetscale budgets ...`: region AI budgets over the REST API (show,
+//! allocate, spend, refund, check, reserve/commit/release, reset,
+//! transactions, check-ledger) and the phase 66 provider tier defaults.
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::client::{self, Conn, Output};
+
+/// Budget subcommands. `REGION` is a region's id or name; amounts are integer cents.
+#[derive(Subcommand, Debug)]
+pub enum BudgetsCmd {
+    /// A region's budget: monthly, remaining, spent today, spend by job type and agency.
+    Show {
+        /// Region id or name.
+        region: String,
+    },
+    /// Budgets of every region.
+    List,
+    /// Add to a region's monthly budget (global admin).
+    Allocate {
+        /// Region id or name.
+        region: String,
+        /// Amount in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        amount_cents: i64,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Charge a region's budget atomically (refused when it does not cover the amount).
+    Spend {
+        /// Region id or name.
+        region: String,
+        /// Amount in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        amount_cents: i64,
+        /// Job type (posting, orchestration, creative, intel, ...).
+        #[arg(long)]
+        job_type: String,
+        /// Agency (tenant) charged.
+        #[arg(long)]
+        agency_id: Option<String>,
+        /// Idempotency key: a retry with the same key charges nothing more.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Refund (part of) a spend.
+    Refund {
+        /// Region id or name.
+        region: String,
+        /// The spend's transaction id.
+        #[arg(long)]
+        transaction_id: String,
+        /// Amount in cents (at most what is left of the spend).
+        #[arg(long, allow_negative_numbers = true)]
+        amount_cents: i64,
+        /// Idempotency key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Would this amount be accepted now? (no side effect)
+    Check {
+        /// Region id or name.
+        region: String,
+        /// Amount in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        amount_cents: i64,
+    },
+    /// Hold an amount for a long operation.
+    Reserve {
+        /// Region id or name.
+        region: String,
+        /// Amount in cents.
+        #[arg(long)]
+        amount_cents: i64,
+        /// Job type.
+        #[arg(long)]
+        job_type: String,
+        /// Seconds until the hold expires (default 300).
+        #[arg(long)]
+        ttl_secs: Option<i64>,
+        /// Idempotency key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Charge a reservation's actual cost and release the rest.
+    Commit {
+        /// Region id or name.
+        region: String,
+        /// Reservation id.
+        reservation_id: String,
+        /// Actual cost in cents (0..=held).
+        #[arg(long)]
+        amount_cents: i64,
+    },
+    /// Give a reservation back.
+    Release {
+        /// Region id or name.
+        region: String,
+        /// Reservation id.
+        reservation_id: String,
+    },
+    /// Reset a budget by hand: daily (spent today) or monthly (refill).
+    Reset {
+        /// Region id or name.
+        region: String,
+        /// daily or monthly.
+        #[arg(long)]
+        period: String,
+    },
+    /// The ledger, newest first.
+    Transactions {
+        /// Region id or name.
+        region: String,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Recompute the balances from the ledger and verify every invariant (exit 3 when broken).
+    CheckLedger {
+        /// Region id or name.
+        region: String,
+    },
+    /// Phase 66 provider allocations per tier.
+    Tiers {
+        /// soft_launch, hard_launch or growth.
+        #[arg(long)]
+        tier: Option<String>,
+    },
+}
+
+const BUDGET_COLS: &[&str] = &[
+    "region_id",
+    "monthly_cents",
+    "remaining_cents",
+    "spent_today_cents",
+    "reserved_cents",
+    "transactions",
+];
+const TX_COLS: &[&str] = &[
+    "seq",
+    "id",
+    "transaction_type",
+    "amount_cents",
+    "balance_after_cents",
+    "job_type",
+    "agency_id",
+    "created_at",
+];
+
+fn base(region: &str) -> String {
+    format!("/api/v1/regions/{}/budget", client::encode(region))
+}
+
+/// Runs one budgets subcommand.
+pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
+    match cmd {
+        BudgetsCmd::Show { region } => {
+            let v = conn.get_json(&base(&region)).await?;
+            conn.show(&v, BUDGET_COLS);
+            if conn.output == Output::Table {
+                for (title, key) in [
+                    ("spend by job type", "spend_by_job_type"),
+                    ("spend by agency", "spend_by_agency"),
+                ] {
+                    if let Some(m) = v[key].as_object().filter(|m| !m.is_empty()) {
+                        println!("{title}:");
+                        for (k, c) in m {
+                            println!("  {:<24} {c}", if k.is_empty() { "-" } else { k });
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        BudgetsCmd::List => conn.list("/api/v1/budgets", &[], BUDGET_COLS).await,
+        BudgetsCmd::Allocate {
+            region,
+            amount_cents,
+            description,
+        } => {
+            let body = json!({"amount_cents": amount_cents, "description": description});
+            conn.post_show(
+                &format!("{}/allocate", base(&region)),
+                &body,
+                &["transaction_id", "allocated_cents", "balance_after_cents"],
+            )
+            .await
+        }
+        BudgetsCmd::Spend {
+            region,
+            amount_cents,
+            job_type,
+            agency_id,
+            idempotency_key,
+        } => {
+            let body = json!({"amount_cents": amount_cents, "job_type": job_type, "agency_id": agency_id, "idempotency_key": idempotency_key});
+            conn.post_show(
+                &format!("{}/spend", base(&region)),
+                &body,
+                &[
+                    "transaction_id",
+                    "charged_cents",
+                    "balance_after_cents",
+                    "replayed",
+                ],
+            )
+            .await
+        }
+        BudgetsCmd::Refund {
+            region,
+            transaction_id,
+            amount_cents,
+            idempotency_key,
+        } => {
+            let body = json!({"transaction_id": transaction_id, "amount_cents": amount_cents, "idempotency_key": idempotency_key});
+            conn.post_show(
+                &format!("{}/refund", base(&region)),
+                &body,
+                &[
+                    "transaction_id",
+                    "refunded_cents",
+                    "balance_after_cents",
+                    "replayed",
+                ],
+            )
+            .await
+        }
+        BudgetsCmd::Check {
+            region,
+            amount_cents,
+        } => {
+            conn.post_show(
+                &format!("{}/check", base(&region)),
+                &json!({ "amount_cents": amount_cents }),
+                &["allowed", "amount_cents", "remaining_cents", "message"],
+            )
+            .await
+        }
+        BudgetsCmd::Reserve {
+            region,
+            amount_cents,
+            job_type,
+            ttl_secs,
+            idempotency_key,
+        } => {
+            let body = json!({"amount_cents": amount_cents, "job_type": job_type, "ttl_secs": ttl_secs, "idempotency_key": idempotency_key});
+            let v = conn
+                .post_json(&format!("{}/reserve", base(&region)), &body)
+                .await?;
+            show_reservation(&conn, &v);
+            Ok(())
+        }
+        BudgetsCmd::Commit {
+            region,
+            reservation_id,
+            amount_cents,
+        } => {
+            let v = conn
+                .post_json(
+                    &format!(
+                        "{}/reservations/{}/commit",
+                        base(&region),
+                        client::encode(&reservation_id)
+                    ),
+                    &json!({ "amount_cents": amount_cents }),
+                )
+                .await?;
+            show_reservation(&conn, &v);
+            Ok(())
+        }
+        BudgetsCmd::Release {
+            region,
+            reservation_id,
+        } => {
+            let v = conn
+                .post_json(
+                    &format!(
+                        "{}/reservations/{}/release",
+                        base(&region),
+                        client::encode(&reservation_id)
+                    ),
+                    &json!({}),
+                )
+                .await?;
+            show_reservation(&conn, &v);
+            Ok(())
+        }
+        BudgetsCmd::Reset { region, period } => {
+            conn.post_show(
+                &format!("{}/reset", base(&region)),
+                &json!({ "period": period }),
+                &["transaction_id", "period", "balance_after_cents"],
+            )
+            .await
+        }
+        BudgetsCmd::Transactions {
+            region,
+            limit,
+            cursor,
+        } => {
+            conn.list(
+                &format!("{}/transactions", base(&region)),
+                &[("limit", limit.map(|l| l.to_string())), ("cursor", cursor)],
+                TX_COLS,
+            )
+            .await
+        }
+        BudgetsCmd::CheckLedger { region } => {
+            let v = conn
+                .get_json(&format!("{}/ledger-check", base(&region)))
+                .await?;
+            match conn.output {
+                Output::Json => client::print_json(&v),
+                Output::Table => {
+                    println!(
+                        "{} entries replayed; recomputed remaining {} cents, stored {} cents",
+                        v["entries"],
+                        v["recomputed"]["remaining_cents"],
+                        v["stored"]["remaining_cents"]
+                    );
+                    for x in v["violations"].as_array().into_iter().flatten() {
+                        println!(
+                            "  seq {}: {}",
+                            x["seq"],
+                            x["problem"].as_str().unwrap_or("")
+                        );
+                    }
+                    println!(
+                        "{}",
+                        if v["ok"] == true {
+                            "ledger OK"
+                        } else {
+                            "LEDGER BROKEN"
+                        }
+                    );
+                }
+            }
+            if v["ok"] != true {
+                anyhow::bail!(LedgerBroken);
+            }
+            Ok(())
+        }
+        BudgetsCmd::Tiers { tier } => {
+            let v = conn
+                .get_json(&client::with_query(
+                    "/api/v1/budgets/tiers",
+                    &[("tier", tier)],
+                ))
+                .await?;
+            match conn.output {
+                Output::Json => client::print_json(&v),
+                Output::Table => {
+                    let rows: Vec<Value> = v["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|t| {
+                            t["providers"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|p| {
+                                    let mut p = p.clone();
+                                    p["tier"] = t["tier"].clone();
+                                    p
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                    client::print_table(&rows, &["tier", "provider", "monthly_allocation", "unit"]);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The ledger check found broken invariants (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("the ledger check found broken invariants")]
+pub struct LedgerBroken;
+
+fn show_reservation(conn: &Conn, v: &Value) {
+    match conn.output {
+        Output::Json => client::print_json(v),
+        Output::Table => {
+            let mut row = v["reservation"].clone();
+            row["transaction_id"] = v["transaction_id"].clone();
+            row["balance_after_cents"] = v["balance_after_cents"].clone();
+            client::print_table(
+                std::slice::from_ref(&row),
+                &[
+                    "id",
+                    "status",
+                    "amount_cents",
+                    "committed_cents",
+                    "expires_at",
+                    "balance_after_cents",
+                ],
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Black-box harness shared by the budget end-to-end test and the budget
+//! benchmark: fresh databases, server replicas as child processes of the
+//! built binary, and a spend client.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The admin token the replicas are started with.
+pub const TOKEN: &str = "e2e-admin-token";
+
+/// A fresh database in the throwaway PostgreSQL cluster of `FLEETSCALE_TEST_PG_URL`.
+pub async fn fresh_pg_url() -> String {
+    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name = format!(
+        "fs_e2e_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let s = fleetscale_store::Store::open(&admin)
+        .await
+        .expect("connect to the admin database");
+    s.exec_admin(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    s.close().await;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// A fresh SQLite database URL in a new temporary directory.
+pub fn fresh_sqlite_url() -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "fs-e2e-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}?mode=rwc", dir.join("fleetscale.db").display())
+}
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One server replica (a child process), killed with SIGKILL on drop.
+pub struct Replica {
+    /// Its port.
+    pub port: u16,
+    db: String,
+    bin: String,
+    child: Option<Child>,
+}
+
+impl Replica {
+    /// Starts `bin serve` on `port` against `db` and waits until it is ready.
+    pub async fn start(bin: &str, db: &str, port: u16) -> Replica {
+        let mut r = Replica {
+            port,
+            db: db.to_string(),
+            bin: bin.to_string(),
+            child: None,
+        };
+        r.restart().await;
+        r
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL (no graceful shutdown).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let child = Command::new(&self.bin)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--database-url",
+                &self.db,
+                "--tick",
+                "1s",
+            ])
+            .env("FLEETSCALE_ADMIN_TOKEN", TOKEN)
+            .env("FLEETSCALE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the fleetscale binary");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", self.url())).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica on port {} did not become ready",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An HTTP client for the API with the admin token.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+/// POST with the admin token; returns status and JSON body.
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<(u16, Value), reqwest::Error> {
+    let r = http.post(url).bearer_auth(TOKEN).json(body).send().await?;
+    let status = r.status().as_u16();
+    let v = r.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, v))
+}
+
+/// GET with the admin token.
+pub async fn get(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Creates a region and allocates `cents` to it; returns the region id.
+pub async fn region_with_budget(http: &reqwest::Client, base: &str, cents: i64) -> String {
+    let name = format!("bench-{}", free_port());
+    let (s, r) = post(
+        http,
+        &format!("{base}/api/v1/regions"),
+        &json!({"name": name, "jurisdiction": "eu"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let (s, a) = post(
+        http,
+        &format!("{base}/api/v1/regions/{id}/budget/allocate"),
+        &json!({"amount_cents": cents, "description": "e2e"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200, "{a}");
+    id
+}
+
+/// A small deterministic generator (xorshift64*), so failures replay from the seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value in `1..=max`.
+    pub fn amount(&mut self, max: u64) -> i64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % max + 1) as i64
+    }
+}

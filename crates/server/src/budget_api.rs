@@ -1,0 +1,600 @@
+//! The budget API (`/api/v1/regions/{id}/budget/...`, `/api/v1/budgets/...`)
+//! and the budget maintenance job (scheduled resets, reservation expiry).
+//!
+//! Amounts are integer cents; a fractional, string, negative, zero or
+//! oversized amount is a 422 naming `amount_cents`. A spend that the budget
+//! cannot cover is a 409 with code `insufficient_budget` and charges nothing.
+//! Roles: viewer reads, operator spends/refunds/reserves, the global admin
+//! allocates and resets (regions, and so their budgets, are shared by all
+//! tenants). A tenant-scoped token always charges its own tenant as agency
+//! and sees only its own agency's entries and spend.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use fleetscale_core::budget::{
+    check_amount, check_idempotency_key, reservation_expiry, tier_allocation, BudgetError,
+    Provider, ResetPeriod, Tier, MAX_AMOUNT_CENTS,
+};
+use fleetscale_core::Violations;
+use fleetscale_store::{now_ms, BudgetOp, LedgerError};
+
+use crate::api::ListQuery;
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::AppState;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The budget routes, relative to `/api/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/regions/{id}/budget", get(show))
+        .route("/regions/{id}/budget/allocate", post(allocate))
+        .route("/regions/{id}/budget/spend", post(spend))
+        .route("/regions/{id}/budget/refund", post(refund))
+        .route("/regions/{id}/budget/check", post(check))
+        .route("/regions/{id}/budget/reset", post(reset))
+        .route("/regions/{id}/budget/reserve", post(reserve))
+        .route(
+            "/regions/{id}/budget/reservations/{rid}/commit",
+            post(commit),
+        )
+        .route(
+            "/regions/{id}/budget/reservations/{rid}/release",
+            post(release),
+        )
+        .route("/regions/{id}/budget/transactions", get(transactions))
+        .route("/regions/{id}/budget/ledger-check", get(ledger_check))
+        .route("/budgets", get(list))
+        .route("/budgets/tiers", get(tiers))
+}
+
+/// Reads an amount of cents from JSON, with a message for each way it can be wrong.
+fn cents(v: &mut Violations, field: &str, raw: &Value, allow_zero: bool) -> i64 {
+    match raw {
+        Value::Null => v.push(field, "is required (an integer number of cents)"),
+        Value::Number(n) => match n.as_i64() {
+            Some(0) if allow_zero => return 0,
+            Some(i) => {
+                check_amount(v, field, i);
+                return i;
+            }
+            None if n.is_u64() => v.push(
+                field,
+                format!("is too large (overflow): at most {MAX_AMOUNT_CENTS} cents"),
+            ),
+            None => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.fract() != 0.0 {
+                    v.push(field, "must be a whole number of cents, not a fraction");
+                } else {
+                    v.push(
+                        field,
+                        format!("is out of range (overflow): must be between 1 and {MAX_AMOUNT_CENTS} cents"),
+                    );
+                }
+            }
+        },
+        _ => v.push(
+            field,
+            "must be an integer number of cents (a JSON number, not a string)",
+        ),
+    }
+    0
+}
+
+fn ledger_err(e: LedgerError) -> ApiError {
+    match e {
+        LedgerError::Refused(b @ BudgetError::Insufficient { .. }) => ApiError::Conflict {
+            code: "insufficient_budget",
+            detail: format!("{b}; nothing was charged"),
+        },
+        LedgerError::Refused(b @ BudgetError::Overflow) => {
+            ApiError::field("amount_cents", format!("is refused: {b}"))
+        }
+        LedgerError::Refused(b) => ApiError::field("amount_cents", b.to_string()),
+        e @ LedgerError::IdempotencyMismatch { .. } => ApiError::Conflict {
+            code: "idempotency_key_reused",
+            detail: e.to_string(),
+        },
+        e @ LedgerError::ReservationSettled { .. } => ApiError::Conflict {
+            code: "reservation_settled",
+            detail: e.to_string(),
+        },
+        LedgerError::NotASpend(_) => {
+            ApiError::field("transaction_id", "must be a spend of this region")
+        }
+        LedgerError::BatchFailed => ApiError::Unavailable(
+            "the budget write failed and nothing was committed; retry (with the same idempotency key)".into(),
+        ),
+        LedgerError::Store(s) => s.into(),
+        other => ApiError::Internal(Box::new(other)),
+    }
+}
+
+fn opt_text(v: &mut Violations, field: &str, s: &Option<String>, max: usize) {
+    if let Some(s) = s {
+        v.check_text(field, s, max);
+    }
+}
+
+fn key(v: &mut Violations, k: &Option<String>) {
+    if let Some(k) = k {
+        check_idempotency_key(v, "idempotency_key", k);
+    }
+}
+
+/// The agency charged: a scoped token charges its own tenant.
+fn agency(who: &Principal, requested: Option<String>) -> ApiResult<Option<String>> {
+    match (&who.tenant_id, requested) {
+        (Some(own), Some(r)) if *own != r => Err(ApiError::field(
+            "agency_id",
+            "must be the token's own tenant",
+        )),
+        (Some(own), _) => Ok(Some(own.clone())),
+        (None, r) => Ok(r),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllocateBody {
+    #[serde(default)]
+    amount_cents: Value,
+    description: Option<String>,
+}
+
+async fn allocate(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<AllocateBody>,
+) -> ApiResult<Json<Value>> {
+    who.require_global_admin()?;
+    let mut v = Violations::default();
+    let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
+    opt_text(&mut v, "description", &b.description, 500);
+    v.into_result(())?;
+    let rid = s.budgets.region_id(&id).await?;
+    let op = BudgetOp::Allocate {
+        amount_cents: amount,
+        description: b.description,
+    };
+    let o = s
+        .budgets
+        .apply_one(&rid, op, &who.name, now_ms())
+        .await
+        .map_err(ledger_err)?;
+    Ok(Json(json!({
+        "transaction_id": o.transaction_id, "allocated_cents": o.amount_cents, "balance_after_cents": o.balance_after_cents,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpendBody {
+    #[serde(default)]
+    amount_cents: Value,
+    job_type: String,
+    agency_id: Option<String>,
+    idempotency_key: Option<String>,
+    description: Option<String>,
+}
+
+async fn spend(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<SpendBody>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let mut v = Violations::default();
+    let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
+    v.check_name("job_type", &b.job_type);
+    key(&mut v, &b.idempotency_key);
+    opt_text(&mut v, "description", &b.description, 500);
+    v.into_result(())?;
+    let agency_id = agency(&who, b.agency_id)?;
+    let rid = s.budgets.region_id(&id).await?;
+    let op = BudgetOp::Spend {
+        amount_cents: amount,
+        job_type: b.job_type,
+        agency_id,
+        idempotency_key: b.idempotency_key,
+        description: b.description,
+    };
+    let o = s
+        .budgets
+        .apply_one(&rid, op, &who.name, now_ms())
+        .await
+        .map_err(ledger_err)?;
+    Ok(Json(json!({
+        "transaction_id": o.transaction_id, "charged_cents": o.amount_cents,
+        "balance_after_cents": o.balance_after_cents, "replayed": o.replayed,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    transaction_id: String,
+    #[serde(default)]
+    amount_cents: Value,
+    idempotency_key: Option<String>,
+    description: Option<String>,
+}
+
+async fn refund(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<RefundBody>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let mut v = Violations::default();
+    let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
+    v.check_text("transaction_id", &b.transaction_id, 64);
+    key(&mut v, &b.idempotency_key);
+    opt_text(&mut v, "description", &b.description, 500);
+    v.into_result(())?;
+    let rid = s.budgets.region_id(&id).await?;
+    if let Some(own) = &who.tenant_id {
+        // A scoped token may refund only its own agency's spends.
+        let t = s.budgets.transaction(&b.transaction_id).await?;
+        if t.agency_id.as_deref() != Some(own) {
+            return Err(ApiError::NotFound("transaction".into()));
+        }
+    }
+    let op = BudgetOp::Refund {
+        transaction_id: b.transaction_id,
+        amount_cents: amount,
+        idempotency_key: b.idempotency_key,
+        description: b.description,
+    };
+    let o = s
+        .budgets
+        .apply_one(&rid, op, &who.name, now_ms())
+        .await
+        .map_err(ledger_err)?;
+    Ok(Json(json!({
+        "transaction_id": o.transaction_id, "refunded_cents": o.amount_cents,
+        "balance_after_cents": o.balance_after_cents, "replayed": o.replayed,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    #[serde(default)]
+    amount_cents: Value,
+}
+
+async fn check(
+    State(s): State<AppState>,
+    _who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<CheckBody>,
+) -> ApiResult<Json<Value>> {
+    let mut v = Violations::default();
+    let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
+    v.into_result(())?;
+    let rid = s.budgets.region_id(&id).await?;
+    let budget = s.budgets.budget(&rid).await?;
+    let allowed = budget.state().can_spend(amount);
+    Ok(Json(json!({
+        "allowed": allowed,
+        "amount_cents": amount,
+        "remaining_cents": budget.remaining_cents,
+        "message": if allowed { "within budget".to_string() } else {
+            format!("insufficient budget: {amount} cents requested, {} cents remaining", budget.remaining_cents)
+        },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    period: String,
+}
+
+async fn reset(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ResetBody>,
+) -> ApiResult<Json<Value>> {
+    who.require_global_admin()?;
+    let period = ResetPeriod::parse(&b.period)
+        .ok_or_else(|| ApiError::field("period", "must be daily or monthly"))?;
+    let rid = s.budgets.region_id(&id).await?;
+    let op = BudgetOp::Reset {
+        period: Some(period),
+    };
+    let o = s
+        .budgets
+        .apply_one(&rid, op, &who.name, now_ms())
+        .await
+        .map_err(ledger_err)?;
+    Ok(Json(
+        json!({"transaction_id": o.transaction_id, "period": period, "balance_after_cents": o.balance_after_cents}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveBody {
+    #[serde(default)]
+    amount_cents: Value,
+    job_type: String,
+    agency_id: Option<String>,
+    idempotency_key: Option<String>,
+    ttl_secs: Option<i64>,
+}
+
+async fn reserve(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ReserveBody>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let now = now_ms();
+    let mut v = Violations::default();
+    let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
+    v.check_name("job_type", &b.job_type);
+    key(&mut v, &b.idempotency_key);
+    let expires = match reservation_expiry(now, b.ttl_secs) {
+        Ok(t) => t,
+        Err(e) => {
+            v.0.extend(e.0);
+            0
+        }
+    };
+    v.into_result(())?;
+    let agency_id = agency(&who, b.agency_id)?;
+    let rid = s.budgets.region_id(&id).await?;
+    let op = BudgetOp::Reserve {
+        amount_cents: amount,
+        job_type: b.job_type,
+        agency_id,
+        idempotency_key: b.idempotency_key,
+        expires_at_ms: expires,
+    };
+    let o = s
+        .budgets
+        .apply_one(&rid, op, &who.name, now)
+        .await
+        .map_err(ledger_err)?;
+    Ok(Json(json!({
+        "reservation": o.reservation, "transaction_id": o.transaction_id,
+        "held_cents": o.amount_cents, "balance_after_cents": o.balance_after_cents, "replayed": o.replayed,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    #[serde(default)]
+    amount_cents: Value,
+}
+
+async fn commit(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((id, res_id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<CommitBody>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let mut v = Violations::default();
+    let amount = cents(&mut v, "amount_cents", &b.amount_cents, true);
+    v.into_result(())?;
+    let rid = s.budgets.region_id(&id).await?;
+    visible_reservation(&s, &who, &res_id).await?;
+    let op = BudgetOp::Commit {
+        reservation_id: res_id,
+        amount_cents: amount,
+    };
+    let o = s
+        .budgets
+        .apply_one(&rid, op, &who.name, now_ms())
+        .await
+        .map_err(ledger_err)?;
+    Ok(Json(json!({
+        "reservation": o.reservation, "transaction_id": o.transaction_id,
+        "charged_cents": o.amount_cents, "balance_after_cents": o.balance_after_cents,
+    })))
+}
+
+async fn release(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((id, res_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let rid = s.budgets.region_id(&id).await?;
+    visible_reservation(&s, &who, &res_id).await?;
+    let op = BudgetOp::Release {
+        reservation_id: res_id,
+        expired: false,
+    };
+    let o = s
+        .budgets
+        .apply_one(&rid, op, &who.name, now_ms())
+        .await
+        .map_err(ledger_err)?;
+    Ok(Json(json!({
+        "reservation": o.reservation, "transaction_id": o.transaction_id,
+        "released_cents": o.amount_cents, "balance_after_cents": o.balance_after_cents,
+    })))
+}
+
+async fn visible_reservation(s: &AppState, who: &Principal, id: &str) -> ApiResult<()> {
+    let r = s.budgets.reservation(id).await?;
+    if let Some(t) = &who.tenant_id {
+        if r.agency_id.as_deref() != Some(t) {
+            return Err(ApiError::NotFound("reservation".into()));
+        }
+    }
+    Ok(())
+}
+
+async fn show(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let rid = s.budgets.region_id(&id).await?;
+    let b = s.budgets.budget(&rid).await?;
+    let (by_job, by_agency) = s
+        .budgets
+        .spend_breakdown(&rid, who.tenant_id.as_deref())
+        .await?;
+    let map = |v: Vec<(String, i64)>| -> serde_json::Map<String, Value> {
+        v.into_iter().map(|(k, c)| (k, json!(c))).collect()
+    };
+    Ok(Json(json!({
+        "region_id": rid,
+        "monthly_cents": b.monthly_cents,
+        "remaining_cents": b.remaining_cents,
+        "spent_today_cents": b.spent_today_cents,
+        "reserved_cents": b.reserved_cents,
+        "spent_this_month_cents": by_job.iter().map(|(_, c)| *c).sum::<i64>(),
+        "spend_by_job_type": map(by_job),
+        "spend_by_agency": map(by_agency),
+        "transactions": b.transactions,
+    })))
+}
+
+async fn transactions(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let rid = s.budgets.region_id(&id).await?;
+    let page = q.page()?;
+    if let Some(c) = &page.cursor {
+        if c.parse::<i64>().is_err() {
+            return Err(ApiError::BadRequest(
+                "bad query parameter: cursor must be a next_cursor value".into(),
+            ));
+        }
+    }
+    let list = s
+        .budgets
+        .transactions(&rid, who.tenant_id.as_deref(), &page)
+        .await?;
+    Ok(Json(json!(list)))
+}
+
+async fn ledger_check(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let rid = s.budgets.region_id(&id).await?;
+    Ok(Json(json!(s.budgets.check_ledger(&rid).await?)))
+}
+
+async fn list(
+    State(s): State<AppState>,
+    _who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(s.budgets.list(&q.page()?).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierQuery {
+    tier: Option<String>,
+}
+
+async fn tiers(_who: Principal, ApiQuery(q): ApiQuery<TierQuery>) -> ApiResult<Json<Value>> {
+    let tiers: Vec<Tier> = match q.tier.as_deref() {
+        None => vec![Tier::SoftLaunch, Tier::HardLaunch, Tier::Growth],
+        Some(t) => vec![serde_json::from_value(json!(t)).map_err(|_| {
+            ApiError::BadRequest(
+                "bad query parameter: tier must be soft_launch, hard_launch or growth".into(),
+            )
+        })?],
+    };
+    let out: Vec<Value> = tiers
+        .into_iter()
+        .map(|t| {
+            json!({
+                "tier": t,
+                "providers": Provider::ALL.iter().map(|p| json!({
+                    "provider": p, "unit": p.unit(), "monthly_allocation": tier_allocation(t, *p),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": out, "next_cursor": null })))
+}
+
+/// Interval of the budget maintenance job.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Most expired reservations released per round (a stated bound).
+pub const MAX_EXPIRIES_PER_ROUND: i64 = 500;
+
+/// One maintenance round at `now_ms`: releases expired reservations and
+/// applies the daily/monthly resets that are due. Every replica may run it:
+/// each step re-checks under the budget row lock, so it is idempotent.
+pub async fn maintain_once(state: &AppState, now_ms: i64) -> Result<(u64, u64), LedgerError> {
+    let mut expired = 0;
+    for (region, id) in state
+        .budgets
+        .expired_reservations(now_ms, MAX_EXPIRIES_PER_ROUND)
+        .await?
+    {
+        let op = BudgetOp::Release {
+            reservation_id: id,
+            expired: true,
+        };
+        match state.budgets.apply(&region, op, "engine", now_ms).await {
+            Ok(Some(_)) => expired += 1,
+            Ok(None) | Err(LedgerError::ReservationSettled { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut resets = 0;
+    for region in state.budgets.budget_regions().await? {
+        let op = BudgetOp::Reset { period: None };
+        if state
+            .budgets
+            .apply(&region, op, "engine", now_ms)
+            .await?
+            .is_some()
+        {
+            resets += 1;
+        }
+    }
+    Ok((expired, resets))
+}
+
+/// Runs [`maintain_once`] every [`MAINTENANCE_INTERVAL`] until `shutdown`.
+pub async fn maintain(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match maintain_once(&state, now_ms()).await {
+            Ok((0, 0)) => {}
+            Ok((expired, resets)) => {
+                tracing::info!(expired, resets, "budget maintenance")
+            }
+            Err(e) => tracing::warn!(error = %e, "budget maintenance failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,1387 @@
+//! Exact region budgets: the ledger, atomic spends, idempotency and
+//! reservations, on SQLite and on PostgreSQL with several replicas.
+//!
+//! # How exactness is kept
+//!
+//! Every budget mutation goes through one **writer task** per [`Budgets`]
+//! handle (one per server replica). The writer drains a bounded channel of
+//! operations, applies up to [`MAX_BATCH`] of them in **one database
+//! transaction** and commits once, then answers each caller (group commit).
+//! An operation is acknowledged only after its transaction committed, so an
+//! acknowledged spend is durable (SQLite: WAL with `synchronous=FULL`;
+//! PostgreSQL: `fsync=on`, synchronous commit).
+//!
+//! Inside the transaction the writer locks each touched region's
+//! `region_budgets` row with `SELECT ... FOR UPDATE` (PostgreSQL; regions in
+//! sorted order, so two replicas never deadlock), reads the idempotency keys
+//! of the batch and then applies the pure rules of
+//! [`fleetscale_core::budget`] in memory with checked arithmetic. Because the
+//! row lock serializes all writers of a region across replicas and READ
+//! COMMITTED re-reads after the lock is granted, a replica always sees the
+//! balance and keys its peer committed. SQLite has one connection and so a
+//! single writer anyway. We chose row locks over SERIALIZABLE + retry: a hot
+//! budget row would make serializable transactions abort constantly, while a
+//! lock held for one batch costs one commit per batch.
+//!
+//! The ledger (`region_budget_transactions`) is append-only, numbered per
+//! region (`seq`) and carries `delta` and `balance_after`, so
+//! [`Budgets::check_ledger`] recomputes every balance from it. Spends,
+//! refunds and reservations may carry an idempotency key, unique per region
+//! and kind: a retry returns the first result and charges nothing more.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+use fleetscale_core::budget::{
+    check_ledger, day_key, due_reset, month_key, BudgetError, BudgetState, Cents, Effect,
+    LedgerEntry, LedgerReport, ResetPeriod, TxKind,
+};
+
+use crate::{new_id, not_found, paginate, Listed, Page, Store, StoreError};
+
+/// Most operations applied in one transaction (a stated bound).
+pub const MAX_BATCH: usize = 512;
+
+/// Capacity of the writer's queue (a stated bound; senders wait when full).
+pub const QUEUE_CAPACITY: usize = 8192;
+
+/// Rows per multi-row INSERT (keeps bind parameters under both backends' limits).
+const INSERT_CHUNK: usize = 100;
+
+/// Why a budget operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// A budget rule refused it; nothing was charged.
+    #[error(transparent)]
+    Refused(#[from] BudgetError),
+    /// The idempotency key was used before for a different request.
+    #[error("idempotency key {key:?} was already used for a different request")]
+    IdempotencyMismatch {
+        /// The key.
+        key: String,
+    },
+    /// The reservation is no longer held (committed, released or expired).
+    #[error("reservation {id} is {status}")]
+    ReservationSettled {
+        /// Reservation id.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// The refunded transaction is not a spend of this region.
+    #[error("transaction {0} is not a spend of this region")]
+    NotASpend(String),
+    /// The batch this operation was in failed; nothing of it was committed.
+    #[error("the budget batch failed; nothing was committed")]
+    BatchFailed,
+    /// Storage failed or the object does not exist.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(e: sqlx::Error) -> Self {
+        LedgerError::Store(e.into())
+    }
+}
+
+/// A region's budget balances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegionBudget {
+    /// Region id.
+    pub region_id: String,
+    /// Monthly budget.
+    pub monthly_cents: Cents,
+    /// What may still be spent.
+    pub remaining_cents: Cents,
+    /// Charged since the last daily reset, net of refunds.
+    pub spent_today_cents: Cents,
+    /// Held by active reservations.
+    pub reserved_cents: Cents,
+    /// Ledger entries so far.
+    pub transactions: i64,
+}
+
+impl RegionBudget {
+    /// The balances as the core sees them.
+    pub fn state(&self) -> BudgetState {
+        BudgetState {
+            monthly_cents: self.monthly_cents,
+            remaining_cents: self.remaining_cents,
+            spent_today_cents: self.spent_today_cents,
+            reserved_cents: self.reserved_cents,
+        }
+    }
+}
+
+/// One ledger entry as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetTransaction {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// Region id.
+    pub region_id: String,
+    /// Position in the region's ledger.
+    pub seq: i64,
+    /// allocation, spend, refund, reset, reserve, release.
+    pub transaction_type: String,
+    /// Amount as stated.
+    pub amount_cents: Cents,
+    /// Signed change of the remaining balance.
+    pub delta_cents: Cents,
+    /// Remaining balance after this entry.
+    pub balance_after_cents: Cents,
+    /// Agency (tenant) charged.
+    pub agency_id: Option<String>,
+    /// Job type.
+    pub job_type: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// daily or monthly, for resets.
+    pub reset_period: Option<String>,
+    /// The spend a refund refers to.
+    pub refund_of: Option<String>,
+    /// The reservation of a reserve, release or committed spend.
+    pub reservation_id: Option<String>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Who.
+    pub actor: String,
+    /// When.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+}
+
+/// A reservation (hold) of the two-step protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// Region id.
+    pub region_id: String,
+    /// Held amount.
+    pub amount_cents: Cents,
+    /// Job type.
+    pub job_type: String,
+    /// Agency.
+    pub agency_id: Option<String>,
+    /// held, committed, released, expired.
+    pub status: String,
+    /// Expiry.
+    #[serde(rename = "expires_at", serialize_with = "ser_ms")]
+    pub expires_at_ms: i64,
+    /// Actual cost charged by the commit.
+    pub committed_cents: Option<Cents>,
+}
+
+/// The answer to a budget mutation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TxOutcome {
+    /// The ledger entry (for a commit: the spend, or the release if the cost was 0).
+    pub transaction_id: String,
+    /// Amount of the entry.
+    pub amount_cents: Cents,
+    /// Remaining balance after the entry.
+    pub balance_after_cents: Cents,
+    /// True when an idempotency key matched an earlier request: nothing new happened.
+    pub replayed: bool,
+    /// The reservation, for reserve, commit and release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<Reservation>,
+}
+
+/// A budget mutation.
+#[derive(Debug, Clone)]
+pub enum BudgetOp {
+    /// Adds to the monthly budget and the balance.
+    Allocate {
+        /// Amount.
+        amount_cents: Cents,
+        /// Description.
+        description: Option<String>,
+    },
+    /// Atomic check-and-spend.
+    Spend {
+        /// Amount.
+        amount_cents: Cents,
+        /// Job type.
+        job_type: String,
+        /// Agency charged.
+        agency_id: Option<String>,
+        /// Idempotency key.
+        idempotency_key: Option<String>,
+        /// Description.
+        description: Option<String>,
+    },
+    /// Refund of (part of) a spend.
+    Refund {
+        /// The spend.
+        transaction_id: String,
+        /// Amount.
+        amount_cents: Cents,
+        /// Idempotency key.
+        idempotency_key: Option<String>,
+        /// Description.
+        description: Option<String>,
+    },
+    /// Hold an amount until `expires_at_ms`.
+    Reserve {
+        /// Amount.
+        amount_cents: Cents,
+        /// Job type.
+        job_type: String,
+        /// Agency.
+        agency_id: Option<String>,
+        /// Idempotency key.
+        idempotency_key: Option<String>,
+        /// Expiry, Unix ms.
+        expires_at_ms: i64,
+    },
+    /// Charge the actual cost of a hold and release the rest.
+    Commit {
+        /// Reservation.
+        reservation_id: String,
+        /// Actual cost (0..=held).
+        amount_cents: Cents,
+    },
+    /// Give a hold back.
+    Release {
+        /// Reservation.
+        reservation_id: String,
+        /// True when the engine releases an expired hold.
+        expired: bool,
+    },
+    /// A reset: `None` applies whatever the schedule says is due (maybe nothing).
+    Reset {
+        /// Period.
+        period: Option<ResetPeriod>,
+    },
+}
+
+struct Job {
+    region_id: String,
+    op: BudgetOp,
+    actor: String,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<Option<TxOutcome>, LedgerError>>,
+}
+
+/// The budget service of one replica: reads go straight to the store,
+/// mutations through its group-committing writer.
+#[derive(Clone, Debug)]
+pub struct Budgets {
+    store: Store,
+    tx: mpsc::Sender<Job>,
+    regions: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// Most cached region ids (a stated bound; the cache is cleared when full).
+const REGION_CACHE_MAX: usize = 10_000;
+
+impl Budgets {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn start(store: Store) -> Budgets {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(writer(store.clone(), rx));
+        Budgets {
+            store,
+            tx,
+            regions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Resolves a region id or name to its id (cached: regions are never renamed).
+    pub async fn region_id(&self, id_or_name: &str) -> Result<String, StoreError> {
+        if let Some(id) = self
+            .regions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id_or_name).cloned())
+        {
+            return Ok(id);
+        }
+        let r = self.store.get_region(id_or_name).await?;
+        if let Ok(mut m) = self.regions.lock() {
+            if m.len() >= REGION_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(id_or_name.to_string(), r.id.clone());
+        }
+        Ok(r.id)
+    }
+
+    /// Applies one mutation to region `region_id` (an id, see
+    /// [`Budgets::region_id`]) and waits until it is durable. `Ok(None)` only
+    /// for a scheduled reset that was not due.
+    pub async fn apply(
+        &self,
+        region_id: &str,
+        op: BudgetOp,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<TxOutcome>, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            region_id: region_id.to_string(),
+            op,
+            actor: actor.to_string(),
+            now_ms,
+            reply,
+        };
+        let closed =
+            || LedgerError::Store(StoreError::Config("the budget writer has stopped".into()));
+        self.tx.send(job).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Like [`Budgets::apply`] for operations that always produce an entry.
+    pub async fn apply_one(
+        &self,
+        region_id: &str,
+        op: BudgetOp,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<TxOutcome, LedgerError> {
+        self.apply(region_id, op, actor, now_ms)
+            .await?
+            .ok_or_else(|| LedgerError::Store(StoreError::Corrupt("no ledger entry".into())))
+    }
+
+    /// A region's balances (zero when it never had a budget).
+    pub async fn budget(&self, region_id: &str) -> Result<RegionBudget, StoreError> {
+        let row = sqlx::query("SELECT monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq FROM region_budgets WHERE region_id = $1")
+            .bind(region_id)
+            .fetch_optional(&self.store.pool)
+            .await?;
+        budget_from(region_id, row.as_ref())
+    }
+
+    /// Budgets of every region that has one.
+    pub async fn list(&self, page: &Page) -> Result<Listed<RegionBudget>, StoreError> {
+        let rows = sqlx::query("SELECT region_id, monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq FROM region_budgets WHERE region_id > $1 ORDER BY region_id LIMIT $2")
+            .bind(page.cursor.clone().unwrap_or_default())
+            .bind(page.limit() + 1)
+            .fetch_all(&self.store.pool)
+            .await?;
+        paginate(rows, page.limit(), list_row, |b| b.region_id.clone())
+    }
+
+    /// The side-effect-free check: would `amount_cents` be accepted now?
+    pub async fn check(&self, region_id: &str, amount_cents: Cents) -> Result<bool, StoreError> {
+        Ok(self
+            .budget(region_id)
+            .await?
+            .state()
+            .can_spend(amount_cents))
+    }
+
+    /// Net spend (spends − refunds) since the last monthly reset, by job
+    /// type and by agency; `agency` restricts to one agency.
+    pub async fn spend_breakdown(
+        &self,
+        region_id: &str,
+        agency: Option<&str>,
+    ) -> Result<(Vec<(String, Cents)>, Vec<(String, Cents)>), StoreError> {
+        let since: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = 'reset' AND reset_period = 'monthly'")
+            .bind(region_id)
+            .fetch_one(&self.store.pool)
+            .await?
+            .try_get(0)?;
+        let mut out = Vec::new();
+        for col in ["job_type", "agency_id"] {
+            let rows = sqlx::query(&format!(
+                "SELECT COALESCE({col}, ''), CAST(SUM(CASE WHEN transaction_type = 'spend' THEN amount_cents ELSE -amount_cents END) AS BIGINT) \
+                 FROM region_budget_transactions WHERE region_id = $1 AND seq > $2 AND transaction_type IN ('spend', 'refund') \
+                 AND ($3 = '' OR agency_id = $3) GROUP BY COALESCE({col}, '') ORDER BY 1"
+            ))
+            .bind(region_id)
+            .bind(since)
+            .bind(agency.unwrap_or(""))
+            .fetch_all(&self.store.pool)
+            .await?;
+            out.push(
+                rows.iter()
+                    .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?,
+            );
+        }
+        let by_agency = out.pop().unwrap_or_default();
+        let by_job = out.pop().unwrap_or_default();
+        Ok((by_job, by_agency))
+    }
+
+    /// Ledger entries, newest first; `agency` restricts to one agency.
+    pub async fn transactions(
+        &self,
+        region_id: &str,
+        agency: Option<&str>,
+        page: &Page,
+    ) -> Result<Listed<BudgetTransaction>, StoreError> {
+        let cursor = match page.cursor.as_deref() {
+            None => i64::MAX,
+            Some(c) => c.parse::<i64>().map_err(|_| StoreError::NotFound {
+                what: "cursor".into(),
+            })?,
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {TX_COLS} FROM region_budget_transactions WHERE region_id = $1 AND seq < $2 AND ($3 = '' OR agency_id = $3) ORDER BY seq DESC LIMIT $4"
+        ))
+        .bind(region_id)
+        .bind(cursor)
+        .bind(agency.unwrap_or(""))
+        .bind(page.limit() + 1)
+        .fetch_all(&self.store.pool)
+        .await?;
+        paginate(rows, page.limit(), tx_row, |t| t.seq.to_string())
+    }
+
+    /// One ledger entry.
+    pub async fn transaction(&self, id: &str) -> Result<BudgetTransaction, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TX_COLS} FROM region_budget_transactions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.store.pool)
+        .await?
+        .ok_or_else(|| not_found("transaction"))?;
+        tx_row(&row)
+    }
+
+    /// A reservation.
+    pub async fn reservation(&self, id: &str) -> Result<Reservation, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RES_COLS} FROM budget_reservations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.store.pool)
+        .await?
+        .ok_or_else(|| not_found("reservation"))?;
+        res_row(&row)
+    }
+
+    /// Held reservations whose deadline passed at `now_ms`, at most `limit`: (region, id).
+    pub async fn expired_reservations(
+        &self,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT region_id, id FROM budget_reservations WHERE status = 'held' AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2")
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.store.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Region ids that have a budget.
+    pub async fn budget_regions(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT region_id FROM region_budgets ORDER BY region_id")
+            .fetch_all(&self.store.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Recomputes the region's balances from its ledger and checks every
+    /// invariant. The budget row is locked meanwhile, so the ledger and the
+    /// balances are one consistent snapshot.
+    pub async fn check_ledger(&self, region_id: &str) -> Result<LedgerReport, StoreError> {
+        let mut tx = self.store.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq FROM region_budgets WHERE region_id = $1{}",
+            self.store.for_update()
+        ))
+        .bind(region_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let stored = budget_from(region_id, row.as_ref())?.state();
+        let rows = sqlx::query("SELECT id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, reset_period, refund_of FROM region_budget_transactions WHERE region_id = $1 ORDER BY seq")
+            .bind(region_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let entries = rows
+            .iter()
+            .map(|r| {
+                let kind: String = r.try_get(2)?;
+                let period: Option<String> = r.try_get(6)?;
+                Ok(LedgerEntry {
+                    id: r.try_get(0)?,
+                    seq: r.try_get(1)?,
+                    kind: TxKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("transaction type {kind}")))?,
+                    amount_cents: r.try_get(3)?,
+                    delta_cents: r.try_get(4)?,
+                    balance_after_cents: r.try_get(5)?,
+                    period: period.as_deref().and_then(ResetPeriod::parse),
+                    refund_of: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(check_ledger(&entries, stored))
+    }
+}
+
+const TX_COLS: &str = "id, region_id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, agency_id, job_type, description, reset_period, refund_of, reservation_id, idempotency_key, actor, created_at_ms";
+const RES_COLS: &str =
+    "id, region_id, amount_cents, job_type, agency_id, status, expires_at_ms, committed_cents";
+
+fn budget_from(region_id: &str, row: Option<&AnyRow>) -> Result<RegionBudget, StoreError> {
+    Ok(match row {
+        None => RegionBudget {
+            region_id: region_id.to_string(),
+            monthly_cents: 0,
+            remaining_cents: 0,
+            spent_today_cents: 0,
+            reserved_cents: 0,
+            transactions: 0,
+        },
+        Some(r) => RegionBudget {
+            region_id: region_id.to_string(),
+            monthly_cents: r.try_get(0)?,
+            remaining_cents: r.try_get(1)?,
+            spent_today_cents: r.try_get(2)?,
+            reserved_cents: r.try_get(3)?,
+            transactions: r.try_get::<i64, _>(4)? - 1,
+        },
+    })
+}
+
+fn list_row(r: &AnyRow) -> Result<RegionBudget, StoreError> {
+    Ok(RegionBudget {
+        region_id: r.try_get(0)?,
+        monthly_cents: r.try_get(1)?,
+        remaining_cents: r.try_get(2)?,
+        spent_today_cents: r.try_get(3)?,
+        reserved_cents: r.try_get(4)?,
+        transactions: r.try_get::<i64, _>(5)? - 1,
+    })
+}
+
+fn tx_row(r: &AnyRow) -> Result<BudgetTransaction, StoreError> {
+    Ok(BudgetTransaction {
+        id: r.try_get(0)?,
+        region_id: r.try_get(1)?,
+        seq: r.try_get(2)?,
+        transaction_type: r.try_get(3)?,
+        amount_cents: r.try_get(4)?,
+        delta_cents: r.try_get(5)?,
+        balance_after_cents: r.try_get(6)?,
+        agency_id: r.try_get(7)?,
+        job_type: r.try_get(8)?,
+        description: r.try_get(9)?,
+        reset_period: r.try_get(10)?,
+        refund_of: r.try_get(11)?,
+        reservation_id: r.try_get(12)?,
+        idempotency_key: r.try_get(13)?,
+        actor: r.try_get(14)?,
+        created_at_ms: r.try_get(15)?,
+    })
+}
+
+fn res_row(r: &AnyRow) -> Result<Reservation, StoreError> {
+    Ok(Reservation {
+        id: r.try_get(0)?,
+        region_id: r.try_get(1)?,
+        amount_cents: r.try_get(2)?,
+        job_type: r.try_get(3)?,
+        agency_id: r.try_get(4)?,
+        status: r.try_get(5)?,
+        expires_at_ms: r.try_get(6)?,
+        committed_cents: r.try_get(7)?,
+    })
+}
+
+// ---- the writer -------------------------------------------------------------------
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let jobs = std::mem::take(&mut batch);
+        let n = jobs.len();
+        match apply_batch(&store, &jobs).await {
+            Ok(results) => {
+                for (job, res) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(res);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), batch = n, "budget batch failed; nothing committed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(LedgerError::BatchFailed));
+                }
+            }
+        }
+    }
+}
+
+/// A region's locked budget row, changed in memory during the batch.
+struct Locked {
+    state: BudgetState,
+    next_seq: i64,
+    last_day_key: i64,
+    last_month_key: i64,
+    dirty: bool,
+}
+
+/// A ledger row to insert.
+struct NewTx {
+    id: String,
+    region_id: String,
+    seq: i64,
+    effect: Effect,
+    agency_id: Option<String>,
+    job_type: Option<String>,
+    description: Option<String>,
+    refund_of: Option<String>,
+    reservation_id: Option<String>,
+    idempotency_key: Option<String>,
+    actor: String,
+    now_ms: i64,
+}
+
+/// What an idempotency key maps to: the first request's entry.
+#[derive(Clone)]
+struct Prior {
+    id: String,
+    amount_cents: Cents,
+    balance_after_cents: Cents,
+    job_type: Option<String>,
+    refund_of: Option<String>,
+}
+
+/// A spend's refund bookkeeping: (region, charged, refunded so far).
+type SpendInfo = (String, Cents, Cents, Option<String>, Option<String>);
+
+#[derive(Default)]
+struct BatchState {
+    regions: HashMap<String, Locked>,
+    priors: HashMap<(String, &'static str, String), Prior>,
+    spends: HashMap<String, SpendInfo>,
+    reservations: HashMap<String, Reservation>,
+    res_keys: HashMap<(String, String), Reservation>,
+    new_res: Vec<Reservation>,
+    changed_res: Vec<(String, String, Option<Cents>)>,
+    txs: Vec<NewTx>,
+}
+
+async fn apply_batch(
+    store: &Store,
+    jobs: &[Job],
+) -> Result<Vec<Result<Option<TxOutcome>, LedgerError>>, LedgerError> {
+    let mut tx = store.pool.begin().await?;
+    let mut st = BatchState::default();
+    let regions: BTreeSet<&str> = jobs.iter().map(|j| j.region_id.as_str()).collect();
+    for rid in &regions {
+        let now = jobs
+            .iter()
+            .find(|j| j.region_id == *rid)
+            .map(|j| j.now_ms)
+            .unwrap_or(0);
+        let locked = lock_region(store, &mut tx, rid, now).await?;
+        st.regions.insert((*rid).to_string(), locked);
+        let keys: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.region_id == *rid)
+            .filter_map(|j| match &j.op {
+                BudgetOp::Spend {
+                    idempotency_key: Some(k),
+                    ..
+                }
+                | BudgetOp::Refund {
+                    idempotency_key: Some(k),
+                    ..
+                } => Some(k.as_str()),
+                _ => None,
+            })
+            .collect();
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of FROM region_budget_transactions WHERE region_id = $1 AND idempotency_key IN ({}) AND transaction_type IN ('spend', 'refund')",
+                ph.join(",")
+            );
+            let mut q = sqlx::query(&sql).bind(*rid);
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                let kind: String = r.try_get(1)?;
+                let kind = if kind == "spend" { "spend" } else { "refund" };
+                st.priors.insert(
+                    ((*rid).to_string(), kind, r.try_get(0)?),
+                    Prior {
+                        id: r.try_get(2)?,
+                        amount_cents: r.try_get(3)?,
+                        balance_after_cents: r.try_get(4)?,
+                        job_type: r.try_get(5)?,
+                        refund_of: r.try_get(6)?,
+                    },
+                );
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(apply_job(&mut tx, &mut st, job).await);
+    }
+    // Persist.
+    for chunk in st.txs.chunks(INSERT_CHUNK) {
+        insert_txs(&mut tx, chunk).await?;
+        insert_audits(&mut tx, chunk).await?;
+    }
+    for r in &st.new_res {
+        sqlx::query(&format!("INSERT INTO budget_reservations ({RES_COLS}, idempotency_key, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"))
+            .bind(&r.id)
+            .bind(&r.region_id)
+            .bind(r.amount_cents)
+            .bind(&r.job_type)
+            .bind(r.agency_id.as_deref())
+            .bind("held")
+            .bind(r.expires_at_ms)
+            .bind(None::<i64>)
+            .bind(
+                st.txs
+                    .iter()
+                    .find(|t| t.reservation_id.as_deref() == Some(&r.id))
+                    .and_then(|t| t.idempotency_key.clone()),
+            )
+            .bind(
+                st.txs
+                    .iter()
+                    .find(|t| t.reservation_id.as_deref() == Some(&r.id))
+                    .map(|t| t.now_ms)
+                    .unwrap_or(0),
+            )
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (id, status, committed) in &st.changed_res {
+        sqlx::query("UPDATE budget_reservations SET status = $2, committed_cents = $3, settled_at_ms = $4 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .bind(*committed)
+            .bind(crate::now_ms())
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (rid, l) in &st.regions {
+        if !l.dirty {
+            continue;
+        }
+        sqlx::query("UPDATE region_budgets SET monthly_cents = $2, remaining_cents = $3, spent_today_cents = $4, reserved_cents = $5, next_seq = $6, last_day_key = $7, last_month_key = $8, updated_at_ms = $9 WHERE region_id = $1")
+            .bind(rid)
+            .bind(l.state.monthly_cents)
+            .bind(l.state.remaining_cents)
+            .bind(l.state.spent_today_cents)
+            .bind(l.state.reserved_cents)
+            .bind(l.next_seq)
+            .bind(l.last_day_key)
+            .bind(l.last_month_key)
+            .bind(crate::now_ms())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn lock_region(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rid: &str,
+    now_ms: i64,
+) -> Result<Locked, LedgerError> {
+    let sql = format!(
+        "SELECT monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq, last_day_key, last_month_key FROM region_budgets WHERE region_id = $1{}",
+        store.for_update()
+    );
+    for attempt in 0..2 {
+        if let Some(r) = sqlx::query(&sql)
+            .bind(rid)
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            return Ok(Locked {
+                state: BudgetState {
+                    monthly_cents: r.try_get(0)?,
+                    remaining_cents: r.try_get(1)?,
+                    spent_today_cents: r.try_get(2)?,
+                    reserved_cents: r.try_get(3)?,
+                },
+                next_seq: r.try_get(4)?,
+                last_day_key: r.try_get(5)?,
+                last_month_key: r.try_get(6)?,
+                dirty: false,
+            });
+        }
+        if attempt == 0 {
+            sqlx::query("INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (region_id) DO NOTHING")
+                .bind(rid)
+                .bind(day_key(now_ms))
+                .bind(month_key(now_ms))
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+    }
+    Err(LedgerError::Store(not_found("region")))
+}
+
+fn push_tx(st: &mut BatchState, job: &Job, effect: Effect, extra: TxExtra) -> (String, i64) {
+    let l = st
+        .regions
+        .get_mut(&job.region_id)
+        .expect("region locked at batch start");
+    let seq = l.next_seq;
+    l.next_seq += 1;
+    l.dirty = true;
+    let id = new_id();
+    st.txs.push(NewTx {
+        id: id.clone(),
+        region_id: job.region_id.clone(),
+        seq,
+        effect,
+        agency_id: extra.agency_id,
+        job_type: extra.job_type,
+        description: extra.description,
+        refund_of: extra.refund_of,
+        reservation_id: extra.reservation_id,
+        idempotency_key: extra.idempotency_key,
+        actor: job.actor.clone(),
+        now_ms: job.now_ms,
+    });
+    (id, effect.balance_after_cents)
+}
+
+#[derive(Default)]
+struct TxExtra {
+    agency_id: Option<String>,
+    job_type: Option<String>,
+    description: Option<String>,
+    refund_of: Option<String>,
+    reservation_id: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+fn outcome(id: String, amount: Cents, balance: Cents) -> Option<TxOutcome> {
+    Some(TxOutcome {
+        transaction_id: id,
+        amount_cents: amount,
+        balance_after_cents: balance,
+        replayed: false,
+        reservation: None,
+    })
+}
+
+/// Applies one job to the batch's in-memory state (with the few lookups a
+/// refund or a reservation needs). A refused job changes nothing.
+async fn apply_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    st: &mut BatchState,
+    job: &Job,
+) -> Result<Option<TxOutcome>, LedgerError> {
+    let rid = job.region_id.clone();
+    let mut state = st.regions[&rid].state;
+    match &job.op {
+        BudgetOp::Allocate {
+            amount_cents,
+            description,
+        } => {
+            let e = state.allocate(*amount_cents)?;
+            st.regions.get_mut(&rid).expect("locked").state = state;
+            let (id, bal) = push_tx(
+                st,
+                job,
+                e,
+                TxExtra {
+                    description: description.clone(),
+                    ..Default::default()
+                },
+            );
+            Ok(outcome(id, *amount_cents, bal))
+        }
+        BudgetOp::Spend {
+            amount_cents,
+            job_type,
+            agency_id,
+            idempotency_key,
+            description,
+        } => {
+            if let Some(k) = idempotency_key {
+                if let Some(p) = st.priors.get(&(rid.clone(), "spend", k.clone())) {
+                    if p.amount_cents != *amount_cents || p.job_type.as_deref() != Some(job_type) {
+                        return Err(LedgerError::IdempotencyMismatch { key: k.clone() });
+                    }
+                    return Ok(Some(TxOutcome {
+                        transaction_id: p.id.clone(),
+                        amount_cents: p.amount_cents,
+                        balance_after_cents: p.balance_after_cents,
+                        replayed: true,
+                        reservation: None,
+                    }));
+                }
+            }
+            let e = state.spend(*amount_cents)?;
+            st.regions.get_mut(&rid).expect("locked").state = state;
+            let (id, bal) = push_tx(
+                st,
+                job,
+                e,
+                TxExtra {
+                    agency_id: agency_id.clone(),
+                    job_type: Some(job_type.clone()),
+                    description: description.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    ..Default::default()
+                },
+            );
+            st.spends.insert(
+                id.clone(),
+                (
+                    rid.clone(),
+                    *amount_cents,
+                    0,
+                    agency_id.clone(),
+                    Some(job_type.clone()),
+                ),
+            );
+            if let Some(k) = idempotency_key {
+                st.priors.insert(
+                    (rid.clone(), "spend", k.clone()),
+                    Prior {
+                        id: id.clone(),
+                        amount_cents: *amount_cents,
+                        balance_after_cents: bal,
+                        job_type: Some(job_type.clone()),
+                        refund_of: None,
+                    },
+                );
+            }
+            Ok(outcome(id, *amount_cents, bal))
+        }
+        BudgetOp::Refund {
+            transaction_id,
+            amount_cents,
+            idempotency_key,
+            description,
+        } => {
+            if let Some(k) = idempotency_key {
+                if let Some(p) = st.priors.get(&(rid.clone(), "refund", k.clone())) {
+                    if p.amount_cents != *amount_cents
+                        || p.refund_of.as_deref() != Some(transaction_id)
+                    {
+                        return Err(LedgerError::IdempotencyMismatch { key: k.clone() });
+                    }
+                    return Ok(Some(TxOutcome {
+                        transaction_id: p.id.clone(),
+                        amount_cents: p.amount_cents,
+                        balance_after_cents: p.balance_after_cents,
+                        replayed: true,
+                        reservation: None,
+                    }));
+                }
+            }
+            if !st.spends.contains_key(transaction_id) {
+                let row = sqlx::query("SELECT region_id, transaction_type, amount_cents, agency_id, job_type FROM region_budget_transactions WHERE id = $1")
+                    .bind(transaction_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Err(LedgerError::Store(not_found("transaction")));
+                };
+                let kind: String = row.try_get(1)?;
+                let region: String = row.try_get(0)?;
+                if kind != "spend" || region != rid {
+                    return Err(LedgerError::NotASpend(transaction_id.clone()));
+                }
+                let refunded: i64 = sqlx::query("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM region_budget_transactions WHERE refund_of = $1")
+                    .bind(transaction_id)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get(0)?;
+                st.spends.insert(
+                    transaction_id.clone(),
+                    (
+                        region,
+                        row.try_get(2)?,
+                        refunded,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                    ),
+                );
+            }
+            let (region, charged, refunded, agency, job_type) = st.spends[transaction_id].clone();
+            if region != rid {
+                return Err(LedgerError::NotASpend(transaction_id.clone()));
+            }
+            let e = state.refund(*amount_cents, charged, refunded)?;
+            st.regions.get_mut(&rid).expect("locked").state = state;
+            if let Some(s) = st.spends.get_mut(transaction_id) {
+                s.2 += *amount_cents;
+            }
+            let (id, bal) = push_tx(
+                st,
+                job,
+                e,
+                TxExtra {
+                    agency_id: agency,
+                    job_type,
+                    description: description.clone(),
+                    refund_of: Some(transaction_id.clone()),
+                    idempotency_key: idempotency_key.clone(),
+                    ..Default::default()
+                },
+            );
+            if let Some(k) = idempotency_key {
+                st.priors.insert(
+                    (rid.clone(), "refund", k.clone()),
+                    Prior {
+                        id: id.clone(),
+                        amount_cents: *amount_cents,
+                        balance_after_cents: bal,
+                        job_type: None,
+                        refund_of: Some(transaction_id.clone()),
+                    },
+                );
+            }
+            Ok(outcome(id, *amount_cents, bal))
+        }
+        BudgetOp::Reserve {
+            amount_cents,
+            job_type,
+            agency_id,
+            idempotency_key,
+            expires_at_ms,
+        } => {
+            if let Some(k) = idempotency_key {
+                let prior = match st.res_keys.get(&(rid.clone(), k.clone())) {
+                    Some(r) => Some(r.clone()),
+                    None => {
+                        let row = sqlx::query(&format!("SELECT {RES_COLS} FROM budget_reservations WHERE region_id = $1 AND idempotency_key = $2"))
+                            .bind(&rid)
+                            .bind(k)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        row.as_ref().map(res_row).transpose()?
+                    }
+                };
+                if let Some(r) = prior {
+                    if r.amount_cents != *amount_cents || &r.job_type != job_type {
+                        return Err(LedgerError::IdempotencyMismatch { key: k.clone() });
+                    }
+                    let entry = sqlx::query("SELECT id, balance_after_cents FROM region_budget_transactions WHERE reservation_id = $1 AND transaction_type = 'reserve'")
+                        .bind(&r.id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    let (tid, bal) = match entry {
+                        Some(e) => (e.try_get(0)?, e.try_get(1)?),
+                        None => st
+                            .txs
+                            .iter()
+                            .find(|t| {
+                                t.reservation_id.as_deref() == Some(&r.id)
+                                    && t.effect.kind == TxKind::Reserve
+                            })
+                            .map(|t| (t.id.clone(), t.effect.balance_after_cents))
+                            .unwrap_or_default(),
+                    };
+                    return Ok(Some(TxOutcome {
+                        transaction_id: tid,
+                        amount_cents: r.amount_cents,
+                        balance_after_cents: bal,
+                        replayed: true,
+                        reservation: Some(r),
+                    }));
+                }
+            }
+            let e = state.reserve(*amount_cents)?;
+            st.regions.get_mut(&rid).expect("locked").state = state;
+            let res = Reservation {
+                id: new_id(),
+                region_id: rid.clone(),
+                amount_cents: *amount_cents,
+                job_type: job_type.clone(),
+                agency_id: agency_id.clone(),
+                status: "held".into(),
+                expires_at_ms: *expires_at_ms,
+                committed_cents: None,
+            };
+            let (id, bal) = push_tx(
+                st,
+                job,
+                e,
+                TxExtra {
+                    agency_id: agency_id.clone(),
+                    job_type: Some(job_type.clone()),
+                    reservation_id: Some(res.id.clone()),
+                    idempotency_key: idempotency_key.clone(),
+                    ..Default::default()
+                },
+            );
+            st.reservations.insert(res.id.clone(), res.clone());
+            if let Some(k) = idempotency_key {
+                st.res_keys.insert((rid.clone(), k.clone()), res.clone());
+            }
+            st.new_res.push(res.clone());
+            let mut o = outcome(id, *amount_cents, bal);
+            if let Some(o) = o.as_mut() {
+                o.reservation = Some(res);
+            }
+            Ok(o)
+        }
+        BudgetOp::Commit {
+            reservation_id,
+            amount_cents,
+        } => {
+            let mut res = held_reservation(tx, st, &rid, reservation_id).await?;
+            if fleetscale_core::budget::reservation_expired(res.expires_at_ms, job.now_ms) {
+                return Err(LedgerError::ReservationSettled {
+                    id: res.id,
+                    status: "expired".into(),
+                });
+            }
+            let effects = state.commit(res.amount_cents, *amount_cents)?;
+            st.regions.get_mut(&rid).expect("locked").state = state;
+            let mut last = (String::new(), 0);
+            for e in effects {
+                last = push_tx(
+                    st,
+                    job,
+                    e,
+                    TxExtra {
+                        agency_id: res.agency_id.clone(),
+                        job_type: Some(res.job_type.clone()),
+                        reservation_id: Some(res.id.clone()),
+                        description: Some(if e.kind == TxKind::Spend {
+                            "reservation commit".into()
+                        } else {
+                            "reservation hold released on commit".into()
+                        }),
+                        ..Default::default()
+                    },
+                );
+                if e.kind == TxKind::Spend {
+                    st.spends.insert(
+                        last.0.clone(),
+                        (
+                            rid.clone(),
+                            *amount_cents,
+                            0,
+                            res.agency_id.clone(),
+                            Some(res.job_type.clone()),
+                        ),
+                    );
+                }
+            }
+            res.status = "committed".into();
+            res.committed_cents = Some(*amount_cents);
+            settle(st, &res);
+            Ok(Some(TxOutcome {
+                transaction_id: last.0,
+                amount_cents: *amount_cents,
+                balance_after_cents: last.1,
+                replayed: false,
+                reservation: Some(res),
+            }))
+        }
+        BudgetOp::Release {
+            reservation_id,
+            expired,
+        } => {
+            let mut res = held_reservation(tx, st, &rid, reservation_id).await?;
+            if *expired
+                && !fleetscale_core::budget::reservation_expired(res.expires_at_ms, job.now_ms)
+            {
+                return Ok(None);
+            }
+            let e = state.release(res.amount_cents)?;
+            st.regions.get_mut(&rid).expect("locked").state = state;
+            let (id, bal) = push_tx(
+                st,
+                job,
+                e,
+                TxExtra {
+                    agency_id: res.agency_id.clone(),
+                    job_type: Some(res.job_type.clone()),
+                    reservation_id: Some(res.id.clone()),
+                    description: Some(if *expired {
+                        "reservation expired".into()
+                    } else {
+                        "reservation released".into()
+                    }),
+                    ..Default::default()
+                },
+            );
+            res.status = if *expired { "expired" } else { "released" }.into();
+            settle(st, &res);
+            let amount = res.amount_cents;
+            let mut o = outcome(id, amount, bal);
+            if let Some(o) = o.as_mut() {
+                o.reservation = Some(res);
+            }
+            Ok(o)
+        }
+        BudgetOp::Reset { period } => {
+            let l = &st.regions[&rid];
+            let period = match period {
+                Some(p) => *p,
+                None => match due_reset(l.last_day_key, l.last_month_key, job.now_ms) {
+                    Some(p) => p,
+                    None => return Ok(None),
+                },
+            };
+            let e = state.reset(period);
+            {
+                let l = st.regions.get_mut(&rid).expect("locked");
+                l.state = state;
+                l.last_day_key = l.last_day_key.max(day_key(job.now_ms));
+                if period == ResetPeriod::Monthly {
+                    l.last_month_key = l.last_month_key.max(month_key(job.now_ms));
+                }
+            }
+            let (id, bal) = push_tx(
+                st,
+                job,
+                e,
+                TxExtra {
+                    description: Some(format!("{} reset", period.as_str())),
+                    ..Default::default()
+                },
+            );
+            Ok(outcome(id, e.amount_cents, bal))
+        }
+    }
+}
+
+fn settle(st: &mut BatchState, res: &Reservation) {
+    st.reservations.insert(res.id.clone(), res.clone());
+    st.changed_res
+        .push((res.id.clone(), res.status.clone(), res.committed_cents));
+}
+
+async fn held_reservation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    st: &mut BatchState,
+    rid: &str,
+    id: &str,
+) -> Result<Reservation, LedgerError> {
+    let res = match st.reservations.get(id) {
+        Some(r) => r.clone(),
+        None => {
+            let row = sqlx::query(&format!(
+                "SELECT {RES_COLS} FROM budget_reservations WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| not_found("reservation"))?;
+            let r = res_row(&row)?;
+            st.reservations.insert(r.id.clone(), r.clone());
+            r
+        }
+    };
+    if res.region_id != rid {
+        return Err(LedgerError::Store(not_found("reservation")));
+    }
+    if res.status != "held" {
+        return Err(LedgerError::ReservationSettled {
+            id: res.id,
+            status: res.status,
+        });
+    }
+    Ok(res)
+}
+
+async fn insert_txs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[NewTx],
+) -> Result<(), LedgerError> {
+    const N: usize = 16;
+    let mut sql = format!("INSERT INTO region_budget_transactions ({TX_COLS}) VALUES ");
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        let ph: Vec<String> = (1..=N).map(|c| format!("${}", i * N + c)).collect();
+        sql.push('(');
+        sql.push_str(&ph.join(","));
+        sql.push(')');
+    }
+    let mut q = sqlx::query(&sql);
+    for t in rows {
+        q = q
+            .bind(&t.id)
+            .bind(&t.region_id)
+            .bind(t.seq)
+            .bind(t.effect.kind.as_str())
+            .bind(t.effect.amount_cents)
+            .bind(t.effect.delta_cents)
+            .bind(t.effect.balance_after_cents)
+            .bind(t.agency_id.as_deref())
+            .bind(t.job_type.as_deref())
+            .bind(t.description.as_deref())
+            .bind(t.effect.period.map(ResetPeriod::as_str))
+            .bind(t.refund_of.as_deref())
+            .bind(t.reservation_id.as_deref())
+            .bind(t.idempotency_key.as_deref())
+            .bind(&t.actor)
+            .bind(t.now_ms);
+    }
+    q.execute(&mut **tx).await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+async fn insert_audits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[NewTx],
+) -> Result<(), LedgerError> {
+    const N: usize = 8;
+    let mut sql = String::from("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES ");
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        let ph: Vec<String> = (1..=N).map(|c| format!("${}", i * N + c)).collect();
+        sql.push('(');
+        sql.push_str(&ph.join(","));
+        sql.push(')');
+    }
+    let mut q = sqlx::query(&sql);
+    for t in rows {
+        let detail = serde_json::json!({
+            "region_id": t.region_id,
+            "amount_cents": t.effect.amount_cents,
+            "balance_after_cents": t.effect.balance_after_cents,
+            "job_type": t.job_type,
+            "refund_of": t.refund_of,
+            "reservation_id": t.reservation_id,
+        });
+        q = q
+            .bind(new_id())
+            .bind(&t.actor)
+            .bind(format!("budget.{}", t.effect.kind.as_str()))
+            .bind(t.agency_id.as_deref())
+            .bind("budget_transaction")
+            .bind(&t.id)
+            .bind(detail.to_string())
+            .bind(t.now_ms);
+    }
+    q.execute(&mut **tx).await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+fn ser_ms<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::rfc3339(*ms))
+}

@@ -1,0 +1,494 @@
+//! Budget conformance on both backends: allocation, atomic spend, refunds
+//! bounded by their spend, idempotency, reservations with expiry, resets,
+//! stats, and ledger recomputation — including under concurrency.
+
+use fleetscale_core::budget::{BudgetError, ResetPeriod, DAY_MS};
+use fleetscale_store::{now_ms, BudgetOp, Budgets, LedgerError, Page, Store, StoreError};
+
+#[macro_use]
+mod common;
+
+conformance!(
+    allocate_spend_refund_and_ledger_recomputes,
+    spend_is_refused_without_budget_and_charges_nothing,
+    idempotent_retries_charge_once,
+    refund_never_exceeds_its_spend,
+    reservations_commit_release_and_expire,
+    resets_follow_the_schedule_and_are_idempotent,
+    concurrent_spends_never_overdraw,
+);
+
+async fn region(s: &Store) -> (Budgets, String) {
+    let r = s
+        .create_region(
+            &format!("r-{}", uuid::Uuid::new_v4().simple()),
+            "eu",
+            "test",
+        )
+        .await
+        .unwrap();
+    (Budgets::start(s.clone()), r.id)
+}
+
+fn spend(amount: i64, key: Option<&str>) -> BudgetOp {
+    BudgetOp::Spend {
+        amount_cents: amount,
+        job_type: "creative".into(),
+        agency_id: Some("agency-1".into()),
+        idempotency_key: key.map(str::to_string),
+        description: None,
+    }
+}
+
+fn allocate(amount: i64) -> BudgetOp {
+    BudgetOp::Allocate {
+        amount_cents: amount,
+        description: Some("test".into()),
+    }
+}
+
+async fn allocate_spend_refund_and_ledger_recomputes(s: Store) {
+    let (b, r) = region(&s).await;
+    let now = now_ms();
+    let a = b
+        .apply_one(&r, allocate(10_000), "admin", now)
+        .await
+        .unwrap();
+    assert_eq!(a.balance_after_cents, 10_000);
+    let sp = b
+        .apply_one(&r, spend(2_500, None), "op", now)
+        .await
+        .unwrap();
+    assert_eq!(sp.balance_after_cents, 7_500);
+    let rf = b
+        .apply_one(
+            &r,
+            BudgetOp::Refund {
+                transaction_id: sp.transaction_id.clone(),
+                amount_cents: 500,
+                idempotency_key: None,
+                description: None,
+            },
+            "op",
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rf.balance_after_cents, 8_000);
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!(
+        (
+            budget.monthly_cents,
+            budget.remaining_cents,
+            budget.spent_today_cents,
+            budget.transactions
+        ),
+        (10_000, 8_000, 2_000, 3)
+    );
+    let (by_job, by_agency) = b.spend_breakdown(&r, None).await.unwrap();
+    assert_eq!(by_job, vec![("creative".to_string(), 2_000)]);
+    assert_eq!(by_agency, vec![("agency-1".to_string(), 2_000)]);
+    let report = b.check_ledger(&r).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.entries, 3);
+    // Pagination, newest first.
+    let p1 = b
+        .transactions(
+            &r,
+            None,
+            &Page {
+                limit: Some(2),
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p1.items.iter().map(|t| t.seq).collect::<Vec<_>>(),
+        vec![3, 2]
+    );
+    let p2 = b
+        .transactions(
+            &r,
+            None,
+            &Page {
+                limit: Some(2),
+                cursor: p1.next_cursor,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p2.items.len(), 1);
+    assert_eq!(p2.items[0].transaction_type, "allocation");
+    assert!(p2.next_cursor.is_none());
+    // Every mutation is audited.
+    let audit = s.list_audit(None, &Page::default()).await.unwrap();
+    assert_eq!(
+        audit
+            .items
+            .iter()
+            .filter(|a| a.action.starts_with("budget."))
+            .count(),
+        3
+    );
+}
+
+async fn spend_is_refused_without_budget_and_charges_nothing(s: Store) {
+    let (b, r) = region(&s).await;
+    let err = b
+        .apply_one(&r, spend(1, None), "op", now_ms())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LedgerError::Refused(BudgetError::Insufficient {
+            requested_cents: 1,
+            remaining_cents: 0
+        })
+    ));
+    b.apply_one(&r, allocate(100), "admin", now_ms())
+        .await
+        .unwrap();
+    assert!(b.check(&r, 100).await.unwrap());
+    assert!(!b.check(&r, 101).await.unwrap());
+    assert!(b
+        .apply_one(&r, spend(101, None), "op", now_ms())
+        .await
+        .is_err());
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!((budget.remaining_cents, budget.transactions), (100, 1));
+    assert!(matches!(
+        b.apply_one(&r, allocate(i64::MAX), "admin", now_ms()).await,
+        Err(LedgerError::Refused(BudgetError::BadAmount(_)))
+    ));
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+async fn idempotent_retries_charge_once(s: Store) {
+    let (b, r) = region(&s).await;
+    b.apply_one(&r, allocate(1_000), "admin", now_ms())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let b = b.clone();
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            b.apply_one(&r, spend(70, Some("job-42")), "op", now_ms())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let first = &outcomes[0].transaction_id;
+    assert!(outcomes
+        .iter()
+        .all(|o| &o.transaction_id == first && o.balance_after_cents == 930));
+    assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
+    assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 930);
+    // The same key with another amount is refused.
+    assert!(matches!(
+        b.apply_one(&r, spend(71, Some("job-42")), "op", now_ms())
+            .await,
+        Err(LedgerError::IdempotencyMismatch { .. })
+    ));
+    // Refund keys too.
+    let refund = BudgetOp::Refund {
+        transaction_id: first.clone(),
+        amount_cents: 30,
+        idempotency_key: Some("refund-1".into()),
+        description: None,
+    };
+    let r1 = b
+        .apply_one(&r, refund.clone(), "op", now_ms())
+        .await
+        .unwrap();
+    let r2 = b.apply_one(&r, refund, "op", now_ms()).await.unwrap();
+    assert_eq!(r1.transaction_id, r2.transaction_id);
+    assert!(r2.replayed);
+    assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 960);
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+async fn refund_never_exceeds_its_spend(s: Store) {
+    let (b, r) = region(&s).await;
+    b.apply_one(&r, allocate(1_000), "admin", now_ms())
+        .await
+        .unwrap();
+    let sp = b
+        .apply_one(&r, spend(100, None), "op", now_ms())
+        .await
+        .unwrap();
+    let refund = |amount| BudgetOp::Refund {
+        transaction_id: sp.transaction_id.clone(),
+        amount_cents: amount,
+        idempotency_key: None,
+        description: None,
+    };
+    assert!(matches!(
+        b.apply_one(&r, refund(101), "op", now_ms()).await,
+        Err(LedgerError::Refused(BudgetError::RefundTooLarge {
+            refundable_cents: 100,
+            ..
+        }))
+    ));
+    b.apply_one(&r, refund(60), "op", now_ms()).await.unwrap();
+    assert!(matches!(
+        b.apply_one(&r, refund(41), "op", now_ms()).await,
+        Err(LedgerError::Refused(BudgetError::RefundTooLarge {
+            refundable_cents: 40,
+            ..
+        }))
+    ));
+    b.apply_one(&r, refund(40), "op", now_ms()).await.unwrap();
+    // Refunding a refund, or an unknown transaction, is refused.
+    let alloc_tx = b
+        .transactions(&r, None, &Page::default())
+        .await
+        .unwrap()
+        .items
+        .last()
+        .unwrap()
+        .id
+        .clone();
+    assert!(matches!(
+        b.apply_one(
+            &r,
+            BudgetOp::Refund {
+                transaction_id: alloc_tx,
+                amount_cents: 1,
+                idempotency_key: None,
+                description: None
+            },
+            "op",
+            now_ms()
+        )
+        .await,
+        Err(LedgerError::NotASpend(_))
+    ));
+    assert!(matches!(
+        b.apply_one(
+            &r,
+            BudgetOp::Refund {
+                transaction_id: "nope".into(),
+                amount_cents: 1,
+                idempotency_key: None,
+                description: None
+            },
+            "op",
+            now_ms()
+        )
+        .await,
+        Err(LedgerError::Store(StoreError::NotFound { .. }))
+    ));
+    assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 1_000);
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+async fn reservations_commit_release_and_expire(s: Store) {
+    let (b, r) = region(&s).await;
+    let now = now_ms();
+    b.apply_one(&r, allocate(1_000), "admin", now)
+        .await
+        .unwrap();
+    let reserve = |amount, key: Option<&str>, ttl_ms| BudgetOp::Reserve {
+        amount_cents: amount,
+        job_type: "orchestration".into(),
+        agency_id: None,
+        idempotency_key: key.map(str::to_string),
+        expires_at_ms: now + ttl_ms,
+    };
+    let h1 = b
+        .apply_one(&r, reserve(400, Some("h1"), 60_000), "op", now)
+        .await
+        .unwrap();
+    let again = b
+        .apply_one(&r, reserve(400, Some("h1"), 60_000), "op", now)
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    let res1 = h1.reservation.clone().unwrap();
+    assert_eq!(again.reservation.unwrap().id, res1.id);
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!((budget.remaining_cents, budget.reserved_cents), (600, 400));
+    // A hold above the balance is refused.
+    assert!(b
+        .apply_one(&r, reserve(601, None, 60_000), "op", now)
+        .await
+        .is_err());
+    // Commit charges the actual cost and releases the rest.
+    let c = b
+        .apply_one(
+            &r,
+            BudgetOp::Commit {
+                reservation_id: res1.id.clone(),
+                amount_cents: 150,
+            },
+            "op",
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.balance_after_cents, 850);
+    assert!(matches!(
+        b.apply_one(
+            &r,
+            BudgetOp::Release {
+                reservation_id: res1.id.clone(),
+                expired: false
+            },
+            "op",
+            now
+        )
+        .await,
+        Err(LedgerError::ReservationSettled { .. })
+    ));
+    // A second hold expires.
+    let h2 = b
+        .apply_one(&r, reserve(300, None, 1_000), "op", now)
+        .await
+        .unwrap();
+    let res2 = h2.reservation.unwrap();
+    assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 550);
+    assert!(b.expired_reservations(now, 10).await.unwrap().is_empty());
+    let expired = b.expired_reservations(now + 1_000, 10).await.unwrap();
+    assert_eq!(expired, vec![(r.clone(), res2.id.clone())]);
+    assert!(matches!(
+        b.apply_one(
+            &r,
+            BudgetOp::Commit {
+                reservation_id: res2.id.clone(),
+                amount_cents: 10
+            },
+            "op",
+            now + 1_000
+        )
+        .await,
+        Err(LedgerError::ReservationSettled { .. })
+    ));
+    b.apply_one(
+        &r,
+        BudgetOp::Release {
+            reservation_id: res2.id.clone(),
+            expired: true,
+        },
+        "engine",
+        now + 1_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.reservation(&res2.id).await.unwrap().status, "expired");
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!(
+        (
+            budget.remaining_cents,
+            budget.reserved_cents,
+            budget.spent_today_cents
+        ),
+        (850, 0, 150)
+    );
+    let report = b.check_ledger(&r).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+async fn resets_follow_the_schedule_and_are_idempotent(s: Store) {
+    let (b, r) = region(&s).await;
+    // 2024-01-31T12:00:00Z.
+    let jan31 = 1_706_702_400_000;
+    b.apply_one(&r, allocate(1_000), "admin", jan31)
+        .await
+        .unwrap();
+    b.apply_one(&r, spend(300, None), "op", jan31)
+        .await
+        .unwrap();
+    assert!(b
+        .apply(&r, BudgetOp::Reset { period: None }, "engine", jan31)
+        .await
+        .unwrap()
+        .is_none());
+    // Next day, same month: daily reset, once.
+    let feb1 = jan31 + DAY_MS;
+    let jan_next = jan31 + DAY_MS / 4; // still Jan 31
+    assert!(b
+        .apply(&r, BudgetOp::Reset { period: None }, "engine", jan_next)
+        .await
+        .unwrap()
+        .is_none());
+    let m = b
+        .apply(&r, BudgetOp::Reset { period: None }, "engine", feb1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        m.balance_after_cents, 1_000,
+        "a new month refills the balance"
+    );
+    assert!(b
+        .apply(&r, BudgetOp::Reset { period: None }, "engine", feb1)
+        .await
+        .unwrap()
+        .is_none());
+    b.apply_one(&r, spend(200, None), "op", feb1).await.unwrap();
+    let feb2 = feb1 + DAY_MS;
+    b.apply_one(&r, BudgetOp::Reset { period: None }, "engine", feb2)
+        .await
+        .unwrap();
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!((budget.remaining_cents, budget.spent_today_cents), (800, 0));
+    // By hand.
+    b.apply_one(
+        &r,
+        BudgetOp::Reset {
+            period: Some(ResetPeriod::Monthly),
+        },
+        "admin",
+        feb2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 1_000);
+    let (by_job, _) = b.spend_breakdown(&r, None).await.unwrap();
+    assert!(
+        by_job.is_empty(),
+        "stats cover the month since the last monthly reset"
+    );
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+async fn concurrent_spends_never_overdraw(s: Store) {
+    let (b, r) = region(&s).await;
+    b.apply_one(&r, allocate(10_000), "admin", now_ms())
+        .await
+        .unwrap();
+    // Two handles = two writers (as two replicas would have).
+    let b2 = Budgets::start(s.clone());
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let b = if i % 2 == 0 { b.clone() } else { b2.clone() };
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut charged = 0i64;
+            for k in 0..40u64 {
+                let amount = ((i * 31 + k * 17) % 23 + 1) as i64;
+                match b.apply_one(&r, spend(amount, None), "op", now_ms()).await {
+                    Ok(o) => charged += o.amount_cents,
+                    Err(LedgerError::Refused(BudgetError::Insufficient { .. })) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            charged
+        }));
+    }
+    let mut charged = 0;
+    for t in tasks {
+        charged += t.await.unwrap();
+    }
+    let budget = b.budget(&r).await.unwrap();
+    assert!(charged <= 10_000);
+    assert_eq!(budget.remaining_cents, 10_000 - charged);
+    let report = b.check_ledger(&r).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
