@@ -49,6 +49,14 @@ fn synthetic_pools(n: usize, now: i64) -> Vec<PoolState> {
                         newest_ts_ms: now - 1000,
                     }),
                     last_scaled_at_ms: (i % 3 == 0).then_some(now - 100_000),
+                    ..Observation::new(
+                        now,
+                        PoolBounds {
+                            min: 1,
+                            max: 20,
+                            desired,
+                        },
+                    )
                 },
                 pending_proposal: None,
             }
