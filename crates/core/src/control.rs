@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::decision::{decide_all, CombinedDecision, PoolPolicies};
 use crate::policy::{decide, Decision, Observation, PolicySpec};
 use crate::pool::Mode;
 
@@ -16,8 +17,11 @@ pub struct PoolState {
     pub mode: Mode,
     /// Safety lock: the autoscaler may not change the pool.
     pub safety_lock: bool,
-    /// The pool's policy.
+    /// The pool's policy (used alone when `combined` is `None`).
     pub policy: PolicySpec,
+    /// The pool's combined policies, evaluated by the decision engine.
+    #[serde(default)]
+    pub combined: Option<PoolPolicies>,
     /// What was observed.
     pub observation: Observation,
     /// Target of the pool's pending proposal, if any.
@@ -35,6 +39,8 @@ pub enum Step {
         pool_id: String,
         /// The decision to apply.
         decision: Decision,
+        /// The decision engine's full reasoning, for combined policies.
+        combined: Option<Box<CombinedDecision>>,
     },
     /// Create or refresh the pending proposal (recommend pool).
     Propose {
@@ -42,6 +48,8 @@ pub enum Step {
         pool_id: String,
         /// The decision proposed.
         decision: Decision,
+        /// The decision engine's full reasoning, for combined policies.
+        combined: Option<Box<CombinedDecision>>,
     },
     /// Withdraw the pending proposal: the policy no longer wants a change.
     Withdraw {
@@ -75,7 +83,13 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
             continue;
         }
         counts.evaluated += 1;
-        let d = decide(&p.policy, &p.observation);
+        let (d, combined) = match &p.combined {
+            Some(spec) => {
+                let c = decide_all(spec, &p.observation);
+                (c.to_decision(), Some(Box::new(c)))
+            }
+            None => (decide(&p.policy, &p.observation), None),
+        };
         match d.action {
             crate::Action::ScaleUp => counts.scale_up += 1,
             crate::Action::ScaleDown => counts.scale_down += 1,
@@ -85,11 +99,13 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
             Mode::Autonomous if d.should_scale() && !p.safety_lock => steps.push(Step::Apply {
                 pool_id: p.id.clone(),
                 decision: d,
+                combined,
             }),
             Mode::Recommend if d.should_scale() && p.pending_proposal != Some(d.target) => steps
                 .push(Step::Propose {
                     pool_id: p.id.clone(),
                     decision: d,
+                    combined,
                 }),
             // The same proposal is already pending.
             Mode::Recommend if d.should_scale() => {}
@@ -121,6 +137,7 @@ mod tests {
             mode,
             safety_lock: lock,
             policy: PolicySpec::Threshold(ThresholdPolicy::default()),
+            combined: None,
             observation: Observation {
                 capacity_per_instance: 10.0,
                 load: mean.map(|m| WindowStats {

@@ -245,6 +245,68 @@ fn is_load(p: &PolicySpec) -> bool {
     !matches!(p, PolicySpec::Predictive(_) | PolicySpec::Schedule(_))
 }
 
+impl PoolPolicies {
+    /// One policy with the seed's combination defaults.
+    pub fn single(policy: PolicySpec) -> PoolPolicies {
+        PoolPolicies {
+            policies: vec![policy],
+            performance_targets: PerformanceTargets::default(),
+            spike_urgency_threshold: d_urgency(),
+            scale_in_sla_margin: d_margin(),
+        }
+    }
+}
+
+impl CombinedDecision {
+    /// The combined decision as a single [`Decision`] (policy
+    /// `decision_engine`): the reasons' messages joined in order, their
+    /// figures as `factor.name` inputs.
+    pub fn to_decision(&self) -> Decision {
+        let mut inputs = BTreeMap::new();
+        for r in &self.reasons {
+            for (k, v) in &r.figures {
+                inputs.insert(format!("{}.{k}", r.factor), *v);
+            }
+        }
+        Decision {
+            action: self.action,
+            current: self.current,
+            target: self.target,
+            policy: "decision_engine".into(),
+            reason: self
+                .reasons
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            confidence: self.confidence,
+            inputs,
+            requeue_after_ms: None,
+            data_missing: !self.policies.is_empty() && self.policies.iter().all(|d| d.data_missing),
+            hpa_state: self.policies.iter().find_map(|d| d.hpa_state.clone()),
+        }
+    }
+
+    /// The trigger source of an applied change: `predictive` or `schedule`
+    /// when that factor acted, else `autoscaler`.
+    pub fn trigger_source(&self) -> &'static str {
+        if self.target == self.current {
+            return "autoscaler";
+        }
+        if self
+            .reasons
+            .iter()
+            .any(|r| r.factor == "predicted_load" && r.message.starts_with("predicted spike"))
+        {
+            "predictive"
+        } else if self.reasons.iter().any(|r| r.factor == "schedule") {
+            "schedule"
+        } else {
+            "autoscaler"
+        }
+    }
+}
+
 /// Evaluates every policy of `spec` on `obs` and combines them (see the
 /// module docs). Pure and deterministic.
 pub fn decide_all(spec: &PoolPolicies, obs: &Observation) -> CombinedDecision {

@@ -135,16 +135,11 @@ async fn fresh_postgres() -> Db {
     );
     let name =
         format!("fs_bb_{}", std::process::id()) + &format!("_{}", fleetscale_store::now_ms());
-    let store = fleetscale_store::Store::open(&admin)
-        .await
-        .expect("connect");
-    store
-        .exec_admin(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    store.close().await;
-    let base = admin.rsplit_once('/').unwrap().0;
-    Db::Url(format!("{base}/{name}"))
+    Db::Url(
+        fleetscale_store::create_postgres_database(&admin, &name)
+            .await
+            .expect("create database"),
+    )
 }
 
 fn temp_dir() -> Db {

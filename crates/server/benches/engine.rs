@@ -35,6 +35,7 @@ fn synthetic_pools(n: usize, now: i64) -> Vec<PoolState> {
                 },
                 safety_lock: false,
                 policy: PolicySpec::Threshold(ThresholdPolicy::default()),
+                combined: None,
                 observation: Observation {
                     now_ms: now,
                     bounds: PoolBounds {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use fleetscale_core::capacity::{self, Status, StatusThresholds};
+use fleetscale_core::decision::{decide_all, validate_observation, PoolPolicies};
 use fleetscale_core::policy::utilization_pct;
 use fleetscale_core::pool::MAX_CAPACITY_LIMIT;
 use fleetscale_core::rebalance::{self, RebalancePool, Strategy};
@@ -47,6 +48,11 @@ pub fn router(state: AppState) -> Router {
             get(get_pool).patch(patch_pool).delete(delete_pool),
         )
         .route("/pools/{id}/plan", post(plan_pool))
+        .route(
+            "/pools/{id}/policies",
+            get(get_policies).put(put_policies).delete(delete_policies),
+        )
+        .route("/policies/evaluate", post(evaluate_policies))
         .route("/pools/{id}/safety-lock", put(set_lock))
         .route("/scale", post(scale))
         .route("/capacity", get(capacity))
@@ -369,14 +375,17 @@ async fn set_lock(
 /// The observation of one pool now, as the control loop would see it.
 async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observation> {
     let stats = s.store.window_stats(Some(&pool.tenant_id), now).await?;
-    Ok(Observation {
-        now_ms: now,
-        bounds: pool.bounds(),
+    let mut obs = Observation {
         capacity_per_instance: pool.capacity_per_instance,
         load: stats.get(&pool.id).copied(),
         last_scaled_at_ms: pool.last_scaled_at_ms,
+        safety_lock: pool.safety_lock,
         ..Observation::new(now, pool.bounds())
-    })
+    };
+    if let Some(spec) = &pool.policies {
+        crate::engine::enrich(s, pool, spec, &mut obs).await?;
+    }
+    Ok(obs)
 }
 
 async fn plan_pool(
@@ -387,7 +396,16 @@ async fn plan_pool(
     let pool = visible_pool(&s, &who, &id).await?;
     let now = now_ms();
     let obs = observation(&s, &pool, now).await?;
-    let d = decide(&PolicySpec::Threshold(pool.scaling_policy), &obs);
+    let (d, combined) = match &pool.policies {
+        Some(spec) => {
+            let c = decide_all(spec, &obs);
+            (c.to_decision(), Some(c))
+        }
+        None => (
+            decide(&PolicySpec::Threshold(pool.scaling_policy), &obs),
+            None,
+        ),
+    };
     Ok(Json(json!({
         "pool_id": pool.id,
         "mode": pool.mode,
@@ -400,8 +418,90 @@ async fn plan_pool(
         "policy": d.policy,
         "confidence": d.confidence,
         "inputs": d.inputs,
+        "combined": combined,
         "observation": obs,
         "evaluated_at": rfc3339(now),
+    })))
+}
+
+/// A pool's effective policies: its combined policies, or its threshold policy alone.
+fn effective_policies(pool: &Pool) -> PoolPolicies {
+    pool.policies
+        .clone()
+        .unwrap_or_else(|| PoolPolicies::single(PolicySpec::Threshold(pool.scaling_policy)))
+}
+
+async fn get_policies(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let pool = visible_pool(&s, &who, &id).await?;
+    Ok(Json(json!({
+        "pool_id": pool.id,
+        "source": if pool.policies.is_some() { "policies" } else { "scaling_policy" },
+        "policies": effective_policies(&pool),
+    })))
+}
+
+async fn put_policies(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<PoolPolicies>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    visible_pool(&s, &who, &id).await?;
+    spec.validate()?;
+    Ok(Json(
+        s.store
+            .set_pool_policies(&id, Some(&spec), &who.name)
+            .await?,
+    ))
+}
+
+async fn delete_policies(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    visible_pool(&s, &who, &id).await?;
+    Ok(Json(s.store.set_pool_policies(&id, None, &who.name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateBody {
+    spec: PoolPolicies,
+    observation: Observation,
+}
+
+async fn evaluate_policies(
+    _who: Principal,
+    ApiJson(b): ApiJson<EvaluateBody>,
+) -> ApiResult<impl IntoResponse> {
+    let mut v = Violations::default();
+    for (prefix, res) in [
+        ("spec", b.spec.validate()),
+        ("observation", validate_observation(&b.observation)),
+    ] {
+        if let Err(e) = res {
+            for f in e.0 {
+                v.push(format!("{prefix}.{}", f.field), f.rule);
+            }
+        }
+    }
+    v.into_result(())?;
+    let c = decide_all(&b.spec, &b.observation);
+    Ok(Json(json!({
+        "action": c.action,
+        "current_capacity": c.current,
+        "target_capacity": c.target,
+        "should_scale": c.target != c.current,
+        "confidence": c.confidence,
+        "reasons": c.reasons,
+        "policies": c.policies,
     })))
 }
 

@@ -14,8 +14,11 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use fleetscale_core::control::{plan_tick, PoolState, Step};
+use fleetscale_core::decision::PoolPolicies;
+use fleetscale_core::policy::{QueueObservation, Sample as CoreSample, SlaObservation};
+use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{Mode, Observation, PolicySpec};
-use fleetscale_store::{now_ms, Fence, ScaleRequest, StoreError};
+use fleetscale_store::{now_ms, Fence, Pool, ScaleRequest, StoreError};
 
 use crate::metrics::{ActionLabel, SourceLabel};
 use crate::AppState;
@@ -117,29 +120,138 @@ pub async fn run(state: AppState, cfg: EngineConfig, mut shutdown: watch::Receiv
     state.metrics.is_leader.set(0);
 }
 
+/// How far back combined policies see raw samples (triggers, queue, SLA).
+pub const COMBINED_LOOKBACK_MS: i64 = 3_600_000;
+
+/// Most raw samples loaded for one pool's combined policies (a stated bound).
+pub const COMBINED_SAMPLE_LIMIT: i64 = 20_000;
+
+/// Interval of the demand history fed to predictive policies, ms.
+pub const HISTORY_INTERVAL_MS: i64 = 300_000;
+
 /// Gathers every pool's state for the pure planner.
 pub async fn observe(state: &AppState, now: i64) -> Result<Vec<PoolState>, StoreError> {
     let pools = state.store.all_pools(None).await?;
     let stats = state.store.window_stats(None, now).await?;
     let pending = state.store.pending_proposals().await?;
-    Ok(pools
-        .iter()
-        .map(|p| PoolState {
+    let mut out = Vec::with_capacity(pools.len());
+    for p in &pools {
+        let mut observation = Observation {
+            load: stats.get(&p.id).copied(),
+            capacity_per_instance: p.capacity_per_instance,
+            last_scaled_at_ms: p.last_scaled_at_ms,
+            safety_lock: p.safety_lock,
+            ..Observation::new(now, p.bounds())
+        };
+        if let Some(spec) = &p.policies {
+            enrich(state, p, spec, &mut observation).await?;
+        }
+        out.push(PoolState {
             id: p.id.clone(),
             mode: Mode::parse(&p.mode).unwrap_or(Mode::Recommend),
             safety_lock: p.safety_lock,
             policy: PolicySpec::Threshold(p.scaling_policy),
-            observation: Observation {
-                now_ms: now,
-                bounds: p.bounds(),
-                capacity_per_instance: p.capacity_per_instance,
-                load: stats.get(&p.id).copied(),
-                last_scaled_at_ms: p.last_scaled_at_ms,
-                ..Observation::new(now, p.bounds())
-            },
+            combined: p.policies.clone(),
+            observation,
             pending_proposal: pending.get(&p.id).copied(),
+        });
+    }
+    Ok(out)
+}
+
+/// Adds what combined policies read to an observation: recent samples of
+/// every metric, the queue (`queue_depth`, per-instance `throughput`), SLA
+/// figures (`latency_ms`, `error_rate` over the last 5 minutes) and, for a
+/// predictive policy, the demand history in 5-minute means.
+pub async fn enrich(
+    state: &AppState,
+    p: &Pool,
+    spec: &PoolPolicies,
+    obs: &mut Observation,
+) -> Result<(), StoreError> {
+    let now = obs.now_ms;
+    let samples = state
+        .store
+        .pool_samples(
+            &p.id,
+            now - COMBINED_LOOKBACK_MS,
+            now,
+            COMBINED_SAMPLE_LIMIT,
+        )
+        .await?;
+    for s in samples {
+        obs.metrics.entry(s.metric).or_default().push(CoreSample {
+            ts_ms: s.ts_ms,
+            value: s.value,
+        });
+    }
+    let recent_mean = |name: &str, since: i64| -> Option<f64> {
+        let v: Vec<f64> = obs
+            .metrics
+            .get(name)?
+            .iter()
+            .filter(|s| s.ts_ms > since)
+            .map(|s| s.value)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let five_min = now - 300_000;
+    if let Some(last) = obs
+        .metrics
+        .get("queue_depth")
+        .and_then(|v| v.last())
+        .copied()
+    {
+        let per_instance = recent_mean("throughput", now - 60_000)
+            .filter(|_| p.desired_capacity > 0)
+            .map(|t| t / p.desired_capacity as f64);
+        obs.queue = Some(QueueObservation {
+            backlog: last.value,
+            throughput_per_instance: per_instance,
+            observed_at_ms: last.ts_ms,
+        });
+    }
+    let latency = recent_mean("latency_ms", five_min);
+    let errors = recent_mean("error_rate", five_min);
+    if latency.is_some() || errors.is_some() {
+        obs.sla = Some(SlaObservation {
+            response_time_ms: latency,
+            availability_percent: None,
+            error_rate: errors,
+        });
+    }
+    let history_s = spec
+        .policies
+        .iter()
+        .filter_map(|s| match s {
+            PolicySpec::Predictive(pp) => Some(pp.history_seconds),
+            _ => None,
         })
-        .collect())
+        .max();
+    if let Some(h) = history_s {
+        let from = (now - h * 1000).div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
+        let to = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
+        let buckets = state
+            .store
+            .bucketed_means(&p.id, &p.metric, from, to, HISTORY_INTERVAL_MS)
+            .await?;
+        if let Some(first) = buckets.first().map(|b| b.0) {
+            let n = ((to - first) / HISTORY_INTERVAL_MS).max(0) as usize;
+            let mut values = vec![None; n];
+            for (b, v) in buckets {
+                let i = ((b - first) / HISTORY_INTERVAL_MS) as usize;
+                if i < n {
+                    values[i] = Some(v);
+                }
+            }
+            obs.history = Some(RateSeries {
+                start_ms: first,
+                interval_ms: HISTORY_INTERVAL_MS,
+                values,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One tick as leader: observe, plan (pure), apply the steps, actuate.
@@ -169,13 +281,20 @@ pub async fn tick_once(
     };
     for step in steps {
         match step {
-            Step::Apply { pool_id, decision } => {
+            Step::Apply {
+                pool_id,
+                decision,
+                combined,
+            } => {
+                let trigger = combined
+                    .as_ref()
+                    .map_or("autoscaler", |c| c.trigger_source());
                 let req = ScaleRequest {
                     pool_id: pool_id.clone(),
                     capacity: decision.target,
                     reason: decision.reason.clone(),
-                    trigger_source: "autoscaler".into(),
-                    metadata: serde_json::json!({ "policy": decision.policy, "decision": decision }),
+                    trigger_source: trigger.into(),
+                    metadata: serde_json::json!({ "policy": decision.policy, "decision": decision, "combined": combined }),
                     actor: "engine".into(),
                     expect_desired: Some(decision.current),
                     respect_safety_lock: true,
@@ -202,11 +321,21 @@ pub async fn tick_once(
                     Err(e) => return Err(e),
                 }
             }
-            Step::Propose { pool_id, decision } => {
+            Step::Propose {
+                pool_id,
+                decision,
+                combined,
+            } => {
                 let Ok(pool) = state.store.get_pool(&pool_id).await else {
                     continue;
                 };
-                let d = serde_json::to_value(&decision).unwrap_or_default();
+                let mut d = serde_json::to_value(&decision).unwrap_or_default();
+                if let (Some(obj), Some(c)) = (d.as_object_mut(), combined) {
+                    obj.insert(
+                        "combined".into(),
+                        serde_json::to_value(c).unwrap_or_default(),
+                    );
+                }
                 state
                     .store
                     .upsert_proposal(

@@ -793,3 +793,171 @@ async fn webhook_failures_are_recorded_counted_and_retried() {
         (0, 0)
     );
 }
+
+#[tokio::test]
+async fn pool_policies_are_validated_stored_audited_and_run_by_the_loop() {
+    let app = App::new().await;
+    let (tid, pool) = app.fleet("acme").await;
+    // Bad specs: every violation named with its path.
+    let bad = json!({"policies": [
+        {"type": "triggers", "triggers": [{"metric": "gpu", "comparison": "gt", "threshold": 70,
+          "duration_seconds": -1, "action": "scale_up", "amount": {"absolute": 1}}]},
+        {"type": "schedule", "schedules": [{"cron": "61 * * * *", "timezone": "Europe/Berlin",
+          "duration_seconds": 60, "capacity": 3, "description": "bad minute"}]}
+    ]});
+    let (s, v, _) = app
+        .call(
+            "PUT",
+            &format!("/api/v1/pools/{pool}/policies"),
+            Some(ADMIN),
+            Some(&bad.to_string()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let f = fields(&v);
+    for want in [
+        "policies[0].triggers[0].metric",
+        "policies[0].triggers[0].duration_seconds",
+        "policies[1].schedules[0].cron",
+    ] {
+        assert!(f.iter().any(|x| x == want), "{want} not in {f:?}");
+    }
+    let (s, v, _) = app
+        .call(
+            "PUT",
+            &format!("/api/v1/pools/{pool}/policies"),
+            Some(ADMIN),
+            Some(r#"{"policies":[{"type":"queue","messages_per_instance":10,"colour":1}]}"#),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields are rejected: {v}"
+    );
+    // Before: the threshold policy alone.
+    let g = app
+        .admin(
+            "GET",
+            &format!("/api/v1/pools/{pool}/policies"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (
+            g["source"].as_str(),
+            g["policies"]["policies"][0]["type"].as_str()
+        ),
+        (Some("scaling_policy"), Some("threshold"))
+    );
+    // A queue policy: 35 messages at 10 per instance → 4 instances.
+    let spec = json!({"policies": [{"type": "queue", "messages_per_instance": 10, "scale_up_cooldown_seconds": 0}]});
+    let p = app
+        .admin("PUT", &format!("/api/v1/pools/{pool}/policies"), spec)
+        .await;
+    assert_eq!(p["policies"]["policies"][0]["type"], "queue");
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [{"pool_id": pool, "metric": "queue_depth", "value": 35}]}),
+    )
+    .await;
+    let plan = app
+        .admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null)
+        .await;
+    assert_eq!(
+        (plan["policy"].as_str(), plan["target_capacity"].as_i64()),
+        (Some("decision_engine"), Some(4)),
+        "{plan}"
+    );
+    assert_eq!(plan["combined"]["reasons"][0]["factor"], "current_load");
+    let fence = fleetscale_store::Fence {
+        name: fleetscale_server::engine::LEASE.into(),
+        holder: "t".into(),
+    };
+    let now = fleetscale_store::now_ms();
+    assert!(app
+        .state
+        .store
+        .try_lease(&fence.name, &fence.holder, now, 60_000)
+        .await
+        .unwrap());
+    let r = fleetscale_server::engine::tick_once(&app.state, &fence, now)
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1);
+    let ev = app
+        .admin(
+            "GET",
+            &format!("/api/v1/scaling-events?pool_id={pool}"),
+            Value::Null,
+        )
+        .await;
+    let e = &ev["items"][0];
+    assert_eq!(
+        (e["new_capacity"].as_i64(), e["trigger_source"].as_str()),
+        (Some(4), Some("autoscaler"))
+    );
+    assert_eq!(e["metadata"]["policy"], "decision_engine");
+    assert_eq!(
+        e["metadata"]["combined"]["policies"][0]["policy"], "queue",
+        "the event records which policy decided: {e}"
+    );
+    let audit = app
+        .admin(
+            "GET",
+            &format!("/api/v1/audit?tenant_id={tid}"),
+            Value::Null,
+        )
+        .await;
+    assert!(audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["action"] == "pool.policies.set"));
+    // Back to the threshold policy.
+    let p = app
+        .admin(
+            "DELETE",
+            &format!("/api/v1/pools/{pool}/policies"),
+            Value::Null,
+        )
+        .await;
+    assert!(p["policies"].is_null());
+}
+
+#[tokio::test]
+async fn policies_evaluate_answers_without_touching_a_pool() {
+    let app = App::new().await;
+    let body = json!({
+        "spec": {"policies": [
+            {"type": "queue", "messages_per_instance": 100, "max_queue_lag_seconds": 10},
+            {"type": "schedule", "schedules": [{"cron": "0 9 * * *", "timezone": "Europe/Berlin",
+              "duration_seconds": 7200, "capacity": 30, "mode": "floor", "description": "morning"}]}
+        ]},
+        "observation": {"now_ms": 1714550400000_i64, "bounds": {"min": 1, "max": 50, "desired": 5},
+            "capacity_per_instance": 10, "load": null, "last_scaled_at_ms": null,
+            "queue": {"backlog": 1000, "throughput_per_instance": 5, "observed_at_ms": 1714550400000_i64}}
+    });
+    let v = app.admin("POST", "/api/v1/policies/evaluate", body).await;
+    assert_eq!(
+        (v["target_capacity"].as_i64(), v["action"].as_str()),
+        (Some(30), Some("scale_up")),
+        "{v}"
+    );
+    assert_eq!(v["reasons"][1]["factor"], "schedule");
+    let bad = json!({"spec": {"policies": []}, "observation": {"now_ms": 0, "bounds": {"min": 5, "max": 2, "desired": 3},
+        "capacity_per_instance": 1, "load": null, "last_scaled_at_ms": null}});
+    let (s, v, _) = app
+        .call(
+            "POST",
+            "/api/v1/policies/evaluate",
+            Some(ADMIN),
+            Some(&bad.to_string()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let f = fields(&v);
+    assert!(f.iter().any(|x| x.starts_with("spec.policies")), "{f:?}");
+    assert!(f.iter().any(|x| x == "observation.bounds.min"), "{f:?}");
+}

@@ -160,7 +160,7 @@ pub struct Store {
     backend: Backend,
 }
 
-const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms";
+const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
 const EVENT_COLS: &str = "id, pool_id, tenant_id, region, agent_type, previous_capacity, new_capacity, reason, trigger_source, metadata, actuation_status, actuation_attempts, actuation_error, actuated_at_ms, created_at_ms";
 const PROPOSAL_COLS: &str = "id, pool_id, tenant_id, current_capacity, target_capacity, reason, decision, status, decided_by, note, event_id, created_at_ms, updated_at_ms, decided_at_ms";
 
@@ -371,7 +371,7 @@ impl Store {
         let id = new_id();
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,$13)"
+            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$13)"
         ))
         .bind(&id)
         .bind(&p.tenant_id)
@@ -439,6 +439,98 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.get_pool(id).await
+    }
+
+    /// Sets (or, with `None`, clears) a pool's combined policies.
+    pub async fn set_pool_policies(
+        &self,
+        id: &str,
+        policies: Option<&fleetscale_core::decision::PoolPolicies>,
+        actor: &str,
+    ) -> Result<Pool> {
+        let pool = self.get_pool(id).await?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE pools SET policies=$2, updated_at_ms=$3 WHERE id=$1")
+            .bind(id)
+            .bind(policies.map(to_json))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let detail = serde_json::json!({ "policies": policies });
+        audit(
+            &mut tx,
+            actor,
+            if policies.is_some() {
+                "pool.policies.set"
+            } else {
+                "pool.policies.clear"
+            },
+            Some(&pool.tenant_id),
+            "pool",
+            id,
+            detail,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_pool(id).await
+    }
+
+    /// All samples of a pool in `(from_ms, to_ms]`, grouped by metric, oldest
+    /// first, at most `limit` in all (the newest are kept).
+    pub async fn pool_samples(
+        &self,
+        pool_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Sample>> {
+        let rows = sqlx::query("SELECT pool_id, metric, ts_ms, value FROM metric_samples WHERE pool_id = $1 AND ts_ms > $2 AND ts_ms <= $3 ORDER BY ts_ms DESC LIMIT $4")
+            .bind(pool_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<Sample> = rows
+            .iter()
+            .map(|r| {
+                Ok(Sample {
+                    pool_id: r.try_get(0)?,
+                    metric: r.try_get(1)?,
+                    ts_ms: r.try_get(2)?,
+                    value: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Mean of one metric per `bucket_ms` interval in `[from_ms, to_ms)`:
+    /// `(bucket start, mean)` for every bucket that has samples, in order.
+    pub async fn bucketed_means(
+        &self,
+        pool_id: &str,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, f64)>> {
+        let rows = sqlx::query(
+            "SELECT (ts_ms / $4) * $4 AS bucket, AVG(value) FROM metric_samples WHERE pool_id = $1 AND metric = $2 AND ts_ms >= $3 AND ts_ms < $5 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(pool_id)
+        .bind(metric)
+        .bind(from_ms)
+        .bind(bucket_ms.max(1))
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     /// Sets or clears a pool's safety lock.
@@ -1309,6 +1401,13 @@ fn pool_row(r: &AnyRow) -> Result<Pool> {
         last_scaled_at_ms: r.try_get(12)?,
         created_at_ms: r.try_get(13)?,
         updated_at_ms: r.try_get(14)?,
+        policies: r
+            .try_get::<Option<String>, _>(15)?
+            .map(|p| {
+                serde_json::from_str(&p)
+                    .map_err(|e| StoreError::Corrupt(format!("pool policies: {e}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -1378,6 +1477,32 @@ impl FromStr for Backend {
             other => Err(StoreError::Config(format!("unknown backend {other}"))),
         }
     }
+}
+
+/// Creates database `name` in the PostgreSQL cluster of `admin_url` (without
+/// migrating the admin database) and returns the new database's URL. Test
+/// harnesses and benchmarks use it for a fresh database each.
+pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String> {
+    use sqlx::Connection;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(StoreError::Config(format!(
+            "database name {name:?} must be lowercase letters, digits and '_'"
+        )));
+    }
+    let mut conn = sqlx::postgres::PgConnection::connect(admin_url).await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    Ok(format!("{base}/{name}"))
 }
 
 impl Store {

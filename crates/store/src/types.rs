@@ -89,6 +89,8 @@ pub struct Pool {
     /// Last update.
     #[serde(rename = "updated_at", serialize_with = "ser_ms")]
     pub updated_at_ms: i64,
+    /// Combined policies; `None` runs `scaling_policy` alone.
+    pub policies: Option<fleetscale_core::decision::PoolPolicies>,
 }
 
 impl Pool {

@@ -22,6 +22,7 @@ conformance!(
     proposals_lifecycle,
     actuation_bookkeeping,
     tokens_by_hash,
+    pool_policies_and_sample_reads,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -418,4 +419,68 @@ async fn tokens_by_hash(s: Store) {
         None
     );
     assert!(s.find_token("nope").await.unwrap().is_none());
+}
+
+async fn pool_policies_and_sample_reads(s: Store) {
+    let (_, pool) = tenant_and_pool(&s, 300).await;
+    assert!(pool.policies.is_none());
+    let spec: fleetscale_core::decision::PoolPolicies = serde_json::from_value(
+        serde_json::json!({"policies": [{"type": "queue", "messages_per_instance": 10}]}),
+    )
+    .unwrap();
+    let p = s
+        .set_pool_policies(&pool.id, Some(&spec), "admin")
+        .await
+        .unwrap();
+    assert_eq!(p.policies.as_ref(), Some(&spec));
+    assert_eq!(s.get_pool(&pool.id).await.unwrap().policies, Some(spec));
+    assert!(s
+        .set_pool_policies(&pool.id, None, "admin")
+        .await
+        .unwrap()
+        .policies
+        .is_none());
+    let base = 999_900_000; // a multiple of the 5-minute bucket
+    let samples: Vec<Sample> = [(0, 1.0), (100_000, 3.0), (300_000, 10.0), (900_000, 7.0)]
+        .iter()
+        .map(|&(dt, v)| Sample {
+            pool_id: pool.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: base + dt,
+            value: v,
+        })
+        .chain(std::iter::once(Sample {
+            pool_id: pool.id.clone(),
+            metric: "queue_depth".into(),
+            ts_ms: base + 5,
+            value: 42.0,
+        }))
+        .collect();
+    s.insert_samples(&samples).await.unwrap();
+    let buckets = s
+        .bucketed_means(&pool.id, "throughput", base, base + 1_200_000, 300_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        buckets,
+        [(base, 2.0), (base + 300_000, 10.0), (base + 900_000, 7.0)]
+    );
+    let all = s
+        .pool_samples(&pool.id, base - 1, base + 900_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(
+        all.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms),
+        "oldest first"
+    );
+    let newest = s
+        .pool_samples(&pool.id, base - 1, base + 900_000, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        newest.iter().map(|x| x.ts_ms).collect::<Vec<_>>(),
+        [base + 300_000, base + 900_000],
+        "the limit keeps the newest"
+    );
 }

@@ -26,15 +26,9 @@ pub async fn fresh_pg_url() -> String {
             .unwrap()
             .as_nanos()
     );
-    let s = fleetscale_store::Store::open(&admin)
+    fleetscale_store::create_postgres_database(&admin, &name)
         .await
-        .expect("connect to the admin database");
-    s.exec_admin(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    s.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    format!("{base}/{name}")
+        .expect("create database")
 }
 
 /// A fresh SQLite database URL in a new temporary directory.

@@ -19,18 +19,10 @@ pub async fn postgres() -> Store {
         "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
     );
     let name = format!("fs_{}", uuid::Uuid::new_v4().simple());
-    let admin_store = Store::open(&admin)
-        .await
-        .expect("connect to admin database");
-    admin_store
-        .exec_admin(&format!("CREATE DATABASE {name}"))
+    let url = fleetscale_store::create_postgres_database(&admin, &name)
         .await
         .expect("create database");
-    admin_store.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Store::open(&format!("{base}/{name}"))
-        .await
-        .expect("open fresh database")
+    Store::open(&url).await.expect("open fresh database")
 }
 
 /// Runs each named `async fn(Store)` as a test on SQLite and on PostgreSQL.
