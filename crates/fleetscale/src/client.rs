@@ -202,6 +202,18 @@ impl Conn {
             .await
     }
 
+    /// Sends `body` (unless null) with any method, returning the JSON answer.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Value> {
+        let req = reqwest::Client::new().request(method, self.url(path));
+        let req = if body.is_null() { req } else { req.json(body) };
+        self.send(req).await
+    }
+
     /// Prints one object as a one-row table or as JSON.
     pub fn show(&self, v: &Value, cols: &[&str]) {
         match self.output {

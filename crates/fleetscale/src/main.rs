@@ -250,6 +250,24 @@ enum PoolsCmd {
         /// Pool id.
         pool_id: String,
     },
+    /// Show a pool's effective policies.
+    Policies {
+        /// Pool id.
+        pool_id: String,
+    },
+    /// Set a pool's combined policies from a JSON file (`{"policies": [...], ...}`).
+    SetPolicies {
+        /// Pool id.
+        pool_id: String,
+        /// JSON file with the policies.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Drop a pool's combined policies: back to its threshold policy.
+    ClearPolicies {
+        /// Pool id.
+        pool_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -446,6 +464,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             PoolsCmd::Create(c) => {
                 conn.post_show("/api/v1/pools", &c.body(), client::POOL_COLS)
                     .await
+            }
+            PoolsCmd::Policies { pool_id } => {
+                let v = conn
+                    .get_json(&format!("/api/v1/pools/{pool_id}/policies"))
+                    .await?;
+                client::print_json(&v);
+                Ok(())
+            }
+            PoolsCmd::SetPolicies { pool_id, file } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let body: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", file.display()))?;
+                let v = conn
+                    .send_json(
+                        reqwest::Method::PUT,
+                        &format!("/api/v1/pools/{pool_id}/policies"),
+                        &body,
+                    )
+                    .await?;
+                conn.show(&v, client::POOL_COLS);
+                Ok(())
+            }
+            PoolsCmd::ClearPolicies { pool_id } => {
+                let v = conn
+                    .send_json(
+                        reqwest::Method::DELETE,
+                        &format!("/api/v1/pools/{pool_id}/policies"),
+                        &serde_json::Value::Null,
+                    )
+                    .await?;
+                conn.show(&v, client::POOL_COLS);
+                Ok(())
             }
             PoolsCmd::Plan { pool_id } => {
                 conn.post_show(

@@ -538,6 +538,22 @@ async fn cli_mirrors_the_seed_commands() {
         table.contains("DESIRED_CAPACITY") && table.contains(&pid),
         "{table}"
     );
+    // Combined policies from a file, shown, cleared.
+    let f = std::env::temp_dir().join(format!("fs-policies-{}.json", std::process::id()));
+    std::fs::write(
+        &f,
+        r#"{"policies": [{"type": "queue", "messages_per_instance": 50}]}"#,
+    )
+    .unwrap();
+    let set = cli_json(
+        &s,
+        &["pools", "set-policies", &pid, "--file", f.to_str().unwrap()],
+    );
+    assert_eq!(set["policies"]["policies"][0]["type"], "queue");
+    let shown = cli_json(&s, &["pools", "policies", &pid]);
+    assert_eq!(shown["source"], "policies");
+    let cleared = cli_json(&s, &["pools", "clear-policies", &pid]);
+    assert!(cleared["policies"].is_null());
     // Bad input: the API's problem, named, and exit code 2.
     let (code, _, err) = cli(&s, &["scale", &pid, "--capacity=-3", "--reason", "x"]);
     assert_eq!(code, 2, "{err}");
