@@ -93,6 +93,9 @@ pub enum Backend {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Rows per multi-row sample INSERT statement.
+const SAMPLE_CHUNK: usize = 100;
+
 /// Current wall-clock time in Unix milliseconds (the shell's clock).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -1016,7 +1019,7 @@ impl Store {
     /// Appends samples durably, in one transaction.
     pub async fn insert_samples(&self, samples: &[Sample]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for chunk in samples.chunks(1000) {
+        for chunk in samples.chunks(SAMPLE_CHUNK) {
             let mut sql = String::with_capacity(40 + chunk.len() * 24);
             sql.push_str("INSERT INTO metric_samples (pool_id, metric, ts_ms, value) VALUES ");
             for i in 0..chunk.len() {
