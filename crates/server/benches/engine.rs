@@ -176,6 +176,36 @@ async fn bench_ingest() {
     println!("ingest  sqlite durable, HTTP, {clients} clients, batches of 1000: {n} samples in {secs:.2}s = {:.0} samples/s", n as f64 / secs);
 }
 
+async fn tick_bench(n: usize) {
+    let now = now_ms();
+    let state = seed_sqlite(n, now).await;
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let pools = fleetscale_server::engine::observe(&state, now)
+            .await
+            .unwrap();
+        let (steps, _) = plan_tick(&pools);
+        std::hint::black_box(steps);
+        runs.push(t.elapsed());
+    }
+    println!(
+        "tick    observe (SQLite) + plan, {n:>6} pools: median {:?}",
+        median(runs)
+    );
+    let t = Instant::now();
+    let pools = state.store.all_pools(None).await.unwrap();
+    let t_pools = t.elapsed();
+    let t = Instant::now();
+    let stats = state.store.window_stats(None, now).await.unwrap();
+    let t_stats = t.elapsed();
+    println!(
+        "        of which: load {} pools {t_pools:?}, window stats of {} pools {t_stats:?}",
+        pools.len(),
+        stats.len()
+    );
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let now = 1_700_000_000_000;
@@ -194,27 +224,18 @@ async fn main() {
             median(runs)
         );
     }
+    if std::env::args().any(|a| a == "--tick-only") {
+        for n in [10_000usize, 100_000] {
+            tick_bench(n).await;
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "--ingest-only") {
         bench_ingest().await;
         return;
     }
     for n in [10_000usize, 100_000] {
-        let now = now_ms();
-        let state = seed_sqlite(n, now).await;
-        let mut runs = Vec::new();
-        for _ in 0..5 {
-            let t = Instant::now();
-            let pools = fleetscale_server::engine::observe(&state, now)
-                .await
-                .unwrap();
-            let (steps, _) = plan_tick(&pools);
-            std::hint::black_box(steps);
-            runs.push(t.elapsed());
-        }
-        println!(
-            "tick    observe (SQLite) + plan, {n:>6} pools: median {:?}",
-            median(runs)
-        );
+        tick_bench(n).await;
     }
     bench_ingest().await;
 }
