@@ -510,10 +510,10 @@ pub struct FleetscaleTuning {
 impl Default for FleetscaleTuning {
     fn default() -> Self {
         FleetscaleTuning {
-            predictive_utilization_percent: 80.0,
-            reactive_target_per_slot: 0.8,
-            max_queue_lag_s: 30.0,
-            scale_down_stabilization_s: 120,
+            predictive_utilization_percent: 90.0,
+            reactive_target_per_slot: 0.9,
+            max_queue_lag_s: 120.0,
+            scale_down_stabilization_s: 300,
             prediction_level: 0.8,
         }
     }
