@@ -310,9 +310,26 @@ impl CombinedDecision {
 /// Evaluates every policy of `spec` on `obs` and combines them (see the
 /// module docs). Pure and deterministic.
 pub fn decide_all(spec: &PoolPolicies, obs: &Observation) -> CombinedDecision {
+    let ds: Vec<Decision> = spec.policies.iter().map(|p| decide(p, obs)).collect();
+    decide_all_with(spec, obs, ds)
+}
+
+/// Combines decisions already made for `spec.policies` on `obs` (`ds[i]`
+/// is the decision of `spec.policies[i]`), by the same rules as
+/// [`decide_all`]. For callers that evaluate a policy through a cheaper
+/// equivalent path, such as
+/// [`crate::policies::predictive::PredictivePolicy::decide_with_model`].
+///
+/// # Panics
+/// When `ds` and `spec.policies` differ in length.
+pub fn decide_all_with(
+    spec: &PoolPolicies,
+    obs: &Observation,
+    ds: Vec<Decision>,
+) -> CombinedDecision {
+    assert_eq!(ds.len(), spec.policies.len(), "one decision per policy");
     let b = obs.bounds;
     let current = b.desired;
-    let ds: Vec<Decision> = spec.policies.iter().map(|p| decide(p, obs)).collect();
     let mut reasons = Vec::new();
     let mut reason = |factor: &str, message: String, figures: &[(&str, f64)]| {
         reasons.push(Reason {

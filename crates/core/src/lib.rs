@@ -18,7 +18,9 @@ pub mod rebalance;
 pub mod trace;
 pub mod validate;
 
-pub use decision::{decide_all, CombinedDecision, PerformanceTargets, PoolPolicies, Reason};
+pub use decision::{
+    decide_all, decide_all_with, CombinedDecision, PerformanceTargets, PoolPolicies, Reason,
+};
 pub use policy::{
     decide, Action, Decision, Observation, PolicySpec, QueueObservation, RawThresholdPolicy,
     Sample, SlaObservation, ThresholdPolicy, WindowStats,

@@ -6,6 +6,7 @@ mod budgets;
 mod client;
 mod forecast;
 mod policy_cmd;
+mod simulate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -139,6 +140,8 @@ enum Command {
     },
     /// Backtest the forecaster on a trace against seasonal naive (runs locally).
     Forecast(forecast::ForecastArgs),
+    /// Replay a trace against fleetscale and HPA/KEDA/step/static baselines (runs locally).
+    Simulate(simulate::SimulateArgs),
     /// Evaluate scaling policies on supplied inputs (runs locally).
     Policy {
         #[command(subcommand)]
@@ -677,6 +680,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => client::conformance_hpa(&file, output),
         Command::Forecast(a) => forecast::run(&a),
         Command::Policy { cmd } => policy_cmd::run(&cmd),
+        Command::Simulate(a) => simulate::run(&a),
     }
 }
 

@@ -114,6 +114,44 @@ impl PredictivePolicy {
         let keep = ((self.history_seconds.max(1) * 1000) / iv).max(2) as usize;
         let skip = h.values.len().saturating_sub(keep);
         let model = Model::fit(&h.values[skip..], iv);
+        self.decide_with_model(obs, &model, end, iv)
+    }
+
+    /// Evaluates the policy with a model already fitted and updated up to
+    /// the interval ending at `history_end_ms` (intervals of `interval_ms`),
+    /// instead of refitting on `Observation::history`: the cheap path for a
+    /// caller that keeps the model between decisions and feeds it each new
+    /// interval with [`Model::update`] (the simulator; an engine may do the
+    /// same). [`PredictivePolicy::decide`] fits and then calls this, so
+    /// both paths decide identically for the same model.
+    pub fn decide_with_model(
+        &self,
+        obs: &Observation,
+        model: &Model,
+        history_end_ms: i64,
+        interval_ms: i64,
+    ) -> Decision {
+        let b = obs.bounds;
+        let current = b.desired;
+        let iv = interval_ms.max(1);
+        let end = history_end_ms;
+        if model.observed() < 2 {
+            return Decision::no_data(current, NAME, "No demand history: holding".into());
+        }
+        if end < obs.now_ms - 2 * iv || end > obs.now_ms + iv {
+            return Decision::no_data(
+                current,
+                NAME,
+                format!(
+                    "Demand history ends {}s from now: stale, holding",
+                    (obs.now_ms - end) / 1000
+                ),
+            );
+        }
+        let per_instance = obs.capacity_per_instance * self.target_utilization_percent / 100.0;
+        if !(per_instance.is_finite() && per_instance > 0.0) {
+            return Decision::no_data(current, NAME, "No capacity per instance: holding".into());
+        }
         // Forecast step k (1-based) covers [end + (k-1) iv, end + k iv).
         let look_ms = self.lookahead_seconds.max(1) * 1000;
         let cold_ms = self.cold_start_seconds.max(0) * 1000;
@@ -319,5 +357,30 @@ mod tests {
         let d = policy(3600).decide(&o);
         assert!(d.reason.starts_with("seasonal_naive"), "{}", d.reason);
         assert_eq!(d.target, 10, "{}", d.reason);
+    }
+
+    #[test]
+    fn cached_model_path_decides_like_a_refit() {
+        let p = policy(7200);
+        for now_h in [21 * 24 + 6, 21 * 24 + 12] {
+            let o = obs(now_h, 2);
+            let h = o.history.clone().expect("history");
+            let model = Model::fit(&h.values, h.interval_ms);
+            let end = h.time_of(h.values.len());
+            assert_eq!(
+                p.decide(&o),
+                p.decide_with_model(&o, &model, end, h.interval_ms)
+            );
+        }
+    }
+
+    #[test]
+    fn cached_model_path_holds_on_stale_end() {
+        let p = policy(7200);
+        let o = obs(21 * 24 + 6, 2);
+        let h = o.history.clone().expect("history");
+        let model = Model::fit(&h.values, h.interval_ms);
+        let d = p.decide_with_model(&o, &model, 0, h.interval_ms);
+        assert!(d.data_missing);
     }
 }

@@ -1,0 +1,119 @@
+//! Black-box test of `fleetscale simulate` on every shared trace.
+//!
+//! Rate traces are limited to their first 168 hours (`--max-hours 168`) to
+//! keep the debug-build runtime modest; the request trace runs whole. The
+//! acceptance comparison (SLO attainment ≥ HPA and KEDA, over-provisioning
+//! ≤ 0.7 × HPA) is checked by `acceptance_criteria`, ignored until the
+//! fleetscale default meets it (see docs/simulation.md, "Status").
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn traces() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces");
+    let mut v = Vec::new();
+    for dir in ["rates", "requests"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.path().extension().is_some_and(|x| x == "csv") {
+                v.push(e.path());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn simulate(path: &PathBuf) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
+        .args(["simulate", "--output-json", "--max-hours", "168", "--trace"])
+        .arg(path)
+        .output()
+        .expect("run fleetscale");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json report")
+}
+
+fn figure(r: &serde_json::Value, policy: &str, key: &str) -> f64 {
+    r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["policy"] == policy)
+        .unwrap_or_else(|| panic!("{policy} missing"))[key]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn simulates_every_shared_trace_with_all_policies() {
+    let ts = traces();
+    if ts.is_empty() {
+        eprintln!("skipped: no shared traces");
+        return;
+    }
+    for t in ts {
+        let r = simulate(&t);
+        let names: Vec<&str> = r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["policy"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["fleetscale", "hpa", "keda", "step", "static"]);
+        for p in names {
+            let a = figure(&r, p, "slo_attainment");
+            assert!((0.0..=1.0).contains(&a), "{}: {p} {a}", t.display());
+            assert!(figure(&r, p, "instance_seconds") > 0.0);
+        }
+        eprintln!(
+            "{}: slo fleetscale {:.4} hpa {:.4} keda {:.4}; over-prov ratio to hpa {:.3}",
+            t.display(),
+            figure(&r, "fleetscale", "slo_attainment"),
+            figure(&r, "hpa", "slo_attainment"),
+            figure(&r, "keda", "slo_attainment"),
+            figure(&r, "fleetscale", "overprovision_instance_seconds")
+                / figure(&r, "hpa", "overprovision_instance_seconds")
+        );
+    }
+}
+
+#[test]
+#[ignore = "acceptance not met yet by the fleetscale default (docs/simulation.md, Status)"]
+fn acceptance_criteria() {
+    for t in traces() {
+        let r = simulate(&t);
+        let f = figure(&r, "fleetscale", "slo_attainment");
+        assert!(f >= figure(&r, "hpa", "slo_attainment"), "{}", t.display());
+        assert!(f >= figure(&r, "keda", "slo_attainment"), "{}", t.display());
+        assert!(
+            figure(&r, "fleetscale", "overprovision_instance_seconds")
+                <= 0.7 * figure(&r, "hpa", "overprovision_instance_seconds"),
+            "{}",
+            t.display()
+        );
+    }
+}
+
+#[test]
+fn malformed_trace_names_the_line() {
+    let dir = std::env::temp_dir().join(format!("fs-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.csv");
+    std::fs::write(&p, "timestamp,value\n2024-01-01 00:00:00,1\nnot-a-time,2\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
+        .args(["simulate", "--trace"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+}

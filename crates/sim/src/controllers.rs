@@ -1,0 +1,573 @@
+//! The controllers compared: each turns what the world lets it see into an
+//! [`Observation`] and asks the *live engine's* code for a decision —
+//! [`fleetscale_core::decide`] for a single policy (HPA = target tracking
+//! with HPA's defaults, step = the phase-93 threshold policy),
+//! [`fleetscale_core::decide_all_with`] for pool policies (the fleetscale
+//! default), with the predictive policy on its cached-model path. No policy
+//! is re-implemented here; KEDA adds only its operator's polling,
+//! activation, cooldown and scale-to-zero around the same HPA calculator.
+
+use std::collections::BTreeMap;
+
+use fleetscale_core::forecast::Model;
+use fleetscale_core::hpa::{
+    ConditionStatus, HpaBehavior, HpaScalingRules, HpaState, Pod, PodMetric, PodPhase,
+    ReadyCondition,
+};
+use fleetscale_core::policies::predictive::PredictivePolicy;
+use fleetscale_core::policies::queue::QueuePolicy;
+use fleetscale_core::policies::target_tracking::{
+    MetricTarget, TargetTrackingPolicy, TrackedMetric,
+};
+use fleetscale_core::{
+    decide, decide_all_with, Observation, PerformanceTargets, PolicySpec, PoolBounds, PoolPolicies,
+    QueueObservation, Sample as MetricSample, ThresholdPolicy, WindowStats,
+};
+
+use crate::workload::US;
+use crate::world::{InstState, View};
+
+/// Metric name of the mean outstanding requests (in flight + waiting).
+pub const CONCURRENCY: &str = "concurrency";
+/// Resource name of the per-instance busy fraction (HPA's "cpu").
+pub const CPU: &str = "cpu";
+
+/// A scaling controller under test.
+pub trait Controller {
+    /// Name in the report.
+    fn name(&self) -> String;
+    /// Decision interval, µs.
+    fn period_us(&self) -> i64;
+    /// The desired capacity after a decision at `v.now_us`.
+    fn decide(&mut self, v: &View) -> i64;
+}
+
+/// Static provisioning.
+#[derive(Debug, Clone)]
+pub struct Static {
+    /// Instances.
+    pub n: i64,
+    /// Decision interval, µs.
+    pub period_us: i64,
+}
+
+impl Controller for Static {
+    fn name(&self) -> String {
+        "static".into()
+    }
+    fn period_us(&self) -> i64 {
+        self.period_us
+    }
+    fn decide(&mut self, _: &View) -> i64 {
+        self.n
+    }
+}
+
+/// Controller memory carried between decisions, as the engine stores it.
+#[derive(Debug, Clone, Default)]
+struct Memory {
+    last_up_ms: Option<i64>,
+    last_down_ms: Option<i64>,
+    hpa_state: HpaState,
+}
+
+impl Memory {
+    fn record(&mut self, now_ms: i64, current: i64, target: i64) {
+        if target > current {
+            self.last_up_ms = Some(now_ms);
+        } else if target < current {
+            self.last_down_ms = Some(now_ms);
+        }
+    }
+}
+
+/// Builds the observation a policy gets at `v`: scraped metrics only
+/// (already `metrics_delay` old when visible), never the live state.
+fn observe(
+    v: &View,
+    bounds: PoolBounds,
+    mem: &Memory,
+    load_window_s: i64,
+    with_pods: bool,
+) -> Observation {
+    let now_ms = v.now_ms();
+    let mut o = Observation::new(now_ms, bounds);
+    o.capacity_per_instance = f64::from(v.slots);
+    o.last_scale_up_at_ms = mem.last_up_ms;
+    o.last_scale_down_at_ms = mem.last_down_ms;
+    o.last_scaled_at_ms = mem.last_up_ms.max(mem.last_down_ms);
+    o.hpa_state = mem.hpa_state.clone();
+    let from = v.now_us - load_window_s * US;
+    let win: Vec<_> = v.samples.iter().filter(|s| s.ts_us > from).collect();
+    if let Some(newest) = win.last() {
+        o.load = Some(WindowStats {
+            mean: win.iter().map(|s| s.busy_mean + s.queue_mean).sum::<f64>() / win.len() as f64,
+            count: win.len() as u64,
+            newest_ts_ms: v.ms(newest.ts_us),
+        });
+    }
+    if let Some(s) = v.samples.back() {
+        o.metrics.insert(
+            CONCURRENCY.into(),
+            vec![MetricSample {
+                ts_ms: v.ms(s.ts_us),
+                value: s.busy_mean + s.queue_mean,
+            }],
+        );
+        let window_s = s.window_us as f64 / US as f64;
+        o.queue = Some(QueueObservation {
+            backlog: s.queue_now,
+            throughput_per_instance: (s.ready_mean > 0.0 && s.started > 0)
+                .then(|| s.started as f64 / window_s / s.ready_mean),
+            observed_at_ms: v.ms(s.ts_us),
+        });
+    }
+    if with_pods {
+        o.instances = v
+            .instances
+            .iter()
+            .map(|i| {
+                let ready = i.state != InstState::Provisioning;
+                Pod {
+                    name: format!("i{}", i.id),
+                    phase: if ready {
+                        PodPhase::Running
+                    } else {
+                        PodPhase::Pending
+                    },
+                    deleting: i.state == InstState::Draining,
+                    start_time_ms: Some(v.ms(i.launched_us)),
+                    ready: Some(ReadyCondition {
+                        status: if ready {
+                            ConditionStatus::True
+                        } else {
+                            ConditionStatus::False
+                        },
+                        last_transition_ms: v.ms(if ready { i.ready_us } else { i.launched_us }),
+                    }),
+                    request_milli: Some(1000),
+                }
+            })
+            .collect();
+        if let Some(s) = v.samples.back() {
+            o.instance_metrics.insert(
+                CPU.into(),
+                s.per_instance
+                    .iter()
+                    .map(|(id, u)| PodMetric {
+                        pod: format!("i{id}"),
+                        value_milli: (u * 1000.0).round() as i64,
+                        timestamp_ms: v.ms(s.ts_us),
+                        window_ms: s.window_us / 1000,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    o
+}
+
+fn needs_pods(spec: &PolicySpec) -> bool {
+    match spec {
+        PolicySpec::TargetTracking(t) => t.metrics.iter().any(|m| {
+            matches!(
+                m.target,
+                MetricTarget::Utilization { .. }
+                    | MetricTarget::ResourceAverageValue { .. }
+                    | MetricTarget::AverageValue { .. }
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// One [`PolicySpec`] through [`fleetscale_core::decide`].
+#[derive(Debug, Clone)]
+pub struct Single {
+    name: String,
+    spec: PolicySpec,
+    min: i64,
+    max: i64,
+    period_us: i64,
+    load_window_s: i64,
+    pods: bool,
+    mem: Memory,
+}
+
+impl Single {
+    /// `spec` under `name`, bounds `[min, max]`, deciding every `period_us`.
+    pub fn new(name: &str, spec: PolicySpec, min: i64, max: i64, period_us: i64) -> Single {
+        Single {
+            name: name.into(),
+            pods: needs_pods(&spec),
+            load_window_s: spec.window_seconds().max(1),
+            spec,
+            min,
+            max,
+            period_us,
+            mem: Memory::default(),
+        }
+    }
+
+    fn step(&mut self, v: &View, extra: &BTreeMap<String, Vec<MetricSample>>) -> i64 {
+        let bounds = PoolBounds {
+            min: self.min,
+            max: self.max,
+            desired: v.desired.clamp(self.min, self.max),
+        };
+        let mut o = observe(v, bounds, &self.mem, self.load_window_s, self.pods);
+        o.metrics.extend(extra.clone());
+        let d = decide(&self.spec, &o);
+        if let Some(s) = d.hpa_state {
+            self.mem.hpa_state = s;
+        }
+        self.mem.record(o.now_ms, bounds.desired, d.target);
+        d.target
+    }
+}
+
+impl Controller for Single {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn period_us(&self) -> i64 {
+        self.period_us
+    }
+    fn decide(&mut self, v: &View) -> i64 {
+        self.step(v, &BTreeMap::new())
+    }
+}
+
+/// HPA behavior with every field defaulted: scale-up max(4 pods, 100%) per
+/// 15 s without stabilization, scale-down 100% per 15 s after a 300 s
+/// stabilization window.
+pub fn hpa_default_behavior() -> HpaBehavior {
+    HpaBehavior::default()
+}
+
+/// The Kubernetes HPA baseline: resource utilization target on the
+/// instances' busy fraction ("cpu"), tolerance 0.1, default behavior.
+pub fn hpa(target_percent: i32, max: i64, period_us: i64) -> Single {
+    let spec = PolicySpec::TargetTracking(TargetTrackingPolicy {
+        metrics: vec![TrackedMetric {
+            metric: CPU.into(),
+            target: MetricTarget::Utilization {
+                average_utilization_percent: target_percent,
+            },
+        }],
+        tolerance: None,
+        behavior: Some(hpa_default_behavior()),
+        downscale_stabilization_seconds: None,
+        max_sample_age_seconds: 300,
+    });
+    Single::new("hpa", spec, 1, max, period_us)
+}
+
+/// The phase-93 step baseline: threshold 80/30, increment 1, cooldown 300 s.
+pub fn step(max: i64, period_us: i64) -> Single {
+    Single::new(
+        "step",
+        PolicySpec::Threshold(ThresholdPolicy::default()),
+        1,
+        max,
+        period_us,
+    )
+}
+
+/// Metric name of KEDA's scaler reading (queue length + in flight).
+pub const KEDA_METRIC: &str = "keda_queue_and_in_flight";
+
+/// The KEDA baseline: a ScaledObject whose scaler reports queue length +
+/// in-flight requests as an external `AverageValue` target, fed to the same
+/// HPA calculator (15 s sync, default behavior, minReplicas 1), and KEDA's
+/// operator loop: the scaler is polled every `polling_us` (the HPA reads the
+/// cached value), the workload is active while the reading exceeds the
+/// activation threshold (0), a 0-replica workload is activated to 1 on an
+/// active poll, and scaled to zero once inactive for `cooldown_us`.
+#[derive(Debug, Clone)]
+pub struct Keda {
+    hpa: Single,
+    polling_us: i64,
+    cooldown_us: i64,
+    activation: f64,
+    next_poll_us: i64,
+    last_active_us: i64,
+    reading: Option<MetricSample>,
+}
+
+impl Keda {
+    /// KEDA with `target` outstanding requests per instance.
+    pub fn new(target: f64, max: i64, period_us: i64) -> Keda {
+        let spec = PolicySpec::TargetTracking(TargetTrackingPolicy {
+            metrics: vec![TrackedMetric {
+                metric: KEDA_METRIC.into(),
+                target: MetricTarget::ExternalAverageValue {
+                    average_value: target,
+                },
+            }],
+            tolerance: None,
+            behavior: Some(hpa_default_behavior()),
+            downscale_stabilization_seconds: None,
+            max_sample_age_seconds: 300,
+        });
+        Keda {
+            hpa: Single::new("keda", spec, 1, max, period_us),
+            polling_us: 30 * US,
+            cooldown_us: 300 * US,
+            activation: 0.0,
+            next_poll_us: 0,
+            last_active_us: 0,
+            reading: None,
+        }
+    }
+}
+
+impl Controller for Keda {
+    fn name(&self) -> String {
+        "keda".into()
+    }
+    fn period_us(&self) -> i64 {
+        self.hpa.period_us
+    }
+    fn decide(&mut self, v: &View) -> i64 {
+        if v.now_us >= self.next_poll_us {
+            self.next_poll_us = v.now_us + self.polling_us;
+            // The scaler asks the queue itself: a live reading.
+            let value = v.live_queue + v.live_in_flight;
+            self.reading = Some(MetricSample {
+                ts_ms: v.now_ms(),
+                value,
+            });
+            let active = value > self.activation;
+            if active {
+                self.last_active_us = v.now_us;
+            }
+            if v.desired == 0 {
+                return i64::from(active);
+            }
+            if !active && v.now_us - self.last_active_us >= self.cooldown_us {
+                self.hpa.mem.record(v.now_ms(), v.desired, 0);
+                return 0;
+            }
+        }
+        if v.desired == 0 {
+            return 0; // the HPA is inactive at zero replicas
+        }
+        let mut extra = BTreeMap::new();
+        if let Some(r) = self.reading {
+            extra.insert(KEDA_METRIC.to_string(), vec![r]);
+        }
+        self.hpa.step(v, &extra)
+    }
+}
+
+/// Refit schedule of the cached forecast model: after this many history
+/// intervals, then every [`REFIT_EVERY`].
+const REFIT_AT: [usize; 5] = [2, 12, 48, 144, 288];
+/// Refit period once the schedule is past, in history intervals.
+const REFIT_EVERY: usize = 288;
+
+#[derive(Debug, Clone)]
+struct Cached {
+    model: Model,
+    next_refit: usize,
+}
+
+/// Pool policies through [`decide_all_with`], each predictive policy on its
+/// cached-model path (fitted on the observed demand history, refitted on a
+/// schedule, updated every interval in between).
+#[derive(Debug, Clone)]
+pub struct Pool {
+    name: String,
+    spec: PoolPolicies,
+    min: i64,
+    max: i64,
+    period_us: i64,
+    load_window_s: i64,
+    pods: bool,
+    mem: Memory,
+    models: Vec<Option<Cached>>,
+    fed: usize,
+}
+
+impl Pool {
+    /// `spec` under `name`.
+    pub fn new(name: &str, spec: PoolPolicies, min: i64, max: i64, period_us: i64) -> Pool {
+        let load_window_s = spec
+            .policies
+            .iter()
+            .filter_map(|p| match p {
+                PolicySpec::Threshold(t) => Some(t.window_seconds),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(60);
+        Pool {
+            name: name.into(),
+            pods: spec.policies.iter().any(needs_pods),
+            models: vec![None; spec.policies.len()],
+            spec,
+            min,
+            max,
+            period_us,
+            load_window_s,
+            mem: Memory::default(),
+            fed: 0,
+        }
+    }
+
+    fn update_models(&mut self, v: &View) {
+        let h = v.history;
+        let iv_ms = v.history_interval_us / 1000;
+        for (i, p) in self.spec.policies.iter().enumerate() {
+            let PolicySpec::Predictive(pp) = p else {
+                continue;
+            };
+            let slot = &mut self.models[i];
+            if let Some(c) = slot.as_mut() {
+                for x in &h[self.fed.min(h.len())..] {
+                    c.model.update(Some(*x));
+                }
+            }
+            let due = match slot {
+                None => h.len() >= REFIT_AT[0],
+                Some(c) => h.len() >= c.next_refit,
+            };
+            if due {
+                let keep = ((pp.history_seconds * 1000) / iv_ms.max(1)).max(2) as usize;
+                let vals: Vec<Option<f64>> = h[h.len().saturating_sub(keep)..]
+                    .iter()
+                    .map(|x| Some(*x))
+                    .collect();
+                let next_refit = REFIT_AT
+                    .iter()
+                    .copied()
+                    .find(|&n| n > h.len())
+                    .unwrap_or(h.len() + REFIT_EVERY);
+                *slot = Some(Cached {
+                    model: Model::fit(&vals, iv_ms),
+                    next_refit,
+                });
+            }
+        }
+        self.fed = h.len();
+    }
+}
+
+impl Controller for Pool {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn period_us(&self) -> i64 {
+        self.period_us
+    }
+    fn decide(&mut self, v: &View) -> i64 {
+        self.update_models(v);
+        let bounds = PoolBounds {
+            min: self.min,
+            max: self.max,
+            desired: v.desired.clamp(self.min, self.max),
+        };
+        let o = observe(v, bounds, &self.mem, self.load_window_s, self.pods);
+        let end_ms = v.ms(v.history.len() as i64 * v.history_interval_us);
+        let iv_ms = v.history_interval_us / 1000;
+        let ds = self
+            .spec
+            .policies
+            .iter()
+            .zip(&self.models)
+            .map(|(p, m)| match (p, m) {
+                (PolicySpec::Predictive(pp), Some(c)) => {
+                    pp.decide_with_model(&o, &c.model, end_ms, iv_ms)
+                }
+                _ => decide(p, &o),
+            })
+            .collect();
+        let c = decide_all_with(&self.spec, &o, ds);
+        if let Some(s) = c.policies.iter().find_map(|d| d.hpa_state.clone()) {
+            self.mem.hpa_state = s;
+        }
+        self.mem.record(o.now_ms, bounds.desired, c.target);
+        c.target
+    }
+}
+
+/// Tunables of the fleetscale default policy (planning utilizations).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FleetscaleTuning {
+    /// Utilization the predictive floor plans for, percent.
+    pub predictive_utilization_percent: f64,
+    /// Outstanding requests per slot the reactive target tracks.
+    pub reactive_target_per_slot: f64,
+    /// Longest queue lag the queue policy accepts, seconds.
+    pub max_queue_lag_s: f64,
+    /// Scale-down stabilization of the reactive policy, seconds.
+    pub scale_down_stabilization_s: i32,
+    /// Coverage of the forecast interval.
+    pub prediction_level: f64,
+}
+
+impl Default for FleetscaleTuning {
+    fn default() -> Self {
+        FleetscaleTuning {
+            predictive_utilization_percent: 90.0,
+            reactive_target_per_slot: 0.9,
+            max_queue_lag_s: 120.0,
+            scale_down_stabilization_s: 300,
+            prediction_level: 0.8,
+        }
+    }
+}
+
+/// fleetscale's default pool policies for the simulator: predictive
+/// pre-scaling (a floor from the forecast of the next `cold_start`) plus
+/// reactive correction (target tracking on outstanding requests, and the
+/// queue policy bounding the queue lag).
+pub fn fleetscale_default(slots: u32, cold_start_s: f64, t: FleetscaleTuning) -> PoolPolicies {
+    let slots = f64::from(slots);
+    PoolPolicies {
+        policies: vec![
+            PolicySpec::Predictive(PredictivePolicy {
+                lookahead_seconds: 3600,
+                confidence_threshold: 0.0,
+                cold_start_seconds: cold_start_s.ceil() as i64 + 60,
+                target_utilization_percent: t.predictive_utilization_percent,
+                forecast_only: false,
+                prediction_level: t.prediction_level,
+                history_seconds: 28 * 86_400,
+            }),
+            PolicySpec::TargetTracking(TargetTrackingPolicy {
+                metrics: vec![TrackedMetric {
+                    metric: CONCURRENCY.into(),
+                    target: MetricTarget::ExternalAverageValue {
+                        average_value: slots * t.reactive_target_per_slot,
+                    },
+                }],
+                tolerance: Some(0.05),
+                behavior: Some(HpaBehavior {
+                    scale_up: None,
+                    scale_down: Some(HpaScalingRules {
+                        stabilization_window_s: Some(t.scale_down_stabilization_s),
+                        select_policy: None,
+                        policies: None,
+                    }),
+                }),
+                downscale_stabilization_seconds: None,
+                max_sample_age_seconds: 120,
+            }),
+            PolicySpec::Queue(QueuePolicy {
+                messages_per_instance: slots,
+                max_queue_lag_seconds: Some(t.max_queue_lag_s),
+                scale_up_cooldown_seconds: 0,
+                scale_down_cooldown_seconds: 0,
+                max_observation_age_seconds: 120,
+            }),
+        ],
+        performance_targets: PerformanceTargets {
+            cost_optimization_weight: 0.0,
+            ..PerformanceTargets::default()
+        },
+        spike_urgency_threshold: 0.8,
+        scale_in_sla_margin: 0.2,
+    }
+}

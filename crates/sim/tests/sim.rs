@@ -1,0 +1,108 @@
+//! Determinism, golden report and malformed-trace tests of the simulator.
+
+use fleetscale_sim::{default_policies, run_text, SimConfig, SimError};
+
+/// Two days of 30-minute rates with a daily peak and a gap.
+fn synthetic() -> String {
+    let mut s = String::from("timestamp,value\n");
+    for i in 0..96 {
+        if i == 40 {
+            continue; // a missing interval
+        }
+        let h = (i % 48) as f64 / 2.0;
+        let v = 100.0 + 900.0 * (-(h - 14.0).powi(2) / 8.0).exp();
+        s.push_str(&format!(
+            "2024-01-{:02} {:02}:{:02}:00,{v:.0}\n",
+            1 + i / 48,
+            (i % 48) / 2,
+            (i % 2) * 30
+        ));
+    }
+    s
+}
+
+fn cfg(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        peak_instances: 8,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn same_seed_same_report() {
+    let t = synthetic();
+    let a = run_text(&t, "syn", &cfg(3), &default_policies(), &mut |_, _| {}).unwrap();
+    let b = run_text(&t, "syn", &cfg(3), &default_policies(), &mut |_, _| {}).unwrap();
+    // Compared as JSON: NaN (no request in a bucket) is not equal to itself.
+    let json = |r: &fleetscale_sim::Report| serde_json::to_string(r).unwrap();
+    assert_eq!(json(&a), json(&b));
+    let c = run_text(&t, "syn", &cfg(4), &default_policies(), &mut |_, _| {}).unwrap();
+    assert_ne!(
+        a.results[0].requests, c.results[0].requests,
+        "seed 4 differs"
+    );
+}
+
+#[test]
+fn golden_report_of_a_small_synthetic_trace() {
+    let r = run_text(
+        &synthetic(),
+        "syn",
+        &cfg(1),
+        &default_policies(),
+        &mut |_, _| {},
+    )
+    .unwrap()
+    .without_timelines();
+    let got = serde_json::to_string_pretty(&r).unwrap() + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/synthetic.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(path).expect("golden file (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        got, want,
+        "report changed; rerun with UPDATE_GOLDEN=1 if intended"
+    );
+}
+
+#[test]
+fn malformed_traces_name_the_line() {
+    let cases = [
+        ("", "empty trace"),
+        (
+            "timestamp,value\n2024-01-01 00:00:00,1\n2024-13-01 00:05:00,2\n",
+            "line 3",
+        ),
+        (
+            "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,-2\n",
+            "line 3",
+        ),
+        (
+            "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00\n",
+            "line 3",
+        ),
+        (
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9,10\n",
+            "line 2",
+        ),
+        (
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9,x,1\n",
+            "line 2",
+        ),
+        ("ts,v\n1,2\n", "line 1"),
+    ];
+    for (text, want) in cases {
+        let e = run_text(
+            text,
+            "bad",
+            &SimConfig::default(),
+            &default_policies(),
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(matches!(e, SimError::Trace(_)));
+        assert!(e.to_string().contains(want), "{text:?}: {e}");
+    }
+}
