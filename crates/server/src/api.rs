@@ -824,9 +824,13 @@ async fn ingest(
         }
     }
     v.into_result(())?;
-    s.store.insert_samples(&out).await?;
-    s.metrics.samples_ingested.inc_by(out.len() as u64);
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": out.len()}))))
+    let accepted = out.len();
+    s.ingest
+        .submit(out)
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    s.metrics.samples_ingested.inc_by(accepted as u64);
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))))
 }
 
 // ---- proposals ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ pub mod budget_api;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod ingest;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub store: Store,
     /// The budget service (its writer task group-commits budget mutations).
     pub budgets: Budgets,
+    /// Group-committing metric writer.
+    pub ingest: ingest::Ingestor,
     /// Engine metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Where scaling changes are delivered.
@@ -52,6 +55,7 @@ impl AppState {
     pub fn new(store: Store) -> AppState {
         AppState {
             budgets: Budgets::start(store.clone()),
+            ingest: ingest::Ingestor::start(store.clone()),
             store,
             metrics: Arc::new(metrics::Metrics::new()),
             actuator: Arc::new(Actuator::None),

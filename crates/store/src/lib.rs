@@ -205,6 +205,15 @@ impl Store {
                                 "PRAGMA synchronous=FULL",
                                 "PRAGMA busy_timeout=5000",
                                 "PRAGMA foreign_keys=ON",
+                                // Keep statement journals in memory and give the
+                                // page cache room, so large batches neither spill
+                                // dirty pages mid-transaction nor write temp files.
+                                "PRAGMA temp_store=MEMORY",
+                                "PRAGMA cache_size=-65536",
+                                // Checkpoint every ~40 MB of WAL instead of 4 MB:
+                                // pages rewritten between checkpoints (index
+                                // leaves) are copied once, not ten times.
+                                "PRAGMA wal_autocheckpoint=10000",
                             ] {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
                             }
