@@ -41,6 +41,10 @@ struct Server {
 
 impl Server {
     async fn start(db: &Db, tick: &str, extra: &[&str]) -> Server {
+        Server::start_with_token(db, tick, extra, ADMIN).await
+    }
+
+    async fn start_with_token(db: &Db, tick: &str, extra: &[&str], token: &str) -> Server {
         let port = free_port();
         let mut cmd = Command::new(bin());
         cmd.args([
@@ -55,7 +59,7 @@ impl Server {
             Db::Url(u) => cmd.args(["--database-url", u]),
         };
         cmd.args(extra)
-            .env("FLEETSCALE_ADMIN_TOKEN", ADMIN)
+            .env("FLEETSCALE_ADMIN_TOKEN", token)
             .env("FLEETSCALE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -561,4 +565,41 @@ async fn cli_mirrors_the_seed_commands() {
     let (code, _, err) = cli(&s, &["pools", "get", "nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("404"), "{err}");
+}
+
+#[tokio::test]
+async fn rotating_the_admin_token_retires_the_old_one() {
+    let db = temp_dir();
+    let mut old = Server::start_with_token(&db, "1s", &[], "old-admin-token").await;
+    let ok = old
+        .http
+        .get(format!("{}/api/v1/tenants", old.base))
+        .bearer_auth("old-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    old.kill9();
+    let new = Server::start_with_token(&db, "1s", &[], "new-admin-token").await;
+    let url = format!("{}/api/v1/tenants", new.base);
+    let stale = new
+        .http
+        .get(&url)
+        .bearer_auth("old-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.status().as_u16(),
+        401,
+        "the rotated-out token must stop working"
+    );
+    let fresh = new
+        .http
+        .get(&url)
+        .bearer_auth("new-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status().as_u16(), 200);
 }

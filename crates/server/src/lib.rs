@@ -120,11 +120,8 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     state.tick_ms = cfg.tick.as_millis() as i64;
     state.retention_ms = cfg.retention.as_millis() as i64;
     match &cfg.admin_token {
-        Some(t) => {
-            let h = auth::hash_token(t);
-            store.ensure_admin_token(&h, "admin").await?;
-            state.admin_token_hash = Some(Arc::from(h));
-        }
+        // Kept in memory only: rotating the variable retires the old token.
+        Some(t) => state.admin_token_hash = Some(Arc::from(auth::hash_token(t))),
         None => {
             if !store.has_admin_token().await? {
                 let t = auth::generate_token();
