@@ -76,8 +76,9 @@ async fn seed_sqlite(n: usize, now: i64) -> AppState {
     let policy = serde_json::to_string(&ThresholdPolicy::default()).unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
         let mut pools = String::from("BEGIN; INSERT INTO pools (id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, window_seconds, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms) VALUES ");
+        let mut series = String::from("INSERT INTO metric_series (id, pool_id, metric) VALUES ");
         let mut samples =
-            String::from("INSERT INTO metric_samples (pool_id, metric, ts_ms, value) VALUES ");
+            String::from("INSERT INTO metric_points (series_id, ts_ms, value) VALUES ");
         for (k, i) in chunk.iter().enumerate() {
             let sep = if k == 0 { "" } else { "," };
             pools.push_str(&format!(
@@ -85,12 +86,16 @@ async fn seed_sqlite(n: usize, now: i64) -> AppState {
                 t.id,
                 1 + i % 10
             ));
+            series.push_str(&format!("{sep}({}, 'p{i:07}', 'throughput')", i + 1));
             samples.push_str(&format!(
-                "{sep}('p{i:07}', 'throughput', {}, {})",
+                "{sep}({}, {}, {})",
+                i + 1,
                 now - 1000,
                 i * 37 % 200
             ));
         }
+        pools.push_str("; ");
+        pools.push_str(&series);
         pools.push_str("; ");
         pools.push_str(&samples);
         pools.push_str("; COMMIT;");

@@ -161,6 +161,8 @@ pub struct ScaleOutcome {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// (pool id, metric) → series id, for series known to exist.
+    series: std::sync::Arc<std::sync::Mutex<HashMap<(String, String), i64>>>,
 }
 
 const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
@@ -225,7 +227,11 @@ impl Store {
             }
             Backend::Postgres => opts.max_connections(16).connect(url).await?,
         };
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            series: Default::default(),
+        };
         MIGRATOR
             .run(&store.pool)
             .await
@@ -498,7 +504,7 @@ impl Store {
         to_ms: i64,
         limit: i64,
     ) -> Result<Vec<Sample>> {
-        let rows = sqlx::query("SELECT pool_id, metric, ts_ms, value FROM metric_samples WHERE pool_id = $1 AND ts_ms > $2 AND ts_ms <= $3 ORDER BY ts_ms DESC LIMIT $4")
+        let rows = sqlx::query("SELECT ms.pool_id, ms.metric, p.ts_ms, p.value FROM metric_points p JOIN metric_series ms ON ms.id = p.series_id WHERE ms.pool_id = $1 AND p.ts_ms > $2 AND p.ts_ms <= $3 ORDER BY p.ts_ms DESC LIMIT $4")
             .bind(pool_id)
             .bind(from_ms)
             .bind(to_ms)
@@ -531,7 +537,7 @@ impl Store {
         bucket_ms: i64,
     ) -> Result<Vec<(i64, f64)>> {
         let rows = sqlx::query(
-            "SELECT (ts_ms / $4) * $4 AS bucket, AVG(value) FROM metric_samples WHERE pool_id = $1 AND metric = $2 AND ts_ms >= $3 AND ts_ms < $5 GROUP BY 1 ORDER BY 1",
+            "SELECT (p.ts_ms / $4) * $4 AS bucket, AVG(p.value) FROM metric_points p JOIN metric_series ms ON ms.id = p.series_id WHERE ms.pool_id = $1 AND ms.metric = $2 AND p.ts_ms >= $3 AND p.ts_ms < $5 GROUP BY 1 ORDER BY 1",
         )
         .bind(pool_id)
         .bind(metric)
@@ -577,7 +583,8 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         for sql in [
-            "DELETE FROM metric_samples WHERE pool_id = $1",
+            "DELETE FROM metric_points WHERE series_id IN (SELECT id FROM metric_series WHERE pool_id = $1)",
+            "DELETE FROM metric_series WHERE pool_id = $1",
             "DELETE FROM proposals WHERE pool_id = $1",
             "DELETE FROM scaling_events WHERE pool_id = $1",
             "DELETE FROM pools WHERE id = $1",
@@ -596,6 +603,9 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        if let Ok(mut known) = self.series.lock() {
+            known.retain(|(pool, _), _| pool != id);
+        }
         Ok(())
     }
 
@@ -1025,31 +1035,98 @@ impl Store {
 
     // ---- metrics ---------------------------------------------------------------
 
-    /// Appends samples durably, in one transaction.
+    /// Appends samples durably, in one transaction (their series are
+    /// created first if new).
     pub async fn insert_samples(&self, samples: &[Sample]) -> Result<()> {
+        let ids = self.series_ids(samples).await?;
         let mut tx = self.pool.begin().await?;
-        for chunk in samples.chunks(SAMPLE_CHUNK) {
-            let mut sql = String::with_capacity(40 + chunk.len() * 24);
-            sql.push_str("INSERT INTO metric_samples (pool_id, metric, ts_ms, value) VALUES ");
+        for (chunk, idc) in samples.chunks(SAMPLE_CHUNK).zip(ids.chunks(SAMPLE_CHUNK)) {
+            let mut sql = String::with_capacity(60 + chunk.len() * 16);
+            sql.push_str("INSERT INTO metric_points (series_id, ts_ms, value) VALUES ");
             for i in 0..chunk.len() {
-                let b = i * 4;
+                let b = i * 3;
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("(${},${},${},${})", b + 1, b + 2, b + 3, b + 4));
+                sql.push_str(&format!("(${},${},${})", b + 1, b + 2, b + 3));
             }
             let mut q = sqlx::query(&sql);
-            for s in chunk {
-                q = q
-                    .bind(&s.pool_id)
-                    .bind(&s.metric)
-                    .bind(s.ts_ms)
-                    .bind(s.value);
+            for (s, id) in chunk.iter().zip(idc) {
+                q = q.bind(*id).bind(s.ts_ms).bind(s.value);
             }
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The series id of every sample, creating missing series. A new series
+    /// gets a stable id derived from its pool and metric (so replicas agree);
+    /// a collision with another series moves to the next candidate.
+    async fn series_ids(&self, samples: &[Sample]) -> Result<Vec<i64>> {
+        let missing: Vec<(String, String)> = {
+            let known = self
+                .series
+                .lock()
+                .map_err(|_| StoreError::Corrupt("series cache poisoned".into()))?;
+            let mut m: Vec<(String, String)> = samples
+                .iter()
+                .filter(|s| !known.contains_key(&(s.pool_id.clone(), s.metric.clone())))
+                .map(|s| (s.pool_id.clone(), s.metric.clone()))
+                .collect();
+            m.sort();
+            m.dedup();
+            m
+        };
+        for (pool_id, metric) in missing {
+            let id = self.ensure_series(&pool_id, &metric).await?;
+            self.series
+                .lock()
+                .map_err(|_| StoreError::Corrupt("series cache poisoned".into()))?
+                .insert((pool_id, metric), id);
+        }
+        let known = self
+            .series
+            .lock()
+            .map_err(|_| StoreError::Corrupt("series cache poisoned".into()))?;
+        samples
+            .iter()
+            .map(|s| {
+                known
+                    .get(&(s.pool_id.clone(), s.metric.clone()))
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt("series vanished from the cache".into()))
+            })
+            .collect()
+    }
+
+    async fn ensure_series(&self, pool_id: &str, metric: &str) -> Result<i64> {
+        let find = || async {
+            sqlx::query("SELECT id FROM metric_series WHERE pool_id = $1 AND metric = $2")
+                .bind(pool_id)
+                .bind(metric)
+                .fetch_optional(&self.pool)
+                .await
+                .map(|r| r.map(|r| r.try_get::<i64, _>(0)))
+        };
+        if let Some(id) = find().await? {
+            return Ok(id?);
+        }
+        let base = series_hash(pool_id, metric);
+        for attempt in 0..8 {
+            sqlx::query("INSERT INTO metric_series (id, pool_id, metric) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(base + attempt)
+                .bind(pool_id)
+                .bind(metric)
+                .execute(&self.pool)
+                .await?;
+            if let Some(id) = find().await? {
+                return Ok(id?);
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "no free series id for {pool_id}/{metric}"
+        )))
     }
 
     /// Mean, count and newest timestamp of each pool's own metric over its own
@@ -1071,8 +1148,8 @@ impl Store {
         let mut out = HashMap::new();
         for w in windows {
             let rows = sqlx::query(
-                "SELECT s.pool_id, AVG(s.value), COUNT(*), MAX(s.ts_ms) FROM metric_samples s JOIN pools p ON p.id = s.pool_id AND s.metric = p.metric \
-                 WHERE p.window_seconds = $1 AND ($2 = '' OR p.tenant_id = $2) AND s.ts_ms > $3 AND s.ts_ms <= $4 GROUP BY s.pool_id",
+                "SELECT ms.pool_id, AVG(s.value), COUNT(*), MAX(s.ts_ms) FROM pools p JOIN metric_series ms ON ms.pool_id = p.id AND ms.metric = p.metric JOIN metric_points s ON s.series_id = ms.id \
+                 WHERE p.window_seconds = $1 AND ($2 = '' OR p.tenant_id = $2) AND s.ts_ms > $3 AND s.ts_ms <= $4 GROUP BY ms.pool_id",
             )
             .bind(w)
             .bind(tenant_id.unwrap_or(""))
@@ -1095,13 +1172,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes samples older than `before_ms`; returns how many.
+    /// Deletes samples older than `before_ms`; returns how many. Works
+    /// series by series (500 at a time) through the `(series_id, ts_ms)` index.
     pub async fn prune_samples(&self, before_ms: i64) -> Result<u64> {
-        let res = sqlx::query("DELETE FROM metric_samples WHERE ts_ms < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(res.rows_affected())
+        let ids: Vec<i64> = sqlx::query("SELECT id FROM metric_series ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        let mut deleted = 0;
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let sql = format!(
+                "DELETE FROM metric_points WHERE series_id IN ({}) AND ts_ms < $1",
+                list.join(",")
+            );
+            deleted += sqlx::query(&sql)
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
     }
 
     /// Raw samples of one pool's metric in `[from_ms, to_ms]`, oldest first, at most `limit`.
@@ -1113,7 +1206,7 @@ impl Store {
         to_ms: i64,
         limit: i64,
     ) -> Result<Vec<Sample>> {
-        let rows = sqlx::query("SELECT pool_id, metric, ts_ms, value FROM metric_samples WHERE pool_id=$1 AND metric=$2 AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms LIMIT $5")
+        let rows = sqlx::query("SELECT ms.pool_id, ms.metric, p.ts_ms, p.value FROM metric_points p JOIN metric_series ms ON ms.id = p.series_id WHERE ms.pool_id=$1 AND ms.metric=$2 AND p.ts_ms >= $3 AND p.ts_ms <= $4 ORDER BY p.ts_ms LIMIT $5")
             .bind(pool_id)
             .bind(metric)
             .bind(from_ms)
@@ -1337,6 +1430,21 @@ async fn audit(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A stable series id in `[2^32, 2^62)` from FNV-1a of `pool_id \0 metric`
+/// (ids below 2^32 are those numbered by migration 0004).
+fn series_hash(pool_id: &str, metric: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in pool_id
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(metric.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ((h % ((1u64 << 62) - (1u64 << 32) - 16)) + (1u64 << 32)) as i64
 }
 
 fn not_found(what: &str) -> StoreError {
