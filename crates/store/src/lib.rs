@@ -1625,6 +1625,52 @@ pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<Str
     Ok(format!("{base}/{name}"))
 }
 
+/// Migrates the database at `url` only up to `version` (inclusive), without
+/// opening a [`Store`]: upgrade tests seed an old schema with it.
+#[doc(hidden)]
+pub async fn migrate_to(url: &str, version: i64) -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let partial = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            MIGRATOR
+                .migrations
+                .iter()
+                .filter(|m| m.version <= version)
+                .cloned()
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    partial.run(&pool).await.map_err(StoreError::Migrate)?;
+    sqlx::raw_sql("SELECT 1").execute(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Runs statements on the database at `url` in one transaction, without
+/// opening a [`Store`] (upgrade tests seed old schemas with it).
+#[doc(hidden)]
+pub async fn exec_raw(url: &str, statements: &[&str]) -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    let mut tx = pool.begin().await?;
+    for st in statements {
+        sqlx::query(st).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    pool.close().await;
+    Ok(())
+}
+
 impl Store {
     /// Runs one administrative statement (tests create databases with it).
     #[doc(hidden)]

@@ -1,0 +1,81 @@
+//! Upgrades keep data: a database at schema version 3 (samples keyed by
+//! pool id and metric) is migrated to the current schema by `Store::open`,
+//! and every sample reads back the same, on SQLite and on PostgreSQL.
+
+use fleetscale_store::{migrate_to, Store};
+
+async fn samples_survive_the_series_migration(url: String) {
+    migrate_to(&url, 3).await.expect("migrate to v3");
+    // Seed the v3 schema by hand: a tenant, a region, a pool, raw samples.
+    sqlx_seed(&url).await;
+    let store = Store::open(&url)
+        .await
+        .expect("open migrates to the current schema");
+    let pool = store.get_pool("p-old").await.expect("pool kept");
+    let rows = store
+        .samples(&pool.id, "throughput", 0, 10_000, 100)
+        .await
+        .unwrap();
+    let got: Vec<(i64, f64)> = rows.iter().map(|s| (s.ts_ms, s.value)).collect();
+    assert_eq!(got, [(1_000, 1.5), (2_000, 2.5)]);
+    let cpu = store
+        .samples(&pool.id, "cpu", 0, 10_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(cpu.len(), 1);
+    // New samples of an old series land in the same series.
+    store
+        .insert_samples(&[fleetscale_store::Sample {
+            pool_id: pool.id.clone(),
+            metric: "throughput".into(),
+            ts_ms: 3_000,
+            value: 3.5,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .samples(&pool.id, "throughput", 0, 10_000, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+/// Inserts v3 rows with plain SQL through a store-less connection.
+async fn sqlx_seed(url: &str) {
+    let stmts = [
+        "INSERT INTO tenants (id, name, created_at_ms) VALUES ('t-old', 'old', 0)",
+        "INSERT INTO regions (id, name, jurisdiction, created_at_ms) VALUES ('r-old', 'eu-old', 'eu', 0)",
+        "INSERT INTO pools (id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, window_seconds, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms) \
+         VALUES ('p-old', 't-old', 'eu-old', 'writer', 1, 5, 1, 10, 'throughput', 'autonomous', '{\"scale_up_threshold\":80.0,\"scale_down_threshold\":30.0,\"cooldown_seconds\":300,\"increment\":1,\"window_seconds\":300}', 300, 0, NULL, 0, 0)",
+        "INSERT INTO metric_samples (pool_id, metric, ts_ms, value) VALUES ('p-old', 'throughput', 1000, 1.5), ('p-old', 'throughput', 2000, 2.5), ('p-old', 'cpu', 1500, 40)",
+    ];
+    fleetscale_store::exec_raw(url, &stmts)
+        .await
+        .expect("seed v3 rows");
+}
+
+#[tokio::test]
+async fn sqlite_samples_survive_the_series_migration() {
+    let dir = std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    samples_survive_the_series_migration(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("fleetscale.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_samples_survive_the_series_migration() {
+    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("fs_up_{}", uuid::Uuid::new_v4().simple());
+    let url = fleetscale_store::create_postgres_database(&admin, &name)
+        .await
+        .unwrap();
+    samples_survive_the_series_migration(url).await;
+}
