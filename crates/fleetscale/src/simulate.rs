@@ -24,7 +24,7 @@ pub struct SimulateArgs {
     /// Baselines, comma-separated, from hpa, keda, step, static.
     #[arg(long, default_value = "hpa,keda,step,static")]
     baselines: String,
-    /// Latency SLO, ms (default: requests 20000; rates 2 × the mean service time).
+    /// Latency SLO, ms (default: requests 20000; rates 3 × the mean service time).
     #[arg(long)]
     slo_ms: Option<f64>,
     /// Provisioning delay of a new instance, seconds.

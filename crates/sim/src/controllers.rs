@@ -503,6 +503,11 @@ pub struct FleetscaleTuning {
     pub max_queue_lag_s: f64,
     /// Scale-down stabilization of the reactive policy, seconds.
     pub scale_down_stabilization_s: i32,
+    /// Scale-up stabilization of the reactive policy, seconds: it scales up
+    /// to the lowest recommendation of this window, so a single scrape's
+    /// burst (shorter than the cold start, gone before new instances serve)
+    /// does not launch a fleet that then idles through the scale-down window.
+    pub scale_up_stabilization_s: i32,
     /// Coverage of the forecast interval.
     pub prediction_level: f64,
 }
@@ -511,9 +516,10 @@ impl Default for FleetscaleTuning {
     fn default() -> Self {
         FleetscaleTuning {
             predictive_utilization_percent: 90.0,
-            reactive_target_per_slot: 0.9,
+            reactive_target_per_slot: 0.85,
             max_queue_lag_s: 120.0,
             scale_down_stabilization_s: 300,
+            scale_up_stabilization_s: 30,
             prediction_level: 0.8,
         }
     }
@@ -545,7 +551,11 @@ pub fn fleetscale_default(slots: u32, cold_start_s: f64, t: FleetscaleTuning) ->
                 }],
                 tolerance: Some(0.05),
                 behavior: Some(HpaBehavior {
-                    scale_up: None,
+                    scale_up: Some(HpaScalingRules {
+                        stabilization_window_s: Some(t.scale_up_stabilization_s),
+                        select_policy: None,
+                        policies: None,
+                    }),
                     scale_down: Some(HpaScalingRules {
                         stabilization_window_s: Some(t.scale_down_stabilization_s),
                         select_policy: None,
