@@ -99,6 +99,24 @@ impl App {
         (tid, p["id"].as_str().unwrap().to_string())
     }
 
+    /// One control-loop tick now, as the lease holder.
+    async fn tick(&self) -> fleetscale_server::engine::TickReport {
+        let fence = fleetscale_store::Fence {
+            name: fleetscale_server::engine::LEASE.into(),
+            holder: "t".into(),
+        };
+        let now = fleetscale_store::now_ms();
+        assert!(self
+            .state
+            .store
+            .try_lease(&fence.name, &fence.holder, now, 60_000)
+            .await
+            .unwrap());
+        fleetscale_server::engine::tick_once(&self.state, &fence, now)
+            .await
+            .unwrap()
+    }
+
     async fn token(&self, tenant: &str, role: &str) -> String {
         let v = self
             .admin(
@@ -486,20 +504,7 @@ async fn recommend_mode_proposal_is_approved_by_an_operator() {
         json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 19}]}),
     )
     .await;
-    let fence = fleetscale_store::Fence {
-        name: fleetscale_server::engine::LEASE.into(),
-        holder: "t".into(),
-    };
-    let now = fleetscale_store::now_ms();
-    assert!(app
-        .state
-        .store
-        .try_lease(&fence.name, &fence.holder, now, 60_000)
-        .await
-        .unwrap());
-    let report = fleetscale_server::engine::tick_once(&app.state, &fence, now)
-        .await
-        .unwrap();
+    let report = app.tick().await;
     assert_eq!((report.applied, report.proposed), (0, 1));
     let pool_now = app
         .admin("GET", &format!("/api/v1/pools/{pool}"), Value::Null)
@@ -565,20 +570,7 @@ async fn frozen_and_locked_pools_are_untouched_by_the_loop() {
         )
         .await;
     }
-    let fence = fleetscale_store::Fence {
-        name: fleetscale_server::engine::LEASE.into(),
-        holder: "t".into(),
-    };
-    let now = fleetscale_store::now_ms();
-    assert!(app
-        .state
-        .store
-        .try_lease(&fence.name, &fence.holder, now, 60_000)
-        .await
-        .unwrap());
-    let r = fleetscale_server::engine::tick_once(&app.state, &fence, now)
-        .await
-        .unwrap();
+    let r = app.tick().await;
     assert_eq!(
         (r.evaluated, r.applied),
         (1, 0),
@@ -871,20 +863,7 @@ async fn pool_policies_are_validated_stored_audited_and_run_by_the_loop() {
         "{plan}"
     );
     assert_eq!(plan["combined"]["reasons"][0]["factor"], "current_load");
-    let fence = fleetscale_store::Fence {
-        name: fleetscale_server::engine::LEASE.into(),
-        holder: "t".into(),
-    };
-    let now = fleetscale_store::now_ms();
-    assert!(app
-        .state
-        .store
-        .try_lease(&fence.name, &fence.holder, now, 60_000)
-        .await
-        .unwrap());
-    let r = fleetscale_server::engine::tick_once(&app.state, &fence, now)
-        .await
-        .unwrap();
+    let r = app.tick().await;
     assert_eq!(r.applied, 1);
     let ev = app
         .admin(
