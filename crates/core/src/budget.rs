@@ -235,8 +235,9 @@ impl BudgetState {
         Ok(self.effect(TxKind::Allocation, amount, before))
     }
 
-    /// Atomic check-and-decrement: charges `amount` or refuses, never below zero.
-    pub fn spend(&mut self, amount: Cents) -> Result<Effect, BudgetError> {
+    /// Checks that `amount` is a valid amount the remaining budget covers
+    /// (the one check of spends and reservations).
+    fn covers(&self, amount: Cents) -> Result<(), BudgetError> {
         amount_ok(amount)?;
         if amount > self.remaining_cents {
             return Err(BudgetError::Insufficient {
@@ -244,6 +245,12 @@ impl BudgetState {
                 remaining_cents: self.remaining_cents,
             });
         }
+        Ok(())
+    }
+
+    /// Atomic check-and-decrement: charges `amount` or refuses, never below zero.
+    pub fn spend(&mut self, amount: Cents) -> Result<Effect, BudgetError> {
+        self.covers(amount)?;
         let before = self.remaining_cents;
         let today = add(self.spent_today_cents, amount)?;
         self.remaining_cents -= amount;
@@ -276,13 +283,7 @@ impl BudgetState {
 
     /// Holds `amount` for a long operation (same check as a spend).
     pub fn reserve(&mut self, amount: Cents) -> Result<Effect, BudgetError> {
-        amount_ok(amount)?;
-        if amount > self.remaining_cents {
-            return Err(BudgetError::Insufficient {
-                requested_cents: amount,
-                remaining_cents: self.remaining_cents,
-            });
-        }
+        self.covers(amount)?;
         let before = self.remaining_cents;
         let reserved = add(self.reserved_cents, amount)?;
         self.remaining_cents -= amount;

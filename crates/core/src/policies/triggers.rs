@@ -234,17 +234,25 @@ impl TriggersPolicy {
             d.inputs.insert("cooldown_left_ms".into(), left as f64);
             d
         };
-        if let Some((tg, i)) = up {
+        // A fired trigger moves towards `tg` unless its direction's cooldown
+        // runs; `want` is the action it asks for.
+        let fire = |tg: i64, i: usize, want: Action, inputs: BTreeMap<String, f64>| {
+            let up = want == Action::ScaleUp;
+            let (dir, edge, bound) = if up {
+                ("up", "max", b.max)
+            } else {
+                ("down", "min", b.min)
+            };
             let left = cooldown_left_ms(
                 obs,
-                true,
+                up,
                 self.scale_up_cooldown_seconds,
                 self.scale_down_cooldown_seconds,
             );
             if left > 0 {
                 return hold_for(
                     format!(
-                        "Trigger {} fired but scale-up cooldown has {}s left",
+                        "Trigger {} fired but scale-{dir} cooldown has {}s left",
                         describe(i),
                         (left + 999) / 1000
                     ),
@@ -259,10 +267,16 @@ impl TriggersPolicy {
                 confidence,
                 inputs,
             );
-            if d.action != Action::ScaleUp {
-                d.reason = format!("Trigger {} fired but pool is at max {}", describe(i), b.max);
+            if d.action != want {
+                d.reason = format!(
+                    "Trigger {} fired but pool is at {edge} {bound}",
+                    describe(i)
+                );
             }
-            return d;
+            d
+        };
+        if let Some((tg, i)) = up {
+            return fire(tg, i, Action::ScaleUp, inputs);
         }
         if !missing.is_empty() {
             let mut d = Decision::no_data(
@@ -275,34 +289,7 @@ impl TriggersPolicy {
             return d;
         }
         if let Some((tg, i)) = down {
-            let left = cooldown_left_ms(
-                obs,
-                false,
-                self.scale_up_cooldown_seconds,
-                self.scale_down_cooldown_seconds,
-            );
-            if left > 0 {
-                return hold_for(
-                    format!(
-                        "Trigger {} fired but scale-down cooldown has {}s left",
-                        describe(i),
-                        (left + 999) / 1000
-                    ),
-                    left,
-                );
-            }
-            let mut d = Decision::to_target(
-                b,
-                tg,
-                NAME,
-                format!("Trigger {} fired", describe(i)),
-                confidence,
-                inputs,
-            );
-            if d.action != Action::ScaleDown {
-                d.reason = format!("Trigger {} fired but pool is at min {}", describe(i), b.min);
-            }
-            return d;
+            return fire(tg, i, Action::ScaleDown, inputs);
         }
         let mut d = Decision::hold(
             current,
