@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fleetscale_core::decision::{decide_all, PerformanceTargets, PoolPolicies};
 use fleetscale_core::forecast::Model;
-use fleetscale_core::policies::predictive::PredictivePolicy;
+use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::policies::queue::QueuePolicy;
 use fleetscale_core::policies::schedule::{ScheduleEntry, ScheduleMode, SchedulePolicy};
 use fleetscale_core::policies::target_tracking::{
@@ -171,6 +171,52 @@ fn main() {
         rate(name, Duration::from_millis(700), || {
             let _ = black_box(decide(black_box(p), black_box(&obs)));
         });
+    }
+    // The control loop's path: the cached model fed one new interval per
+    // decision, refitted on the whole window when due (once a day of
+    // intervals after the first ones), then the decision.
+    if let Some(PolicySpec::Predictive(pp)) = policies.last() {
+        let h = obs.history.clone().expect("history");
+        let n = h.values.len();
+        // The history continued by repeating itself.
+        let at = |j: usize| h.values[j % n];
+        let window = |end: usize| {
+            let from = end.saturating_sub(n);
+            RateSeries {
+                start_ms: h.time_of(from),
+                interval_ms: FIVE_MIN,
+                values: (from..end).map(at).collect(),
+            }
+        };
+        let mut cache = ModelCache::advance(None, &h, pp.history_seconds);
+        let mut end = n;
+        rate(
+            "predictive, cached (+1 interval)",
+            Duration::from_millis(700),
+            || {
+                end += 1;
+                let end_ms = h.time_of(end);
+                let series = if ModelCache::needs_full_history(
+                    cache.as_ref(),
+                    end_ms,
+                    FIVE_MIN,
+                    pp.history_seconds,
+                ) {
+                    window(end)
+                } else {
+                    RateSeries {
+                        start_ms: h.time_of(end - 1),
+                        interval_ms: FIVE_MIN,
+                        values: vec![at(end - 1)],
+                    }
+                };
+                cache = ModelCache::advance(cache.take(), &series, pp.history_seconds);
+                let c = cache.as_ref().expect("model");
+                let mut o = obs.clone();
+                o.now_ms = c.end_ms;
+                let _ = black_box(pp.decide_with_model(&o, &c.model, c.end_ms, c.interval_ms));
+            },
+        );
     }
     let all = PoolPolicies {
         policies: policies[..5].to_vec(),

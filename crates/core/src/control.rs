@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{decide_all, CombinedDecision, PoolPolicies};
+use crate::decision::{decide_all_cached, CombinedDecision, PoolPolicies};
+use crate::policies::predictive::ModelCache;
 use crate::policy::{decide, Decision, Observation, PolicySpec};
 use crate::pool::Mode;
 
@@ -26,6 +27,11 @@ pub struct PoolState {
     pub observation: Observation,
     /// Target of the pool's pending proposal, if any.
     pub pending_proposal: Option<i64>,
+    /// Cached forecast models of `combined`'s predictive policies (by
+    /// policy index); a predictive policy without one refits on
+    /// `observation.history`.
+    #[serde(skip)]
+    pub forecasts: Vec<Option<ModelCache>>,
 }
 
 /// What to do for one pool.
@@ -85,7 +91,7 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
         counts.evaluated += 1;
         let (d, combined) = match &p.combined {
             Some(spec) => {
-                let c = decide_all(spec, &p.observation);
+                let c = decide_all_cached(spec, &p.observation, &p.forecasts);
                 (c.to_decision(), Some(Box::new(c)))
             }
             None => (decide(&p.policy, &p.observation), None),
@@ -156,6 +162,7 @@ mod tests {
                 )
             },
             pending_proposal: pending,
+            forecasts: Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policies::predictive::ModelCache;
 use crate::policies::to_instances;
 use crate::policy::{decide, Action, Decision, Observation, PolicySpec};
 use crate::validate::Violations;
@@ -311,6 +312,30 @@ impl CombinedDecision {
 /// module docs). Pure and deterministic.
 pub fn decide_all(spec: &PoolPolicies, obs: &Observation) -> CombinedDecision {
     let ds: Vec<Decision> = spec.policies.iter().map(|p| decide(p, obs)).collect();
+    decide_all_with(spec, obs, ds)
+}
+
+/// [`decide_all`] with each predictive policy deciding on its cached model
+/// (`models[i]` for `spec.policies[i]`; see
+/// [`crate::policies::predictive::ModelCache`]) instead of refitting on
+/// `obs.history`. A predictive policy without a cached model, and every
+/// other policy, decides as in [`decide_all`].
+pub fn decide_all_cached(
+    spec: &PoolPolicies,
+    obs: &Observation,
+    models: &[Option<ModelCache>],
+) -> CombinedDecision {
+    let ds = spec
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match (p, models.get(i).and_then(Option::as_ref)) {
+            (PolicySpec::Predictive(pp), Some(c)) => {
+                pp.decide_with_model(obs, &c.model, c.end_ms, c.interval_ms)
+            }
+            _ => decide(p, obs),
+        })
+        .collect();
     decide_all_with(spec, obs, ds)
 }
 

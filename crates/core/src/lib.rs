@@ -19,7 +19,8 @@ pub mod trace;
 pub mod validate;
 
 pub use decision::{
-    decide_all, decide_all_with, CombinedDecision, PerformanceTargets, PoolPolicies, Reason,
+    decide_all, decide_all_cached, decide_all_with, CombinedDecision, PerformanceTargets,
+    PoolPolicies, Reason,
 };
 pub use policy::{
     decide, Action, Decision, Observation, PolicySpec, QueueObservation, RawThresholdPolicy,

@@ -60,6 +60,7 @@ fn synthetic_pools(n: usize, now: i64) -> Vec<PoolState> {
                     )
                 },
                 pending_proposal: None,
+                forecasts: Vec::new(),
             }
         })
         .collect()
@@ -187,7 +188,7 @@ async fn tick_bench(n: usize) {
     let mut runs = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let pools = fleetscale_server::engine::observe(&state, now)
+        let pools = fleetscale_server::engine::observe(&state, now, None)
             .await
             .unwrap();
         let (steps, _) = plan_tick(&pools);

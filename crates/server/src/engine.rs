@@ -8,6 +8,7 @@
 //! the capacity the decision saw (idempotent), and its actuation is keyed by
 //! the event id.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 
 use fleetscale_core::control::{plan_tick, PoolState, Step};
 use fleetscale_core::decision::PoolPolicies;
+use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::policy::{QueueObservation, Sample as CoreSample, SlaObservation};
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{Mode, Observation, PolicySpec};
@@ -31,6 +33,52 @@ pub const MAX_ACTUATIONS_PER_TICK: i64 = 512;
 
 /// Concurrent webhook deliveries.
 pub const ACTUATION_CONCURRENCY: usize = 16;
+
+/// Forecast models the leader keeps between ticks, by pool id: a pool's
+/// predictive policies are fitted once, fed each new 5-minute interval and
+/// refitted on the [`ModelCache`] schedule instead of refitting on the whole
+/// history every tick. Lost with the process or the lease (the next leader
+/// fits cold); dropped for a pool whose predictive policies change.
+pub type ForecastCaches = HashMap<String, PoolForecasts>;
+
+/// One pool's cached forecast models.
+#[derive(Debug, Clone, Default)]
+pub struct PoolForecasts {
+    /// The predictive policies the models were fitted for, by policy index.
+    policies: Vec<Option<PredictivePolicy>>,
+    /// The models, by policy index.
+    models: Vec<Option<ModelCache>>,
+}
+
+/// Moves the forecast models out of `pools` into the cache for the next
+/// tick; pools without one (or no longer observed: deleted) drop out.
+pub fn keep_forecasts(pools: &mut [PoolState]) -> ForecastCaches {
+    pools
+        .iter_mut()
+        .filter_map(|p| {
+            let spec = p.combined.as_ref()?;
+            p.forecasts.iter().any(Option::is_some).then(|| {
+                (
+                    p.id.clone(),
+                    PoolForecasts {
+                        policies: predictive_policies(spec),
+                        models: std::mem::take(&mut p.forecasts),
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+fn predictive_policies(spec: &PoolPolicies) -> Vec<Option<PredictivePolicy>> {
+    spec.policies
+        .iter()
+        .map(|p| match p {
+            PolicySpec::Predictive(pp) => Some(pp.clone()),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Control-loop settings.
 #[derive(Debug, Clone)]
@@ -129,8 +177,16 @@ pub const COMBINED_SAMPLE_LIMIT: i64 = 20_000;
 /// Interval of the demand history fed to predictive policies, ms.
 pub const HISTORY_INTERVAL_MS: i64 = 300_000;
 
-/// Gathers every pool's state for the pure planner.
-pub async fn observe(state: &AppState, now: i64) -> Result<Vec<PoolState>, StoreError> {
+/// Gathers every pool's state for the pure planner. With `caches`, each
+/// predictive policy's model is taken from it and brought up to date
+/// (loading only the new history intervals when no refit is due) and left
+/// in [`PoolState::forecasts`]; without, predictive policies refit on the
+/// whole history.
+pub async fn observe(
+    state: &AppState,
+    now: i64,
+    mut caches: Option<&mut ForecastCaches>,
+) -> Result<Vec<PoolState>, StoreError> {
     let pools = state.store.all_pools(None).await?;
     let stats = state.store.window_stats(None, now).await?;
     let pending = state.store.pending_proposals().await?;
@@ -143,8 +199,19 @@ pub async fn observe(state: &AppState, now: i64) -> Result<Vec<PoolState>, Store
             safety_lock: p.safety_lock,
             ..Observation::new(now, p.bounds())
         };
+        let mut forecasts = Vec::new();
         if let Some(spec) = &p.policies {
-            enrich(state, p, spec, &mut observation).await?;
+            match caches.as_deref_mut() {
+                Some(c) => {
+                    let cached = c
+                        .remove(&p.id)
+                        .filter(|f| f.policies == predictive_policies(spec));
+                    forecasts = cached.map(|f| f.models).unwrap_or_default();
+                    forecasts.resize(spec.policies.len(), None);
+                    enrich_cached(state, p, spec, &mut observation, &mut forecasts).await?;
+                }
+                None => enrich(state, p, spec, &mut observation).await?,
+            }
         }
         out.push(PoolState {
             id: p.id.clone(),
@@ -154,6 +221,7 @@ pub async fn observe(state: &AppState, now: i64) -> Result<Vec<PoolState>, Store
             combined: p.policies.clone(),
             observation,
             pending_proposal: pending.get(&p.id).copied(),
+            forecasts,
         });
     }
     Ok(out)
@@ -167,6 +235,29 @@ pub async fn enrich(
     state: &AppState,
     p: &Pool,
     spec: &PoolPolicies,
+    obs: &mut Observation,
+) -> Result<(), StoreError> {
+    enrich_metrics(state, p, obs).await?;
+    let now = obs.now_ms;
+    let history_s = spec
+        .policies
+        .iter()
+        .filter_map(|s| match s {
+            PolicySpec::Predictive(pp) => Some(pp.history_seconds),
+            _ => None,
+        })
+        .max();
+    if let Some(h) = history_s {
+        obs.history = load_history(state, p, now - h * 1000, now, false).await?;
+    }
+    Ok(())
+}
+
+/// The part of [`enrich`] every combined policy reads: recent samples, the
+/// queue and the SLA figures.
+async fn enrich_metrics(
+    state: &AppState,
+    p: &Pool,
     obs: &mut Observation,
 ) -> Result<(), StoreError> {
     let now = obs.now_ms;
@@ -220,36 +311,90 @@ pub async fn enrich(
             error_rate: errors,
         });
     }
-    let history_s = spec
-        .policies
-        .iter()
-        .filter_map(|s| match s {
-            PolicySpec::Predictive(pp) => Some(pp.history_seconds),
-            _ => None,
-        })
-        .max();
-    if let Some(h) = history_s {
-        let from = (now - h * 1000).div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
-        let to = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
-        let buckets = state
-            .store
-            .bucketed_means(&p.id, &p.metric, from, to, HISTORY_INTERVAL_MS)
-            .await?;
-        if let Some(first) = buckets.first().map(|b| b.0) {
-            let n = ((to - first) / HISTORY_INTERVAL_MS).max(0) as usize;
-            let mut values = vec![None; n];
-            for (b, v) in buckets {
-                let i = ((b - first) / HISTORY_INTERVAL_MS) as usize;
-                if i < n {
-                    values[i] = Some(v);
-                }
-            }
-            obs.history = Some(RateSeries {
-                start_ms: first,
-                interval_ms: HISTORY_INTERVAL_MS,
-                values,
-            });
+    Ok(())
+}
+
+/// The pool's demand history in 5-minute means over the completed intervals
+/// from `from_ms` (rounded down to an interval) to `now`. With `keep_start`
+/// the series starts at `from_ms` (leading intervals without data are
+/// `None`); otherwise at the first interval with data. `None` when no
+/// interval has data and `keep_start` is off.
+async fn load_history(
+    state: &AppState,
+    p: &Pool,
+    from_ms: i64,
+    now: i64,
+    keep_start: bool,
+) -> Result<Option<RateSeries>, StoreError> {
+    let from = from_ms.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
+    let to = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
+    let buckets = state
+        .store
+        .bucketed_means(&p.id, &p.metric, from, to, HISTORY_INTERVAL_MS)
+        .await?;
+    let first = match buckets.first() {
+        _ if keep_start => from,
+        Some(b) => b.0,
+        None => return Ok(None),
+    };
+    let n = ((to - first) / HISTORY_INTERVAL_MS).max(0) as usize;
+    let mut values = vec![None; n];
+    for (b, v) in buckets {
+        let i = (b - first) / HISTORY_INTERVAL_MS;
+        if (0..n as i64).contains(&i) {
+            values[i as usize] = Some(v);
         }
+    }
+    Ok(Some(RateSeries {
+        start_ms: first,
+        interval_ms: HISTORY_INTERVAL_MS,
+        values,
+    }))
+}
+
+/// [`enrich`] for the control loop: the same observation, but each
+/// predictive policy's model in `models` (by policy index) is brought up to
+/// the last completed interval, loading only the intervals after the
+/// cached ones unless a model is (re)fitted. `obs.history` is set only when
+/// the whole window was loaded.
+pub async fn enrich_cached(
+    state: &AppState,
+    p: &Pool,
+    spec: &PoolPolicies,
+    obs: &mut Observation,
+    models: &mut [Option<ModelCache>],
+) -> Result<(), StoreError> {
+    enrich_metrics(state, p, obs).await?;
+    let now = obs.now_ms;
+    let end = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
+    let mut full_from: Option<i64> = None;
+    let mut since: Option<i64> = None;
+    for (s, m) in spec.policies.iter().zip(models.iter()) {
+        let PolicySpec::Predictive(pp) = s else {
+            continue;
+        };
+        if ModelCache::needs_full_history(m.as_ref(), end, HISTORY_INTERVAL_MS, pp.history_seconds)
+        {
+            let from = now - pp.history_seconds * 1000;
+            full_from = Some(full_from.map_or(from, |f: i64| f.min(from)));
+        } else if let Some(c) = m {
+            since = Some(since.map_or(c.end_ms, |x: i64| x.min(c.end_ms)));
+        }
+    }
+    let Some(from) = full_from.or(since.filter(|&s| s < end)) else {
+        return Ok(());
+    };
+    let history = load_history(state, p, from, now, full_from.is_none()).await?;
+    let Some(history) = history else {
+        return Ok(());
+    };
+    for (s, m) in spec.policies.iter().zip(models.iter_mut()) {
+        if let PolicySpec::Predictive(pp) = s {
+            *m = ModelCache::advance(m.take(), &history, pp.history_seconds);
+        }
+    }
+    if full_from.is_some() {
+        obs.history = Some(history);
     }
     Ok(())
 }
@@ -260,8 +405,17 @@ pub async fn tick_once(
     fence: &Fence,
     now: i64,
 ) -> Result<TickReport, StoreError> {
-    let pools = observe(state, now).await?;
+    let mut caches = std::mem::take(&mut *state.forecasts.lock().expect("forecast cache lock"));
+    let observed = observe(state, now, Some(&mut caches)).await;
+    let mut pools = match observed {
+        Ok(p) => p,
+        Err(e) => {
+            *state.forecasts.lock().expect("forecast cache lock") = caches;
+            return Err(e);
+        }
+    };
     let (steps, counts) = plan_tick(&pools);
+    *state.forecasts.lock().expect("forecast cache lock") = keep_forecasts(&mut pools);
     let m = &state.metrics;
     m.ticks.inc();
     for (action, n) in [

@@ -47,6 +47,8 @@ pub struct AppState {
     pub tick_ms: i64,
     /// Metric retention, ms.
     pub retention_ms: i64,
+    /// Forecast models the control loop keeps between ticks.
+    pub forecasts: Arc<std::sync::Mutex<engine::ForecastCaches>>,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             replica_id: Arc::from(format!("replica-{}", uuid::Uuid::new_v4().simple())),
             tick_ms: 5_000,
             retention_ms: 7 * 24 * 3600 * 1000,
+            forecasts: Arc::default(),
         }
     }
 }

@@ -940,3 +940,61 @@ async fn policies_evaluate_answers_without_touching_a_pool() {
     assert!(f.iter().any(|x| x.starts_with("spec.policies")), "{f:?}");
     assert!(f.iter().any(|x| x == "observation.bounds.min"), "{f:?}");
 }
+
+#[tokio::test]
+async fn the_loop_keeps_forecast_models_between_ticks() {
+    use fleetscale_core::{decide_all, decide_all_cached};
+    use fleetscale_server::engine::{keep_forecasts, observe, ForecastCaches, HISTORY_INTERVAL_MS};
+    let app = App::new().await;
+    let (_, pool) = app.fleet("acme").await;
+    let spec = json!({"policies": [{"type": "predictive", "lookahead_seconds": 3600,
+        "cold_start_seconds": 600, "target_utilization_percent": 100, "confidence_threshold": 0,
+        "history_seconds": 86400}]});
+    app.admin("PUT", &format!("/api/v1/pools/{pool}/policies"), spec)
+        .await;
+    // Twelve hours of demand, one sample per 5 minutes, ending at `now`.
+    let now = fleetscale_store::now_ms();
+    let end = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
+    let push = |from: i64, to: i64| {
+        let samples: Vec<Value> = (from..to)
+            .map(|i| {
+                let ts = end - HISTORY_INTERVAL_MS * i + 1;
+                json!({"pool_id": pool, "metric": "throughput", "value": 30 + i % 7, "ts": ts})
+            })
+            .collect();
+        json!({ "samples": samples })
+    };
+    app.admin("POST", "/api/v1/metrics", push(1, 145)).await;
+    let mut caches = ForecastCaches::new();
+    // First tick: a cold fit on the whole window, deciding as a fresh fit does.
+    let cached = observe(&app.state, now, Some(&mut caches)).await.unwrap();
+    let plain = observe(&app.state, now, None).await.unwrap();
+    let (c, p) = (&cached[0], &plain[0]);
+    let model = c.forecasts[0]
+        .as_ref()
+        .expect("a model after the first tick");
+    assert_eq!(model.end_ms, end);
+    let spec = c.combined.as_ref().unwrap();
+    assert_eq!(
+        decide_all_cached(spec, &c.observation, &c.forecasts),
+        decide_all(spec, &p.observation)
+    );
+    let observed = model.model.observed();
+    // Next interval: only the new interval is loaded and fed to the model.
+    app.admin("POST", "/api/v1/metrics", push(0, 1)).await;
+    let later = now + HISTORY_INTERVAL_MS;
+    let mut cached = cached;
+    caches = keep_forecasts(&mut cached);
+    assert!(caches.contains_key(&pool));
+    let next = observe(&app.state, later, Some(&mut caches)).await.unwrap();
+    let m = next[0].forecasts[0].as_ref().unwrap();
+    assert_eq!(m.end_ms, end + HISTORY_INTERVAL_MS);
+    assert_eq!(m.model.observed(), observed + 1, "fed, not refitted");
+    assert!(
+        next[0].observation.history.is_none(),
+        "the whole window was not loaded again"
+    );
+    // A tick through the loop leaves the pool's models in the state.
+    app.tick().await;
+    assert!(app.state.forecasts.lock().unwrap().contains_key(&pool));
+}

@@ -2,26 +2,26 @@
 //! [`Observation`] and asks the *live engine's* code for a decision —
 //! [`fleetscale_core::decide`] for a single policy (HPA = target tracking
 //! with HPA's defaults, step = the phase-93 threshold policy),
-//! [`fleetscale_core::decide_all_with`] for pool policies (the fleetscale
+//! [`fleetscale_core::decide_all_cached`] for pool policies (the fleetscale
 //! default), with the predictive policy on its cached-model path. No policy
 //! is re-implemented here; KEDA adds only its operator's polling,
 //! activation, cooldown and scale-to-zero around the same HPA calculator.
 
 use std::collections::BTreeMap;
 
-use fleetscale_core::forecast::Model;
 use fleetscale_core::hpa::{
     ConditionStatus, HpaBehavior, HpaScalingRules, HpaState, Pod, PodMetric, PodPhase,
     ReadyCondition,
 };
-use fleetscale_core::policies::predictive::PredictivePolicy;
+use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::policies::queue::QueuePolicy;
 use fleetscale_core::policies::target_tracking::{
     MetricTarget, TargetTrackingPolicy, TrackedMetric,
 };
+use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
-    decide, decide_all_with, Observation, PerformanceTargets, PolicySpec, PoolBounds, PoolPolicies,
-    QueueObservation, Sample as MetricSample, ThresholdPolicy, WindowStats,
+    decide, decide_all_cached, Observation, PerformanceTargets, PolicySpec, PoolBounds,
+    PoolPolicies, QueueObservation, Sample as MetricSample, ThresholdPolicy, WindowStats,
 };
 
 use crate::workload::US;
@@ -361,19 +361,7 @@ impl Controller for Keda {
     }
 }
 
-/// Refit schedule of the cached forecast model: after this many history
-/// intervals, then every [`REFIT_EVERY`].
-const REFIT_AT: [usize; 5] = [2, 12, 48, 144, 288];
-/// Refit period once the schedule is past, in history intervals.
-const REFIT_EVERY: usize = 288;
-
-#[derive(Debug, Clone)]
-struct Cached {
-    model: Model,
-    next_refit: usize,
-}
-
-/// Pool policies through [`decide_all_with`], each predictive policy on its
+/// Pool policies through [`decide_all_cached`], each predictive policy on its
 /// cached-model path (fitted on the observed demand history, refitted on a
 /// schedule, updated every interval in between).
 #[derive(Debug, Clone)]
@@ -386,8 +374,7 @@ pub struct Pool {
     load_window_s: i64,
     pods: bool,
     mem: Memory,
-    models: Vec<Option<Cached>>,
-    fed: usize,
+    models: Vec<Option<ModelCache>>,
 }
 
 impl Pool {
@@ -412,45 +399,42 @@ impl Pool {
             period_us,
             load_window_s,
             mem: Memory::default(),
-            fed: 0,
         }
     }
 
+    /// Brings each predictive policy's cached model up to the completed
+    /// history intervals ([`ModelCache`], as the live engine does).
     fn update_models(&mut self, v: &View) {
         let h = v.history;
-        let iv_ms = v.history_interval_us / 1000;
-        for (i, p) in self.spec.policies.iter().enumerate() {
+        let iv_us = v.history_interval_us;
+        let end_ms = v.ms(h.len() as i64 * iv_us);
+        for (p, slot) in self.spec.policies.iter().zip(self.models.iter_mut()) {
             let PolicySpec::Predictive(pp) = p else {
                 continue;
             };
-            let slot = &mut self.models[i];
-            if let Some(c) = slot.as_mut() {
-                for x in &h[self.fed.min(h.len())..] {
-                    c.model.update(Some(*x));
+            if slot.as_ref().is_some_and(|c| c.end_ms == end_ms) {
+                continue;
+            }
+            let from = match slot.as_ref() {
+                Some(c)
+                    if !ModelCache::needs_full_history(
+                        Some(c),
+                        end_ms,
+                        iv_us / 1000,
+                        pp.history_seconds,
+                    ) =>
+                {
+                    ((c.end_ms - v.t0_ms) * 1000 / iv_us) as usize
                 }
-            }
-            let due = match slot {
-                None => h.len() >= REFIT_AT[0],
-                Some(c) => h.len() >= c.next_refit,
+                _ => 0,
             };
-            if due {
-                let keep = ((pp.history_seconds * 1000) / iv_ms.max(1)).max(2) as usize;
-                let vals: Vec<Option<f64>> = h[h.len().saturating_sub(keep)..]
-                    .iter()
-                    .map(|x| Some(*x))
-                    .collect();
-                let next_refit = REFIT_AT
-                    .iter()
-                    .copied()
-                    .find(|&n| n > h.len())
-                    .unwrap_or(h.len() + REFIT_EVERY);
-                *slot = Some(Cached {
-                    model: Model::fit(&vals, iv_ms),
-                    next_refit,
-                });
-            }
+            let series = RateSeries {
+                start_ms: v.ms(from as i64 * iv_us),
+                interval_ms: iv_us / 1000,
+                values: h[from.min(h.len())..].iter().map(|x| Some(*x)).collect(),
+            };
+            *slot = ModelCache::advance(slot.take(), &series, pp.history_seconds);
         }
-        self.fed = h.len();
     }
 }
 
@@ -469,21 +453,7 @@ impl Controller for Pool {
             desired: v.desired.clamp(self.min, self.max),
         };
         let o = observe(v, bounds, &self.mem, self.load_window_s, self.pods);
-        let end_ms = v.ms(v.history.len() as i64 * v.history_interval_us);
-        let iv_ms = v.history_interval_us / 1000;
-        let ds = self
-            .spec
-            .policies
-            .iter()
-            .zip(&self.models)
-            .map(|(p, m)| match (p, m) {
-                (PolicySpec::Predictive(pp), Some(c)) => {
-                    pp.decide_with_model(&o, &c.model, end_ms, iv_ms)
-                }
-                _ => decide(p, &o),
-            })
-            .collect();
-        let c = decide_all_with(&self.spec, &o, ds);
+        let c = decide_all_cached(&self.spec, &o, &self.models);
         if let Some(s) = c.policies.iter().find_map(|d| d.hpa_state.clone()) {
             self.mem.hpa_state = s;
         }

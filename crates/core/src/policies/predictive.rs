@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::{ceil_tol, to_instances};
 use crate::forecast::Model;
 use crate::policy::{Decision, Observation};
+use crate::trace::RateSeries;
 use crate::validate::Violations;
 
 const NAME: &str = "predictive";
@@ -238,6 +239,122 @@ impl PredictivePolicy {
     }
 }
 
+/// History intervals seen after which a cached model is refitted, in order;
+/// past the last, it is refitted every [`REFIT_EVERY`] intervals.
+pub const REFIT_AT: [usize; 5] = [2, 12, 48, 144, 288];
+/// Refit period of a cached model once [`REFIT_AT`] is past, in intervals
+/// (a day of 5-minute intervals).
+pub const REFIT_EVERY: usize = 288;
+
+/// A predictive policy's model kept between decisions, so a control loop
+/// does not refit on the whole history at every tick: fitted on the history
+/// window, fed each new interval with [`Model::update`], refitted on the
+/// window after [`REFIT_AT`] intervals and then every [`REFIT_EVERY`].
+/// [`PredictivePolicy::decide_with_model`] decides with it exactly as
+/// [`PredictivePolicy::decide`] does with a fresh fit of the same model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCache {
+    /// The model, fed up to `end_ms`.
+    pub model: Model,
+    /// End of the last interval fed, Unix ms.
+    pub end_ms: i64,
+    /// Interval length, ms.
+    pub interval_ms: i64,
+    /// Intervals seen: the window at the last cold fit plus every interval fed since.
+    seen: usize,
+    /// `seen` at which the next refit is due.
+    next_refit: usize,
+}
+
+/// Intervals of a `history_seconds` window (at least two).
+fn keep_intervals(history_seconds: i64, interval_ms: i64) -> usize {
+    ((history_seconds.max(1) * 1000) / interval_ms.max(1)).max(2) as usize
+}
+
+fn next_refit_after(seen: usize) -> usize {
+    REFIT_AT
+        .iter()
+        .copied()
+        .find(|&n| n > seen)
+        .unwrap_or(seen + REFIT_EVERY)
+}
+
+impl ModelCache {
+    /// Whether bringing `cache` to a history ending at `end_ms` (intervals of
+    /// `interval_ms`, a window of `history_seconds`) fits a model — no
+    /// cache, a refit due, or the window no longer reaching back to
+    /// `cache.end_ms` — so the caller must pass [`ModelCache::advance`] the
+    /// whole window; otherwise the intervals from `cache.end_ms` on suffice.
+    pub fn needs_full_history(
+        cache: Option<&ModelCache>,
+        end_ms: i64,
+        interval_ms: i64,
+        history_seconds: i64,
+    ) -> bool {
+        let Some(c) = cache else { return true };
+        let iv = interval_ms.max(1);
+        if c.interval_ms != iv || end_ms < c.end_ms {
+            return true;
+        }
+        let new = ((end_ms - c.end_ms) / iv) as usize;
+        new > keep_intervals(history_seconds, iv) || c.seen.saturating_add(new) >= c.next_refit
+    }
+
+    /// Brings `cache` up to the end of `history`. When `history` continues
+    /// the cache (same interval, starting at or before `cache.end_ms` on the
+    /// same grid, ending at or after it) the new intervals are fed to the
+    /// model, and it is refitted when due; otherwise (no cache, or a
+    /// history that does not continue it) a model is fitted cold. Fits use
+    /// the last `history_seconds` of `history`, which must then be the whole
+    /// window (see [`ModelCache::needs_full_history`]). `None` when there is
+    /// no cache and fewer than two intervals have a value.
+    pub fn advance(
+        cache: Option<ModelCache>,
+        history: &RateSeries,
+        history_seconds: i64,
+    ) -> Option<ModelCache> {
+        let iv = history.interval_ms.max(1);
+        let end = history.time_of(history.values.len());
+        let keep = keep_intervals(history_seconds, iv);
+        let fit =
+            |values: &[Option<f64>]| Model::fit(&values[values.len().saturating_sub(keep)..], iv);
+        let continued = cache.filter(|c| {
+            c.interval_ms == iv
+                && history.start_ms <= c.end_ms
+                && c.end_ms <= end
+                && (c.end_ms - history.start_ms) % iv == 0
+        });
+        match continued {
+            Some(mut c) => {
+                let from = ((c.end_ms - history.start_ms) / iv) as usize;
+                for v in &history.values[from..] {
+                    c.model.update(*v);
+                }
+                c.seen += history.values.len() - from;
+                c.end_ms = end;
+                if c.seen >= c.next_refit {
+                    c.model = fit(&history.values);
+                    c.next_refit = next_refit_after(c.seen);
+                }
+                Some(c)
+            }
+            None => {
+                if history.present() < 2 {
+                    return None;
+                }
+                let seen = history.values.len();
+                Some(ModelCache {
+                    model: fit(&history.values),
+                    end_ms: end,
+                    interval_ms: iv,
+                    seen,
+                    next_refit: next_refit_after(seen),
+                })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,5 +499,118 @@ mod tests {
         let model = Model::fit(&h.values, h.interval_ms);
         let d = p.decide_with_model(&o, &model, 0, h.interval_ms);
         assert!(d.data_missing);
+    }
+
+    fn slice(h: &RateSeries, from: usize, to: usize) -> RateSeries {
+        RateSeries {
+            start_ms: h.time_of(from),
+            interval_ms: h.interval_ms,
+            values: h.values[from..to].to_vec(),
+        }
+    }
+
+    #[test]
+    fn cached_model_decides_as_a_fresh_fit() {
+        let p = policy(2 * 3600);
+        for now_h in [48, 200, 21 * 24] {
+            let o = obs(now_h, 3);
+            let c = ModelCache::advance(None, o.history.as_ref().unwrap(), p.history_seconds)
+                .expect("enough history");
+            assert_eq!(c.end_ms, now_h * HOUR);
+            let cached = p.decide_with_model(&o, &c.model, c.end_ms, c.interval_ms);
+            assert_eq!(cached, p.decide(&o), "at hour {now_h}");
+        }
+    }
+
+    #[test]
+    fn refit_schedule_and_cold_fits() {
+        let h = history();
+        let long = 90 * 86_400;
+        assert!(ModelCache::advance(None, &slice(&h, 0, 1), long).is_none());
+        let mut c = ModelCache::advance(None, &slice(&h, 0, 2), long).unwrap();
+        assert_eq!((c.seen, c.next_refit), (2, 12));
+        for n in 3..=12 {
+            let full = ModelCache::needs_full_history(Some(&c), h.time_of(n), HOUR, long);
+            assert_eq!(full, n == 12, "interval {n}");
+            let from = if full { 0 } else { n - 1 };
+            c = ModelCache::advance(Some(c), &slice(&h, from, n), long).unwrap();
+        }
+        assert_eq!((c.seen, c.next_refit), (12, 48));
+        assert_eq!(c.model, Model::fit(&h.values[..12], HOUR), "refitted at 12");
+        // A history that does not continue the cache (a gap) fits cold.
+        let gap = slice(&h, 100, 200);
+        let cold = ModelCache::advance(Some(c.clone()), &gap, long).unwrap();
+        assert_eq!(cold.model, Model::fit(&gap.values, HOUR));
+        assert_eq!((cold.seen, cold.end_ms), (100, h.time_of(200)));
+        // So does a different interval, or a history ending before the cache.
+        assert!(ModelCache::needs_full_history(
+            Some(&c),
+            c.end_ms,
+            HOUR / 2,
+            long
+        ));
+        assert!(ModelCache::needs_full_history(
+            Some(&c),
+            c.end_ms - HOUR,
+            HOUR,
+            long
+        ));
+        assert!(ModelCache::needs_full_history(
+            Some(&c),
+            c.end_ms + 25 * HOUR,
+            HOUR,
+            24 * 3600
+        ));
+        assert!(!ModelCache::needs_full_history(
+            Some(&c),
+            c.end_ms + 24 * HOUR,
+            HOUR,
+            25 * 3600
+        ));
+        assert!(ModelCache::needs_full_history(None, c.end_ms, HOUR, long));
+        // Past the schedule it refits every REFIT_EVERY intervals.
+        assert_eq!(next_refit_after(288), 288 + REFIT_EVERY);
+        assert_eq!(next_refit_after(1000), 1000 + REFIT_EVERY);
+    }
+
+    #[test]
+    fn fits_use_the_last_history_seconds() {
+        let h = history();
+        let c = ModelCache::advance(None, &h, 7 * 86_400).unwrap();
+        assert_eq!(
+            c.model,
+            Model::fit(&h.values[h.values.len() - 7 * 24..], HOUR)
+        );
+    }
+
+    proptest::proptest! {
+        /// Loading only the intervals after the cache (when no fit is due)
+        /// gives exactly the cache that loading the whole window gives.
+        #[test]
+        fn partial_loads_equal_full_loads(
+            values in proptest::collection::vec(proptest::option::weighted(0.9, 0.0f64..1000.0), 2..160),
+            steps in proptest::collection::vec(1usize..20, 1..30),
+            window_h in 2i64..200,
+        ) {
+            let h = RateSeries { start_ms: 0, interval_ms: HOUR, values };
+            let n = h.values.len();
+            let secs = window_h * 3600;
+            let w = window_h as usize;
+            let (mut full, mut partial): (Option<ModelCache>, Option<ModelCache>) = (None, None);
+            let mut end = 0usize;
+            for s in steps {
+                end = (end + s).min(n);
+                let start = end.saturating_sub(w);
+                full = ModelCache::advance(full, &slice(&h, start, end), secs);
+                let from = match partial.as_ref() {
+                    Some(c) if !ModelCache::needs_full_history(Some(c), h.time_of(end), HOUR, secs) => {
+                        (c.end_ms / HOUR) as usize
+                    }
+                    _ => start,
+                };
+                partial = ModelCache::advance(partial, &slice(&h, from, end), secs);
+                proptest::prop_assert_eq!(&full, &partial);
+            }
+        }
     }
 }
