@@ -2,7 +2,7 @@
 //! prints the acceptance figures (SLO attainment against HPA and KEDA,
 //! over-provisioning as a share of HPA's).
 //!
-//! `cargo run --release -p fleetscale-sim --example tune -- [--max-hours H] [--seed N] [--stretch F] [--from-hour H] [TRACE...]`
+//! `cargo run --release -p fleetscale-sim --example tune -- [--max-hours H] [--seed N] [--stretch F] [--from-hour H] [--peak-instances N] [TRACE...]`
 //!
 //! Tunables come from the environment (`FS_<FIELD>` for each field of
 //! `FleetscaleTuning`, e.g. `FS_REACTIVE_TARGET_PER_SLOT=0.9`), so a sweep
@@ -36,6 +36,7 @@ fn main() {
             "--seed" => cfg.seed = val() as u64,
             "--stretch" => stretch = val(),
             "--from-hour" => from_hour = val(),
+            "--peak-instances" => cfg.peak_instances = val() as u32,
             other => traces.push(other.into()),
         }
     }
