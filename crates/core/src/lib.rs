@@ -14,6 +14,7 @@ pub mod hpa;
 pub mod policies;
 pub mod policy;
 pub mod pool;
+pub mod provider_budget;
 pub mod rebalance;
 pub mod trace;
 pub mod validate;

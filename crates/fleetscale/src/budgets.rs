@@ -1,6 +1,7 @@
 //! `fleetscale budgets ...`: region AI budgets over the REST API (show,
 //! allocate, spend, refund, check, reserve/commit/release, reset,
-//! transactions, check-ledger) and the phase 66 provider tier defaults.
+//! transactions, check-ledger), the phase 66 provider tier defaults, and
+//! (`budgets tenant ...`, in `tenant_budgets`) tenant provider budgets.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -124,6 +125,11 @@ pub enum BudgetsCmd {
     CheckLedger {
         /// Region id or name.
         region: String,
+    },
+    /// A tenant's phase 66 provider budgets: tier, allocations, usage, projection.
+    Tenant {
+        #[command(subcommand)]
+        cmd: crate::tenant_budgets::TenantBudgetsCmd,
     },
     /// Phase 66 provider allocations per tier.
     Tiers {
@@ -345,6 +351,7 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BudgetsCmd::Tenant { cmd } => crate::tenant_budgets::run(cmd, conn).await,
         BudgetsCmd::Tiers { tier } => {
             let v = conn
                 .get_json(&client::with_query(

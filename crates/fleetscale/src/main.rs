@@ -7,6 +7,7 @@ mod client;
 mod forecast;
 mod policy_cmd;
 mod simulate;
+mod tenant_budgets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,7 +127,7 @@ enum Command {
         #[command(flatten)]
         conn: client::Conn,
     },
-    /// Region AI budgets: allocate, spend, refund, reserve, reset, ledger.
+    /// AI budgets: region budgets (allocate, spend, refund, reserve, reset, ledger) and tenant provider budgets.
     Budgets {
         #[command(subcommand)]
         cmd: budgets::BudgetsCmd,

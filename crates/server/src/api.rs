@@ -66,7 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/proposals/{id}/reject", post(reject))
         .route("/audit", get(list_audit))
         .route("/engine", get(engine_status))
-        .merge(crate::budget_api::routes());
+        .merge(crate::budget_api::routes())
+        .merge(crate::tenant_budget_api::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

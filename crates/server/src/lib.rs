@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod tenant_budget_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

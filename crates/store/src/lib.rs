@@ -10,6 +10,7 @@
 //! locks.
 
 mod budget;
+mod tenant_budget;
 mod types;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Row};
 use fleetscale_core::{ValidPool, WindowStats};
 
 pub use budget::*;
+pub use tenant_budget::*;
 pub use types::*;
 
 /// Errors of the store. Callers never see SQLSTATE codes.

@@ -1,6 +1,7 @@
 //! Upgrades keep data: a database at schema version 3 (samples keyed by
 //! pool id and metric) is migrated to the current schema by `Store::open`,
-//! and every sample reads back the same, on SQLite and on PostgreSQL.
+//! and every sample reads back the same, on SQLite and on PostgreSQL; a
+//! tenant of schema v4 gets default provider budgets after migration 0005.
 
 use fleetscale_store::{migrate_to, Store};
 
@@ -78,4 +79,58 @@ async fn postgres_samples_survive_the_series_migration() {
         .await
         .unwrap();
     samples_survive_the_series_migration(url).await;
+}
+
+/// A tenant created under schema v4 (before tenant budgets) gets the default
+/// tier's provider budgets after migration 0005 and can record usage.
+async fn tenants_get_default_budgets_after_the_budget_migration(url: String) {
+    migrate_to(&url, 4).await.expect("migrate to v4");
+    fleetscale_store::exec_raw(
+        &url,
+        &["INSERT INTO tenants (id, name, created_at_ms) VALUES ('t-v4', 'v4', 0)"],
+    )
+    .await
+    .expect("seed a v4 tenant");
+    let store = Store::open(&url).await.expect("open migrates to 0005");
+    let now = fleetscale_store::now_ms();
+    let b = store.tenant_budget("t-v4", now).await.unwrap();
+    assert_eq!(b.tier, fleetscale_core::budget::Tier::SoftLaunch);
+    assert_eq!(b.providers[0].month.allocation_units, 50_000);
+    let o = store
+        .record_usage(&fleetscale_store::UsageRequest {
+            tenant_id: "t-v4".into(),
+            provider: fleetscale_core::budget::Provider::Claude,
+            units: 10,
+            job_type: None,
+            idempotency_key: None,
+            description: None,
+            actor: "test".into(),
+            now_ms: now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(o.used_after_units, 10);
+}
+
+#[tokio::test]
+async fn sqlite_tenants_get_default_budgets_after_the_budget_migration() {
+    let dir = std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    tenants_get_default_budgets_after_the_budget_migration(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("fleetscale.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_tenants_get_default_budgets_after_the_budget_migration() {
+    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("fs_up5_{}", uuid::Uuid::new_v4().simple());
+    let url = fleetscale_store::create_postgres_database(&admin, &name)
+        .await
+        .unwrap();
+    tenants_get_default_budgets_after_the_budget_migration(url).await;
 }

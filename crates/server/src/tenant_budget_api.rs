@@ -1,0 +1,373 @@
+//! The tenant provider budget API (`/api/v1/budgets/tenants/...`): a
+//! tenant's tier, per-provider allocations (phase 66 tier defaults, or an
+//! override), prices and hard/soft limits, usage recording, the usage ledger
+//! and its check, and the month's projection and cost.
+//!
+//! Units are whole tokens (characters for ElevenLabs); a fractional,
+//! string, negative, zero or oversized amount is a 422 naming the field. A
+//! usage a hard-limited budget cannot cover is a 409 with code
+//! `provider_budget_exceeded` and records nothing. Roles as for a tenant's
+//! other objects: a viewer reads, an operator records usage and checks the
+//! ledger, an admin sets the tier and the provider settings; a tenant-scoped
+//! token sees only its own tenant (others are 404). Every mutation is audited.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use fleetscale_core::budget::{check_idempotency_key, Provider, Tier};
+use fleetscale_core::provider_budget::{
+    check_allocation, check_price, check_units, UsageError, MAX_ALLOCATION_UNITS,
+    MAX_PRICE_CENTS_PER_MILLION, MAX_USAGE_UNITS,
+};
+use fleetscale_core::Violations;
+use fleetscale_store::{now_ms, Page, ProviderSettings, UsageRecordError, UsageRequest};
+
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::AppState;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The tenant budget routes, relative to `/api/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/budgets/tenants", get(list))
+        .route("/budgets/tenants/{tenant}", get(show).put(set_tier))
+        .route("/budgets/tenants/{tenant}/providers", get(providers))
+        .route(
+            "/budgets/tenants/{tenant}/providers/{provider}",
+            get(provider).put(set_provider),
+        )
+        .route(
+            "/budgets/tenants/{tenant}/usage",
+            post(record).get(usage_list),
+        )
+        .route("/budgets/tenants/{tenant}/ledger-check", get(ledger_check))
+}
+
+const PROVIDER_NAMES: &str = "claude, gemini, openai, elevenlabs, perplexity";
+
+/// Reads a whole number in `lo..=hi` from JSON, with a message for each way
+/// it can be wrong; `what` names the unit ("tokens", "cents per million units").
+fn whole(v: &mut Violations, field: &str, raw: &Value, what: &str, lo: i64, hi: i64) -> i64 {
+    match raw {
+        Value::Null => v.push(field, format!("is required (a whole number of {what})")),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if i < lo => v.push(
+                field,
+                if lo == 1 {
+                    format!("must be a positive whole number of {what} (>= 1)")
+                } else {
+                    format!("must be at least {lo} {what}")
+                },
+            ),
+            Some(i) if i > hi => v.push(
+                field,
+                format!("is too large (overflow guard): at most {hi} {what}"),
+            ),
+            Some(i) => return i,
+            None if n.is_u64() => v.push(
+                field,
+                format!("is too large (overflow): at most {hi} {what}"),
+            ),
+            None => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.fract() != 0.0 {
+                    v.push(
+                        field,
+                        format!("must be a whole number of {what}, not a fraction"),
+                    );
+                } else {
+                    v.push(
+                        field,
+                        format!("is out of range (overflow): must be between {lo} and {hi} {what}"),
+                    );
+                }
+            }
+        },
+        _ => v.push(
+            field,
+            format!("must be a whole number of {what} (a JSON number, not a string)"),
+        ),
+    }
+    0
+}
+
+fn parse_provider(v: &mut Violations, field: &str, name: &str) -> Option<Provider> {
+    let p = Provider::parse(name);
+    if p.is_none() {
+        v.push(field, format!("must be one of {PROVIDER_NAMES}"));
+    }
+    p
+}
+
+fn path_provider(name: &str) -> ApiResult<Provider> {
+    Provider::parse(name)
+        .ok_or_else(|| ApiError::NotFound(format!("provider {name:?} (known: {PROVIDER_NAMES})")))
+}
+
+fn usage_err(e: UsageRecordError) -> ApiError {
+    match e {
+        UsageRecordError::Refused(u @ UsageError::OverAllocation { .. }) => ApiError::Conflict {
+            code: "provider_budget_exceeded",
+            detail: format!("{u}; nothing was recorded"),
+        },
+        UsageRecordError::Refused(u) => ApiError::field("units", format!("is refused: {u}")),
+        e @ UsageRecordError::IdempotencyMismatch { .. } => ApiError::Conflict {
+            code: "idempotency_key_reused",
+            detail: e.to_string(),
+        },
+        UsageRecordError::Store(s) => s.into(),
+        other => ApiError::Internal(Box::new(other)),
+    }
+}
+
+fn page(limit: Option<i64>, cursor: Option<String>) -> ApiResult<Page> {
+    let limit = match limit {
+        None => None,
+        Some(l) if (1..=1000).contains(&l) => Some(l as u32),
+        Some(_) => return Err(ApiError::field("limit", "must be between 1 and 1000")),
+    };
+    Ok(Page {
+        limit,
+        cursor: cursor.filter(|c| !c.is_empty()),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    tenant_id: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let only = who.tenant_filter(q.tenant_id.as_deref())?;
+    let page = page(q.limit, q.cursor)?;
+    Ok(Json(json!(
+        s.store
+            .list_tenant_budgets(only.as_deref(), &page, now_ms())
+            .await?
+    )))
+}
+
+async fn show(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    Ok(Json(json!(s.store.tenant_budget(&tenant, now_ms()).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierBody {
+    tier: String,
+}
+
+async fn set_tier(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+    ApiJson(b): ApiJson<TierBody>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    who.require(Role::Admin)?;
+    let tier = Tier::parse(&b.tier)
+        .ok_or_else(|| ApiError::field("tier", "must be soft_launch, hard_launch or growth"))?;
+    Ok(Json(json!(
+        s.store
+            .set_tenant_tier(&tenant, tier, &who.name, now_ms())
+            .await?
+    )))
+}
+
+async fn providers(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    let b = s.store.tenant_budget(&tenant, now_ms()).await?;
+    Ok(Json(json!({
+        "tier": b.tier, "month": b.month, "items": b.providers,
+        "cost_projection": b.cost_projection, "next_cursor": null,
+    })))
+}
+
+async fn provider(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((tenant, provider)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    let p = path_provider(&provider)?;
+    let b = s.store.tenant_budget(&tenant, now_ms()).await?;
+    let one = b
+        .providers
+        .into_iter()
+        .find(|x| x.month.provider == p)
+        .ok_or_else(|| ApiError::NotFound("provider".into()))?;
+    Ok(Json(json!(one)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderBody {
+    #[serde(default)]
+    allocation_units: Value,
+    #[serde(default)]
+    price_cents_per_million: Value,
+    #[serde(default)]
+    hard_limit: bool,
+}
+
+async fn set_provider(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((tenant, provider)): Path<(String, String)>,
+    ApiJson(b): ApiJson<ProviderBody>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    who.require(Role::Admin)?;
+    let p = path_provider(&provider)?;
+    let mut v = Violations::default();
+    let allocation = (!b.allocation_units.is_null()).then(|| {
+        let a = whole(
+            &mut v,
+            "allocation_units",
+            &b.allocation_units,
+            p.unit(),
+            0,
+            MAX_ALLOCATION_UNITS,
+        );
+        check_allocation(&mut v, "allocation_units", a);
+        a
+    });
+    let price = (!b.price_cents_per_million.is_null()).then(|| {
+        let c = whole(
+            &mut v,
+            "price_cents_per_million",
+            &b.price_cents_per_million,
+            "cents per million units",
+            0,
+            MAX_PRICE_CENTS_PER_MILLION,
+        );
+        check_price(&mut v, "price_cents_per_million", c);
+        c
+    });
+    v.into_result(())?;
+    let settings = ProviderSettings {
+        allocation_units: allocation,
+        price_cents_per_million: price,
+        hard_limit: b.hard_limit,
+    };
+    Ok(Json(json!(
+        s.store
+            .set_provider_budget(&tenant, p, &settings, &who.name, now_ms())
+            .await?
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageBody {
+    provider: String,
+    #[serde(default)]
+    units: Value,
+    job_type: Option<String>,
+    idempotency_key: Option<String>,
+    description: Option<String>,
+}
+
+async fn record(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+    ApiJson(b): ApiJson<UsageBody>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    who.require(Role::Operator)?;
+    let mut v = Violations::default();
+    let p = parse_provider(&mut v, "provider", &b.provider);
+    let unit = p.map_or("units", Provider::unit);
+    let units = whole(&mut v, "units", &b.units, unit, 1, MAX_USAGE_UNITS);
+    if v.is_empty() {
+        check_units(&mut v, "units", units);
+    }
+    if let Some(j) = &b.job_type {
+        v.check_name("job_type", j);
+    }
+    if let Some(k) = &b.idempotency_key {
+        check_idempotency_key(&mut v, "idempotency_key", k);
+    }
+    if let Some(d) = &b.description {
+        v.check_text("description", d, 500);
+    }
+    let (Some(provider), true) = (p, v.is_empty()) else {
+        return Err(ApiError::Validation(v));
+    };
+    let req = UsageRequest {
+        tenant_id: tenant,
+        provider,
+        units,
+        job_type: b.job_type,
+        idempotency_key: b.idempotency_key,
+        description: b.description,
+        actor: who.name.clone(),
+        now_ms: now_ms(),
+    };
+    Ok(Json(json!(s
+        .store
+        .record_usage(&req)
+        .await
+        .map_err(usage_err)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    provider: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn usage_list(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    let provider = match q.provider.as_deref() {
+        None | Some("") => None,
+        Some(n) => Some(Provider::parse(n).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "bad query parameter: provider must be one of {PROVIDER_NAMES}"
+            ))
+        })?),
+    };
+    let page = page(q.limit, q.cursor)?;
+    Ok(Json(json!(
+        s.store.usage_records(&tenant, provider, &page).await?
+    )))
+}
+
+async fn ledger_check(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Value>> {
+    who.see(&tenant, "tenant")?;
+    who.require(Role::Operator)?;
+    Ok(Json(json!(s.store.check_usage_ledgers(&tenant).await?)))
+}
