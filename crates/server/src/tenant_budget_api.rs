@@ -6,10 +6,11 @@
 //! Units are whole tokens (characters for ElevenLabs); a fractional,
 //! string, negative, zero or oversized amount is a 422 naming the field. A
 //! usage a hard-limited budget cannot cover is a 409 with code
-//! `provider_budget_exceeded` and records nothing. Roles as for a tenant's
-//! other objects: a viewer reads, an operator records usage and checks the
-//! ledger, an admin sets the tier and the provider settings; a tenant-scoped
-//! token sees only its own tenant (others are 404). Every mutation is audited.
+//! `provider_budget_exceeded` and records nothing. A viewer reads, an
+//! operator records usage and checks the ledger; the tier and the provider
+//! settings are the platform's (global admin only: a tenant may not raise
+//! its own plan); a tenant-scoped token sees only its own tenant (others
+//! are 404). Every mutation is audited.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -181,7 +182,8 @@ async fn set_tier(
     ApiJson(b): ApiJson<TierBody>,
 ) -> ApiResult<Json<Value>> {
     who.see(&tenant, "tenant")?;
-    who.require(Role::Admin)?;
+    // A tenant's plan and provider allocations are the platform's to set.
+    who.require_global_admin()?;
     let tier = Tier::parse(&b.tier)
         .ok_or_else(|| ApiError::field("tier", "must be soft_launch, hard_launch or growth"))?;
     Ok(Json(json!(
@@ -238,7 +240,8 @@ async fn set_provider(
     ApiJson(b): ApiJson<ProviderBody>,
 ) -> ApiResult<Json<Value>> {
     who.see(&tenant, "tenant")?;
-    who.require(Role::Admin)?;
+    // A tenant's plan and provider allocations are the platform's to set.
+    who.require_global_admin()?;
     let p = path_provider(&provider)?;
     let mut v = Violations::default();
     let allocation = (!b.allocation_units.is_null()).then(|| {

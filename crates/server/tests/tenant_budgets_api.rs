@@ -570,7 +570,7 @@ async fn tenant_budgets_follow_scopes_and_roles() {
         .expect("GET", "/api/v1/budgets/tenants", ADMIN, Value::Null, 200)
         .await;
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
-    // Recording needs an operator; settings need an admin.
+    // Recording needs an operator; settings need the global admin.
     app.expect("POST", &format!("{pa}/usage"), &viewer, rec.clone(), 403)
         .await;
     app.expect(
@@ -593,7 +593,19 @@ async fn tenant_budgets_follow_scopes_and_roles() {
         403,
     )
     .await;
-    app.expect("PUT", &pa, &admin_a, json!({"tier": "growth"}), 200)
+    // The tier and allocations are the platform's: a tenant admin may not
+    // raise its own plan.
+    app.expect("PUT", &pa, &admin_a, json!({"tier": "growth"}), 403)
+        .await;
+    app.expect(
+        "PUT",
+        &format!("{pa}/providers/gemini"),
+        &admin_a,
+        json!({"allocation_units": 1}),
+        403,
+    )
+    .await;
+    app.expect("PUT", &pa, ADMIN, json!({"tier": "growth"}), 200)
         .await;
     app.expect("PUT", &pb, &admin_a, json!({"tier": "growth"}), 404)
         .await;
