@@ -3,7 +3,7 @@
 //! table, writes the JSON report and the SVG plot.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -102,9 +102,11 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<()> {
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let n = policies.len();
     let mut last = usize::MAX;
+    // Only on a terminal: a log file or a pipe gets no carriage returns.
+    let tty = std::io::stderr().is_terminal();
     let mut bar = |i: usize, f: f64| {
         let done = ((i as f64 + f) / n as f64 * 40.0) as usize;
-        if done != last {
+        if tty && done != last {
             last = done;
             eprint!(
                 "\r[{}{}] policy {}/{n}",
@@ -117,7 +119,9 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<()> {
     };
     let report = fleetscale_sim::run_text(&text, &name, &cfg, &policies, &mut bar)
         .with_context(|| format!("{}", a.trace.display()))?;
-    eprintln!();
+    if tty {
+        eprintln!();
+    }
     if let Some(p) = &a.json {
         let json = serde_json::to_string_pretty(&report.without_timelines())?;
         std::fs::write(p, json + "\n").with_context(|| format!("cannot write {}", p.display()))?;

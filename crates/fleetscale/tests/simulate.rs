@@ -98,3 +98,40 @@ fn malformed_trace_names_the_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3"), "{err}");
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_and_a_pipe_gets_no_progress_bar() {
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("fs-sim-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("small.csv");
+    let rows: String = (0..48)
+        .map(|i| {
+            format!(
+                "2024-01-01 {:02}:{:02}:00,{}\n",
+                i / 2,
+                (i % 2) * 30,
+                10 + i % 5
+            )
+        })
+        .collect();
+    std::fs::write(&p, format!("timestamp,value\n{rows}")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
+        .args(["simulate", "--output-json", "--trace"])
+        .arg(&p)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the report is printed (`| head` that
+    // already has its lines).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !err.contains("policy 1/"),
+        "no progress bar into a pipe: {err}"
+    );
+}
