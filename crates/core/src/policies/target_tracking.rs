@@ -501,4 +501,105 @@ mod tests {
             ]
         );
     }
+
+    fn rules() -> impl proptest::strategy::Strategy<Value = Option<HpaScalingRules>> {
+        use proptest::prelude::*;
+        let policy = (
+            prop_oneof![Just(PolicyType::Pods), Just(PolicyType::Percent)],
+            1i32..300,
+            1i32..1800,
+        )
+            .prop_map(|(policy_type, value, period_s)| ScalingPolicy {
+                policy_type,
+                value,
+                period_s,
+            });
+        proptest::option::of(
+            (
+                proptest::option::of(0i32..3600),
+                proptest::option::of(prop_oneof![
+                    Just(SelectPolicy::Max),
+                    Just(SelectPolicy::Min)
+                ]),
+                proptest::option::of(proptest::collection::vec(policy, 1..3)),
+            )
+                .prop_map(|(w, select_policy, policies)| HpaScalingRules {
+                    stabilization_window_s: w,
+                    select_policy,
+                    policies,
+                }),
+        )
+    }
+
+    fn spec() -> impl proptest::strategy::Strategy<Value = TargetTrackingPolicy> {
+        use proptest::prelude::*;
+        let target = prop_oneof![
+            (0.1f64..1000.0).prop_map(|value| MetricTarget::ExternalValue { value }),
+            (0.1f64..1000.0).prop_map(|v| MetricTarget::ExternalAverageValue { average_value: v }),
+            (0.1f64..1000.0).prop_map(|value| MetricTarget::ObjectValue { value }),
+            (0.1f64..1000.0).prop_map(|v| MetricTarget::ObjectAverageValue { average_value: v }),
+        ];
+        (
+            target,
+            proptest::option::of(0.0f64..0.5),
+            proptest::option::of((rules(), rules()).prop_map(|(scale_up, scale_down)| {
+                HpaBehavior {
+                    scale_up,
+                    scale_down,
+                }
+            })),
+            proptest::option::of(0i32..3600),
+        )
+            .prop_map(
+                |(target, tolerance, behavior, window)| TargetTrackingPolicy {
+                    metrics: vec![TrackedMetric {
+                        metric: "custom.requests".into(),
+                        target,
+                    }],
+                    tolerance,
+                    behavior,
+                    downscale_stabilization_seconds: window,
+                    max_sample_age_seconds: 300,
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// For any valid spec and observation: the target stays within the
+        /// pool's bounds, a larger metric never asks for fewer instances,
+        /// and a metric inside the tolerance band changes nothing.
+        #[test]
+        fn bounded_monotone_and_tolerant(
+            p in spec(),
+            min in 1i64..20,
+            span in 0i64..80,
+            desired in 1i64..120,
+            a in 0.0f64..100_000.0,
+            b in 0.0f64..100_000.0,
+        ) {
+            let mut v = Violations::default();
+            p.validate("p", &mut v);
+            proptest::prop_assume!(v.0.is_empty());
+            let bounds = PoolBounds { min, max: min + span, desired: desired.clamp(min, min + span) };
+            let at = |value: f64| {
+                let mut o = obs(bounds.desired, Some(value));
+                o.bounds = bounds;
+                p.decide(&o)
+            };
+            let (lo, hi) = (at(a.min(b)), at(a.max(b)));
+            for d in [&lo, &hi] {
+                proptest::prop_assert!((bounds.min..=bounds.max).contains(&d.target), "{} outside bounds: {}", d.target, d.reason);
+            }
+            proptest::prop_assert!(lo.target <= hi.target, "{} > {}: {} / {}", lo.target, hi.target, lo.reason, hi.reason);
+            // The value the current fleet is sized for holds it.
+            let per_fleet = match p.metrics[0].target {
+                MetricTarget::ExternalAverageValue { average_value }
+                | MetricTarget::ObjectAverageValue { average_value } => average_value * bounds.desired as f64,
+                MetricTarget::ExternalValue { value } | MetricTarget::ObjectValue { value } => value,
+                _ => unreachable!(),
+            };
+            let d = at(per_fleet);
+            proptest::prop_assert_eq!(d.target, bounds.desired, "{}", d.reason);
+        }
+    }
 }
