@@ -8,10 +8,13 @@ use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use fleetscale_core::capacity::{self, Status, StatusThresholds};
 use fleetscale_core::decision::{decide_all, validate_observation, PoolPolicies};
@@ -34,45 +37,84 @@ pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Builds the whole HTTP router.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/tenants", post(create_tenant).get(list_tenants))
-        .route("/tenants/{id}", get(get_tenant))
-        .route("/regions", post(create_region).get(list_regions))
-        .route("/regions/{id}", get(get_region))
-        .route("/tokens", post(create_token))
-        .route("/pools", post(create_pool).get(list_pools))
-        .route(
-            "/pools/{id}",
-            get(get_pool).patch(patch_pool).delete(delete_pool),
-        )
-        .route("/pools/{id}/plan", post(plan_pool))
-        .route(
-            "/pools/{id}/policies",
-            get(get_policies).put(put_policies).delete(delete_policies),
-        )
-        .route("/policies/evaluate", post(evaluate_policies))
-        .route("/pools/{id}/safety-lock", put(set_lock))
-        .route("/scale", post(scale))
-        .route("/capacity", get(capacity))
-        .route("/scaling-events", get(list_events))
-        .route("/scaling-events/{id}", get(get_event))
-        .route("/rebalance", post(rebalance))
-        .route("/metrics", post(ingest))
-        .route("/proposals", get(list_proposals))
-        .route("/proposals/{id}", get(get_proposal))
-        .route("/proposals/{id}/approve", post(approve))
-        .route("/proposals/{id}/reject", post(reject))
-        .route("/audit", get(list_audit))
-        .route("/engine", get(engine_status))
+/// The OpenAPI document's frame: info, the bearer scheme, shared schemas.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fleetscale",
+        description = "Autonomous scaling and global load balancing for fleets of AI agents. Every endpoint takes `Authorization: Bearer <token>`; errors are RFC 9457 `application/problem+json`; lists answer `{items, next_cursor}`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::Problem, crate::error::FieldProblem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The REST API (relative to `/api/v1`) and its OpenAPI document, built
+/// from the same handler declarations so the two cannot drift.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_tenant, list_tenants))
+        .routes(routes!(get_tenant))
+        .routes(routes!(create_region, list_regions))
+        .routes(routes!(get_region))
+        .routes(routes!(create_token))
+        .routes(routes!(create_pool, list_pools))
+        .routes(routes!(get_pool, patch_pool, delete_pool))
+        .routes(routes!(plan_pool))
+        .routes(routes!(get_policies, put_policies, delete_policies))
+        .routes(routes!(evaluate_policies))
+        .routes(routes!(set_lock))
+        .routes(routes!(scale))
+        .routes(routes!(capacity))
+        .routes(routes!(list_events))
+        .routes(routes!(get_event))
+        .routes(routes!(rebalance))
+        .routes(routes!(ingest))
+        .routes(routes!(list_proposals))
+        .routes(routes!(get_proposal))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(list_audit))
+        .routes(routes!(engine_status))
         .merge(crate::budget_api::routes())
         .merge(crate::tenant_budget_api::routes());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api)
+        .split_for_parts()
+}
+
+/// Builds the whole HTTP router: the API under `/api/v1` (its OpenAPI
+/// document at `/api/v1/openapi.json`, no token needed), `/healthz`,
+/// `/readyz` and Prometheus `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    let doc = std::sync::Arc::new(doc);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
-        .nest("/api/v1", api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(api)
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async {
             (
@@ -165,6 +207,11 @@ struct NameBody {
     name: String,
 }
 
+/// Create a tenant (global admin).
+#[utoipa::path(post, path = "/tenants", tag = "tenants",
+    request_body(content = Object, content_type = "application/json", example = json!({"name": "acme"})),
+    responses((status = 201, description = "The tenant, with its id.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn create_tenant(
     State(s): State<AppState>,
     who: Principal,
@@ -179,6 +226,11 @@ async fn create_tenant(
     ))
 }
 
+/// List the tenants visible to the token.
+#[utoipa::path(get, path = "/tenants", tag = "tenants",
+    params(("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list_tenants(
     State(s): State<AppState>,
     who: Principal,
@@ -190,6 +242,11 @@ async fn list_tenants(
     ))
 }
 
+/// One tenant.
+#[utoipa::path(get, path = "/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The tenant.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn get_tenant(
     State(s): State<AppState>,
     who: Principal,
@@ -206,6 +263,11 @@ struct RegionBody {
     jurisdiction: String,
 }
 
+/// Create a region (global admin).
+#[utoipa::path(post, path = "/regions", tag = "regions",
+    request_body(content = Object, content_type = "application/json", example = json!({"name": "eu-west", "jurisdiction": "eu"})),
+    responses((status = 201, description = "The region, with its id.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn create_region(
     State(s): State<AppState>,
     who: Principal,
@@ -223,6 +285,11 @@ async fn create_region(
     ))
 }
 
+/// List the regions.
+#[utoipa::path(get, path = "/regions", tag = "regions",
+    params(("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list_regions(
     State(s): State<AppState>,
     _who: Principal,
@@ -231,6 +298,11 @@ async fn list_regions(
     Ok(Json(s.store.list_regions(&q.page()?).await?))
 }
 
+/// One region, by id or name.
+#[utoipa::path(get, path = "/regions/{id}", tag = "regions",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The region.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn get_region(
     State(s): State<AppState>,
     _who: Principal,
@@ -247,6 +319,11 @@ struct TokenBody {
     name: String,
 }
 
+/// Issue a tenant-scoped token (admin); the token is shown once.
+#[utoipa::path(post, path = "/tokens", tag = "tokens",
+    request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "role": "operator", "name": "ci"})),
+    responses((status = 201, description = "The token (shown once) and its metadata.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn create_token(
     State(s): State<AppState>,
     who: Principal,
@@ -297,6 +374,11 @@ async fn visible_pool(s: &AppState, who: &Principal, id: &str) -> ApiResult<Pool
     Ok(p)
 }
 
+/// Create an agent pool.
+#[utoipa::path(post, path = "/pools", tag = "pools",
+    request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "region": "eu-west", "agent_type": "writer", "min_capacity": 1, "max_capacity": 10, "desired_capacity": 2, "capacity_per_instance": 10, "metric": "throughput", "mode": "autonomous", "scaling_policy": {"scale_up_threshold": 80, "scale_down_threshold": 30, "cooldown_seconds": 300, "increment": 1}})),
+    responses((status = 201, description = "The pool, with its id.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn create_pool(
     State(s): State<AppState>,
     who: Principal,
@@ -312,6 +394,11 @@ async fn create_pool(
     Ok(created(s.store.create_pool(&valid, &who.name).await?))
 }
 
+/// List pools.
+#[utoipa::path(get, path = "/pools", tag = "pools",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list_pools(
     State(s): State<AppState>,
     who: Principal,
@@ -323,6 +410,11 @@ async fn list_pools(
     ))
 }
 
+/// One pool.
+#[utoipa::path(get, path = "/pools/{id}", tag = "pools",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The pool.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn get_pool(
     State(s): State<AppState>,
     who: Principal,
@@ -331,6 +423,12 @@ async fn get_pool(
     Ok(Json(visible_pool(&s, &who, &id).await?))
 }
 
+/// Change a pool's bounds, mode or policy (audited).
+#[utoipa::path(patch, path = "/pools/{id}", tag = "pools",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"max_capacity": 20, "mode": "recommend"})),
+    responses((status = 200, description = "The pool after the change.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn patch_pool(
     State(s): State<AppState>,
     who: Principal,
@@ -343,6 +441,11 @@ async fn patch_pool(
     Ok(Json(s.store.update_pool(&id, &valid, &who.name).await?))
 }
 
+/// Delete a pool (audited).
+#[utoipa::path(delete, path = "/pools/{id}", tag = "pools",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 204, description = "Deleted."), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn delete_pool(
     State(s): State<AppState>,
     who: Principal,
@@ -360,6 +463,12 @@ struct LockBody {
     locked: bool,
 }
 
+/// Set or clear the pool's safety lock (audited).
+#[utoipa::path(put, path = "/pools/{id}/safety-lock", tag = "pools",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"locked": true})),
+    responses((status = 200, description = "The pool.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn set_lock(
     State(s): State<AppState>,
     who: Principal,
@@ -389,6 +498,11 @@ async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observati
     Ok(obs)
 }
 
+/// Dry run: what the engine would decide now, and why.
+#[utoipa::path(post, path = "/pools/{id}/plan", tag = "pools",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "current, target, should_scale, reason, inputs (and the combined decision for pool policies).", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn plan_pool(
     State(s): State<AppState>,
     who: Principal,
@@ -432,6 +546,11 @@ fn effective_policies(pool: &Pool) -> PoolPolicies {
         .unwrap_or_else(|| PoolPolicies::single(PolicySpec::Threshold(pool.scaling_policy)))
 }
 
+/// The pool's policies (its combined policies, or its threshold policy).
+#[utoipa::path(get, path = "/pools/{id}/policies", tag = "policies",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "`{source, policies}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn get_policies(
     State(s): State<AppState>,
     who: Principal,
@@ -445,6 +564,12 @@ async fn get_policies(
     })))
 }
 
+/// Set the pool's combined policies (validated, audited).
+#[utoipa::path(put, path = "/pools/{id}/policies", tag = "policies",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"policies": [{"type": "queue", "messages_per_instance": 10}]})),
+    responses((status = 200, description = "The pool with its policies.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn put_policies(
     State(s): State<AppState>,
     who: Principal,
@@ -461,6 +586,11 @@ async fn put_policies(
     ))
 }
 
+/// Return the pool to its threshold policy (audited).
+#[utoipa::path(delete, path = "/pools/{id}/policies", tag = "policies",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The pool.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn delete_policies(
     State(s): State<AppState>,
     who: Principal,
@@ -478,6 +608,11 @@ struct EvaluateBody {
     observation: Observation,
 }
 
+/// Evaluate a policy spec on supplied inputs, touching no pool.
+#[utoipa::path(post, path = "/policies/evaluate", tag = "policies",
+    request_body(content = Object, content_type = "application/json", example = json!({"spec": {"policies": [{"type": "queue", "messages_per_instance": 10}]}, "observation": {"now_ms": 1_700_000_000_000_i64, "bounds": {"min": 1, "max": 10, "desired": 2}, "queue": {"backlog": 35, "observed_at_ms": 1_700_000_000_000_i64}}})),
+    responses((status = 200, description = "The combined decision.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn evaluate_policies(
     _who: Principal,
     ApiJson(b): ApiJson<EvaluateBody>,
@@ -515,6 +650,11 @@ struct ScaleBody {
     reason: String,
 }
 
+/// Set a pool's capacity by hand (clamped to its bounds, audited, actuated).
+#[utoipa::path(post, path = "/scale", tag = "scaling",
+    request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "pool_id": "POOL_ID", "capacity": 5, "reason": "launch"})),
+    responses((status = 200, description = "The scaling event.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn scale(
     State(s): State<AppState>,
     who: Principal,
@@ -571,6 +711,11 @@ fn actuation_status(s: &AppState) -> String {
     .into()
 }
 
+/// Capacity assessment of a tenant's pools.
+#[utoipa::path(get, path = "/capacity", tag = "scaling",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant")),
+    responses((status = 200, description = "Per pool and overall status.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn capacity(
     State(s): State<AppState>,
     who: Principal,
@@ -615,6 +760,11 @@ async fn capacity(
     })))
 }
 
+/// List scaling events.
+#[utoipa::path(get, path = "/scaling-events", tag = "scaling",
+    params(("pool_id" = Option<String>, Query, description = "Only this pool"), ("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`; each event has previous_capacity, new_capacity, reason, trigger_source, metadata, created_at.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list_events(
     State(s): State<AppState>,
     who: Principal,
@@ -631,6 +781,11 @@ async fn list_events(
     ))
 }
 
+/// One scaling event, with its actuation outcome.
+#[utoipa::path(get, path = "/scaling-events/{id}", tag = "scaling",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The event.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn get_event(
     State(s): State<AppState>,
     who: Principal,
@@ -650,6 +805,11 @@ struct RebalanceBody {
     dry_run: bool,
 }
 
+/// Rebalance a tenant's capacity across its pools (demand-proportional, or even).
+#[utoipa::path(post, path = "/rebalance", tag = "scaling",
+    request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "strategy": "proportional"})),
+    responses((status = 200, description = "The plan and the changes applied.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn rebalance(
     State(s): State<AppState>,
     who: Principal,
@@ -761,6 +921,11 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Push metric samples (batch; `ts` defaults to now).
+#[utoipa::path(post, path = "/metrics", tag = "metrics",
+    request_body(content = Object, content_type = "application/json", example = json!({"samples": [{"pool_id": "POOL_ID", "metric": "throughput", "value": 42.5, "ts": "2026-11-25T12:00:00Z"}]})),
+    responses((status = 200, description = "How many samples were stored (durably).", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn ingest(
     State(s): State<AppState>,
     who: Principal,
@@ -836,6 +1001,11 @@ async fn ingest(
 
 // ---- proposals ----------------------------------------------------------------------
 
+/// List scaling proposals of recommend-mode pools.
+#[utoipa::path(get, path = "/proposals", tag = "proposals",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("pool_id" = Option<String>, Query, description = "Only this pool"), ("status" = Option<String>, Query, description = "Only this status"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list_proposals(
     State(s): State<AppState>,
     who: Principal,
@@ -849,6 +1019,11 @@ async fn list_proposals(
     ))
 }
 
+/// One proposal.
+#[utoipa::path(get, path = "/proposals/{id}", tag = "proposals",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The proposal.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn get_proposal(
     State(s): State<AppState>,
     who: Principal,
@@ -875,6 +1050,11 @@ async fn settle_body(req: Request) -> ApiResult<SettleBody> {
     crate::error::parse_json(&bytes)
 }
 
+/// Approve a pending proposal: the change is applied and actuated.
+#[utoipa::path(post, path = "/proposals/{id}/approve", tag = "proposals",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The settled proposal and its scaling event.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn approve(
     State(s): State<AppState>,
     who: Principal,
@@ -884,6 +1064,11 @@ async fn approve(
     settle(s, who, id, true, settle_body(req).await?).await
 }
 
+/// Reject a pending proposal.
+#[utoipa::path(post, path = "/proposals/{id}/reject", tag = "proposals",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The settled proposal.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn reject(
     State(s): State<AppState>,
     who: Principal,
@@ -950,6 +1135,11 @@ async fn settle(
     Ok(Json(json!({"proposal": settled, "event": event})))
 }
 
+/// The audit log: every mutation, who and when.
+#[utoipa::path(get, path = "/audit", tag = "audit",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list_audit(
     State(s): State<AppState>,
     who: Principal,
@@ -961,6 +1151,10 @@ async fn list_audit(
     Ok(Json(l))
 }
 
+/// The control loop: leader, last tick, counts.
+#[utoipa::path(get, path = "/engine", tag = "engine",
+    responses((status = 200, description = "Engine status.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<impl IntoResponse> {
     let holder = s.store.lease_holder(crate::engine::LEASE).await?;
     let now = now_ms();

@@ -12,11 +12,12 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use fleetscale_core::budget::{
     check_amount, check_idempotency_key, reservation_expiry, tier_allocation, BudgetError,
@@ -32,28 +33,22 @@ use crate::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The budget routes, relative to `/api/v1`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/regions/{id}/budget", get(show))
-        .route("/regions/{id}/budget/allocate", post(allocate))
-        .route("/regions/{id}/budget/spend", post(spend))
-        .route("/regions/{id}/budget/refund", post(refund))
-        .route("/regions/{id}/budget/check", post(check))
-        .route("/regions/{id}/budget/reset", post(reset))
-        .route("/regions/{id}/budget/reserve", post(reserve))
-        .route(
-            "/regions/{id}/budget/reservations/{rid}/commit",
-            post(commit),
-        )
-        .route(
-            "/regions/{id}/budget/reservations/{rid}/release",
-            post(release),
-        )
-        .route("/regions/{id}/budget/transactions", get(transactions))
-        .route("/regions/{id}/budget/ledger-check", get(ledger_check))
-        .route("/budgets", get(list))
-        .route("/budgets/tiers", get(tiers))
+/// The budget routes, relative to `/api/v1`, with their OpenAPI operations.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(allocate))
+        .routes(routes!(spend))
+        .routes(routes!(refund))
+        .routes(routes!(check))
+        .routes(routes!(reset))
+        .routes(routes!(reserve))
+        .routes(routes!(commit))
+        .routes(routes!(release))
+        .routes(routes!(transactions))
+        .routes(routes!(ledger_check))
+        .routes(routes!(list))
+        .routes(routes!(tiers))
 }
 
 /// Reads an amount of cents from JSON, with a message for each way it can be wrong.
@@ -151,6 +146,13 @@ struct AllocateBody {
     description: Option<String>,
 }
 
+/// Add to the region's monthly budget (global admin).
+#[utoipa::path(post, path = "/regions/{id}/budget/allocate", tag = "region budgets",
+    operation_id = "region_budget_allocate",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 100000, "description": "November"})),
+    responses((status = 200, description = "The ledger entry and the balance.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn allocate(
     State(s): State<AppState>,
     who: Principal,
@@ -188,6 +190,13 @@ struct SpendBody {
     description: Option<String>,
 }
 
+/// Spend atomically: charged in full or not at all (409 insufficient_budget); idempotent by key.
+#[utoipa::path(post, path = "/regions/{id}/budget/spend", tag = "region budgets",
+    operation_id = "region_budget_spend",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 250, "job_type": "creative", "agency_id": "AGENCY", "idempotency_key": "req-123"})),
+    responses((status = 200, description = "`{transaction_id, charged_cents, balance_after_cents}`.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn spend(
     State(s): State<AppState>,
     who: Principal,
@@ -231,6 +240,13 @@ struct RefundBody {
     description: Option<String>,
 }
 
+/// Refund (part of) a spend; never more than it charged; idempotent by key.
+#[utoipa::path(post, path = "/regions/{id}/budget/refund", tag = "region budgets",
+    operation_id = "region_budget_refund",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"transaction_id": "TX", "amount_cents": 100, "idempotency_key": "refund-1"})),
+    responses((status = 200, description = "The refund entry and the balance.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn refund(
     State(s): State<AppState>,
     who: Principal,
@@ -276,6 +292,13 @@ struct CheckBody {
     amount_cents: Value,
 }
 
+/// Would this amount be covered? No side effect.
+#[utoipa::path(post, path = "/regions/{id}/budget/check", tag = "region budgets",
+    operation_id = "region_budget_check",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 250})),
+    responses((status = 200, description = "`{allowed, remaining_cents, ...}`.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn check(
     State(s): State<AppState>,
     _who: Principal,
@@ -304,6 +327,13 @@ struct ResetBody {
     period: String,
 }
 
+/// Reset the daily or monthly period by hand (global admin).
+#[utoipa::path(post, path = "/regions/{id}/budget/reset", tag = "region budgets",
+    operation_id = "region_budget_reset",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"period": "daily"})),
+    responses((status = 200, description = "The reset entry.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn reset(
     State(s): State<AppState>,
     who: Principal,
@@ -338,6 +368,13 @@ struct ReserveBody {
     ttl_secs: Option<i64>,
 }
 
+/// Hold an amount for a long operation (expires after its timeout).
+#[utoipa::path(post, path = "/regions/{id}/budget/reserve", tag = "region budgets",
+    operation_id = "region_budget_reserve",
+    params(("id" = String, Path, description = "The object's id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 1000, "job_type": "video", "timeout_seconds": 600, "idempotency_key": "job-9"})),
+    responses((status = 200, description = "The reservation.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn reserve(
     State(s): State<AppState>,
     who: Principal,
@@ -385,6 +422,13 @@ struct CommitBody {
     amount_cents: Value,
 }
 
+/// Charge a reservation's actual cost and release the rest.
+#[utoipa::path(post, path = "/regions/{id}/budget/reservations/{rid}/commit", tag = "region budgets",
+    operation_id = "region_budget_commit",
+    params(("id" = String, Path, description = "The object's id"), ("rid" = String, Path, description = "Reservation id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 800})),
+    responses((status = 200, description = "The charge.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn commit(
     State(s): State<AppState>,
     who: Principal,
@@ -412,6 +456,12 @@ async fn commit(
     })))
 }
 
+/// Release a reservation without charging.
+#[utoipa::path(post, path = "/regions/{id}/budget/reservations/{rid}/release", tag = "region budgets",
+    operation_id = "region_budget_release",
+    params(("id" = String, Path, description = "The object's id"), ("rid" = String, Path, description = "Reservation id")),
+    responses((status = 200, description = "The release.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn release(
     State(s): State<AppState>,
     who: Principal,
@@ -445,6 +495,12 @@ async fn visible_reservation(s: &AppState, who: &Principal, id: &str) -> ApiResu
     Ok(())
 }
 
+/// A region's budget: monthly, remaining, spent today, by job type and agency.
+#[utoipa::path(get, path = "/regions/{id}/budget", tag = "region budgets",
+    operation_id = "region_budget_show",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "`{monthly_cents, remaining_cents, spent_today_cents, ...}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn show(
     State(s): State<AppState>,
     who: Principal,
@@ -472,6 +528,12 @@ async fn show(
     })))
 }
 
+/// The region's append-only ledger, newest first.
+#[utoipa::path(get, path = "/regions/{id}/budget/transactions", tag = "region budgets",
+    operation_id = "region_budget_transactions",
+    params(("id" = String, Path, description = "The object's id"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn transactions(
     State(s): State<AppState>,
     who: Principal,
@@ -494,6 +556,12 @@ async fn transactions(
     Ok(Json(json!(list)))
 }
 
+/// Replay the ledger and compare with the stored balance.
+#[utoipa::path(get, path = "/regions/{id}/budget/ledger-check", tag = "region budgets",
+    operation_id = "region_budget_ledger_check",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "`{ok, ...}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn ledger_check(
     State(s): State<AppState>,
     who: Principal,
@@ -504,6 +572,12 @@ async fn ledger_check(
     Ok(Json(json!(s.budgets.check_ledger(&rid).await?)))
 }
 
+/// Every region's budget.
+#[utoipa::path(get, path = "/budgets", tag = "region budgets",
+    operation_id = "region_budgets_list",
+    params(("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list(
     State(s): State<AppState>,
     _who: Principal,
@@ -518,6 +592,11 @@ struct TierQuery {
     tier: Option<String>,
 }
 
+/// Phase 66 tier allocations per provider.
+#[utoipa::path(get, path = "/budgets/tiers", tag = "tenant budgets",
+    operation_id = "budget_tiers",
+    responses((status = 200, description = "The tier defaults.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn tiers(_who: Principal, ApiQuery(q): ApiQuery<TierQuery>) -> ApiResult<Json<Value>> {
     let tiers: Vec<Tier> = match q.tier.as_deref() {
         None => vec![Tier::SoftLaunch, Tier::HardLaunch, Tier::Growth],

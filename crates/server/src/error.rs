@@ -97,8 +97,38 @@ impl From<Violations> for ApiError {
     }
 }
 
+/// An error as every endpoint answers it (RFC 9457
+/// `application/problem+json`); the OpenAPI document's shape of [`ProblemBody`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct Problem {
+    /// Always `about:blank`.
+    #[schema(rename = "type")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, for people.
+    detail: String,
+    /// Machine-readable code of a 409, e.g. `insufficient_budget`.
+    code: Option<String>,
+    /// A 422's every violation: the field's path and the rule it breaks.
+    errors: Option<Vec<FieldProblem>>,
+}
+
+/// One violated rule of a 422.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct FieldProblem {
+    /// Path of the field, e.g. `samples[3].value`.
+    field: String,
+    /// The rule it breaks, e.g. `must be >= 0`.
+    rule: String,
+}
+
 #[derive(Serialize)]
-struct Problem<'a> {
+struct ProblemBody<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     title: &'a str,
@@ -120,7 +150,7 @@ impl IntoResponse for ApiError {
             ApiError::Validation(v) => v.to_string(),
             other => other.to_string(),
         };
-        let problem = Problem {
+        let problem = ProblemBody {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),

@@ -13,10 +13,11 @@
 //! are 404). Every mutation is audited.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use fleetscale_core::budget::{check_idempotency_key, Provider, Tier};
 use fleetscale_core::provider_budget::{
@@ -32,21 +33,15 @@ use crate::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The tenant budget routes, relative to `/api/v1`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/budgets/tenants", get(list))
-        .route("/budgets/tenants/{tenant}", get(show).put(set_tier))
-        .route("/budgets/tenants/{tenant}/providers", get(providers))
-        .route(
-            "/budgets/tenants/{tenant}/providers/{provider}",
-            get(provider).put(set_provider),
-        )
-        .route(
-            "/budgets/tenants/{tenant}/usage",
-            post(record).get(usage_list),
-        )
-        .route("/budgets/tenants/{tenant}/ledger-check", get(ledger_check))
+/// The tenant budget routes, relative to `/api/v1`, with their OpenAPI operations.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, set_tier))
+        .routes(routes!(providers))
+        .routes(routes!(provider, set_provider))
+        .routes(routes!(record, usage_list))
+        .routes(routes!(ledger_check))
 }
 
 const PROVIDER_NAMES: &str = "claude, gemini, openai, elevenlabs, perplexity";
@@ -146,6 +141,12 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+/// Every visible tenant's provider budgets.
+#[utoipa::path(get, path = "/budgets/tenants", tag = "tenant budgets",
+    operation_id = "tenant_budgets_list",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn list(
     State(s): State<AppState>,
     who: Principal,
@@ -160,6 +161,12 @@ async fn list(
     )))
 }
 
+/// A tenant's tier, providers, usage and monthly projection.
+#[utoipa::path(get, path = "/budgets/tenants/{tenant}", tag = "tenant budgets",
+    operation_id = "tenant_budget_show",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant's budgets.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn show(
     State(s): State<AppState>,
     who: Principal,
@@ -175,6 +182,13 @@ struct TierBody {
     tier: String,
 }
 
+/// Set a tenant's tier (global admin).
+#[utoipa::path(put, path = "/budgets/tenants/{tenant}", tag = "tenant budgets",
+    operation_id = "tenant_budget_set_tier",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"tier": "growth"})),
+    responses((status = 200, description = "The tenant's budgets.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn set_tier(
     State(s): State<AppState>,
     who: Principal,
@@ -193,6 +207,12 @@ async fn set_tier(
     )))
 }
 
+/// A tenant's provider budgets.
+#[utoipa::path(get, path = "/budgets/tenants/{tenant}/providers", tag = "tenant budgets",
+    operation_id = "tenant_budget_providers",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The providers.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn providers(
     State(s): State<AppState>,
     who: Principal,
@@ -206,6 +226,12 @@ async fn providers(
     })))
 }
 
+/// One provider budget of a tenant.
+#[utoipa::path(get, path = "/budgets/tenants/{tenant}/providers/{provider}", tag = "tenant budgets",
+    operation_id = "tenant_budget_provider",
+    params(("tenant" = String, Path, description = "Tenant id"), ("provider" = String, Path, description = "claude, gemini, openai, elevenlabs or perplexity")),
+    responses((status = 200, description = "The provider budget.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn provider(
     State(s): State<AppState>,
     who: Principal,
@@ -233,6 +259,13 @@ struct ProviderBody {
     hard_limit: bool,
 }
 
+/// Set a provider's allocation, price and hard limit (global admin).
+#[utoipa::path(put, path = "/budgets/tenants/{tenant}/providers/{provider}", tag = "tenant budgets",
+    operation_id = "tenant_budget_set_provider",
+    params(("tenant" = String, Path, description = "Tenant id"), ("provider" = String, Path, description = "claude, gemini, openai, elevenlabs or perplexity")),
+    request_body(content = Object, content_type = "application/json", example = json!({"allocation_units": 5000000, "price_cents_per_million": 300, "hard_limit": true})),
+    responses((status = 200, description = "The provider budget.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn set_provider(
     State(s): State<AppState>,
     who: Principal,
@@ -292,6 +325,13 @@ struct UsageBody {
     description: Option<String>,
 }
 
+/// Record provider usage (idempotent; a hard limit refuses with 409).
+#[utoipa::path(post, path = "/budgets/tenants/{tenant}/usage", tag = "tenant budgets",
+    operation_id = "tenant_budget_record_usage",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(content = Object, content_type = "application/json", example = json!({"provider": "claude", "units": 1200, "job_type": "creative", "idempotency_key": "call-77"})),
+    responses((status = 200, description = "The usage entry, remaining and status.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn record(
     State(s): State<AppState>,
     who: Principal,
@@ -344,6 +384,12 @@ struct UsageQuery {
     cursor: Option<String>,
 }
 
+/// The usage ledger, newest first.
+#[utoipa::path(get, path = "/budgets/tenants/{tenant}/usage", tag = "tenant budgets",
+    operation_id = "tenant_budget_usage",
+    params(("tenant" = String, Path, description = "Tenant id"), ("provider" = String, Path, description = "claude, gemini, openai, elevenlabs or perplexity"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn usage_list(
     State(s): State<AppState>,
     who: Principal,
@@ -365,6 +411,12 @@ async fn usage_list(
     )))
 }
 
+/// Replay the usage ledger per provider.
+#[utoipa::path(get, path = "/budgets/tenants/{tenant}/ledger-check", tag = "tenant budgets",
+    operation_id = "tenant_budget_ledger_check",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The replay report.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 async fn ledger_check(
     State(s): State<AppState>,
     who: Principal,
