@@ -908,11 +908,36 @@ struct SampleIn {
     ts: Option<TsIn>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A sample's `ts`: Unix milliseconds or RFC 3339 text. Deserialized by
+/// hand rather than as an untagged enum, which buffers every value and is
+/// the costliest part of parsing a large batch.
 enum TsIn {
     Millis(i64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for TsIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TsIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("RFC 3339 text or whole Unix milliseconds")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TsIn, E> {
+                Ok(TsIn::Millis(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TsIn, E> {
+                i64::try_from(v)
+                    .map(TsIn::Millis)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TsIn, E> {
+                Ok(TsIn::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.

@@ -241,6 +241,8 @@ async fn bad_input_is_a_named_4xx_never_a_500() {
         ("POST", "/api/v1/metrics".into(), json!({"samples": []}).to_string(), 422, Some("samples")),
         ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": -1}]}).to_string(), 422, Some("samples[0].value")),
         ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 1, "ts": "yesterday"}]}).to_string(), 422, Some("samples[0].ts")),
+        ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 1, "ts": 1.5}]}).to_string(), 422, Some("samples[0].ts")),
+        ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 1, "ts": [1]}]}).to_string(), 422, Some("samples[0].ts")),
         ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": "nope", "metric": "throughput", "value": 1}]}).to_string(), 422, Some("samples[0].pool_id")),
         ("POST", "/api/v1/metrics".into(), "{\"samples\":[{\"pool_id\":\"p\",\"metric\":\"m\",\"value\":1e999}]}".into(), 400, None),
         ("POST", "/api/v1/rebalance".into(), json!({"tenant_id": tid, "strategy": "random"}).to_string(), 422, Some("strategy")),
@@ -1068,4 +1070,31 @@ async fn the_openapi_document_describes_every_route_and_needs_no_token() {
         }
     }
     assert!(n >= 52, "{n} operations documented");
+}
+
+#[tokio::test]
+async fn samples_for_a_deleted_pool_are_refused() {
+    let app = App::new().await;
+    let (_, pool) = app.fleet("acme").await;
+    let push =
+        json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 1}]}).to_string();
+    let (s, v, _) = app
+        .call("POST", "/api/v1/metrics", Some(ADMIN), Some(&push))
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    // The pool's owner is now cached; deleting the pool forgets it.
+    let (s, _, _) = app
+        .call(
+            "DELETE",
+            &format!("/api/v1/pools/{pool}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert!(s.is_success());
+    let (s, v, _) = app
+        .call("POST", "/api/v1/metrics", Some(ADMIN), Some(&push))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(fields(&v), ["samples[0].pool_id"]);
 }

@@ -95,8 +95,11 @@ pub enum Backend {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a cached pool owner is trusted (see `Store::pool_tenants`).
+const OWNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Rows per multi-row sample INSERT statement.
-const SAMPLE_CHUNK: usize = 100;
+const SAMPLE_CHUNK: usize = 250;
 
 /// Current wall-clock time in Unix milliseconds (the shell's clock).
 pub fn now_ms() -> i64 {
@@ -163,8 +166,13 @@ pub struct ScaleOutcome {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// (pool id, metric) → series id, for series known to exist.
-    series: std::sync::Arc<std::sync::Mutex<HashMap<(String, String), i64>>>,
+    /// pool id → metric → series id, for series known to exist.
+    series: std::sync::Arc<std::sync::Mutex<HashMap<String, HashMap<String, i64>>>>,
+    /// Pool id → (tenant id, when read): a pool never changes tenant, so
+    /// ingestion checks ownership without a query; entries live
+    /// [`OWNER_CACHE_TTL`] so a pool deleted through another replica is
+    /// forgotten soon.
+    owners: std::sync::Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
 }
 
 const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
@@ -233,6 +241,7 @@ impl Store {
             pool,
             backend,
             series: Default::default(),
+            owners: Default::default(),
         };
         MIGRATOR
             .run(&store.pool)
@@ -606,7 +615,10 @@ impl Store {
         .await?;
         tx.commit().await?;
         if let Ok(mut known) = self.series.lock() {
-            known.retain(|(pool, _), _| pool != id);
+            known.remove(id);
+        }
+        if let Ok(mut known) = self.owners.lock() {
+            known.remove(id);
         }
         Ok(())
     }
@@ -648,7 +660,20 @@ impl Store {
     /// Maps pool ids to their tenant ids; unknown ids are absent.
     pub async fn pool_tenants(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
         let mut out = HashMap::new();
-        for chunk in ids.chunks(500) {
+        let mut missing = Vec::new();
+        if let Ok(known) = self.owners.lock() {
+            for id in ids {
+                match known.get(*id) {
+                    Some((tenant, at)) if at.elapsed() < OWNER_CACHE_TTL => {
+                        out.insert((*id).to_string(), tenant.clone());
+                    }
+                    _ => missing.push(*id),
+                }
+            }
+        } else {
+            missing.extend_from_slice(ids);
+        }
+        for chunk in missing.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT id, tenant_id FROM pools WHERE id IN ({})",
@@ -658,8 +683,15 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for row in q.fetch_all(&self.pool).await? {
-                out.insert(row.try_get(0)?, row.try_get(1)?);
+            let rows = q.fetch_all(&self.pool).await?;
+            let now = std::time::Instant::now();
+            let mut known = self.owners.lock().ok();
+            for row in rows {
+                let (id, tenant): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                if let Some(k) = known.as_mut() {
+                    k.insert(id.clone(), (tenant.clone(), now));
+                }
+                out.insert(id, tenant);
             }
         }
         Ok(out)
@@ -1040,19 +1072,20 @@ impl Store {
     /// Appends samples durably, in one transaction (their series are
     /// created first if new).
     pub async fn insert_samples(&self, samples: &[Sample]) -> Result<()> {
+        static FULL_CHUNK_SQL: [std::sync::OnceLock<String>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
         let ids = self.series_ids(samples).await?;
+        let b = self.backend;
         let mut tx = self.pool.begin().await?;
         for (chunk, idc) in samples.chunks(SAMPLE_CHUNK).zip(ids.chunks(SAMPLE_CHUNK)) {
-            let mut sql = String::with_capacity(60 + chunk.len() * 16);
-            sql.push_str("INSERT INTO metric_points (series_id, ts_ms, value) VALUES ");
-            for i in 0..chunk.len() {
-                let b = i * 3;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${},${},${})", b + 1, b + 2, b + 3));
-            }
-            let mut q = sqlx::query(&sql);
+            let partial;
+            let sql = if chunk.len() == SAMPLE_CHUNK {
+                FULL_CHUNK_SQL[b as usize].get_or_init(|| points_insert_sql(b, SAMPLE_CHUNK))
+            } else {
+                partial = points_insert_sql(b, chunk.len());
+                &partial
+            };
+            let mut q = sqlx::query(sql);
             for (s, id) in chunk.iter().zip(idc) {
                 q = q.bind(*id).bind(s.ts_ms).bind(s.value);
             }
@@ -1066,14 +1099,18 @@ impl Store {
     /// gets a stable id derived from its pool and metric (so replicas agree);
     /// a collision with another series moves to the next candidate.
     async fn series_ids(&self, samples: &[Sample]) -> Result<Vec<i64>> {
+        let poisoned = || StoreError::Corrupt("series cache poisoned".into());
+        let lookup = |known: &HashMap<String, HashMap<String, i64>>, s: &Sample| {
+            known
+                .get(s.pool_id.as_str())
+                .and_then(|m| m.get(s.metric.as_str()))
+                .copied()
+        };
         let missing: Vec<(String, String)> = {
-            let known = self
-                .series
-                .lock()
-                .map_err(|_| StoreError::Corrupt("series cache poisoned".into()))?;
+            let known = self.series.lock().map_err(|_| poisoned())?;
             let mut m: Vec<(String, String)> = samples
                 .iter()
-                .filter(|s| !known.contains_key(&(s.pool_id.clone(), s.metric.clone())))
+                .filter(|s| lookup(&known, s).is_none())
                 .map(|s| (s.pool_id.clone(), s.metric.clone()))
                 .collect();
             m.sort();
@@ -1084,19 +1121,16 @@ impl Store {
             let id = self.ensure_series(&pool_id, &metric).await?;
             self.series
                 .lock()
-                .map_err(|_| StoreError::Corrupt("series cache poisoned".into()))?
-                .insert((pool_id, metric), id);
+                .map_err(|_| poisoned())?
+                .entry(pool_id)
+                .or_default()
+                .insert(metric, id);
         }
-        let known = self
-            .series
-            .lock()
-            .map_err(|_| StoreError::Corrupt("series cache poisoned".into()))?;
+        let known = self.series.lock().map_err(|_| poisoned())?;
         samples
             .iter()
             .map(|s| {
-                known
-                    .get(&(s.pool_id.clone(), s.metric.clone()))
-                    .copied()
+                lookup(&known, s)
                     .ok_or_else(|| StoreError::Corrupt("series vanished from the cache".into()))
             })
             .collect()
@@ -1436,6 +1470,26 @@ async fn audit(
 
 /// A stable series id in `[2^32, 2^62)` from FNV-1a of `pool_id \0 metric`
 /// (ids below 2^32 are those numbered by migration 0004).
+/// `INSERT` of `rows` metric points: `?` parameters on SQLite (bound by
+/// position, where `$N` names cost a lookup each), `$N` on PostgreSQL.
+fn points_insert_sql(backend: Backend, rows: usize) -> String {
+    let mut sql = String::with_capacity(60 + rows * 16);
+    sql.push_str("INSERT INTO metric_points (series_id, ts_ms, value) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        match backend {
+            Backend::Sqlite => sql.push_str("(?,?,?)"),
+            Backend::Postgres => {
+                let b = i * 3;
+                sql.push_str(&format!("(${},${},${})", b + 1, b + 2, b + 3));
+            }
+        }
+    }
+    sql
+}
+
 fn series_hash(pool_id: &str, metric: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in pool_id
