@@ -764,9 +764,12 @@ async fn apply_batch(
         results.push(apply_job(&mut tx, &mut st, job).await);
     }
     // Persist.
-    if !st.txs.is_empty() {
-        insert_entries(&mut tx, store.backend(), &st.txs).await?;
-    }
+    // On PostgreSQL the region rows are updated by the same statement.
+    let regions_written = if st.txs.is_empty() {
+        false
+    } else {
+        insert_entries(&mut tx, store.backend(), &st.txs, &st.regions).await?
+    };
     for r in &st.new_res {
         sqlx::query(&format!("INSERT INTO budget_reservations ({RES_COLS}, idempotency_key, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"))
             .bind(&r.id)
@@ -803,7 +806,7 @@ async fn apply_batch(
             .await?;
     }
     for (rid, l) in &st.regions {
-        if !l.dirty {
+        if !l.dirty || regions_written {
             continue;
         }
         sqlx::query("UPDATE region_budgets SET monthly_cents = $2, remaining_cents = $3, spent_today_cents = $4, reserved_cents = $5, next_seq = $6, last_day_key = $7, last_month_key = $8, updated_at_ms = $9 WHERE region_id = $1")
@@ -1340,9 +1343,9 @@ async fn held_reservation(
 // keeps 100 statements per connection). Backend-specific on purpose:
 //
 // - PostgreSQL: each table's rows travel as one JSON array bound to a single
-//   parameter and are read with `json_to_recordset`; both tables are written
-//   by one statement: one round trip while the region row is locked, one
-//   shape whatever the batch size.
+//   parameter and are read with `json_to_recordset`; ledger, audit and region
+//   rows are written by one statement: one round trip while the region row
+//   is locked, one shape whatever the batch size.
 // - SQLite: multi-row `VALUES` lists of 64, 32, ..., 1 rows (at most seven
 //   shapes) with anonymous `?` placeholders. Numbered `$N` placeholders made
 //   sqlx look every name up in SQLite's linear list (O(n²) per statement),
@@ -1482,12 +1485,14 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, LedgerError> {
     serde_json::to_string(v).map_err(|e| LedgerError::Store(StoreError::Corrupt(e.to_string())))
 }
 
-/// Writes the batch's ledger entries and their audit rows.
+/// Writes the batch's ledger entries and their audit rows; on PostgreSQL
+/// also the changed region rows (then returns true).
 async fn insert_entries(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     rows: &[NewTx],
-) -> Result<(), LedgerError> {
+    regions: &HashMap<String, Locked>,
+) -> Result<bool, LedgerError> {
     let txs: Vec<TxJson<'_>> = rows
         .iter()
         .map(|t| TxJson {
@@ -1533,26 +1538,62 @@ async fn insert_entries(
         .collect::<Result<Vec<_>, LedgerError>>()?;
     match backend {
         Backend::Postgres => {
-            // Both tables in one statement (a data-modifying CTE): one round
-            // trip while the region row is locked instead of two.
+            // Ledger, audit and region rows in one statement (data-modifying
+            // CTEs; each region row is updated once): one round trip while
+            // the region rows are locked instead of three.
+            let now = crate::now_ms();
+            let changed: Vec<RegionJson<'_>> = regions
+                .iter()
+                .filter(|(_, l)| l.dirty)
+                .map(|(rid, l)| RegionJson {
+                    region_id: rid,
+                    monthly_cents: l.state.monthly_cents,
+                    remaining_cents: l.state.remaining_cents,
+                    spent_today_cents: l.state.spent_today_cents,
+                    reserved_cents: l.state.reserved_cents,
+                    next_seq: l.next_seq,
+                    last_day_key: l.last_day_key,
+                    last_month_key: l.last_month_key,
+                    updated_at_ms: now,
+                })
+                .collect();
             let sql = format!(
-                "WITH audit AS ({}) {}",
+                "WITH audit AS ({}), regions AS ({REGION_UPDATE_PG}) {}",
                 json_insert_sql("audit_log", &AUDIT_TYPES, 2),
                 json_insert_sql("region_budget_transactions", &TX_TYPES, 1)
             );
             sqlx::query(&sql)
                 .bind(to_json(&txs)?)
                 .bind(to_json(&audits)?)
+                .bind(to_json(&changed)?)
                 .execute(&mut **tx)
                 .await
                 .map_err(StoreError::from)?;
+            Ok(true)
         }
         Backend::Sqlite => {
             insert_txs(tx, &txs).await?;
             insert_audits(tx, &audits).await?;
+            Ok(false)
         }
     }
-    Ok(())
+}
+
+/// PostgreSQL: the batch's changed region rows, from the JSON array in `$3`.
+const REGION_UPDATE_PG: &str = "UPDATE region_budgets AS b SET monthly_cents = x.monthly_cents, remaining_cents = x.remaining_cents, spent_today_cents = x.spent_today_cents, reserved_cents = x.reserved_cents, next_seq = x.next_seq, last_day_key = x.last_day_key, last_month_key = x.last_month_key, updated_at_ms = x.updated_at_ms FROM json_to_recordset($3::json) AS x(region_id TEXT, monthly_cents BIGINT, remaining_cents BIGINT, spent_today_cents BIGINT, reserved_cents BIGINT, next_seq BIGINT, last_day_key BIGINT, last_month_key BIGINT, updated_at_ms BIGINT) WHERE b.region_id = x.region_id";
+
+/// A changed region row (PostgreSQL: as JSON).
+#[derive(Serialize)]
+struct RegionJson<'a> {
+    region_id: &'a str,
+    monthly_cents: Cents,
+    remaining_cents: Cents,
+    spent_today_cents: Cents,
+    reserved_cents: Cents,
+    next_seq: i64,
+    last_day_key: i64,
+    last_month_key: i64,
+    updated_at_ms: i64,
 }
 
 async fn insert_txs(
