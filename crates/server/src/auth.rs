@@ -4,6 +4,22 @@
 //! stored. A global admin token (no tenant) may do everything; a tenant token
 //! has a role (`admin` > `operator` > `viewer`) and never sees another
 //! tenant's objects: those answer 404, as if they did not exist.
+//!
+//! # Token cache
+//!
+//! A stored token's grant is cached in memory per replica for
+//! [`TOKEN_CACHE_TTL`] after a successful lookup, so a busy client does not
+//! cost a database query per request (on SQLite that query would share the
+//! single connection with the budget writer). Consequence: a token removed
+//! from `api_tokens` (today only by deleting its tenant directly in the
+//! database; the API has no revocation endpoint) keeps working on a replica
+//! for at most [`TOKEN_CACHE_TTL`] after that replica last looked it up.
+//! Unknown tokens are never cached, so a new token works at once on every
+//! replica. The environment admin token is compared by hash, without a query.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -105,6 +121,44 @@ impl Principal {
     }
 }
 
+/// How long a stored token's grant is trusted without asking the database
+/// again (see the module docs for what this means for revocation).
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Most cached grants (a stated bound; the cache is cleared when full).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Grants of stored tokens by token hash, each trusted until its deadline.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    grants: Mutex<HashMap<String, (Principal, Instant)>>,
+}
+
+impl TokenCache {
+    /// The cached grant of `hash`, unless it is older than [`TOKEN_CACHE_TTL`] at `now`.
+    pub fn get(&self, hash: &str, now: Instant) -> Option<Principal> {
+        let mut m = self.grants.lock().ok()?;
+        match m.get(hash) {
+            Some((p, until)) if now < *until => Some(p.clone()),
+            Some(_) => {
+                m.remove(hash);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers a grant the database just confirmed at `now`.
+    pub fn put(&self, hash: String, principal: Principal, now: Instant) {
+        if let Ok(mut m) = self.grants.lock() {
+            if m.len() >= TOKEN_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(hash, (principal, now + TOKEN_CACHE_TTL));
+        }
+    }
+}
+
 /// SHA-256 of a token, hex.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -143,16 +197,21 @@ impl FromRequestParts<AppState> for Principal {
                 role: Role::Admin,
             });
         }
+        if let Some(p) = state.tokens.get(&h, Instant::now()) {
+            return Ok(p);
+        }
         let grant = state
             .store
             .find_token(&h)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Principal {
+        let p = Principal {
             name: grant.name,
             tenant_id: grant.tenant_id,
             role: Role::parse(&grant.role).unwrap_or(Role::Viewer),
-        })
+        };
+        state.tokens.put(h, p.clone(), Instant::now());
+        Ok(p)
     }
 }
 
@@ -187,6 +246,22 @@ mod tests {
         assert!(admin.is_global_admin());
         assert_eq!(admin.tenant_filter(None).unwrap(), None);
         assert!(admin.see("anything", "pool").is_ok());
+    }
+
+    #[test]
+    fn token_cache_expires_grants() {
+        let c = TokenCache::default();
+        let t0 = Instant::now();
+        let p = Principal {
+            name: "ci".into(),
+            tenant_id: Some("t1".into()),
+            role: Role::Operator,
+        };
+        assert_eq!(c.get("h", t0), None);
+        c.put("h".into(), p.clone(), t0);
+        assert_eq!(c.get("h", t0 + Duration::from_secs(1)), Some(p));
+        assert_eq!(c.get("h", t0 + TOKEN_CACHE_TTL), None);
+        assert_eq!(c.get("h", t0), None, "an expired grant is dropped");
     }
 
     #[test]

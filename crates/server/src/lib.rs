@@ -42,6 +42,8 @@ pub struct AppState {
     pub actuator: Arc<Actuator>,
     /// SHA-256 of the admin token given by `FLEETSCALE_ADMIN_TOKEN`, checked without a query.
     pub admin_token_hash: Option<Arc<str>>,
+    /// Recently confirmed grants of stored tokens (see [`auth::TokenCache`]).
+    pub tokens: Arc<auth::TokenCache>,
     /// This replica's id.
     pub replica_id: Arc<str>,
     /// Control-loop interval, ms.
@@ -63,6 +65,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             actuator: Arc::new(Actuator::None),
             admin_token_hash: None,
+            tokens: Arc::default(),
             replica_id: Arc::from(format!("replica-{}", uuid::Uuid::new_v4().simple())),
             tick_ms: 5_000,
             retention_ms: 7 * 24 * 3600 * 1000,

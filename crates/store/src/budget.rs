@@ -42,16 +42,13 @@ use fleetscale_core::budget::{
     LedgerEntry, LedgerReport, ResetPeriod, TxKind,
 };
 
-use crate::{new_id, not_found, paginate, Listed, Page, Store, StoreError};
+use crate::{new_id, not_found, paginate, Backend, Listed, Page, Store, StoreError};
 
 /// Most operations applied in one transaction (a stated bound).
 pub const MAX_BATCH: usize = 512;
 
 /// Capacity of the writer's queue (a stated bound; senders wait when full).
 pub const QUEUE_CAPACITY: usize = 8192;
-
-/// Rows per multi-row INSERT (keeps bind parameters under both backends' limits).
-const INSERT_CHUNK: usize = 100;
 
 /// Why a budget operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -607,6 +604,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
+        linger(&mut rx, &mut batch).await;
         let jobs = std::mem::take(&mut batch);
         let n = jobs.len();
         match apply_batch(&store, &jobs).await {
@@ -621,6 +619,37 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
                     let _ = job.reply.send(Err(LedgerError::BatchFailed));
                 }
             }
+        }
+    }
+}
+
+/// Most scheduler rounds the writer waits for more operations before it
+/// starts a batch (a stated bound; see [`linger`]).
+const LINGER_ROUNDS: usize = 4;
+
+/// Lets request handlers that are already running enqueue their operations
+/// before the batch starts: yields to the scheduler (tokio runs the other
+/// ready tasks and polls the sockets first) and drains the queue again, until
+/// a round adds nothing, the batch is full or [`LINGER_ROUNDS`] passed.
+/// Without it, the first request after a commit got a transaction of its own
+/// while the rest of the clients queued behind it: batch sizes alternated 1,
+/// 31, 1, 31 with 32 clients, two commits (and on PostgreSQL two lock
+/// rounds) per cycle instead of one. Costs a few µs when the queue is idle.
+async fn linger(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    for _ in 0..LINGER_ROUNDS {
+        if batch.len() >= MAX_BATCH {
+            return;
+        }
+        let before = batch.len();
+        tokio::task::yield_now().await;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == before {
+            return;
         }
     }
 }
@@ -705,16 +734,15 @@ async fn apply_batch(
                 _ => None,
             })
             .collect();
-        for chunk in keys.chunks(INSERT_CHUNK) {
-            let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of FROM region_budget_transactions WHERE region_id = $1 AND idempotency_key IN ({}) AND transaction_type IN ('spend', 'refund')",
-                ph.join(",")
-            );
-            let mut q = sqlx::query(&sql).bind(*rid);
-            for k in chunk {
-                q = q.bind(*k);
-            }
+        if !keys.is_empty() {
+            // One lookup for all keys of the batch, whatever their number:
+            // the keys travel as one JSON array, so the statement has a fixed
+            // shape (prepared once) and two bind parameters.
+            let keys =
+                serde_json::to_string(&keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let q = sqlx::query(idem_lookup_sql(store.backend()))
+                .bind(*rid)
+                .bind(keys);
             for r in q.fetch_all(&mut *tx).await? {
                 let kind: String = r.try_get(1)?;
                 let kind = if kind == "spend" { "spend" } else { "refund" };
@@ -736,10 +764,12 @@ async fn apply_batch(
         results.push(apply_job(&mut tx, &mut st, job).await);
     }
     // Persist.
-    for chunk in st.txs.chunks(INSERT_CHUNK) {
-        insert_txs(&mut tx, chunk).await?;
-        insert_audits(&mut tx, chunk).await?;
-    }
+    // On PostgreSQL the region rows are updated by the same statement.
+    let regions_written = if st.txs.is_empty() {
+        false
+    } else {
+        insert_entries(&mut tx, store.backend(), &st.txs, &st.regions).await?
+    };
     for r in &st.new_res {
         sqlx::query(&format!("INSERT INTO budget_reservations ({RES_COLS}, idempotency_key, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"))
             .bind(&r.id)
@@ -776,7 +806,7 @@ async fn apply_batch(
             .await?;
     }
     for (rid, l) in &st.regions {
-        if !l.dirty {
+        if !l.dirty || regions_written {
             continue;
         }
         sqlx::query("UPDATE region_budgets SET monthly_cents = $2, remaining_cents = $3, spent_today_cents = $4, reserved_cents = $5, next_seq = $6, last_day_key = $7, last_month_key = $8, updated_at_ms = $9 WHERE region_id = $1")
@@ -1304,84 +1334,347 @@ async fn held_reservation(
     Ok(res)
 }
 
+// ---- bulk statements ---------------------------------------------------------
+//
+// A batch writes its ledger and audit rows with a few multi-row INSERTs and
+// looks its idempotency keys up with one SELECT, keeping the number of
+// distinct statement shapes small so they stay prepared in the connection's
+// statement cache (one shape per row count would not all stay cached: sqlx
+// keeps 100 statements per connection). Backend-specific on purpose:
+//
+// - PostgreSQL: each table's rows travel as one JSON array bound to a single
+//   parameter and are read with `json_to_recordset`; ledger, audit and region
+//   rows are written by one statement: one round trip while the region row
+//   is locked, one shape whatever the batch size.
+// - SQLite: multi-row `VALUES` lists of 64, 32, ..., 1 rows (at most seven
+//   shapes) with anonymous `?` placeholders. Numbered `$N` placeholders made
+//   sqlx look every name up in SQLite's linear list (O(n²) per statement),
+//   and reading JSON objects row by row re-rendered each as text (a quarter
+//   of the writer thread's time); a statement there is an in-process call.
+
+/// Columns of the ledger with their PostgreSQL types, in [`TX_COLS`] order.
+const TX_TYPES: [(&str, &str); 16] = [
+    ("id", "TEXT"),
+    ("region_id", "TEXT"),
+    ("seq", "BIGINT"),
+    ("transaction_type", "TEXT"),
+    ("amount_cents", "BIGINT"),
+    ("delta_cents", "BIGINT"),
+    ("balance_after_cents", "BIGINT"),
+    ("agency_id", "TEXT"),
+    ("job_type", "TEXT"),
+    ("description", "TEXT"),
+    ("reset_period", "TEXT"),
+    ("refund_of", "TEXT"),
+    ("reservation_id", "TEXT"),
+    ("idempotency_key", "TEXT"),
+    ("actor", "TEXT"),
+    ("created_at_ms", "BIGINT"),
+];
+
+/// Columns of `audit_log` with their PostgreSQL types.
+const AUDIT_TYPES: [(&str, &str); 8] = [
+    ("id", "TEXT"),
+    ("actor", "TEXT"),
+    ("action", "TEXT"),
+    ("tenant_id", "TEXT"),
+    ("object_type", "TEXT"),
+    ("object_id", "TEXT"),
+    ("detail", "TEXT"),
+    ("created_at_ms", "BIGINT"),
+];
+
+/// PostgreSQL: `INSERT INTO table (cols) SELECT ... FROM <the JSON array of objects in $param>`.
+fn json_insert_sql(table: &str, cols: &[(&str, &str)], param: usize) -> String {
+    let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+    let names = names.join(", ");
+    let typed: Vec<String> = cols.iter().map(|(n, t)| format!("{n} {t}")).collect();
+    format!(
+        "INSERT INTO {table} ({names}) SELECT {names} FROM json_to_recordset(${param}::json) AS x({})",
+        typed.join(", ")
+    )
+}
+
+/// SQLite: `INSERT INTO table (cols) VALUES (?, ...), ...` for `rows` rows.
+fn values_insert_sql(table: &str, cols: &[(&str, &str)], rows: usize) -> String {
+    let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+    let mut row = String::from("(?");
+    row.push_str(&",?".repeat(cols.len() - 1));
+    row.push(')');
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES {row}", names.join(", "));
+    for _ in 1..rows {
+        sql.push(',');
+        sql.push_str(&row);
+    }
+    sql
+}
+
+/// Splits `rows` into chunks of 64, 32, 16, 8, 4, 2 or 1 rows (largest first).
+fn pow2_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    while !rows.is_empty() {
+        let n = rows.len().min(64);
+        let n = 1 << (usize::BITS - 1 - n.leading_zeros());
+        let (head, rest) = rows.split_at(n);
+        out.push(head);
+        rows = rest;
+    }
+    out
+}
+
+/// The SQL of the batch's idempotency lookup: region `$1`, keys the JSON array `$2`.
+fn idem_lookup_sql(backend: Backend) -> &'static str {
+    match backend {
+        // json_each returns string elements as plain SQL text (no re-rendering).
+        Backend::Sqlite => "SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of FROM region_budget_transactions WHERE region_id = $1 AND transaction_type IN ('spend', 'refund') AND idempotency_key IN (SELECT value FROM json_each($2))",
+        // One unique-index probe per (kind, key): the LATERAL subquery with
+        // OFFSET 0 is not flattened, and naming the kind keeps all three index
+        // columns in the probe. With `IN (SELECT ...)` the planner scanned
+        // the whole region's ledger instead (26 ms at 7.5k rows, growing).
+        Backend::Postgres => "SELECT t.idempotency_key, t.transaction_type, t.id, t.amount_cents, t.balance_after_cents, t.job_type, t.refund_of FROM json_array_elements_text($2::json) AS k(key) CROSS JOIN (VALUES ('spend'), ('refund')) AS y(kind), LATERAL (SELECT * FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = y.kind AND idempotency_key = k.key OFFSET 0) AS t",
+    }
+}
+
+/// A ledger row to insert (as JSON for PostgreSQL: keys are the column names).
+#[derive(Serialize)]
+struct TxJson<'a> {
+    id: &'a str,
+    region_id: &'a str,
+    seq: i64,
+    transaction_type: &'static str,
+    amount_cents: Cents,
+    delta_cents: Cents,
+    balance_after_cents: Cents,
+    agency_id: Option<&'a str>,
+    job_type: Option<&'a str>,
+    description: Option<&'a str>,
+    reset_period: Option<&'static str>,
+    refund_of: Option<&'a str>,
+    reservation_id: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+    actor: &'a str,
+    created_at_ms: i64,
+}
+
+/// An audit row to insert (as JSON for PostgreSQL).
+#[derive(Serialize)]
+struct AuditJson<'a> {
+    id: String,
+    actor: &'a str,
+    action: String,
+    tenant_id: Option<&'a str>,
+    object_type: &'static str,
+    object_id: &'a str,
+    detail: String,
+    created_at_ms: i64,
+}
+
+/// The `detail` of a budget audit row (fields in alphabetical order, as
+/// `serde_json::json!` wrote them before).
+#[derive(Serialize)]
+struct AuditDetail<'a> {
+    amount_cents: Cents,
+    balance_after_cents: Cents,
+    job_type: Option<&'a str>,
+    refund_of: Option<&'a str>,
+    region_id: &'a str,
+    reservation_id: Option<&'a str>,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, LedgerError> {
+    serde_json::to_string(v).map_err(|e| LedgerError::Store(StoreError::Corrupt(e.to_string())))
+}
+
+/// Writes the batch's ledger entries and their audit rows; on PostgreSQL
+/// also the changed region rows (then returns true).
+async fn insert_entries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    rows: &[NewTx],
+    regions: &HashMap<String, Locked>,
+) -> Result<bool, LedgerError> {
+    let txs: Vec<TxJson<'_>> = rows
+        .iter()
+        .map(|t| TxJson {
+            id: &t.id,
+            region_id: &t.region_id,
+            seq: t.seq,
+            transaction_type: t.effect.kind.as_str(),
+            amount_cents: t.effect.amount_cents,
+            delta_cents: t.effect.delta_cents,
+            balance_after_cents: t.effect.balance_after_cents,
+            agency_id: t.agency_id.as_deref(),
+            job_type: t.job_type.as_deref(),
+            description: t.description.as_deref(),
+            reset_period: t.effect.period.map(ResetPeriod::as_str),
+            refund_of: t.refund_of.as_deref(),
+            reservation_id: t.reservation_id.as_deref(),
+            idempotency_key: t.idempotency_key.as_deref(),
+            actor: &t.actor,
+            created_at_ms: t.now_ms,
+        })
+        .collect();
+    let audits = rows
+        .iter()
+        .map(|t| {
+            Ok(AuditJson {
+                id: new_id(),
+                actor: &t.actor,
+                action: format!("budget.{}", t.effect.kind.as_str()),
+                tenant_id: t.agency_id.as_deref(),
+                object_type: "budget_transaction",
+                object_id: &t.id,
+                detail: to_json(&AuditDetail {
+                    amount_cents: t.effect.amount_cents,
+                    balance_after_cents: t.effect.balance_after_cents,
+                    job_type: t.job_type.as_deref(),
+                    refund_of: t.refund_of.as_deref(),
+                    region_id: &t.region_id,
+                    reservation_id: t.reservation_id.as_deref(),
+                })?,
+                created_at_ms: t.now_ms,
+            })
+        })
+        .collect::<Result<Vec<_>, LedgerError>>()?;
+    match backend {
+        Backend::Postgres => {
+            // Ledger, audit and region rows in one statement (data-modifying
+            // CTEs; each region row is updated once): one round trip while
+            // the region rows are locked instead of three.
+            let now = crate::now_ms();
+            let changed: Vec<RegionJson<'_>> = regions
+                .iter()
+                .filter(|(_, l)| l.dirty)
+                .map(|(rid, l)| RegionJson {
+                    region_id: rid,
+                    monthly_cents: l.state.monthly_cents,
+                    remaining_cents: l.state.remaining_cents,
+                    spent_today_cents: l.state.spent_today_cents,
+                    reserved_cents: l.state.reserved_cents,
+                    next_seq: l.next_seq,
+                    last_day_key: l.last_day_key,
+                    last_month_key: l.last_month_key,
+                    updated_at_ms: now,
+                })
+                .collect();
+            let sql = format!(
+                "WITH audit AS ({}), regions AS ({REGION_UPDATE_PG}) {}",
+                json_insert_sql("audit_log", &AUDIT_TYPES, 2),
+                json_insert_sql("region_budget_transactions", &TX_TYPES, 1)
+            );
+            sqlx::query(&sql)
+                .bind(to_json(&txs)?)
+                .bind(to_json(&audits)?)
+                .bind(to_json(&changed)?)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::from)?;
+            Ok(true)
+        }
+        Backend::Sqlite => {
+            insert_txs(tx, &txs).await?;
+            insert_audits(tx, &audits).await?;
+            Ok(false)
+        }
+    }
+}
+
+/// PostgreSQL: the batch's changed region rows, from the JSON array in `$3`.
+const REGION_UPDATE_PG: &str = "UPDATE region_budgets AS b SET monthly_cents = x.monthly_cents, remaining_cents = x.remaining_cents, spent_today_cents = x.spent_today_cents, reserved_cents = x.reserved_cents, next_seq = x.next_seq, last_day_key = x.last_day_key, last_month_key = x.last_month_key, updated_at_ms = x.updated_at_ms FROM json_to_recordset($3::json) AS x(region_id TEXT, monthly_cents BIGINT, remaining_cents BIGINT, spent_today_cents BIGINT, reserved_cents BIGINT, next_seq BIGINT, last_day_key BIGINT, last_month_key BIGINT, updated_at_ms BIGINT) WHERE b.region_id = x.region_id";
+
+/// A changed region row (PostgreSQL: as JSON).
+#[derive(Serialize)]
+struct RegionJson<'a> {
+    region_id: &'a str,
+    monthly_cents: Cents,
+    remaining_cents: Cents,
+    spent_today_cents: Cents,
+    reserved_cents: Cents,
+    next_seq: i64,
+    last_day_key: i64,
+    last_month_key: i64,
+    updated_at_ms: i64,
+}
+
 async fn insert_txs(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[NewTx],
+    rows: &[TxJson<'_>],
 ) -> Result<(), LedgerError> {
-    const N: usize = 16;
-    let mut sql = format!("INSERT INTO region_budget_transactions ({TX_COLS}) VALUES ");
-    for i in 0..rows.len() {
-        if i > 0 {
-            sql.push(',');
+    for chunk in pow2_chunks(rows) {
+        let sql = values_insert_sql("region_budget_transactions", &TX_TYPES, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for t in chunk {
+            q = q
+                .bind(t.id)
+                .bind(t.region_id)
+                .bind(t.seq)
+                .bind(t.transaction_type)
+                .bind(t.amount_cents)
+                .bind(t.delta_cents)
+                .bind(t.balance_after_cents)
+                .bind(t.agency_id)
+                .bind(t.job_type)
+                .bind(t.description)
+                .bind(t.reset_period)
+                .bind(t.refund_of)
+                .bind(t.reservation_id)
+                .bind(t.idempotency_key)
+                .bind(t.actor)
+                .bind(t.created_at_ms);
         }
-        let ph: Vec<String> = (1..=N).map(|c| format!("${}", i * N + c)).collect();
-        sql.push('(');
-        sql.push_str(&ph.join(","));
-        sql.push(')');
+        q.execute(&mut **tx).await.map_err(StoreError::from)?;
     }
-    let mut q = sqlx::query(&sql);
-    for t in rows {
-        q = q
-            .bind(&t.id)
-            .bind(&t.region_id)
-            .bind(t.seq)
-            .bind(t.effect.kind.as_str())
-            .bind(t.effect.amount_cents)
-            .bind(t.effect.delta_cents)
-            .bind(t.effect.balance_after_cents)
-            .bind(t.agency_id.as_deref())
-            .bind(t.job_type.as_deref())
-            .bind(t.description.as_deref())
-            .bind(t.effect.period.map(ResetPeriod::as_str))
-            .bind(t.refund_of.as_deref())
-            .bind(t.reservation_id.as_deref())
-            .bind(t.idempotency_key.as_deref())
-            .bind(&t.actor)
-            .bind(t.now_ms);
-    }
-    q.execute(&mut **tx).await.map_err(StoreError::from)?;
     Ok(())
 }
 
 async fn insert_audits(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[NewTx],
+    rows: &[AuditJson<'_>],
 ) -> Result<(), LedgerError> {
-    const N: usize = 8;
-    let mut sql = String::from("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES ");
-    for i in 0..rows.len() {
-        if i > 0 {
-            sql.push(',');
+    for chunk in pow2_chunks(rows) {
+        let sql = values_insert_sql("audit_log", &AUDIT_TYPES, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q
+                .bind(a.id.as_str())
+                .bind(a.actor)
+                .bind(a.action.as_str())
+                .bind(a.tenant_id)
+                .bind(a.object_type)
+                .bind(a.object_id)
+                .bind(a.detail.as_str())
+                .bind(a.created_at_ms);
         }
-        let ph: Vec<String> = (1..=N).map(|c| format!("${}", i * N + c)).collect();
-        sql.push('(');
-        sql.push_str(&ph.join(","));
-        sql.push(')');
+        q.execute(&mut **tx).await.map_err(StoreError::from)?;
     }
-    let mut q = sqlx::query(&sql);
-    for t in rows {
-        let detail = serde_json::json!({
-            "region_id": t.region_id,
-            "amount_cents": t.effect.amount_cents,
-            "balance_after_cents": t.effect.balance_after_cents,
-            "job_type": t.job_type,
-            "refund_of": t.refund_of,
-            "reservation_id": t.reservation_id,
-        });
-        q = q
-            .bind(new_id())
-            .bind(&t.actor)
-            .bind(format!("budget.{}", t.effect.kind.as_str()))
-            .bind(t.agency_id.as_deref())
-            .bind("budget_transaction")
-            .bind(&t.id)
-            .bind(detail.to_string())
-            .bind(t.now_ms);
-    }
-    q.execute(&mut **tx).await.map_err(StoreError::from)?;
     Ok(())
 }
 
 fn ser_ms<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::rfc3339(*ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_largest_first() {
+        let rows: Vec<u32> = (0..200).collect();
+        let sizes =
+            |n: usize| -> Vec<usize> { pow2_chunks(&rows[..n]).iter().map(|c| c.len()).collect() };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(31), vec![16, 8, 4, 2, 1]);
+        assert_eq!(sizes(32), vec![32]);
+        assert_eq!(sizes(200), vec![64, 64, 64, 8]);
+        let flat: Vec<u32> = pow2_chunks(&rows[..77]).concat();
+        assert_eq!(flat, rows[..77].to_vec(), "order and rows are kept");
+    }
+
+    #[test]
+    fn values_sql_has_one_anonymous_placeholder_per_cell() {
+        let sql = values_insert_sql("t", &[("a", "TEXT"), ("b", "BIGINT")], 3);
+        assert_eq!(sql, "INSERT INTO t (a, b) VALUES (?,?),(?,?),(?,?)");
+    }
 }
