@@ -10,4 +10,7 @@ DROP INDEX region_budget_tx_time;
 
 -- Committing or releasing a reservation reads its 'reserve' entry by
 -- reservation_id; without an index that was a scan of the whole ledger.
-CREATE INDEX region_budget_tx_reservation ON region_budget_transactions (reservation_id);
+-- Partial: spends and refunds (no reservation) stay out of it, so the spend
+-- path pays no index insert for it.
+CREATE INDEX region_budget_tx_reservation ON region_budget_transactions (reservation_id)
+    WHERE reservation_id IS NOT NULL;
