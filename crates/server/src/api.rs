@@ -92,9 +92,56 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(engine_status))
         .merge(crate::budget_api::routes())
         .merge(crate::tenant_budget_api::routes());
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api)
-        .split_for_parts()
+        .split_for_parts();
+    describe_errors(&mut doc);
+    (router, doc)
+}
+
+/// Error statuses an operation lists as bare `(status = N)`, described once.
+const ERROR_RESPONSES: [(&str, &str); 6] = [
+    ("400", "Malformed JSON or query"),
+    ("401", "Missing or unknown bearer token"),
+    ("403", "The token's role does not allow this"),
+    ("404", "Not found, or not visible to this token"),
+    ("409", "Conflicts with the current state (see `code`)"),
+    (
+        "422",
+        "Fields break validation rules (`errors` names each field and rule)",
+    ),
+];
+
+/// Gives every listed error status of every operation its description and
+/// the `application/problem+json` body every error answers with.
+fn describe_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            for (status, description) in ERROR_RESPONSES {
+                if let Some(r) = op.responses.responses.get_mut(status) {
+                    *r = RefOr::T(
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/problem+json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("Problem")))
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Builds the whole HTTP router: the API under `/api/v1` (its OpenAPI
@@ -210,7 +257,7 @@ struct NameBody {
 /// Create a tenant (global admin).
 #[utoipa::path(post, path = "/tenants", tag = "tenants",
     request_body(content = Object, content_type = "application/json", example = json!({"name": "acme"})),
-    responses((status = 201, description = "The tenant, with its id.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 201, description = "The tenant, with its id.", body = Object), (status = 400), (status = 401), (status = 403), (status = 409), (status = 422))
 )]
 async fn create_tenant(
     State(s): State<AppState>,
@@ -229,7 +276,7 @@ async fn create_tenant(
 /// List the tenants visible to the token.
 #[utoipa::path(get, path = "/tenants", tag = "tenants",
     params(("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 422))
 )]
 async fn list_tenants(
     State(s): State<AppState>,
@@ -245,7 +292,7 @@ async fn list_tenants(
 /// One tenant.
 #[utoipa::path(get, path = "/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The tenant.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The tenant.", body = Object), (status = 401), (status = 404))
 )]
 async fn get_tenant(
     State(s): State<AppState>,
@@ -266,7 +313,7 @@ struct RegionBody {
 /// Create a region (global admin).
 #[utoipa::path(post, path = "/regions", tag = "regions",
     request_body(content = Object, content_type = "application/json", example = json!({"name": "eu-west", "jurisdiction": "eu"})),
-    responses((status = 201, description = "The region, with its id.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 201, description = "The region, with its id.", body = Object), (status = 400), (status = 401), (status = 403), (status = 409), (status = 422))
 )]
 async fn create_region(
     State(s): State<AppState>,
@@ -288,7 +335,7 @@ async fn create_region(
 /// List the regions.
 #[utoipa::path(get, path = "/regions", tag = "regions",
     params(("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 422))
 )]
 async fn list_regions(
     State(s): State<AppState>,
@@ -301,7 +348,7 @@ async fn list_regions(
 /// One region, by id or name.
 #[utoipa::path(get, path = "/regions/{id}", tag = "regions",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The region.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The region.", body = Object), (status = 401), (status = 404))
 )]
 async fn get_region(
     State(s): State<AppState>,
@@ -322,7 +369,7 @@ struct TokenBody {
 /// Issue a tenant-scoped token (admin); the token is shown once.
 #[utoipa::path(post, path = "/tokens", tag = "tokens",
     request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "role": "operator", "name": "ci"})),
-    responses((status = 201, description = "The token (shown once) and its metadata.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 201, description = "The token (shown once) and its metadata.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn create_token(
     State(s): State<AppState>,
@@ -377,7 +424,7 @@ async fn visible_pool(s: &AppState, who: &Principal, id: &str) -> ApiResult<Pool
 /// Create an agent pool.
 #[utoipa::path(post, path = "/pools", tag = "pools",
     request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "region": "eu-west", "agent_type": "writer", "min_capacity": 1, "max_capacity": 10, "desired_capacity": 2, "capacity_per_instance": 10, "metric": "throughput", "mode": "autonomous", "scaling_policy": {"scale_up_threshold": 80, "scale_down_threshold": 30, "cooldown_seconds": 300, "increment": 1}})),
-    responses((status = 201, description = "The pool, with its id.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 201, description = "The pool, with its id.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn create_pool(
     State(s): State<AppState>,
@@ -397,7 +444,7 @@ async fn create_pool(
 /// List pools.
 #[utoipa::path(get, path = "/pools", tag = "pools",
     params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 422))
 )]
 async fn list_pools(
     State(s): State<AppState>,
@@ -413,7 +460,7 @@ async fn list_pools(
 /// One pool.
 #[utoipa::path(get, path = "/pools/{id}", tag = "pools",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The pool.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The pool.", body = Object), (status = 401), (status = 404))
 )]
 async fn get_pool(
     State(s): State<AppState>,
@@ -427,7 +474,7 @@ async fn get_pool(
 #[utoipa::path(patch, path = "/pools/{id}", tag = "pools",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"max_capacity": 20, "mode": "recommend"})),
-    responses((status = 200, description = "The pool after the change.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The pool after the change.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn patch_pool(
     State(s): State<AppState>,
@@ -444,7 +491,7 @@ async fn patch_pool(
 /// Delete a pool (audited).
 #[utoipa::path(delete, path = "/pools/{id}", tag = "pools",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 204, description = "Deleted."), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 204, description = "Deleted."), (status = 401), (status = 403), (status = 404))
 )]
 async fn delete_pool(
     State(s): State<AppState>,
@@ -467,7 +514,7 @@ struct LockBody {
 #[utoipa::path(put, path = "/pools/{id}/safety-lock", tag = "pools",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"locked": true})),
-    responses((status = 200, description = "The pool.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The pool.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn set_lock(
     State(s): State<AppState>,
@@ -501,7 +548,7 @@ async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observati
 /// Dry run: what the engine would decide now, and why.
 #[utoipa::path(post, path = "/pools/{id}/plan", tag = "pools",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "current, target, should_scale, reason, inputs (and the combined decision for pool policies).", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "current, target, should_scale, reason, inputs (and the combined decision for pool policies).", body = Object), (status = 401), (status = 404))
 )]
 async fn plan_pool(
     State(s): State<AppState>,
@@ -549,7 +596,7 @@ fn effective_policies(pool: &Pool) -> PoolPolicies {
 /// The pool's policies (its combined policies, or its threshold policy).
 #[utoipa::path(get, path = "/pools/{id}/policies", tag = "policies",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "`{source, policies}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{source, policies}`.", body = Object), (status = 401), (status = 404))
 )]
 async fn get_policies(
     State(s): State<AppState>,
@@ -568,7 +615,7 @@ async fn get_policies(
 #[utoipa::path(put, path = "/pools/{id}/policies", tag = "policies",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"policies": [{"type": "queue", "messages_per_instance": 10}]})),
-    responses((status = 200, description = "The pool with its policies.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The pool with its policies.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn put_policies(
     State(s): State<AppState>,
@@ -589,7 +636,7 @@ async fn put_policies(
 /// Return the pool to its threshold policy (audited).
 #[utoipa::path(delete, path = "/pools/{id}/policies", tag = "policies",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The pool.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The pool.", body = Object), (status = 401), (status = 403), (status = 404))
 )]
 async fn delete_policies(
     State(s): State<AppState>,
@@ -611,7 +658,7 @@ struct EvaluateBody {
 /// Evaluate a policy spec on supplied inputs, touching no pool.
 #[utoipa::path(post, path = "/policies/evaluate", tag = "policies",
     request_body(content = Object, content_type = "application/json", example = json!({"spec": {"policies": [{"type": "queue", "messages_per_instance": 10}]}, "observation": {"now_ms": 1_700_000_000_000_i64, "bounds": {"min": 1, "max": 10, "desired": 2}, "queue": {"backlog": 35, "observed_at_ms": 1_700_000_000_000_i64}}})),
-    responses((status = 200, description = "The combined decision.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The combined decision.", body = Object), (status = 400), (status = 401), (status = 422))
 )]
 async fn evaluate_policies(
     _who: Principal,
@@ -653,7 +700,7 @@ struct ScaleBody {
 /// Set a pool's capacity by hand (clamped to its bounds, audited, actuated).
 #[utoipa::path(post, path = "/scale", tag = "scaling",
     request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "pool_id": "POOL_ID", "capacity": 5, "reason": "launch"})),
-    responses((status = 200, description = "The scaling event.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The scaling event.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn scale(
     State(s): State<AppState>,
@@ -714,7 +761,7 @@ fn actuation_status(s: &AppState) -> String {
 /// Capacity assessment of a tenant's pools.
 #[utoipa::path(get, path = "/capacity", tag = "scaling",
     params(("tenant_id" = Option<String>, Query, description = "Only this tenant")),
-    responses((status = 200, description = "Per pool and overall status.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "Per pool and overall status.", body = Object), (status = 401), (status = 404), (status = 422))
 )]
 async fn capacity(
     State(s): State<AppState>,
@@ -763,7 +810,7 @@ async fn capacity(
 /// List scaling events.
 #[utoipa::path(get, path = "/scaling-events", tag = "scaling",
     params(("pool_id" = Option<String>, Query, description = "Only this pool"), ("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`; each event has previous_capacity, new_capacity, reason, trigger_source, metadata, created_at.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`; each event has previous_capacity, new_capacity, reason, trigger_source, metadata, created_at.", body = Object), (status = 401), (status = 422))
 )]
 async fn list_events(
     State(s): State<AppState>,
@@ -784,7 +831,7 @@ async fn list_events(
 /// One scaling event, with its actuation outcome.
 #[utoipa::path(get, path = "/scaling-events/{id}", tag = "scaling",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The event.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The event.", body = Object), (status = 401), (status = 404))
 )]
 async fn get_event(
     State(s): State<AppState>,
@@ -808,7 +855,7 @@ struct RebalanceBody {
 /// Rebalance a tenant's capacity across its pools (demand-proportional, or even).
 #[utoipa::path(post, path = "/rebalance", tag = "scaling",
     request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "strategy": "proportional"})),
-    responses((status = 200, description = "The plan and the changes applied.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The plan and the changes applied.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn rebalance(
     State(s): State<AppState>,
@@ -949,7 +996,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 /// Push metric samples (batch; `ts` defaults to now).
 #[utoipa::path(post, path = "/metrics", tag = "metrics",
     request_body(content = Object, content_type = "application/json", example = json!({"samples": [{"pool_id": "POOL_ID", "metric": "throughput", "value": 42.5, "ts": "2026-11-25T12:00:00Z"}]})),
-    responses((status = 200, description = "How many samples were stored (durably).", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "How many samples were stored (durably).", body = Object), (status = 400), (status = 401), (status = 403), (status = 422))
 )]
 async fn ingest(
     State(s): State<AppState>,
@@ -1029,7 +1076,7 @@ async fn ingest(
 /// List scaling proposals of recommend-mode pools.
 #[utoipa::path(get, path = "/proposals", tag = "proposals",
     params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("pool_id" = Option<String>, Query, description = "Only this pool"), ("status" = Option<String>, Query, description = "Only this status"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 422))
 )]
 async fn list_proposals(
     State(s): State<AppState>,
@@ -1047,7 +1094,7 @@ async fn list_proposals(
 /// One proposal.
 #[utoipa::path(get, path = "/proposals/{id}", tag = "proposals",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The proposal.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The proposal.", body = Object), (status = 401), (status = 404))
 )]
 async fn get_proposal(
     State(s): State<AppState>,
@@ -1078,7 +1125,7 @@ async fn settle_body(req: Request) -> ApiResult<SettleBody> {
 /// Approve a pending proposal: the change is applied and actuated.
 #[utoipa::path(post, path = "/proposals/{id}/approve", tag = "proposals",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The settled proposal and its scaling event.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The settled proposal and its scaling event.", body = Object), (status = 401), (status = 403), (status = 404), (status = 409))
 )]
 async fn approve(
     State(s): State<AppState>,
@@ -1092,7 +1139,7 @@ async fn approve(
 /// Reject a pending proposal.
 #[utoipa::path(post, path = "/proposals/{id}/reject", tag = "proposals",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The settled proposal.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The settled proposal.", body = Object), (status = 401), (status = 403), (status = 404), (status = 409))
 )]
 async fn reject(
     State(s): State<AppState>,
@@ -1163,7 +1210,7 @@ async fn settle(
 /// The audit log: every mutation, who and when.
 #[utoipa::path(get, path = "/audit", tag = "audit",
     params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 403), (status = 422))
 )]
 async fn list_audit(
     State(s): State<AppState>,
@@ -1178,7 +1225,7 @@ async fn list_audit(
 
 /// The control loop: leader, last tick, counts.
 #[utoipa::path(get, path = "/engine", tag = "engine",
-    responses((status = 200, description = "Engine status.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "Engine status.", body = Object), (status = 401))
 )]
 async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<impl IntoResponse> {
     let holder = s.store.lease_holder(crate::engine::LEASE).await?;

@@ -151,7 +151,7 @@ struct AllocateBody {
     operation_id = "region_budget_allocate",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 100000, "description": "November"})),
-    responses((status = 200, description = "The ledger entry and the balance.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The ledger entry and the balance.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn allocate(
     State(s): State<AppState>,
@@ -195,7 +195,7 @@ struct SpendBody {
     operation_id = "region_budget_spend",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 250, "job_type": "creative", "agency_id": "AGENCY", "idempotency_key": "req-123"})),
-    responses((status = 200, description = "`{transaction_id, charged_cents, balance_after_cents}`.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{transaction_id, charged_cents, balance_after_cents}`.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn spend(
     State(s): State<AppState>,
@@ -245,7 +245,7 @@ struct RefundBody {
     operation_id = "region_budget_refund",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"transaction_id": "TX", "amount_cents": 100, "idempotency_key": "refund-1"})),
-    responses((status = 200, description = "The refund entry and the balance.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The refund entry and the balance.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn refund(
     State(s): State<AppState>,
@@ -297,7 +297,7 @@ struct CheckBody {
     operation_id = "region_budget_check",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 250})),
-    responses((status = 200, description = "`{allowed, remaining_cents, ...}`.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{allowed, remaining_cents, ...}`.", body = Object), (status = 400), (status = 401), (status = 404), (status = 422))
 )]
 async fn check(
     State(s): State<AppState>,
@@ -332,7 +332,7 @@ struct ResetBody {
     operation_id = "region_budget_reset",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"period": "daily"})),
-    responses((status = 200, description = "The reset entry.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The reset entry.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn reset(
     State(s): State<AppState>,
@@ -373,7 +373,7 @@ struct ReserveBody {
     operation_id = "region_budget_reserve",
     params(("id" = String, Path, description = "The object's id")),
     request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 1000, "job_type": "video", "timeout_seconds": 600, "idempotency_key": "job-9"})),
-    responses((status = 200, description = "The reservation.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The reservation.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn reserve(
     State(s): State<AppState>,
@@ -427,7 +427,7 @@ struct CommitBody {
     operation_id = "region_budget_commit",
     params(("id" = String, Path, description = "The object's id"), ("rid" = String, Path, description = "Reservation id")),
     request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 800})),
-    responses((status = 200, description = "The charge.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The charge.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn commit(
     State(s): State<AppState>,
@@ -460,7 +460,7 @@ async fn commit(
 #[utoipa::path(post, path = "/regions/{id}/budget/reservations/{rid}/release", tag = "region budgets",
     operation_id = "region_budget_release",
     params(("id" = String, Path, description = "The object's id"), ("rid" = String, Path, description = "Reservation id")),
-    responses((status = 200, description = "The release.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The release.", body = Object), (status = 401), (status = 403), (status = 404), (status = 409))
 )]
 async fn release(
     State(s): State<AppState>,
@@ -499,7 +499,7 @@ async fn visible_reservation(s: &AppState, who: &Principal, id: &str) -> ApiResu
 #[utoipa::path(get, path = "/regions/{id}/budget", tag = "region budgets",
     operation_id = "region_budget_show",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "`{monthly_cents, remaining_cents, spent_today_cents, ...}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{monthly_cents, remaining_cents, spent_today_cents, ...}`.", body = Object), (status = 401), (status = 404))
 )]
 async fn show(
     State(s): State<AppState>,
@@ -532,7 +532,7 @@ async fn show(
 #[utoipa::path(get, path = "/regions/{id}/budget/transactions", tag = "region budgets",
     operation_id = "region_budget_transactions",
     params(("id" = String, Path, description = "The object's id"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 404), (status = 422))
 )]
 async fn transactions(
     State(s): State<AppState>,
@@ -560,7 +560,7 @@ async fn transactions(
 #[utoipa::path(get, path = "/regions/{id}/budget/ledger-check", tag = "region budgets",
     operation_id = "region_budget_ledger_check",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "`{ok, ...}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{ok, ...}`.", body = Object), (status = 401), (status = 403), (status = 404))
 )]
 async fn ledger_check(
     State(s): State<AppState>,
@@ -576,7 +576,7 @@ async fn ledger_check(
 #[utoipa::path(get, path = "/budgets", tag = "region budgets",
     operation_id = "region_budgets_list",
     params(("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 422))
 )]
 async fn list(
     State(s): State<AppState>,
@@ -595,7 +595,7 @@ struct TierQuery {
 /// Phase 66 tier allocations per provider.
 #[utoipa::path(get, path = "/budgets/tiers", tag = "tenant budgets",
     operation_id = "budget_tiers",
-    responses((status = 200, description = "The tier defaults.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The tier defaults.", body = Object), (status = 401), (status = 422))
 )]
 async fn tiers(_who: Principal, ApiQuery(q): ApiQuery<TierQuery>) -> ApiResult<Json<Value>> {
     let tiers: Vec<Tier> = match q.tier.as_deref() {

@@ -145,7 +145,7 @@ struct ListQuery {
 #[utoipa::path(get, path = "/budgets/tenants", tag = "tenant budgets",
     operation_id = "tenant_budgets_list",
     params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 422))
 )]
 async fn list(
     State(s): State<AppState>,
@@ -165,7 +165,7 @@ async fn list(
 #[utoipa::path(get, path = "/budgets/tenants/{tenant}", tag = "tenant budgets",
     operation_id = "tenant_budget_show",
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 200, description = "The tenant's budgets.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The tenant's budgets.", body = Object), (status = 401), (status = 404))
 )]
 async fn show(
     State(s): State<AppState>,
@@ -187,7 +187,7 @@ struct TierBody {
     operation_id = "tenant_budget_set_tier",
     params(("tenant" = String, Path, description = "Tenant id")),
     request_body(content = Object, content_type = "application/json", example = json!({"tier": "growth"})),
-    responses((status = 200, description = "The tenant's budgets.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The tenant's budgets.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn set_tier(
     State(s): State<AppState>,
@@ -211,7 +211,7 @@ async fn set_tier(
 #[utoipa::path(get, path = "/budgets/tenants/{tenant}/providers", tag = "tenant budgets",
     operation_id = "tenant_budget_providers",
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 200, description = "The providers.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The providers.", body = Object), (status = 401), (status = 404))
 )]
 async fn providers(
     State(s): State<AppState>,
@@ -230,7 +230,7 @@ async fn providers(
 #[utoipa::path(get, path = "/budgets/tenants/{tenant}/providers/{provider}", tag = "tenant budgets",
     operation_id = "tenant_budget_provider",
     params(("tenant" = String, Path, description = "Tenant id"), ("provider" = String, Path, description = "claude, gemini, openai, elevenlabs or perplexity")),
-    responses((status = 200, description = "The provider budget.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The provider budget.", body = Object), (status = 401), (status = 404))
 )]
 async fn provider(
     State(s): State<AppState>,
@@ -264,7 +264,7 @@ struct ProviderBody {
     operation_id = "tenant_budget_set_provider",
     params(("tenant" = String, Path, description = "Tenant id"), ("provider" = String, Path, description = "claude, gemini, openai, elevenlabs or perplexity")),
     request_body(content = Object, content_type = "application/json", example = json!({"allocation_units": 5000000, "price_cents_per_million": 300, "hard_limit": true})),
-    responses((status = 200, description = "The provider budget.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The provider budget.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn set_provider(
     State(s): State<AppState>,
@@ -330,7 +330,7 @@ struct UsageBody {
     operation_id = "tenant_budget_record_usage",
     params(("tenant" = String, Path, description = "Tenant id")),
     request_body(content = Object, content_type = "application/json", example = json!({"provider": "claude", "units": 1200, "job_type": "creative", "idempotency_key": "call-77"})),
-    responses((status = 200, description = "The usage entry, remaining and status.", body = Object), (status = 400, description = "Malformed JSON or query", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state (see `code`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The usage entry, remaining and status.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn record(
     State(s): State<AppState>,
@@ -388,7 +388,7 @@ struct UsageQuery {
 #[utoipa::path(get, path = "/budgets/tenants/{tenant}/usage", tag = "tenant budgets",
     operation_id = "tenant_budget_usage",
     params(("tenant" = String, Path, description = "Tenant id"), ("provider" = String, Path, description = "claude, gemini, openai, elevenlabs or perplexity"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Fields break validation rules (`errors` names each field and rule)", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 404), (status = 422))
 )]
 async fn usage_list(
     State(s): State<AppState>,
@@ -415,7 +415,7 @@ async fn usage_list(
 #[utoipa::path(get, path = "/budgets/tenants/{tenant}/ledger-check", tag = "tenant budgets",
     operation_id = "tenant_budget_ledger_check",
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 200, description = "The replay report.", body = Object), (status = 401, description = "Missing or unknown bearer token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role does not allow this", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found, or not visible to this token", body = crate::error::Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The replay report.", body = Object), (status = 401), (status = 403), (status = 404))
 )]
 async fn ledger_check(
     State(s): State<AppState>,
