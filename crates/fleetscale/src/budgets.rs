@@ -162,6 +162,17 @@ fn base(region: &str) -> String {
     format!("/api/v1/regions/{}/budget", client::encode(region))
 }
 
+/// Prints a ledger report's `violations` (`seq` and `problem` each), one a line.
+pub(crate) fn print_violations(report: &Value) {
+    for x in report["violations"].as_array().into_iter().flatten() {
+        println!(
+            "  seq {}: {}",
+            x["seq"],
+            x["problem"].as_str().unwrap_or("")
+        );
+    }
+}
+
 /// Runs one budgets subcommand.
 pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
     match cmd {
@@ -329,13 +340,7 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                         v["recomputed"]["remaining_cents"],
                         v["stored"]["remaining_cents"]
                     );
-                    for x in v["violations"].as_array().into_iter().flatten() {
-                        println!(
-                            "  seq {}: {}",
-                            x["seq"],
-                            x["problem"].as_str().unwrap_or("")
-                        );
-                    }
+                    print_violations(&v);
                     println!(
                         "{}",
                         if v["ok"] == true {

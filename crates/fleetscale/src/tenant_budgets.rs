@@ -304,13 +304,7 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                             p["recomputed_used"],
                             p["stored_used"]
                         );
-                        for x in p["violations"].as_array().into_iter().flatten() {
-                            println!(
-                                "  seq {}: {}",
-                                x["seq"],
-                                x["problem"].as_str().unwrap_or("")
-                            );
-                        }
+                        crate::budgets::print_violations(p);
                     }
                     println!(
                         "{}",

@@ -98,24 +98,42 @@ impl PredictivePolicy {
         };
         let iv = h.interval_ms.max(1);
         let end = h.time_of(h.values.len());
+        // Checked before the fit, which is the costly part.
+        if let Err(d) = self.per_instance(obs, end, iv) {
+            return d;
+        }
+        let skip = h
+            .values
+            .len()
+            .saturating_sub(keep_intervals(self.history_seconds, iv));
+        let model = Model::fit(&h.values[skip..], iv);
+        self.decide_with_model(obs, &model, end, iv)
+    }
+
+    /// The demand one instance serves at the planning utilization, or the
+    /// holding decision when the history ending at `end` (intervals of `iv`)
+    /// is stale or there is no capacity per instance.
+    fn per_instance(&self, obs: &Observation, end: i64, iv: i64) -> Result<f64, Decision> {
+        let current = obs.bounds.desired;
         if end < obs.now_ms - 2 * iv || end > obs.now_ms + iv {
-            return Decision::no_data(
+            return Err(Decision::no_data(
                 current,
                 NAME,
                 format!(
                     "Demand history ends {}s from now: stale, holding",
                     (obs.now_ms - end) / 1000
                 ),
-            );
+            ));
         }
         let per_instance = obs.capacity_per_instance * self.target_utilization_percent / 100.0;
         if !(per_instance.is_finite() && per_instance > 0.0) {
-            return Decision::no_data(current, NAME, "No capacity per instance: holding".into());
+            return Err(Decision::no_data(
+                current,
+                NAME,
+                "No capacity per instance: holding".into(),
+            ));
         }
-        let keep = ((self.history_seconds.max(1) * 1000) / iv).max(2) as usize;
-        let skip = h.values.len().saturating_sub(keep);
-        let model = Model::fit(&h.values[skip..], iv);
-        self.decide_with_model(obs, &model, end, iv)
+        Ok(per_instance)
     }
 
     /// Evaluates the policy with a model already fitted and updated up to
@@ -139,20 +157,10 @@ impl PredictivePolicy {
         if model.observed() < 2 {
             return Decision::no_data(current, NAME, "No demand history: holding".into());
         }
-        if end < obs.now_ms - 2 * iv || end > obs.now_ms + iv {
-            return Decision::no_data(
-                current,
-                NAME,
-                format!(
-                    "Demand history ends {}s from now: stale, holding",
-                    (obs.now_ms - end) / 1000
-                ),
-            );
-        }
-        let per_instance = obs.capacity_per_instance * self.target_utilization_percent / 100.0;
-        if !(per_instance.is_finite() && per_instance > 0.0) {
-            return Decision::no_data(current, NAME, "No capacity per instance: holding".into());
-        }
+        let per_instance = match self.per_instance(obs, end, iv) {
+            Ok(p) => p,
+            Err(d) => return d,
+        };
         // Forecast step k (1-based) covers [end + (k-1) iv, end + k iv).
         let look_ms = self.lookahead_seconds.max(1) * 1000;
         let cold_ms = self.cold_start_seconds.max(0) * 1000;
