@@ -99,8 +99,8 @@ impl PredictivePolicy {
         let iv = h.interval_ms.max(1);
         let end = h.time_of(h.values.len());
         // Checked before the fit, which is the costly part.
-        if let Err(d) = self.per_instance(obs, end, iv) {
-            return d;
+        if let Err(why) = self.per_instance(obs, end, iv) {
+            return Decision::no_data(current, NAME, why);
         }
         let skip = h
             .values
@@ -110,28 +110,19 @@ impl PredictivePolicy {
         self.decide_with_model(obs, &model, end, iv)
     }
 
-    /// The demand one instance serves at the planning utilization, or the
-    /// holding decision when the history ending at `end` (intervals of `iv`)
-    /// is stale or there is no capacity per instance.
-    fn per_instance(&self, obs: &Observation, end: i64, iv: i64) -> Result<f64, Decision> {
-        let current = obs.bounds.desired;
+    /// The demand one instance serves at the planning utilization, or why
+    /// the policy holds: the history ending at `end` (intervals of `iv`) is
+    /// stale, or there is no capacity per instance.
+    fn per_instance(&self, obs: &Observation, end: i64, iv: i64) -> Result<f64, String> {
         if end < obs.now_ms - 2 * iv || end > obs.now_ms + iv {
-            return Err(Decision::no_data(
-                current,
-                NAME,
-                format!(
-                    "Demand history ends {}s from now: stale, holding",
-                    (obs.now_ms - end) / 1000
-                ),
+            return Err(format!(
+                "Demand history ends {}s from now: stale, holding",
+                (obs.now_ms - end) / 1000
             ));
         }
         let per_instance = obs.capacity_per_instance * self.target_utilization_percent / 100.0;
         if !(per_instance.is_finite() && per_instance > 0.0) {
-            return Err(Decision::no_data(
-                current,
-                NAME,
-                "No capacity per instance: holding".into(),
-            ));
+            return Err("No capacity per instance: holding".into());
         }
         Ok(per_instance)
     }
@@ -159,7 +150,7 @@ impl PredictivePolicy {
         }
         let per_instance = match self.per_instance(obs, end, iv) {
             Ok(p) => p,
-            Err(d) => return d,
+            Err(why) => return Decision::no_data(current, NAME, why),
         };
         // Forecast step k (1-based) covers [end + (k-1) iv, end + k iv).
         let look_ms = self.lookahead_seconds.max(1) * 1000;
