@@ -80,6 +80,51 @@ impl SpendClient {
         assert_eq!(s.charged_cents, amount);
         assert!(!s.replayed, "a fresh key was replayed");
     }
+
+    /// One `GET /healthz`: the server's HTTP path alone (no token, no JSON,
+    /// no database); panics unless it answered 200.
+    async fn ping(&mut self) {
+        let req = hyper::Request::get("/healthz")
+            .header(hyper::header::HOST, self.authority.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        self.send.ready().await.unwrap();
+        let res = self.send.send_request(req).await.unwrap();
+        let status = res.status();
+        res.into_body().collect().await.unwrap();
+        assert_eq!(status, 200);
+    }
+}
+
+/// The same clients against `GET /healthz` of `url`: the request rate this
+/// machine's HTTP stack (client and server sharing the cores) reaches with a
+/// handler that does nothing, the ceiling for any endpoint in this bench.
+async fn http_ceiling(url: &str, clients: usize, duration: Duration) {
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(SpendClient::connect(url, "unused").await);
+    }
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut client in conns {
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            while started.elapsed() < duration {
+                client.ping().await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "http ceiling: {n} GET /healthz in {secs:.1}s = {:.0} requests/s ({clients} clients, no token, no database)",
+        n as f64 / secs
+    );
 }
 
 const AUTH: &str = concat!("Bearer ", "e2e-admin-token");
@@ -176,6 +221,7 @@ async fn main() {
     {
         let db = fresh_sqlite_url();
         let r = Replica::start(BIN, &db, free_port()).await;
+        http_ceiling(&r.url(), 32, duration).await;
         run("sqlite, single node", vec![r.url()], 32, duration, None).await;
     }
     {

@@ -3,7 +3,7 @@
 //!
 //! # How exactness is kept
 //!
-//! Every budget mutation goes through one **writer task** per [`Budgets`]
+//! Every budget mutation goes through one **writer** per [`Budgets`]
 //! handle (one per server replica). The writer drains a bounded channel of
 //! operations, applies up to [`MAX_BATCH`] of them in **one database
 //! transaction** and commits once, then answers each caller (group commit).
@@ -18,8 +18,9 @@
 //! [`fleetscale_core::budget`] in memory with checked arithmetic. Because the
 //! row lock serializes all writers of a region across replicas and READ
 //! COMMITTED re-reads after the lock is granted, a replica always sees the
-//! balance and keys its peer committed. SQLite has one connection and so a
-//! single writer anyway. We chose row locks over SERIALIZABLE + retry: a hot
+//! balance and keys its peer committed. On SQLite the writer is a thread
+//! with its own connection whose batches begin `IMMEDIATE` (SQLite's write
+//! lock, a single writer anyway); both writers run the same [`run_batch`]. We chose row locks over SERIALIZABLE + retry: a hot
 //! budget row would make serializable transactions abort constantly, while a
 //! lock held for one batch costs one commit per batch.
 //!
@@ -261,12 +262,12 @@ pub enum BudgetOp {
     },
 }
 
-struct Job {
-    region_id: String,
-    op: BudgetOp,
-    actor: String,
-    now_ms: i64,
-    reply: oneshot::Sender<Result<Option<TxOutcome>, LedgerError>>,
+pub(crate) struct Job {
+    pub(crate) region_id: String,
+    pub(crate) op: BudgetOp,
+    pub(crate) actor: String,
+    pub(crate) now_ms: i64,
+    pub(crate) reply: oneshot::Sender<Result<Option<TxOutcome>, LedgerError>>,
 }
 
 /// The budget service of one replica: reads go straight to the store,
@@ -282,10 +283,17 @@ pub struct Budgets {
 const REGION_CACHE_MAX: usize = 10_000;
 
 impl Budgets {
-    /// Starts the writer task on the current tokio runtime.
+    /// Starts the writer: on PostgreSQL a task on the current tokio
+    /// runtime, on SQLite a thread of its own with its own connection to the
+    /// database file (see [`crate::budget_sqlite`]). Needs a tokio runtime.
     pub fn start(store: Store) -> Budgets {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(writer(store.clone(), rx));
+        match store.backend() {
+            Backend::Postgres => {
+                tokio::spawn(writer(store.clone(), rx));
+            }
+            Backend::Sqlite => crate::budget_sqlite::start_writer(&store, rx),
+        }
         Budgets {
             store,
             tx,
@@ -655,60 +663,129 @@ async fn linger(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
 }
 
 /// A region's locked budget row, changed in memory during the batch.
-struct Locked {
-    state: BudgetState,
-    next_seq: i64,
-    last_day_key: i64,
-    last_month_key: i64,
-    dirty: bool,
+pub(crate) struct Locked {
+    pub(crate) state: BudgetState,
+    pub(crate) next_seq: i64,
+    pub(crate) last_day_key: i64,
+    pub(crate) last_month_key: i64,
+    pub(crate) dirty: bool,
 }
 
 /// A ledger row to insert.
-struct NewTx {
-    id: String,
-    region_id: String,
-    seq: i64,
-    effect: Effect,
-    agency_id: Option<String>,
-    job_type: Option<String>,
-    description: Option<String>,
-    refund_of: Option<String>,
-    reservation_id: Option<String>,
-    idempotency_key: Option<String>,
-    actor: String,
-    now_ms: i64,
+pub(crate) struct NewTx {
+    pub(crate) id: String,
+    pub(crate) region_id: String,
+    pub(crate) seq: i64,
+    pub(crate) effect: Effect,
+    pub(crate) agency_id: Option<String>,
+    pub(crate) job_type: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) refund_of: Option<String>,
+    pub(crate) reservation_id: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) actor: String,
+    pub(crate) now_ms: i64,
 }
 
 /// What an idempotency key maps to: the first request's entry.
 #[derive(Clone)]
-struct Prior {
-    id: String,
-    amount_cents: Cents,
-    balance_after_cents: Cents,
-    job_type: Option<String>,
-    refund_of: Option<String>,
+pub(crate) struct Prior {
+    pub(crate) id: String,
+    pub(crate) amount_cents: Cents,
+    pub(crate) balance_after_cents: Cents,
+    pub(crate) job_type: Option<String>,
+    pub(crate) refund_of: Option<String>,
 }
 
 /// A spend's refund bookkeeping: (region, charged, refunded so far).
 type SpendInfo = (String, Cents, Cents, Option<String>, Option<String>);
 
 #[derive(Default)]
-struct BatchState {
-    regions: HashMap<String, Locked>,
-    priors: HashMap<(String, &'static str, String), Prior>,
-    spends: HashMap<String, SpendInfo>,
-    reservations: HashMap<String, Reservation>,
-    res_keys: HashMap<(String, String), Reservation>,
-    new_res: Vec<Reservation>,
-    changed_res: Vec<(String, String, Option<Cents>)>,
-    txs: Vec<NewTx>,
+pub(crate) struct BatchState {
+    pub(crate) regions: HashMap<String, Locked>,
+    pub(crate) priors: HashMap<(String, &'static str, String), Prior>,
+    pub(crate) spends: HashMap<String, SpendInfo>,
+    pub(crate) reservations: HashMap<String, Reservation>,
+    pub(crate) res_keys: HashMap<(String, String), Reservation>,
+    pub(crate) new_res: Vec<Reservation>,
+    pub(crate) changed_res: Vec<(String, String, Option<Cents>)>,
+    pub(crate) txs: Vec<NewTx>,
+}
+
+impl BatchState {
+    /// A new reservation's idempotency key and creation time (from its
+    /// reserve entry in this batch).
+    pub(crate) fn reservation_origin(&self, id: &str) -> (Option<String>, i64) {
+        self.txs
+            .iter()
+            .find(|t| t.reservation_id.as_deref() == Some(id))
+            .map(|t| (t.idempotency_key.clone(), t.now_ms))
+            .unwrap_or((None, 0))
+    }
 }
 
 async fn apply_batch(
     store: &Store,
     jobs: &[Job],
 ) -> Result<Vec<Result<Option<TxOutcome>, LedgerError>>, LedgerError> {
-    let mut tx = store.pool.begin().await?;
+    let mut db = PgBatch {
+        tx: store.pool.begin().await?,
+    };
+    let results = run_batch(&mut db, jobs).await?;
+    db.tx.commit().await?;
+    Ok(results)
+}
+
+/// The ledger entry a refund refers to: (region, transaction type, amount,
+/// agency, job type).
+pub(crate) type EntryRow = (String, String, Cents, Option<String>, Option<String>);
+
+/// The database side of one batch's transaction: the few reads the budget
+/// rules need and the final write. The transaction itself (begin, commit)
+/// belongs to the caller. Two implementations: PostgreSQL through sqlx
+/// ([`PgBatch`]) and SQLite through rusqlite on the writer thread
+/// (`budget_sqlite`); [`run_batch`] is the one batch logic over both.
+pub(crate) trait BatchDb {
+    /// The region's budget row, locked for the rest of the transaction
+    /// (PostgreSQL `FOR UPDATE`; SQLite holds the write lock already).
+    async fn region_row(&mut self, rid: &str) -> Result<Option<Locked>, LedgerError>;
+    /// Creates the region's budget row if it has none.
+    async fn create_region_row(&mut self, rid: &str, now_ms: i64) -> Result<(), LedgerError>;
+    /// The spends and refunds of region `rid` with these idempotency keys:
+    /// (key, transaction type, what the first request got).
+    async fn priors(
+        &mut self,
+        rid: &str,
+        keys: &[&str],
+    ) -> Result<Vec<(String, String, Prior)>, LedgerError>;
+    /// The ledger entry `id`, if any.
+    async fn entry(&mut self, id: &str) -> Result<Option<EntryRow>, LedgerError>;
+    /// The sum refunded so far against spend `id`.
+    async fn refunded(&mut self, id: &str) -> Result<Cents, LedgerError>;
+    /// Region `rid`'s reservation with idempotency key `key`.
+    async fn reservation_by_key(
+        &mut self,
+        rid: &str,
+        key: &str,
+    ) -> Result<Option<Reservation>, LedgerError>;
+    /// Reservation `id`.
+    async fn reservation(&mut self, id: &str) -> Result<Option<Reservation>, LedgerError>;
+    /// The `reserve` entry of reservation `id`: (entry id, balance after).
+    async fn reserve_entry(&mut self, id: &str) -> Result<Option<(String, Cents)>, LedgerError>;
+    /// Writes the batch: ledger and audit rows, new and settled
+    /// reservations, changed region rows.
+    async fn persist(&mut self, st: &BatchState) -> Result<(), LedgerError>;
+}
+
+/// Applies a batch inside the caller's transaction: locks each touched
+/// region (sorted, so replicas never deadlock), reads the batch's
+/// idempotency keys at once, applies the jobs in order in memory and writes
+/// the result. A refused job changes nothing; an `Err` means the caller must
+/// roll the whole batch back.
+pub(crate) async fn run_batch<D: BatchDb>(
+    db: &mut D,
+    jobs: &[Job],
+) -> Result<Vec<Result<Option<TxOutcome>, LedgerError>>, LedgerError> {
     let mut st = BatchState::default();
     let regions: BTreeSet<&str> = jobs.iter().map(|j| j.region_id.as_str()).collect();
     for rid in &regions {
@@ -717,7 +794,7 @@ async fn apply_batch(
             .find(|j| j.region_id == *rid)
             .map(|j| j.now_ms)
             .unwrap_or(0);
-        let locked = lock_region(store, &mut tx, rid, now).await?;
+        let locked = lock_region(db, rid, now).await?;
         st.regions.insert((*rid).to_string(), locked);
         let keys: Vec<&str> = jobs
             .iter()
@@ -735,19 +812,93 @@ async fn apply_batch(
             })
             .collect();
         if !keys.is_empty() {
-            // One lookup for all keys of the batch, whatever their number:
-            // the keys travel as one JSON array, so the statement has a fixed
-            // shape (prepared once) and two bind parameters.
-            let keys =
-                serde_json::to_string(&keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let q = sqlx::query(idem_lookup_sql(store.backend()))
-                .bind(*rid)
-                .bind(keys);
-            for r in q.fetch_all(&mut *tx).await? {
-                let kind: String = r.try_get(1)?;
+            for (key, kind, prior) in db.priors(rid, &keys).await? {
                 let kind = if kind == "spend" { "spend" } else { "refund" };
-                st.priors.insert(
-                    ((*rid).to_string(), kind, r.try_get(0)?),
+                st.priors.insert(((*rid).to_string(), kind, key), prior);
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(apply_job(db, &mut st, job).await);
+    }
+    db.persist(&st).await?;
+    Ok(results)
+}
+
+async fn lock_region<D: BatchDb>(
+    db: &mut D,
+    rid: &str,
+    now_ms: i64,
+) -> Result<Locked, LedgerError> {
+    for attempt in 0..2 {
+        if let Some(l) = db.region_row(rid).await? {
+            return Ok(l);
+        }
+        if attempt == 0 {
+            db.create_region_row(rid, now_ms).await?;
+        }
+    }
+    Err(LedgerError::Store(not_found("region")))
+}
+
+/// [`BatchDb`] on PostgreSQL: a sqlx transaction.
+struct PgBatch {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl BatchDb for PgBatch {
+    async fn region_row(&mut self, rid: &str) -> Result<Option<Locked>, LedgerError> {
+        let r = sqlx::query("SELECT monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq, last_day_key, last_month_key FROM region_budgets WHERE region_id = $1 FOR UPDATE")
+            .bind(rid)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(r) = r else { return Ok(None) };
+        Ok(Some(Locked {
+            state: BudgetState {
+                monthly_cents: r.try_get(0)?,
+                remaining_cents: r.try_get(1)?,
+                spent_today_cents: r.try_get(2)?,
+                reserved_cents: r.try_get(3)?,
+            },
+            next_seq: r.try_get(4)?,
+            last_day_key: r.try_get(5)?,
+            last_month_key: r.try_get(6)?,
+            dirty: false,
+        }))
+    }
+
+    async fn create_region_row(&mut self, rid: &str, now_ms: i64) -> Result<(), LedgerError> {
+        sqlx::query(CREATE_REGION_ROW)
+            .bind(rid)
+            .bind(day_key(now_ms))
+            .bind(month_key(now_ms))
+            .bind(now_ms)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    async fn priors(
+        &mut self,
+        rid: &str,
+        keys: &[&str],
+    ) -> Result<Vec<(String, String, Prior)>, LedgerError> {
+        // One lookup for all keys of the batch, whatever their number: the
+        // keys travel as one JSON array, so the statement has a fixed shape
+        // (prepared once) and two bind parameters.
+        let keys = to_json(&keys)?;
+        let rows = sqlx::query(IDEM_LOOKUP_PG)
+            .bind(rid)
+            .bind(keys)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
                     Prior {
                         id: r.try_get(2)?,
                         amount_cents: r.try_get(3)?,
@@ -755,119 +906,150 @@ async fn apply_batch(
                         job_type: r.try_get(5)?,
                         refund_of: r.try_get(6)?,
                     },
-                );
-            }
-        }
+                ))
+            })
+            .collect()
     }
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        results.push(apply_job(&mut tx, &mut st, job).await);
-    }
-    // Persist.
-    // On PostgreSQL the region rows are updated by the same statement.
-    let regions_written = if st.txs.is_empty() {
-        false
-    } else {
-        insert_entries(&mut tx, store.backend(), &st.txs, &st.regions).await?
-    };
-    for r in &st.new_res {
-        sqlx::query(&format!("INSERT INTO budget_reservations ({RES_COLS}, idempotency_key, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"))
-            .bind(&r.id)
-            .bind(&r.region_id)
-            .bind(r.amount_cents)
-            .bind(&r.job_type)
-            .bind(r.agency_id.as_deref())
-            .bind("held")
-            .bind(r.expires_at_ms)
-            .bind(None::<i64>)
-            .bind(
-                st.txs
-                    .iter()
-                    .find(|t| t.reservation_id.as_deref() == Some(&r.id))
-                    .and_then(|t| t.idempotency_key.clone()),
-            )
-            .bind(
-                st.txs
-                    .iter()
-                    .find(|t| t.reservation_id.as_deref() == Some(&r.id))
-                    .map(|t| t.now_ms)
-                    .unwrap_or(0),
-            )
-            .execute(&mut *tx)
-            .await?;
-    }
-    for (id, status, committed) in &st.changed_res {
-        sqlx::query("UPDATE budget_reservations SET status = $2, committed_cents = $3, settled_at_ms = $4 WHERE id = $1")
-            .bind(id)
-            .bind(status)
-            .bind(*committed)
-            .bind(crate::now_ms())
-            .execute(&mut *tx)
-            .await?;
-    }
-    for (rid, l) in &st.regions {
-        if !l.dirty || regions_written {
-            continue;
-        }
-        sqlx::query("UPDATE region_budgets SET monthly_cents = $2, remaining_cents = $3, spent_today_cents = $4, reserved_cents = $5, next_seq = $6, last_day_key = $7, last_month_key = $8, updated_at_ms = $9 WHERE region_id = $1")
-            .bind(rid)
-            .bind(l.state.monthly_cents)
-            .bind(l.state.remaining_cents)
-            .bind(l.state.spent_today_cents)
-            .bind(l.state.reserved_cents)
-            .bind(l.next_seq)
-            .bind(l.last_day_key)
-            .bind(l.last_month_key)
-            .bind(crate::now_ms())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(results)
-}
 
-async fn lock_region(
-    store: &Store,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rid: &str,
-    now_ms: i64,
-) -> Result<Locked, LedgerError> {
-    let sql = format!(
-        "SELECT monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq, last_day_key, last_month_key FROM region_budgets WHERE region_id = $1{}",
-        store.for_update()
-    );
-    for attempt in 0..2 {
-        if let Some(r) = sqlx::query(&sql)
-            .bind(rid)
-            .fetch_optional(&mut **tx)
+    async fn entry(&mut self, id: &str) -> Result<Option<EntryRow>, LedgerError> {
+        let row = sqlx::query(ENTRY_SQL)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn refunded(&mut self, id: &str) -> Result<Cents, LedgerError> {
+        Ok(sqlx::query(REFUNDED_SQL)
+            .bind(id)
+            .fetch_one(&mut *self.tx)
             .await?
-        {
-            return Ok(Locked {
-                state: BudgetState {
-                    monthly_cents: r.try_get(0)?,
-                    remaining_cents: r.try_get(1)?,
-                    spent_today_cents: r.try_get(2)?,
-                    reserved_cents: r.try_get(3)?,
-                },
-                next_seq: r.try_get(4)?,
-                last_day_key: r.try_get(5)?,
-                last_month_key: r.try_get(6)?,
-                dirty: false,
-            });
-        }
-        if attempt == 0 {
-            sqlx::query("INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (region_id) DO NOTHING")
-                .bind(rid)
-                .bind(day_key(now_ms))
-                .bind(month_key(now_ms))
-                .bind(now_ms)
-                .execute(&mut **tx)
+            .try_get(0)?)
+    }
+
+    async fn reservation_by_key(
+        &mut self,
+        rid: &str,
+        key: &str,
+    ) -> Result<Option<Reservation>, LedgerError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RES_COLS} FROM budget_reservations WHERE region_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(rid)
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.as_ref().map(res_row).transpose()?)
+    }
+
+    async fn reservation(&mut self, id: &str) -> Result<Option<Reservation>, LedgerError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RES_COLS} FROM budget_reservations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.as_ref().map(res_row).transpose()?)
+    }
+
+    async fn reserve_entry(&mut self, id: &str) -> Result<Option<(String, Cents)>, LedgerError> {
+        let row = sqlx::query(RESERVE_ENTRY_SQL)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|e| Ok((e.try_get(0)?, e.try_get(1)?))).transpose()
+    }
+
+    async fn persist(&mut self, st: &BatchState) -> Result<(), LedgerError> {
+        // Ledger, audit and region rows in one statement (data-modifying
+        // CTEs; each region row is updated once): one round trip while the
+        // region rows are locked instead of three.
+        if !st.txs.is_empty() {
+            let now = crate::now_ms();
+            let changed: Vec<RegionJson<'_>> = st
+                .regions
+                .iter()
+                .filter(|(_, l)| l.dirty)
+                .map(|(rid, l)| RegionJson {
+                    region_id: rid,
+                    monthly_cents: l.state.monthly_cents,
+                    remaining_cents: l.state.remaining_cents,
+                    spent_today_cents: l.state.spent_today_cents,
+                    reserved_cents: l.state.reserved_cents,
+                    next_seq: l.next_seq,
+                    last_day_key: l.last_day_key,
+                    last_month_key: l.last_month_key,
+                    updated_at_ms: now,
+                })
+                .collect();
+            let txs: Vec<TxJson<'_>> = st.txs.iter().map(TxJson::of).collect();
+            let audits = st
+                .txs
+                .iter()
+                .map(AuditJson::of)
+                .collect::<Result<Vec<_>, LedgerError>>()?;
+            let sql = format!(
+                "WITH audit AS ({}), regions AS ({REGION_UPDATE_PG}) {}",
+                json_insert_sql("audit_log", &AUDIT_TYPES, 2),
+                json_insert_sql("region_budget_transactions", &TX_TYPES, 1)
+            );
+            sqlx::query(&sql)
+                .bind(to_json(&txs)?)
+                .bind(to_json(&audits)?)
+                .bind(to_json(&changed)?)
+                .execute(&mut *self.tx)
                 .await
                 .map_err(StoreError::from)?;
         }
+        for r in &st.new_res {
+            let (key, created) = st.reservation_origin(&r.id);
+            sqlx::query(&format!("INSERT INTO budget_reservations ({RES_COLS}, idempotency_key, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"))
+                .bind(&r.id)
+                .bind(&r.region_id)
+                .bind(r.amount_cents)
+                .bind(&r.job_type)
+                .bind(r.agency_id.as_deref())
+                .bind("held")
+                .bind(r.expires_at_ms)
+                .bind(None::<i64>)
+                .bind(key)
+                .bind(created)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        for (id, status, committed) in &st.changed_res {
+            sqlx::query(SETTLE_RES_SQL)
+                .bind(id)
+                .bind(status)
+                .bind(*committed)
+                .bind(crate::now_ms())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
-    Err(LedgerError::Store(not_found("region")))
 }
+
+/// Creates a region's budget row if missing (`$1` region, `$2` day key,
+/// `$3` month key, `$4` now).
+pub(crate) const CREATE_REGION_ROW: &str = "INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (region_id) DO NOTHING";
+/// A ledger entry by id, as [`EntryRow`].
+pub(crate) const ENTRY_SQL: &str = "SELECT region_id, transaction_type, amount_cents, agency_id, job_type FROM region_budget_transactions WHERE id = $1";
+/// Sum refunded against spend `$1`.
+pub(crate) const REFUNDED_SQL: &str = "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM region_budget_transactions WHERE refund_of = $1";
+/// The reserve entry of reservation `$1`.
+pub(crate) const RESERVE_ENTRY_SQL: &str = "SELECT id, balance_after_cents FROM region_budget_transactions WHERE reservation_id = $1 AND transaction_type = 'reserve'";
+/// Settles reservation `$1`: status, committed cents, settled at.
+pub(crate) const SETTLE_RES_SQL: &str = "UPDATE budget_reservations SET status = $2, committed_cents = $3, settled_at_ms = $4 WHERE id = $1";
 
 fn push_tx(st: &mut BatchState, job: &Job, effect: Effect, extra: TxExtra) -> (String, i64) {
     let l = st
@@ -917,8 +1099,8 @@ fn outcome(id: String, amount: Cents, balance: Cents) -> Option<TxOutcome> {
 
 /// Applies one job to the batch's in-memory state (with the few lookups a
 /// refund or a reservation needs). A refused job changes nothing.
-async fn apply_job(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+async fn apply_job<D: BatchDb>(
+    db: &mut D,
     st: &mut BatchState,
     job: &Job,
 ) -> Result<Option<TxOutcome>, LedgerError> {
@@ -1024,32 +1206,18 @@ async fn apply_job(
                 }
             }
             if !st.spends.contains_key(transaction_id) {
-                let row = sqlx::query("SELECT region_id, transaction_type, amount_cents, agency_id, job_type FROM region_budget_transactions WHERE id = $1")
-                    .bind(transaction_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                let Some(row) = row else {
+                let Some((region, kind, charged, agency, job_type)) =
+                    db.entry(transaction_id).await?
+                else {
                     return Err(LedgerError::Store(not_found("transaction")));
                 };
-                let kind: String = row.try_get(1)?;
-                let region: String = row.try_get(0)?;
                 if kind != "spend" || region != rid {
                     return Err(LedgerError::NotASpend(transaction_id.clone()));
                 }
-                let refunded: i64 = sqlx::query("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM region_budget_transactions WHERE refund_of = $1")
-                    .bind(transaction_id)
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .try_get(0)?;
+                let refunded = db.refunded(transaction_id).await?;
                 st.spends.insert(
                     transaction_id.clone(),
-                    (
-                        region,
-                        row.try_get(2)?,
-                        refunded,
-                        row.try_get(3)?,
-                        row.try_get(4)?,
-                    ),
+                    (region, charged, refunded, agency, job_type),
                 );
             }
             let (region, charged, refunded, agency, job_type) = st.spends[transaction_id].clone();
@@ -1098,25 +1266,14 @@ async fn apply_job(
             if let Some(k) = idempotency_key {
                 let prior = match st.res_keys.get(&(rid.clone(), k.clone())) {
                     Some(r) => Some(r.clone()),
-                    None => {
-                        let row = sqlx::query(&format!("SELECT {RES_COLS} FROM budget_reservations WHERE region_id = $1 AND idempotency_key = $2"))
-                            .bind(&rid)
-                            .bind(k)
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                        row.as_ref().map(res_row).transpose()?
-                    }
+                    None => db.reservation_by_key(&rid, k).await?,
                 };
                 if let Some(r) = prior {
                     if r.amount_cents != *amount_cents || &r.job_type != job_type {
                         return Err(LedgerError::IdempotencyMismatch { key: k.clone() });
                     }
-                    let entry = sqlx::query("SELECT id, balance_after_cents FROM region_budget_transactions WHERE reservation_id = $1 AND transaction_type = 'reserve'")
-                        .bind(&r.id)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    let (tid, bal) = match entry {
-                        Some(e) => (e.try_get(0)?, e.try_get(1)?),
+                    let (tid, bal) = match db.reserve_entry(&r.id).await? {
+                        Some(e) => e,
                         None => st
                             .txs
                             .iter()
@@ -1175,7 +1332,7 @@ async fn apply_job(
             reservation_id,
             amount_cents,
         } => {
-            let mut res = held_reservation(tx, st, &rid, reservation_id).await?;
+            let mut res = held_reservation(db, st, &rid, reservation_id).await?;
             if fleetscale_core::budget::reservation_expired(res.expires_at_ms, job.now_ms) {
                 return Err(LedgerError::ReservationSettled {
                     id: res.id,
@@ -1230,7 +1387,7 @@ async fn apply_job(
             reservation_id,
             expired,
         } => {
-            let mut res = held_reservation(tx, st, &rid, reservation_id).await?;
+            let mut res = held_reservation(db, st, &rid, reservation_id).await?;
             if *expired
                 && !fleetscale_core::budget::reservation_expired(res.expires_at_ms, job.now_ms)
             {
@@ -1301,8 +1458,8 @@ fn settle(st: &mut BatchState, res: &Reservation) {
         .push((res.id.clone(), res.status.clone(), res.committed_cents));
 }
 
-async fn held_reservation(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+async fn held_reservation<D: BatchDb>(
+    db: &mut D,
     st: &mut BatchState,
     rid: &str,
     id: &str,
@@ -1310,14 +1467,10 @@ async fn held_reservation(
     let res = match st.reservations.get(id) {
         Some(r) => r.clone(),
         None => {
-            let row = sqlx::query(&format!(
-                "SELECT {RES_COLS} FROM budget_reservations WHERE id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| not_found("reservation"))?;
-            let r = res_row(&row)?;
+            let r = db
+                .reservation(id)
+                .await?
+                .ok_or_else(|| not_found("reservation"))?;
             st.reservations.insert(r.id.clone(), r.clone());
             r
         }
@@ -1334,23 +1487,13 @@ async fn held_reservation(
     Ok(res)
 }
 
-// ---- bulk statements ---------------------------------------------------------
+// ---- what a batch writes --------------------------------------------------------
 //
-// A batch writes its ledger and audit rows with a few multi-row INSERTs and
-// looks its idempotency keys up with one SELECT, keeping the number of
-// distinct statement shapes small so they stay prepared in the connection's
-// statement cache (one shape per row count would not all stay cached: sqlx
-// keeps 100 statements per connection). Backend-specific on purpose:
-//
-// - PostgreSQL: each table's rows travel as one JSON array bound to a single
-//   parameter and are read with `json_to_recordset`; ledger, audit and region
-//   rows are written by one statement: one round trip while the region row
-//   is locked, one shape whatever the batch size.
-// - SQLite: multi-row `VALUES` lists of 64, 32, ..., 1 rows (at most seven
-//   shapes) with anonymous `?` placeholders. Numbered `$N` placeholders made
-//   sqlx look every name up in SQLite's linear list (O(n²) per statement),
-//   and reading JSON objects row by row re-rendered each as text (a quarter
-//   of the writer thread's time); a statement there is an in-process call.
+// PostgreSQL: each table's rows travel as one JSON array bound to a single
+// parameter and are read with `json_to_recordset`; ledger, audit and region
+// rows are written by one statement (one round trip while the region row is
+// locked, one statement shape whatever the batch size). SQLite
+// (`budget_sqlite`): one cached prepared INSERT per row, an in-process call.
 
 /// Columns of the ledger with their PostgreSQL types, in [`TX_COLS`] order.
 const TX_TYPES: [(&str, &str); 16] = [
@@ -1395,78 +1538,45 @@ fn json_insert_sql(table: &str, cols: &[(&str, &str)], param: usize) -> String {
     )
 }
 
-/// SQLite: `INSERT INTO table (cols) VALUES (?, ...), ...` for `rows` rows.
-fn values_insert_sql(table: &str, cols: &[(&str, &str)], rows: usize) -> String {
-    let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
-    let mut row = String::from("(?");
-    row.push_str(&",?".repeat(cols.len() - 1));
-    row.push(')');
-    let mut sql = format!("INSERT INTO {table} ({}) VALUES {row}", names.join(", "));
-    for _ in 1..rows {
-        sql.push(',');
-        sql.push_str(&row);
-    }
-    sql
-}
-
-/// Splits `rows` into chunks of 64, 32, 16, 8, 4, 2 or 1 rows (largest first).
-fn pow2_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    while !rows.is_empty() {
-        let n = rows.len().min(64);
-        let n = 1 << (usize::BITS - 1 - n.leading_zeros());
-        let (head, rest) = rows.split_at(n);
-        out.push(head);
-        rows = rest;
-    }
-    out
-}
-
-/// The SQL of the batch's idempotency lookup: region `$1`, keys the JSON array `$2`.
-fn idem_lookup_sql(backend: Backend) -> &'static str {
-    match backend {
-        // json_each returns string elements as plain SQL text (no re-rendering).
-        Backend::Sqlite => "SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of FROM region_budget_transactions WHERE region_id = $1 AND transaction_type IN ('spend', 'refund') AND idempotency_key IN (SELECT value FROM json_each($2))",
-        // One unique-index probe per (kind, key): the LATERAL subquery with
-        // OFFSET 0 is not flattened, and naming the kind keeps all three index
-        // columns in the probe. With `IN (SELECT ...)` the planner scanned
-        // the whole region's ledger instead (26 ms at 7.5k rows, growing).
-        Backend::Postgres => "SELECT t.idempotency_key, t.transaction_type, t.id, t.amount_cents, t.balance_after_cents, t.job_type, t.refund_of FROM json_array_elements_text($2::json) AS k(key) CROSS JOIN (VALUES ('spend'), ('refund')) AS y(kind), LATERAL (SELECT * FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = y.kind AND idempotency_key = k.key OFFSET 0) AS t",
-    }
-}
+/// PostgreSQL: the batch's idempotency lookup, region `$1`, keys the JSON
+/// array `$2`. One unique-index probe per (kind, key): the LATERAL subquery
+/// with OFFSET 0 is not flattened, and naming the kind keeps all three index
+/// columns in the probe. With `IN (SELECT ...)` the planner scanned the whole
+/// region's ledger instead (26 ms at 7.5k rows, growing).
+const IDEM_LOOKUP_PG: &str = "SELECT t.idempotency_key, t.transaction_type, t.id, t.amount_cents, t.balance_after_cents, t.job_type, t.refund_of FROM json_array_elements_text($2::json) AS k(key) CROSS JOIN (VALUES ('spend'), ('refund')) AS y(kind), LATERAL (SELECT * FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = y.kind AND idempotency_key = k.key OFFSET 0) AS t";
 
 /// A ledger row to insert (as JSON for PostgreSQL: keys are the column names).
 #[derive(Serialize)]
-struct TxJson<'a> {
-    id: &'a str,
-    region_id: &'a str,
-    seq: i64,
-    transaction_type: &'static str,
-    amount_cents: Cents,
-    delta_cents: Cents,
-    balance_after_cents: Cents,
-    agency_id: Option<&'a str>,
-    job_type: Option<&'a str>,
-    description: Option<&'a str>,
-    reset_period: Option<&'static str>,
-    refund_of: Option<&'a str>,
-    reservation_id: Option<&'a str>,
-    idempotency_key: Option<&'a str>,
-    actor: &'a str,
-    created_at_ms: i64,
+pub(crate) struct TxJson<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) region_id: &'a str,
+    pub(crate) seq: i64,
+    pub(crate) transaction_type: &'static str,
+    pub(crate) amount_cents: Cents,
+    pub(crate) delta_cents: Cents,
+    pub(crate) balance_after_cents: Cents,
+    pub(crate) agency_id: Option<&'a str>,
+    pub(crate) job_type: Option<&'a str>,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) reset_period: Option<&'static str>,
+    pub(crate) refund_of: Option<&'a str>,
+    pub(crate) reservation_id: Option<&'a str>,
+    pub(crate) idempotency_key: Option<&'a str>,
+    pub(crate) actor: &'a str,
+    pub(crate) created_at_ms: i64,
 }
 
 /// An audit row to insert (as JSON for PostgreSQL).
 #[derive(Serialize)]
-struct AuditJson<'a> {
-    id: String,
-    actor: &'a str,
-    action: String,
-    tenant_id: Option<&'a str>,
-    object_type: &'static str,
-    object_id: &'a str,
-    detail: String,
-    created_at_ms: i64,
+pub(crate) struct AuditJson<'a> {
+    pub(crate) id: String,
+    pub(crate) actor: &'a str,
+    pub(crate) action: String,
+    pub(crate) tenant_id: Option<&'a str>,
+    pub(crate) object_type: &'static str,
+    pub(crate) object_id: &'a str,
+    pub(crate) detail: String,
+    pub(crate) created_at_ms: i64,
 }
 
 /// The `detail` of a budget audit row (fields in alphabetical order, as
@@ -1481,21 +1591,10 @@ struct AuditDetail<'a> {
     reservation_id: Option<&'a str>,
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<String, LedgerError> {
-    serde_json::to_string(v).map_err(|e| LedgerError::Store(StoreError::Corrupt(e.to_string())))
-}
-
-/// Writes the batch's ledger entries and their audit rows; on PostgreSQL
-/// also the changed region rows (then returns true).
-async fn insert_entries(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    rows: &[NewTx],
-    regions: &HashMap<String, Locked>,
-) -> Result<bool, LedgerError> {
-    let txs: Vec<TxJson<'_>> = rows
-        .iter()
-        .map(|t| TxJson {
+impl<'a> TxJson<'a> {
+    /// The row of a new entry.
+    pub(crate) fn of(t: &'a NewTx) -> TxJson<'a> {
+        TxJson {
             id: &t.id,
             region_id: &t.region_id,
             seq: t.seq,
@@ -1512,71 +1611,35 @@ async fn insert_entries(
             idempotency_key: t.idempotency_key.as_deref(),
             actor: &t.actor,
             created_at_ms: t.now_ms,
-        })
-        .collect();
-    let audits = rows
-        .iter()
-        .map(|t| {
-            Ok(AuditJson {
-                id: new_id(),
-                actor: &t.actor,
-                action: format!("budget.{}", t.effect.kind.as_str()),
-                tenant_id: t.agency_id.as_deref(),
-                object_type: "budget_transaction",
-                object_id: &t.id,
-                detail: to_json(&AuditDetail {
-                    amount_cents: t.effect.amount_cents,
-                    balance_after_cents: t.effect.balance_after_cents,
-                    job_type: t.job_type.as_deref(),
-                    refund_of: t.refund_of.as_deref(),
-                    region_id: &t.region_id,
-                    reservation_id: t.reservation_id.as_deref(),
-                })?,
-                created_at_ms: t.now_ms,
-            })
-        })
-        .collect::<Result<Vec<_>, LedgerError>>()?;
-    match backend {
-        Backend::Postgres => {
-            // Ledger, audit and region rows in one statement (data-modifying
-            // CTEs; each region row is updated once): one round trip while
-            // the region rows are locked instead of three.
-            let now = crate::now_ms();
-            let changed: Vec<RegionJson<'_>> = regions
-                .iter()
-                .filter(|(_, l)| l.dirty)
-                .map(|(rid, l)| RegionJson {
-                    region_id: rid,
-                    monthly_cents: l.state.monthly_cents,
-                    remaining_cents: l.state.remaining_cents,
-                    spent_today_cents: l.state.spent_today_cents,
-                    reserved_cents: l.state.reserved_cents,
-                    next_seq: l.next_seq,
-                    last_day_key: l.last_day_key,
-                    last_month_key: l.last_month_key,
-                    updated_at_ms: now,
-                })
-                .collect();
-            let sql = format!(
-                "WITH audit AS ({}), regions AS ({REGION_UPDATE_PG}) {}",
-                json_insert_sql("audit_log", &AUDIT_TYPES, 2),
-                json_insert_sql("region_budget_transactions", &TX_TYPES, 1)
-            );
-            sqlx::query(&sql)
-                .bind(to_json(&txs)?)
-                .bind(to_json(&audits)?)
-                .bind(to_json(&changed)?)
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::from)?;
-            Ok(true)
-        }
-        Backend::Sqlite => {
-            insert_txs(tx, &txs).await?;
-            insert_audits(tx, &audits).await?;
-            Ok(false)
         }
     }
+}
+
+impl<'a> AuditJson<'a> {
+    /// The audit row of a new entry (same transaction as the entry).
+    pub(crate) fn of(t: &'a NewTx) -> Result<AuditJson<'a>, LedgerError> {
+        Ok(AuditJson {
+            id: new_id(),
+            actor: &t.actor,
+            action: format!("budget.{}", t.effect.kind.as_str()),
+            tenant_id: t.agency_id.as_deref(),
+            object_type: "budget_transaction",
+            object_id: &t.id,
+            detail: to_json(&AuditDetail {
+                amount_cents: t.effect.amount_cents,
+                balance_after_cents: t.effect.balance_after_cents,
+                job_type: t.job_type.as_deref(),
+                refund_of: t.refund_of.as_deref(),
+                region_id: &t.region_id,
+                reservation_id: t.reservation_id.as_deref(),
+            })?,
+            created_at_ms: t.now_ms,
+        })
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, LedgerError> {
+    serde_json::to_string(v).map_err(|e| LedgerError::Store(StoreError::Corrupt(e.to_string())))
 }
 
 /// PostgreSQL: the batch's changed region rows, from the JSON array in `$3`.
@@ -1596,85 +1659,6 @@ struct RegionJson<'a> {
     updated_at_ms: i64,
 }
 
-async fn insert_txs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[TxJson<'_>],
-) -> Result<(), LedgerError> {
-    for chunk in pow2_chunks(rows) {
-        let sql = values_insert_sql("region_budget_transactions", &TX_TYPES, chunk.len());
-        let mut q = sqlx::query(&sql);
-        for t in chunk {
-            q = q
-                .bind(t.id)
-                .bind(t.region_id)
-                .bind(t.seq)
-                .bind(t.transaction_type)
-                .bind(t.amount_cents)
-                .bind(t.delta_cents)
-                .bind(t.balance_after_cents)
-                .bind(t.agency_id)
-                .bind(t.job_type)
-                .bind(t.description)
-                .bind(t.reset_period)
-                .bind(t.refund_of)
-                .bind(t.reservation_id)
-                .bind(t.idempotency_key)
-                .bind(t.actor)
-                .bind(t.created_at_ms);
-        }
-        q.execute(&mut **tx).await.map_err(StoreError::from)?;
-    }
-    Ok(())
-}
-
-async fn insert_audits(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[AuditJson<'_>],
-) -> Result<(), LedgerError> {
-    for chunk in pow2_chunks(rows) {
-        let sql = values_insert_sql("audit_log", &AUDIT_TYPES, chunk.len());
-        let mut q = sqlx::query(&sql);
-        for a in chunk {
-            q = q
-                .bind(a.id.as_str())
-                .bind(a.actor)
-                .bind(a.action.as_str())
-                .bind(a.tenant_id)
-                .bind(a.object_type)
-                .bind(a.object_id)
-                .bind(a.detail.as_str())
-                .bind(a.created_at_ms);
-        }
-        q.execute(&mut **tx).await.map_err(StoreError::from)?;
-    }
-    Ok(())
-}
-
 fn ser_ms<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::rfc3339(*ms))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_powers_of_two_largest_first() {
-        let rows: Vec<u32> = (0..200).collect();
-        let sizes =
-            |n: usize| -> Vec<usize> { pow2_chunks(&rows[..n]).iter().map(|c| c.len()).collect() };
-        assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(1), vec![1]);
-        assert_eq!(sizes(31), vec![16, 8, 4, 2, 1]);
-        assert_eq!(sizes(32), vec![32]);
-        assert_eq!(sizes(200), vec![64, 64, 64, 8]);
-        let flat: Vec<u32> = pow2_chunks(&rows[..77]).concat();
-        assert_eq!(flat, rows[..77].to_vec(), "order and rows are kept");
-    }
-
-    #[test]
-    fn values_sql_has_one_anonymous_placeholder_per_cell() {
-        let sql = values_insert_sql("t", &[("a", "TEXT"), ("b", "BIGINT")], 3);
-        assert_eq!(sql, "INSERT INTO t (a, b) VALUES (?,?),(?,?),(?,?)");
-    }
 }

@@ -5,11 +5,14 @@
 //! the same queries through sqlx's `Any` driver; the few dialect differences
 //! (row locks) are chosen by [`Backend`]. Every mutation writes its audit
 //! entry in the same transaction. SQLite runs in WAL mode with
-//! `synchronous=FULL` and a single connection, so an acknowledged write
-//! survives a crash and writers never deadlock; PostgreSQL uses a pool and row
-//! locks.
+//! `synchronous=FULL`, so an acknowledged write survives a crash. It has two
+//! connections: the store's (one sqlx connection) and the budget writer's own
+//! (rusqlite, on its thread; see `budget_sqlite`); both begin their write
+//! transactions `IMMEDIATE`, so writers queue on SQLite's lock and never
+//! deadlock. PostgreSQL uses a pool and row locks.
 
 mod budget;
+mod budget_sqlite;
 mod tenant_budget;
 mod types;
 
@@ -61,6 +64,9 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The budget writer's own SQLite connection failed.
+    #[error("database error")]
+    Embedded(#[source] rusqlite::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -79,6 +85,25 @@ impl From<sqlx::Error> for StoreError {
         }
         StoreError::Database(e)
     }
+}
+
+/// The database file of a `sqlite:` URL. In-memory databases are refused:
+/// the budget writer opens the file a second time.
+fn sqlite_file(url: &str) -> Result<std::path::PathBuf> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url:?}: {e}")))?;
+    let path = opts.get_filename();
+    let name = path.to_string_lossy();
+    if name.is_empty()
+        || name == ":memory:"
+        || url.contains(":memory:")
+        || url.contains("mode=memory")
+    {
+        return Err(StoreError::Config(format!(
+            "in-memory SQLite ({url:?}) is not supported: give a database file"
+        )));
+    }
+    Ok(path.to_path_buf())
 }
 
 /// Shorthand for store results.
@@ -173,6 +198,8 @@ pub struct Store {
     /// [`OWNER_CACHE_TTL`] so a pool deleted through another replica is
     /// forgotten soon.
     owners: std::sync::Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
+    /// SQLite: the database file (the budget writer opens its own connection).
+    sqlite_path: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
@@ -204,6 +231,10 @@ impl Store {
             return Err(StoreError::Config(
                 "database URL must start with sqlite:, postgres:// or postgresql://".into(),
             ));
+        };
+        let sqlite_path = match backend {
+            Backend::Sqlite => Some(std::sync::Arc::new(sqlite_file(url)?)),
+            Backend::Postgres => None,
         };
         let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         let pool = match backend {
@@ -242,6 +273,7 @@ impl Store {
             backend,
             series: Default::default(),
             owners: Default::default(),
+            sqlite_path,
         };
         MIGRATOR
             .run(&store.pool)
@@ -253,6 +285,22 @@ impl Store {
     /// Which backend this store uses.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// SQLite: the database file.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.sqlite_path.as_deref().map(|p| p.as_path())
+    }
+
+    /// Begins a transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the
+    /// write lock first, so it never has to upgrade a read snapshot that the
+    /// budget writer's connection made stale (which SQLite refuses with
+    /// `SQLITE_BUSY` instead of waiting).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Checks the database answers.
@@ -282,7 +330,7 @@ impl Store {
             name: name.to_string(),
             created_at_ms: now_ms(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO tenants (id, name, created_at_ms) VALUES ($1, $2, $3)")
             .bind(&t.id)
             .bind(&t.name)
@@ -341,7 +389,7 @@ impl Store {
             jurisdiction: jurisdiction.to_string(),
             created_at_ms: now_ms(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO regions (id, name, jurisdiction, created_at_ms) VALUES ($1, $2, $3, $4)",
         )
@@ -398,7 +446,7 @@ impl Store {
         self.get_region(&p.region).await?;
         let now = now_ms();
         let id = new_id();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$13)"
         ))
@@ -436,7 +484,7 @@ impl Store {
     /// Replaces a pool's mutable fields with `p` (already validated).
     pub async fn update_pool(&self, id: &str, p: &ValidPool, actor: &str) -> Result<Pool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let res = sqlx::query(
             "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10 WHERE id=$1",
         )
@@ -479,7 +527,7 @@ impl Store {
     ) -> Result<Pool> {
         let pool = self.get_pool(id).await?;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE pools SET policies=$2, updated_at_ms=$3 WHERE id=$1")
             .bind(id)
             .bind(policies.map(to_json))
@@ -566,7 +614,7 @@ impl Store {
     pub async fn set_safety_lock(&self, id: &str, locked: bool, actor: &str) -> Result<Pool> {
         let pool = self.get_pool(id).await?;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE pools SET safety_lock=$2, updated_at_ms=$3 WHERE id=$1")
             .bind(id)
             .bind(i64::from(locked))
@@ -592,7 +640,7 @@ impl Store {
     pub async fn delete_pool(&self, id: &str, actor: &str) -> Result<()> {
         let pool = self.get_pool(id).await?;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for sql in [
             "DELETE FROM metric_points WHERE series_id IN (SELECT id FROM metric_series WHERE pool_id = $1)",
             "DELETE FROM metric_series WHERE pool_id = $1",
@@ -704,7 +752,7 @@ impl Store {
     /// `expect_desired`: a retried autoscaler write whose precondition no longer
     /// holds changes nothing.
     pub async fn scale(&self, req: &ScaleRequest) -> Result<ScaleOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(f) = &req.fence {
             let held = sqlx::query(&format!(
                 "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3{}",
@@ -904,7 +952,7 @@ impl Store {
         fence: Option<&Fence>,
         now_ms: i64,
     ) -> Result<Proposal> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(f) = fence {
             let held = sqlx::query(
                 "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3",
@@ -1033,7 +1081,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Proposal> {
         let p = self.get_proposal(id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let res = sqlx::query("UPDATE proposals SET status=$2, decided_by=$3, note=$4, event_id=$5, decided_at_ms=$6, updated_at_ms=$6 WHERE id=$1 AND status='pending'")
             .bind(id)
             .bind(if approved { "approved" } else { "rejected" })
@@ -1076,7 +1124,7 @@ impl Store {
             [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
         let ids = self.series_ids(samples).await?;
         let b = self.backend;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for (chunk, idc) in samples.chunks(SAMPLE_CHUNK).zip(ids.chunks(SAMPLE_CHUNK)) {
             let partial;
             let sql = if chunk.len() == SAMPLE_CHUNK {
@@ -1291,7 +1339,7 @@ impl Store {
         object_id: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         audit(
             &mut tx,
             actor,
@@ -1320,7 +1368,7 @@ impl Store {
     ) -> Result<TokenGrant> {
         let id = new_id();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO api_tokens (id, token_hash, tenant_id, role, name, created_at_ms) VALUES ($1,$2,$3,$4,$5,$6)")
             .bind(&id)
             .bind(token_hash)

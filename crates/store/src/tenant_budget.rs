@@ -422,7 +422,7 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<TenantBudget> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let before = self.lock_tenant_budget(&mut tx, tenant_id, now_ms).await?;
         sqlx::query("UPDATE tenant_budgets SET tier = $1, updated_at_ms = $2 WHERE tenant_id = $3")
             .bind(tier.as_str())
@@ -455,7 +455,7 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<ProviderBudget> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let tier = self.lock_tenant_budget(&mut tx, tenant_id, now_ms).await?;
         let before = self.provider_row_tx(&mut tx, tenant_id, provider).await?;
         sqlx::query("INSERT INTO tenant_provider_budgets (tenant_id, provider, allocation_units, price_cents_per_million, hard_limit, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -520,7 +520,7 @@ impl Store {
         req: &UsageRequest,
     ) -> std::result::Result<UsageOutcome, UsageRecordError> {
         let now = req.now_ms;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let tier = self
             .lock_tenant_budget(&mut tx, &req.tenant_id, now)
             .await?;
@@ -677,7 +677,7 @@ impl Store {
     /// (under the tenant lock, so one consistent snapshot).
     pub async fn check_usage_ledgers(&self, tenant_id: &str) -> Result<TenantLedgerReport> {
         self.get_tenant(tenant_id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(&format!(
             "SELECT tier FROM tenant_budgets WHERE tenant_id = $1{}",
             self.for_update()
