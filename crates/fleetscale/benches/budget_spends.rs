@@ -30,7 +30,12 @@ use support::{
     client, free_port, fresh_pg_url, fresh_sqlite_url, get, post, region_with_budget, Replica,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetscale");
+/// The server binary: this build, or `FLEETSCALE_BENCH_BIN` (to measure an
+/// older build with the same load generator, alternating runs).
+fn bin() -> String {
+    std::env::var("FLEETSCALE_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fleetscale").to_string())
+}
 
 /// The fields of a spend answer the bench checks.
 #[derive(Deserialize)]
@@ -218,16 +223,18 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let duration = Duration::from_secs(secs);
+    let bin = bin();
+    println!("server binary: {bin}");
     {
         let db = fresh_sqlite_url();
-        let r = Replica::start(BIN, &db, free_port()).await;
+        let r = Replica::start(&bin, &db, free_port()).await;
         http_ceiling(&r.url(), 32, duration).await;
         run("sqlite, single node", vec![r.url()], 32, duration, None).await;
     }
     {
         let db = fresh_pg_url().await;
-        let a = Replica::start(BIN, &db, free_port()).await;
-        let b = Replica::start(BIN, &db, free_port()).await;
+        let a = Replica::start(&bin, &db, free_port()).await;
+        let b = Replica::start(&bin, &db, free_port()).await;
         run(
             "postgresql, two replicas",
             vec![a.url(), b.url()],

@@ -30,14 +30,10 @@ use tokio::sync::mpsc;
 use fleetscale_core::budget::{day_key, month_key, BudgetState, Cents};
 
 use crate::budget::{
-    run_batch, AuditJson, BatchDb, BatchState, EntryRow, Job, LedgerError, Locked, Prior,
+    linger, run_batch, AuditJson, BatchDb, BatchState, EntryRow, Job, LedgerError, Locked, Prior,
     Reservation, TxJson, TxOutcome, MAX_BATCH,
 };
 use crate::{Store, StoreError};
-
-/// Most times the writer yields its CPU while its queue is still growing
-/// before it starts a batch (a stated bound; see [`linger`]).
-const LINGER_ROUNDS: usize = 4;
 
 /// Busy timeout of the writer's connection: how long a batch waits for the
 /// store's connection to finish a write transaction.
@@ -96,7 +92,12 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = rx.blocking_recv() {
         batch.push(job);
-        drain(&mut rx, &mut batch);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         linger(&mut rx, &mut batch);
         let jobs = std::mem::take(&mut batch);
         match apply_batch(&mut conn, &jobs) {
@@ -111,34 +112,6 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
                     let _ = job.reply.send(Err(LedgerError::BatchFailed));
                 }
             }
-        }
-    }
-}
-
-fn drain(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-}
-
-/// Lets request handlers that are already running enqueue their operations
-/// before the batch starts: gives up the CPU (the tokio workers run) and
-/// drains the queue again, until a round adds nothing, the batch is full or
-/// [`LINGER_ROUNDS`] passed. Without it a batch often held one operation
-/// while the other clients' requests were a few µs from the queue.
-fn linger(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
-    for _ in 0..LINGER_ROUNDS {
-        if batch.len() >= MAX_BATCH {
-            return;
-        }
-        let before = batch.len();
-        std::thread::yield_now();
-        drain(rx, batch);
-        if batch.len() == before {
-            return;
         }
     }
 }

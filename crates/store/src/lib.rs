@@ -200,6 +200,18 @@ pub struct Store {
     owners: std::sync::Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
     /// SQLite: the database file (the budget writer opens its own connection).
     sqlite_path: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// The database URL (the budget writer opens its own connection).
+    url: DbUrl,
+}
+
+/// A database URL, kept out of `Debug` output (it may hold a password).
+#[derive(Clone)]
+struct DbUrl(std::sync::Arc<str>);
+
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbUrl(..)")
+    }
 }
 
 const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
@@ -274,6 +286,7 @@ impl Store {
             series: Default::default(),
             owners: Default::default(),
             sqlite_path,
+            url: DbUrl(url.into()),
         };
         MIGRATOR
             .run(&store.pool)
@@ -285,6 +298,12 @@ impl Store {
     /// Which backend this store uses.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A new connection of its own, outside the pool.
+    pub(crate) async fn connect(&self) -> Result<sqlx::AnyConnection> {
+        use sqlx::Connection;
+        Ok(sqlx::AnyConnection::connect(&self.url.0).await?)
     }
 
     /// SQLite: the database file.

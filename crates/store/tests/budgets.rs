@@ -2,8 +2,10 @@
 //! bounded by their spend, idempotency, reservations with expiry, resets,
 //! stats, and ledger recomputation — including under concurrency.
 
-use fleetscale_core::budget::{BudgetError, ResetPeriod, DAY_MS};
-use fleetscale_store::{now_ms, BudgetOp, Budgets, LedgerError, Page, Store, StoreError};
+use fleetscale_core::budget::{BudgetError, Provider, ResetPeriod, DAY_MS};
+use fleetscale_store::{
+    now_ms, BudgetOp, Budgets, LedgerError, Page, Store, StoreError, UsageRequest,
+};
 
 #[macro_use]
 mod common;
@@ -16,6 +18,7 @@ conformance!(
     reservations_commit_release_and_expire,
     resets_follow_the_schedule_and_are_idempotent,
     concurrent_spends_never_overdraw,
+    budget_batches_interleave_with_other_store_writes,
 );
 
 async fn region(s: &Store) -> (Budgets, String) {
@@ -491,4 +494,86 @@ async fn concurrent_spends_never_overdraw(s: Store) {
     assert_eq!(budget.remaining_cents, 10_000 - charged);
     let report = b.check_ledger(&r).await.unwrap();
     assert!(report.ok, "{report:?}");
+}
+
+/// On SQLite the budget writer has its own connection: the store's
+/// transactions that read before they write (usage records lock and read the
+/// tenant's counters first) must wait for the writer's batches, never fail
+/// on a snapshot a batch made stale, and vice versa.
+async fn budget_batches_interleave_with_other_store_writes(s: Store) {
+    let (b, r) = region(&s).await;
+    b.apply_one(&r, allocate(1_000_000), "admin", now_ms())
+        .await
+        .unwrap();
+    let tenant = s
+        .create_tenant(&format!("t-{}", uuid::Uuid::new_v4().simple()), "test")
+        .await
+        .unwrap()
+        .id;
+    let mut spends = Vec::new();
+    for i in 0..8u64 {
+        let (b, r) = (b.clone(), r.clone());
+        spends.push(tokio::spawn(async move {
+            let mut charged = 0;
+            for k in 0..60u64 {
+                let key = format!("k-{i}-{k}");
+                charged += b
+                    .apply_one(&r, spend(3, Some(&key)), "op", now_ms())
+                    .await
+                    .unwrap()
+                    .amount_cents;
+            }
+            charged
+        }));
+    }
+    let mut usages = Vec::new();
+    for i in 0..4u64 {
+        let (s, tenant) = (s.clone(), tenant.clone());
+        usages.push(tokio::spawn(async move {
+            for k in 0..60u64 {
+                let req = UsageRequest {
+                    tenant_id: tenant.clone(),
+                    provider: Provider::Claude,
+                    units: 5,
+                    job_type: Some("creative".into()),
+                    idempotency_key: Some(format!("u-{i}-{k}")),
+                    description: None,
+                    actor: "op".into(),
+                    now_ms: now_ms(),
+                };
+                s.record_usage(&req).await.unwrap();
+            }
+        }));
+    }
+    let mut charged = 0;
+    for t in spends {
+        charged += t.await.unwrap();
+    }
+    for t in usages {
+        t.await.unwrap();
+    }
+    assert_eq!(charged, 8 * 60 * 3);
+    assert_eq!(
+        b.budget(&r).await.unwrap().remaining_cents,
+        1_000_000 - charged
+    );
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+    let report = s.check_usage_ledgers(&tenant).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let used: i64 = s
+        .usage_records(
+            &tenant,
+            None,
+            &Page {
+                limit: Some(1000),
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|u| u.units)
+        .sum();
+    assert_eq!(used, 4 * 60 * 5, "every usage record is there");
 }
