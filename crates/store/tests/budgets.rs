@@ -577,3 +577,57 @@ async fn budget_batches_interleave_with_other_store_writes(s: Store) {
         .sum();
     assert_eq!(used, 4 * 60 * 5, "every usage record is there");
 }
+
+/// The PostgreSQL writer keeps one connection of its own. When the server
+/// kills it, the batch in flight fails with nothing charged, and the next
+/// batch runs on a fresh connection: a retry with the same idempotency key
+/// is charged exactly once.
+#[tokio::test]
+async fn postgres_writer_reconnects_after_its_connection_dies() {
+    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("fs_{}", uuid::Uuid::new_v4().simple());
+    let url = fleetscale_store::create_postgres_database(&admin, &name)
+        .await
+        .unwrap();
+    let s = Store::open(&url).await.unwrap();
+    let (b, r) = region(&s).await;
+    b.apply_one(&r, allocate(1_000), "admin", now_ms())
+        .await
+        .unwrap();
+    b.apply_one(&r, spend(10, Some("before")), "op", now_ms())
+        .await
+        .unwrap();
+    // Every connection to this database, the pool's and the writer's; waits
+    // until those backends have exited.
+    fleetscale_store::exec_raw(
+        &admin,
+        &[&format!(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )],
+    )
+    .await
+    .unwrap();
+    let mut failures = 0;
+    let outcome = loop {
+        match b
+            .apply_one(&r, spend(25, Some("after")), "op", now_ms())
+            .await
+        {
+            Ok(o) => break o,
+            Err(LedgerError::BatchFailed) if failures < 2 => failures += 1,
+            Err(e) => panic!("after {failures} failed batches: {e}"),
+        }
+    };
+    assert_eq!(failures, 1, "the batch on the killed connection failed");
+    assert!(!outcome.replayed, "the failed batch charged nothing");
+    assert_eq!(outcome.amount_cents, 25);
+    let replay = b
+        .apply_one(&r, spend(25, Some("after")), "op", now_ms())
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 1_000 - 10 - 25);
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+}
