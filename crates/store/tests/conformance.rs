@@ -484,3 +484,22 @@ async fn pool_policies_and_sample_reads(s: Store) {
         "the limit keeps the newest"
     );
 }
+
+/// Database URLs the store cannot serve are refused at open with a message
+/// naming the problem: an unknown scheme, and in-memory SQLite (the budget
+/// writer opens the database file a second time, which a memory database
+/// does not have).
+#[tokio::test]
+async fn unusable_database_urls_are_refused_at_open() {
+    for (url, says) in [
+        ("mysql://localhost/x", "must start with sqlite:"),
+        ("sqlite::memory:", "in-memory SQLite"),
+        ("sqlite://x.db?mode=memory", "in-memory SQLite"),
+    ] {
+        match Store::open(url).await {
+            Err(StoreError::Config(msg)) => assert!(msg.contains(says), "{url}: {msg}"),
+            Err(e) => panic!("{url}: wrong error {e}"),
+            Ok(_) => panic!("{url}: opened"),
+        }
+    }
+}
