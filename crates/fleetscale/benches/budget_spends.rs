@@ -27,7 +27,7 @@ use serde_json::json;
 use sqlx::Connection;
 
 use support::{
-    client, free_port, fresh_pg_url, fresh_sqlite_url, get, post, region_with_budget, Replica,
+    client, free_port, fresh_pg_url, fresh_sqlite, get, post, region_with_budget, Replica,
 };
 
 /// The server binary: this build, or `FLEETSCALE_BENCH_BIN` (to measure an
@@ -226,8 +226,8 @@ async fn main() {
     let bin = bin();
     println!("server binary: {bin}");
     {
-        let db = fresh_sqlite_url();
-        let r = Replica::start(&bin, &db, free_port()).await;
+        let db = fresh_sqlite();
+        let r = Replica::start(&bin, &db.url, free_port()).await;
         http_ceiling(&r.url(), 32, duration).await;
         run("sqlite, single node", vec![r.url()], 32, duration, None).await;
     }

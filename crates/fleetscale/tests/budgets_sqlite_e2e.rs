@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::{client, free_port, fresh_sqlite_url, get, post, region_with_budget, Replica, Rng};
+use support::{client, free_port, fresh_sqlite, get, post, region_with_budget, Replica, Rng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetscale");
 
@@ -51,8 +51,8 @@ async fn paged(http: &reqwest::Client, first: &str, mut take: impl FnMut(&Value)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_sigkill_mid_load_keeps_region_and_provider_budgets_exact() {
-    let db = fresh_sqlite_url();
-    let mut server = Replica::start(BIN, &db, free_port()).await;
+    let db = fresh_sqlite();
+    let mut server = Replica::start(BIN, &db.url, free_port()).await;
     let url = server.url();
     let http = client();
     let region = region_with_budget(&http, &url, ALLOCATION_CENTS).await;
