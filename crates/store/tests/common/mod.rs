@@ -7,10 +7,21 @@
 
 use fleetscale_store::Store;
 
-/// A fresh SQLite database in a new temporary directory.
-pub async fn sqlite() -> Store {
-    let dir = std::env::temp_dir().join(format!("fs-conf-{}", uuid::Uuid::new_v4()));
-    Store::open_sqlite(&dir).await.expect("open sqlite")
+/// A temporary directory, removed with its contents when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh SQLite database in a new temporary directory; keep the directory
+/// guard alive for as long as the store is used.
+pub async fn sqlite() -> (Store, TempDir) {
+    let dir = TempDir(std::env::temp_dir().join(format!("fs-conf-{}", uuid::Uuid::new_v4())));
+    let store = Store::open_sqlite(&dir.0).await.expect("open sqlite");
+    (store, dir)
 }
 
 /// A fresh database in the throwaway PostgreSQL cluster.
@@ -30,7 +41,10 @@ pub async fn postgres() -> Store {
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name($crate::common::sqlite().await).await })*
+            $(#[tokio::test] async fn $name() {
+                let (store, _dir) = $crate::common::sqlite().await;
+                super::$name(store).await
+            })*
         }
         mod postgres {
             $(#[tokio::test] async fn $name() { super::$name($crate::common::postgres().await).await })*
