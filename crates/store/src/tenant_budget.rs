@@ -6,8 +6,9 @@
 //! # How exactness is kept
 //!
 //! Recording usage is one database transaction: it locks the tenant's
-//! `tenant_budgets` row (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite has a
-//! single connection and so a single writer), looks up the idempotency key,
+//! `tenant_budgets` row (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite
+//! the transaction begins `IMMEDIATE`, holding the database's single write
+//! lock from the start), looks up the idempotency key,
 //! applies [`fleetscale_core::provider_budget::record_usage`] with checked
 //! arithmetic, appends the ledger row (`provider_usage`, numbered per tenant
 //! and provider, with `used_after`), updates the counter and writes the
