@@ -90,6 +90,12 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
+impl From<rusqlite::Error> for LedgerError {
+    fn from(e: rusqlite::Error) -> Self {
+        LedgerError::Store(e.into())
+    }
+}
+
 /// A region's budget balances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionBudget {
@@ -1111,15 +1117,15 @@ impl BatchDb for PgBatch<'_> {
 
 /// Creates a region's budget row if missing (`$1` region, `$2` day key,
 /// `$3` month key, `$4` now).
-pub(crate) const CREATE_REGION_ROW: &str = "INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (region_id) DO NOTHING";
+const CREATE_REGION_ROW: &str = "INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (region_id) DO NOTHING";
 /// A ledger entry by id, as [`EntryRow`].
-pub(crate) const ENTRY_SQL: &str = "SELECT region_id, transaction_type, amount_cents, agency_id, job_type FROM region_budget_transactions WHERE id = $1";
+const ENTRY_SQL: &str = "SELECT region_id, transaction_type, amount_cents, agency_id, job_type FROM region_budget_transactions WHERE id = $1";
 /// Sum refunded against spend `$1`.
-pub(crate) const REFUNDED_SQL: &str = "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM region_budget_transactions WHERE refund_of = $1";
+const REFUNDED_SQL: &str = "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM region_budget_transactions WHERE refund_of = $1";
 /// The reserve entry of reservation `$1`.
-pub(crate) const RESERVE_ENTRY_SQL: &str = "SELECT id, balance_after_cents FROM region_budget_transactions WHERE reservation_id = $1 AND transaction_type = 'reserve'";
+const RESERVE_ENTRY_SQL: &str = "SELECT id, balance_after_cents FROM region_budget_transactions WHERE reservation_id = $1 AND transaction_type = 'reserve'";
 /// Settles reservation `$1`: status, committed cents, settled at.
-pub(crate) const SETTLE_RES_SQL: &str = "UPDATE budget_reservations SET status = $2, committed_cents = $3, settled_at_ms = $4 WHERE id = $1";
+const SETTLE_RES_SQL: &str = "UPDATE budget_reservations SET status = $2, committed_cents = $3, settled_at_ms = $4 WHERE id = $1";
 
 fn push_tx(st: &mut BatchState, job: &Job, effect: Effect, extra: TxExtra) -> (String, i64) {
     let l = st

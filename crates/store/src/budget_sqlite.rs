@@ -64,14 +64,12 @@ pub(crate) fn start_writer(store: &Store, rx: mpsc::Receiver<Job>) {
 
 /// Opens the writer's connection with the store's durability settings.
 fn open(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(StoreError::Embedded)?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(StoreError::Embedded)?;
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
          PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=10000;",
-    )
-    .map_err(StoreError::Embedded)?;
+    )?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -120,36 +118,13 @@ type Results = Vec<Result<Option<TxOutcome>, LedgerError>>;
 
 /// One batch in one `BEGIN IMMEDIATE` transaction; rolled back on error.
 fn apply_batch(conn: &mut Connection, jobs: &[Job]) -> Result<Results, LedgerError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(embedded)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut db = LiteBatch { conn: &tx };
     // Every call of LiteBatch returns at once (no await ever pends), so this
     // runs the shared batch logic to completion as plain calls.
     let results = futures::executor::block_on(run_batch(&mut db, jobs))?;
-    tx.commit().map_err(embedded)?;
+    tx.commit()?;
     Ok(results)
-}
-
-/// Maps a SQLite error like the store maps sqlx's.
-fn embedded(e: rusqlite::Error) -> LedgerError {
-    use rusqlite::ffi;
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
-        match f.extended_code {
-            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-                return LedgerError::Store(StoreError::Conflict {
-                    what: "an object with the same unique key exists".into(),
-                })
-            }
-            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
-                return LedgerError::Store(StoreError::NotFound {
-                    what: "referenced object".into(),
-                })
-            }
-            _ => {}
-        }
-    }
-    LedgerError::Store(StoreError::Embedded(e))
 }
 
 /// [`BatchDb`] on SQLite: statements of the writer's open transaction,
@@ -194,7 +169,7 @@ impl BatchDb for LiteBatch<'_> {
                 })
                 .optional()
             })
-            .map_err(embedded)
+            .map_err(LedgerError::from)
     }
 
     async fn create_region_row(&mut self, rid: &str, now_ms: i64) -> Result<(), LedgerError> {
@@ -202,7 +177,7 @@ impl BatchDb for LiteBatch<'_> {
             .prepare_cached("INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (region_id) DO NOTHING")
             .and_then(|mut s| s.execute(params![rid, day_key(now_ms), month_key(now_ms), now_ms]))
             .map(drop)
-            .map_err(embedded)
+            .map_err(LedgerError::from)
     }
 
     async fn priors(
@@ -214,26 +189,24 @@ impl BatchDb for LiteBatch<'_> {
         let mut s = self
             .conn
             .prepare_cached("SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of FROM region_budget_transactions WHERE region_id = ?1 AND transaction_type IN ('spend', 'refund') AND idempotency_key = ?2")
-            .map_err(embedded)?;
+            ?;
         let mut out = Vec::new();
         for key in keys {
-            let rows = s
-                .query_map(params![rid, key], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        Prior {
-                            id: r.get(2)?,
-                            amount_cents: r.get(3)?,
-                            balance_after_cents: r.get(4)?,
-                            job_type: r.get(5)?,
-                            refund_of: r.get(6)?,
-                        },
-                    ))
-                })
-                .map_err(embedded)?;
+            let rows = s.query_map(params![rid, key], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    Prior {
+                        id: r.get(2)?,
+                        amount_cents: r.get(3)?,
+                        balance_after_cents: r.get(4)?,
+                        job_type: r.get(5)?,
+                        refund_of: r.get(6)?,
+                    },
+                ))
+            })?;
             for row in rows {
-                out.push(row.map_err(embedded)?);
+                out.push(row?);
             }
         }
         Ok(out)
@@ -248,14 +221,14 @@ impl BatchDb for LiteBatch<'_> {
                 })
                 .optional()
             })
-            .map_err(embedded)
+            .map_err(LedgerError::from)
     }
 
     async fn refunded(&mut self, id: &str) -> Result<Cents, LedgerError> {
         self.conn
             .prepare_cached("SELECT COALESCE(SUM(amount_cents), 0) FROM region_budget_transactions WHERE refund_of = ?1")
             .and_then(|mut s| s.query_row([id], |r| r.get(0)))
-            .map_err(embedded)
+            .map_err(LedgerError::from)
     }
 
     async fn reservation_by_key(
@@ -268,21 +241,21 @@ impl BatchDb for LiteBatch<'_> {
                 "{RES_SELECT} WHERE region_id = ?1 AND idempotency_key = ?2"
             ))
             .and_then(|mut s| s.query_row([rid, key], res_row).optional())
-            .map_err(embedded)
+            .map_err(LedgerError::from)
     }
 
     async fn reservation(&mut self, id: &str) -> Result<Option<Reservation>, LedgerError> {
         self.conn
             .prepare_cached(&format!("{RES_SELECT} WHERE id = ?1"))
             .and_then(|mut s| s.query_row([id], res_row).optional())
-            .map_err(embedded)
+            .map_err(LedgerError::from)
     }
 
     async fn reserve_entry(&mut self, id: &str) -> Result<Option<(String, Cents)>, LedgerError> {
         self.conn
             .prepare_cached("SELECT id, balance_after_cents FROM region_budget_transactions WHERE reservation_id = ?1 AND transaction_type = 'reserve'")
             .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(embedded)
+            .map_err(LedgerError::from)
     }
 
     async fn persist(&mut self, st: &BatchState) -> Result<(), LedgerError> {
@@ -290,45 +263,41 @@ impl BatchDb for LiteBatch<'_> {
         {
             let mut ins_tx = c
                 .prepare_cached("INSERT INTO region_budget_transactions (id, region_id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, agency_id, job_type, description, reset_period, refund_of, reservation_id, idempotency_key, actor, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)")
-                .map_err(embedded)?;
+                ?;
             let mut ins_audit = c
                 .prepare_cached("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .map_err(embedded)?;
+                ?;
             for t in &st.txs {
                 let r = TxJson::of(t);
-                ins_tx
-                    .execute(params![
-                        r.id,
-                        r.region_id,
-                        r.seq,
-                        r.transaction_type,
-                        r.amount_cents,
-                        r.delta_cents,
-                        r.balance_after_cents,
-                        r.agency_id,
-                        r.job_type,
-                        r.description,
-                        r.reset_period,
-                        r.refund_of,
-                        r.reservation_id,
-                        r.idempotency_key,
-                        r.actor,
-                        r.created_at_ms,
-                    ])
-                    .map_err(embedded)?;
+                ins_tx.execute(params![
+                    r.id,
+                    r.region_id,
+                    r.seq,
+                    r.transaction_type,
+                    r.amount_cents,
+                    r.delta_cents,
+                    r.balance_after_cents,
+                    r.agency_id,
+                    r.job_type,
+                    r.description,
+                    r.reset_period,
+                    r.refund_of,
+                    r.reservation_id,
+                    r.idempotency_key,
+                    r.actor,
+                    r.created_at_ms,
+                ])?;
                 let a = AuditJson::of(t)?;
-                ins_audit
-                    .execute(params![
-                        a.id,
-                        a.actor,
-                        a.action,
-                        a.tenant_id,
-                        a.object_type,
-                        a.object_id,
-                        a.detail,
-                        a.created_at_ms,
-                    ])
-                    .map_err(embedded)?;
+                ins_audit.execute(params![
+                    a.id,
+                    a.actor,
+                    a.action,
+                    a.tenant_id,
+                    a.object_type,
+                    a.object_id,
+                    a.detail,
+                    a.created_at_ms,
+                ])?;
             }
         }
         for r in &st.new_res {
@@ -346,12 +315,12 @@ impl BatchDb for LiteBatch<'_> {
                         created,
                     ])
                 })
-                .map_err(embedded)?;
+                ?;
         }
         for (id, status, committed) in &st.changed_res {
             c.prepare_cached("UPDATE budget_reservations SET status = ?2, committed_cents = ?3, settled_at_ms = ?4 WHERE id = ?1")
                 .and_then(|mut s| s.execute(params![id, status, committed, crate::now_ms()]))
-                .map_err(embedded)?;
+                ?;
         }
         let now = crate::now_ms();
         for (rid, l) in st.regions.iter().filter(|(_, l)| l.dirty) {
@@ -369,7 +338,7 @@ impl BatchDb for LiteBatch<'_> {
                         now,
                     ])
                 })
-                .map_err(embedded)?;
+                ?;
         }
         Ok(())
     }

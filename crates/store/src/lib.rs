@@ -87,6 +87,29 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The budget writer's SQLite connection maps like sqlx's.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            match f.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    return StoreError::Conflict {
+                        what: "an object with the same unique key exists".into(),
+                    }
+                }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    return StoreError::NotFound {
+                        what: "referenced object".into(),
+                    }
+                }
+                _ => {}
+            }
+        }
+        StoreError::Embedded(e)
+    }
+}
+
 /// The database file of a `sqlite:` URL. In-memory databases are refused:
 /// the budget writer opens the file a second time.
 fn sqlite_file(url: &str) -> Result<std::path::PathBuf> {

@@ -584,13 +584,7 @@ async fn budget_batches_interleave_with_other_store_writes(s: Store) {
 /// is charged exactly once.
 #[tokio::test]
 async fn postgres_writer_reconnects_after_its_connection_dies() {
-    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
-        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    let name = format!("fs_{}", uuid::Uuid::new_v4().simple());
-    let url = fleetscale_store::create_postgres_database(&admin, &name)
-        .await
-        .unwrap();
+    let (name, url) = common::fresh_pg_database().await;
     let s = Store::open(&url).await.unwrap();
     let (b, r) = region(&s).await;
     b.apply_one(&r, allocate(1_000), "admin", now_ms())
@@ -602,7 +596,7 @@ async fn postgres_writer_reconnects_after_its_connection_dies() {
     // Every connection to this database, the pool's and the writer's; waits
     // until those backends have exited.
     fleetscale_store::exec_raw(
-        &admin,
+        &common::pg_admin_url(),
         &[&format!(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
         )],

@@ -24,15 +24,25 @@ pub async fn sqlite() -> (Store, TempDir) {
     (store, dir)
 }
 
-/// A fresh database in the throwaway PostgreSQL cluster.
-pub async fn postgres() -> Store {
-    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+/// The admin URL of the throwaway PostgreSQL cluster.
+pub fn pg_admin_url() -> String {
+    std::env::var("FLEETSCALE_TEST_PG_URL").expect(
         "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
+    )
+}
+
+/// A fresh, empty database in the throwaway PostgreSQL cluster: (name, URL).
+pub async fn fresh_pg_database() -> (String, String) {
     let name = format!("fs_{}", uuid::Uuid::new_v4().simple());
-    let url = fleetscale_store::create_postgres_database(&admin, &name)
+    let url = fleetscale_store::create_postgres_database(&pg_admin_url(), &name)
         .await
         .expect("create database");
+    (name, url)
+}
+
+/// A fresh database in the throwaway PostgreSQL cluster.
+pub async fn postgres() -> Store {
+    let (_, url) = fresh_pg_database().await;
     Store::open(&url).await.expect("open fresh database")
 }
 
