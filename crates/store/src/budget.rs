@@ -827,12 +827,14 @@ pub(crate) trait BatchDb {
     async fn region_row(&mut self, rid: &str) -> Result<Option<Locked>, LedgerError>;
     /// Creates the region's budget row if it has none.
     async fn create_region_row(&mut self, rid: &str, now_ms: i64) -> Result<(), LedgerError>;
-    /// The spends and refunds of region `rid` with these idempotency keys:
-    /// (key, transaction type, what the first request got).
+    /// The entries of region `rid` with these (idempotency key, transaction
+    /// type) pairs: (key, transaction type, what the first request got).
+    /// May also return the other type's entry of a key (the caller looks
+    /// them up by both).
     async fn priors(
         &mut self,
         rid: &str,
-        keys: &[&str],
+        keys: &[(&str, &'static str)],
     ) -> Result<Vec<(String, String, Prior)>, LedgerError>;
     /// The ledger entry `id`, if any.
     async fn entry(&mut self, id: &str) -> Result<Option<EntryRow>, LedgerError>;
@@ -872,18 +874,18 @@ pub(crate) async fn run_batch<D: BatchDb>(
             .unwrap_or(0);
         let locked = lock_region(db, rid, now).await?;
         st.regions.insert((*rid).to_string(), locked);
-        let keys: Vec<&str> = jobs
+        let keys: Vec<(&str, &'static str)> = jobs
             .iter()
             .filter(|j| j.region_id == *rid)
             .filter_map(|j| match &j.op {
                 BudgetOp::Spend {
                     idempotency_key: Some(k),
                     ..
-                }
-                | BudgetOp::Refund {
+                } => Some((k.as_str(), "spend")),
+                BudgetOp::Refund {
                     idempotency_key: Some(k),
                     ..
-                } => Some(k.as_str()),
+                } => Some((k.as_str(), "refund")),
                 _ => None,
             })
             .collect();
@@ -959,11 +961,13 @@ impl BatchDb for PgBatch<'_> {
     async fn priors(
         &mut self,
         rid: &str,
-        keys: &[&str],
+        keys: &[(&str, &'static str)],
     ) -> Result<Vec<(String, String, Prior)>, LedgerError> {
         // One lookup for all keys of the batch, whatever their number: the
         // keys travel as one JSON array, so the statement has a fixed shape
-        // (prepared once) and two bind parameters.
+        // (prepared once) and two bind parameters. It reads both types of
+        // each key.
+        let keys: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
         let keys = to_json(&keys)?;
         let rows = sqlx::query(IDEM_LOOKUP_PG)
             .bind(rid)
