@@ -7,9 +7,10 @@
 //! handle (one per server replica). The writer drains a bounded channel of
 //! operations, applies up to [`MAX_BATCH`] of them in **one database
 //! transaction** and commits once, then answers each caller (group commit).
-//! An operation is acknowledged only after its transaction committed, so an
-//! acknowledged spend is durable (SQLite: WAL with `synchronous=FULL`;
-//! PostgreSQL: `fsync=on`, synchronous commit).
+//! An operation is acknowledged only after its transaction is committed and
+//! on disk, so an acknowledged spend is durable (SQLite: the WAL is
+//! fdatasynced after the commit and before the answers, see
+//! `budget_sqlite`; PostgreSQL: `fsync=on`, synchronous commit).
 //!
 //! Inside the transaction the writer locks each touched region's
 //! `region_budgets` row with `SELECT ... FOR UPDATE` (PostgreSQL; regions in
