@@ -510,6 +510,53 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn after_a_failed_fdatasync_the_writer_applies_nothing_more() {
+        let dir = std::env::temp_dir().join(format!("fs-walfail-{}", uuid::Uuid::new_v4()));
+        let store = Store::open_sqlite(&dir).await.unwrap();
+        let region = store.create_region("r", "EU", "test").await.unwrap();
+        let (conn, _wal) = open(store.sqlite_path().unwrap()).unwrap();
+        // fdatasync of a pipe fails, as a failing disk would.
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let wal = File::from(std::os::fd::OwnedFd::from(writer));
+        let (tx, rx) = mpsc::channel(8);
+        let thread = std::thread::spawn(move || run(conn, wal, rx));
+        let allocate = |reply| Job {
+            region_id: region.id.clone(),
+            op: crate::budget::BudgetOp::Allocate {
+                amount_cents: 100,
+                description: None,
+            },
+            actor: "test".into(),
+            now_ms: crate::now_ms(),
+            reply,
+        };
+        for _ in 0..2 {
+            let (reply, answer) = oneshot::channel();
+            tx.send(allocate(reply)).await.unwrap();
+            let got = answer.await.unwrap();
+            assert!(
+                matches!(&got, Err(e) if e.to_string().contains("fdatasync failed")),
+                "{got:?}"
+            );
+        }
+        drop(tx);
+        thread.join().unwrap();
+        // The first allocation was committed before its sync failed (it is
+        // in the file, unconfirmed); the second was refused unapplied.
+        let check = Connection::open(store.sqlite_path().unwrap()).unwrap();
+        let rows: i64 = check
+            .query_row(
+                "SELECT count(*) FROM region_budget_transactions WHERE region_id = ?1",
+                [&region.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 1);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_failed_fdatasync_fails_every_waiting_and_later_answer() {
         // fdatasync of a pipe fails (EINVAL), as a failing disk would.
