@@ -333,6 +333,18 @@ enum TokensCmd {
         #[arg(long)]
         name: String,
     },
+    /// List stored tokens (id, tenant, role, name, issued; never the token).
+    List {
+        /// Only this tenant's tokens.
+        #[arg(long)]
+        tenant_id: Option<String>,
+    },
+    /// Revoke a token: it stops working at once on the server that revokes
+    /// it and within 5 s on the others.
+    Revoke {
+        /// Token id (from `tokens list` or `tokens create`).
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -658,23 +670,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Tokens {
-            cmd:
-                TokensCmd::Create {
-                    tenant_id,
-                    role,
-                    name,
-                },
-            conn,
-        } => {
-            let body = serde_json::json!({"tenant_id": tenant_id, "role": role, "name": name});
-            conn.post_show(
-                "/api/v1/tokens",
-                &body,
-                &["id", "token", "tenant_id", "role", "name"],
-            )
-            .await
-        }
+        Command::Tokens { cmd, conn } => match cmd {
+            TokensCmd::Create {
+                tenant_id,
+                role,
+                name,
+            } => {
+                let body = serde_json::json!({"tenant_id": tenant_id, "role": role, "name": name});
+                conn.post_show(
+                    "/api/v1/tokens",
+                    &body,
+                    &["id", "token", "tenant_id", "role", "name"],
+                )
+                .await
+            }
+            TokensCmd::List { tenant_id } => {
+                conn.list(
+                    "/api/v1/tokens",
+                    &[("tenant_id", tenant_id)],
+                    &["id", "tenant_id", "role", "name", "created_at"],
+                )
+                .await
+            }
+            TokensCmd::Revoke { id } => {
+                conn.send_json(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/tokens/{}", client::encode(&id)),
+                    &serde_json::Value::Null,
+                )
+                .await?;
+                match conn.output {
+                    Output::Json => client::print_json(&serde_json::json!({"revoked": id})),
+                    Output::Table => println!("revoked {id}"),
+                }
+                Ok(())
+            }
+        },
         Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,
         Command::Conformance {
             cmd: ConformanceCmd::Hpa { file, output },

@@ -536,6 +536,36 @@ async fn cli_mirrors_the_seed_commands() {
     );
     let r = cli_json(&s, &["rebalance", "--tenant-id", &tid]);
     assert_eq!(r["rebalanced"], 0);
+    // Tokens: created (shown once), listed without the secret, revoked.
+    let tok = cli_json(
+        &s,
+        &[
+            "tokens",
+            "create",
+            "--tenant-id",
+            &tid,
+            "--role",
+            "viewer",
+            "--name",
+            "dash",
+        ],
+    );
+    let (tok_id, secret) = (
+        tok["id"].as_str().unwrap().to_string(),
+        tok["token"].as_str().unwrap().to_string(),
+    );
+    let listed = cli_json(&s, &["tokens", "list", "--tenant-id", &tid]);
+    assert_eq!(listed["items"][0]["id"], tok_id.as_str());
+    assert!(!listed.to_string().contains(&secret));
+    let (code, out, err) = cli(&s, &["tokens", "revoke", &tok_id]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("revoked {tok_id}").as_str()),
+        "{err}"
+    );
+    let (code, _, err) = cli(&s, &["tokens", "revoke", &tok_id]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
     let (code, table, _) = cli(&s, &["pools", "list", "--tenant-id", &tid]);
     assert_eq!(code, 0);
     assert!(

@@ -71,7 +71,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_tenant))
         .routes(routes!(create_region, list_regions))
         .routes(routes!(get_region))
-        .routes(routes!(create_token))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
         .routes(routes!(create_pool, list_pools))
         .routes(routes!(get_pool, patch_pool, delete_pool))
         .routes(routes!(plan_pool))
@@ -411,6 +412,60 @@ async fn create_token(
     Ok(created(json!({
         "id": grant.id, "token": token, "tenant_id": grant.tenant_id, "role": grant.role, "name": grant.name,
     })))
+}
+
+/// List the stored tokens the caller administers (never the tokens
+/// themselves): all for the global admin (`tenant_id` narrows), the tenant's
+/// own for a tenant admin.
+#[utoipa::path(get, path = "/tokens", tag = "tokens",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant's tokens"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items: [{id, tenant_id, role, name, created_at}], next_cursor}`.", body = Object), (status = 401), (status = 403), (status = 404), (status = 422))
+)]
+async fn list_tokens(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    let only = who.tenant_filter(q.tenant_id.as_deref())?;
+    Ok(Json(
+        s.store.list_tokens(only.as_deref(), &q.page()?).await?,
+    ))
+}
+
+/// Revoke a stored token (audited). It stops working at once on this
+/// replica and within 5 s on the others. The last global admin token is
+/// kept (409 `last_admin_token`) unless `FLEETSCALE_ADMIN_TOKEN` is set.
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "The token's id")),
+    responses((status = 204, description = "Revoked."), (status = 401), (status = 403), (status = 404), (status = 409))
+)]
+async fn revoke_token(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(Role::Admin)?;
+    let token = s.store.get_token(&id).await?;
+    match &token.tenant_id {
+        Some(t) => who.see(t, "token")?,
+        // A tenant admin does not see global tokens.
+        None if !who.is_global_admin() => return Err(ApiError::NotFound("token".into())),
+        None => {}
+    }
+    let hash = s
+        .store
+        .revoke_token(&id, &who.name, s.admin_token_hash.is_none())
+        .await
+        .map_err(|e| match e {
+            fleetscale_store::StoreError::Conflict { what } => ApiError::Conflict {
+                code: "last_admin_token",
+                detail: what,
+            },
+            other => other.into(),
+        })?;
+    s.tokens.forget(&hash);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- pools ----------------------------------------------------------------------

@@ -10,12 +10,14 @@
 //! A stored token's grant is cached in memory per replica for
 //! [`TOKEN_CACHE_TTL`] after a successful lookup, so a busy client does not
 //! cost a database query per request (on SQLite that query would share the
-//! single connection with the budget writer). Consequence: a token removed
-//! from `api_tokens` (today only by deleting its tenant directly in the
-//! database; the API has no revocation endpoint) keeps working on a replica
-//! for at most [`TOKEN_CACHE_TTL`] after that replica last looked it up.
-//! Unknown tokens are never cached, so a new token works at once on every
-//! replica. The environment admin token is compared by hash, without a query.
+//! single connection with the budget writer). Consequence: a revoked token
+//! (`DELETE /api/v1/tokens/{id}`, or its tenant deleted) stops working at
+//! once on the replica that revoked it, which forgets its cached grant, and
+//! keeps working on another replica for at most [`TOKEN_CACHE_TTL`] after
+//! that replica last looked it up. Unknown tokens are never cached, so a new
+//! token works at once on every replica. The environment admin token is
+//! compared by hash, without a query, and cannot be revoked through the API
+//! (change the environment and restart).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -145,6 +147,13 @@ impl TokenCache {
                 None
             }
             None => None,
+        }
+    }
+
+    /// Forgets the grant of `hash` (the token was revoked).
+    pub fn forget(&self, hash: &str) {
+        if let Ok(mut m) = self.grants.lock() {
+            m.remove(hash);
         }
     }
 

@@ -1098,3 +1098,169 @@ async fn samples_for_a_deleted_pool_are_refused() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(fields(&v), ["samples[0].pool_id"]);
 }
+
+#[tokio::test]
+async fn tokens_are_listed_without_secrets_and_revoked_at_once() {
+    let app = App::new().await;
+    let (t1, _) = app.fleet("one").await;
+    let (t2, _) = app.fleet("two").await;
+    let admin1 = app.token(&t1, "admin").await;
+    let viewer1 = app.token(&t1, "viewer").await;
+    let operator2 = app.token(&t2, "operator").await;
+    // The global admin lists every stored token; never a secret or hash.
+    let all = app.admin("GET", "/api/v1/tokens", Value::Null).await;
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{all}");
+    for t in items {
+        let keys: Vec<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["created_at", "id", "name", "role", "tenant_id"],
+            "{t}"
+        );
+    }
+    // A tenant admin sees its own tenant's tokens only; asking for another
+    // tenant is a 404; a viewer may not list tokens.
+    let (s, own, _) = app.call("GET", "/api/v1/tokens", Some(&admin1), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(own["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["tenant_id"] == t1.as_str()));
+    assert_eq!(own["items"].as_array().unwrap().len(), 2);
+    let other = format!("/api/v1/tokens?tenant_id={t2}");
+    assert_eq!(
+        app.call("GET", &other, Some(&admin1), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call("GET", "/api/v1/tokens", Some(&viewer1), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let id_of = |name: &str, tenant: &str| {
+        items
+            .iter()
+            .find(|t| t["name"] == name && t["tenant_id"] == tenant)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let viewer1_id = id_of("viewer-token", &t1);
+    let operator2_id = id_of("operator-token", &t2);
+    // The viewer works (and its grant is now cached) until it is revoked,
+    // then fails at once on this replica.
+    assert_eq!(
+        app.call("GET", "/api/v1/pools", Some(&viewer1), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A tenant admin cannot revoke another tenant's token (404, as if it
+    // did not exist), and nobody can revoke an unknown one.
+    let revoke2 = format!("/api/v1/tokens/{operator2_id}");
+    assert_eq!(
+        app.call("DELETE", &revoke2, Some(&admin1), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call("DELETE", "/api/v1/tokens/nope", Some(ADMIN), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let revoke1 = format!("/api/v1/tokens/{viewer1_id}");
+    assert_eq!(
+        app.call("DELETE", &revoke1, Some(&admin1), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call("GET", "/api/v1/pools", Some(&viewer1), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call("DELETE", &revoke1, Some(&admin1), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The other tenant's operator still works; the revocation is audited
+    // with the revoking admin as the actor.
+    assert_eq!(
+        app.call("GET", "/api/v1/pools", Some(&operator2), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let audit = app.admin("GET", "/api/v1/audit", Value::Null).await;
+    let revoked = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "token.revoke")
+        .unwrap();
+    assert_eq!(revoked["object_id"], viewer1_id.as_str());
+    assert_eq!(revoked["actor"], "admin-token");
+    assert_eq!(revoked["tenant_id"], t1.as_str());
+}
+
+#[tokio::test]
+async fn the_last_global_admin_token_is_kept_without_an_environment_token() {
+    let dir = std::env::temp_dir().join(format!("fs-api-{}", uuid_like()));
+    let store = Store::open_sqlite(&dir).await.unwrap();
+    // A server with no FLEETSCALE_ADMIN_TOKEN: one stored global admin.
+    let state = AppState::new(store.clone());
+    store
+        .ensure_admin_token(&hash_token("stored-admin"), "bootstrap")
+        .await
+        .unwrap();
+    let app = App { state };
+    let list = app
+        .call("GET", "/api/v1/tokens", Some("stored-admin"), None)
+        .await
+        .1;
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (s, v, ctype) = app
+        .call(
+            "DELETE",
+            &format!("/api/v1/tokens/{id}"),
+            Some("stored-admin"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "last_admin_token");
+    assert_eq!(ctype, "application/problem+json");
+    // With a second global admin, the first one can go.
+    let second = app
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some("stored-admin"),
+            Some(r#"{"role": "admin", "name": "second"}"#),
+        )
+        .await
+        .1;
+    let second = second["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/api/v1/tokens/{id}"),
+            Some(&second),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call("GET", "/api/v1/tokens", Some("stored-admin"), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

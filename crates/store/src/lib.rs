@@ -1481,6 +1481,79 @@ impl Store {
         .transpose()
     }
 
+    /// Stored tokens, oldest first; `only` restricts to one tenant's.
+    pub async fn list_tokens(&self, only: Option<&str>, page: &Page) -> Result<Listed<TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, role, name, created_at_ms FROM api_tokens WHERE ($1 = '' OR tenant_id = $1) AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(only.unwrap_or(""))
+        .bind(page.cursor.clone().unwrap_or_default())
+        .bind(page.limit() + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        paginate(rows, page.limit(), token_row, |t| t.id.clone())
+    }
+
+    /// The stored token `id`.
+    pub async fn get_token(&self, id: &str) -> Result<TokenInfo> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, role, name, created_at_ms FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| not_found("token"))?;
+        token_row(&row)
+    }
+
+    /// Revokes (deletes) the stored token `id` and returns its hash, so the
+    /// caller can forget any cached grant of it. With `keep_an_admin`, the
+    /// last global admin token is not revoked: [`StoreError::Conflict`].
+    pub async fn revoke_token(&self, id: &str, actor: &str, keep_an_admin: bool) -> Result<String> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let row =
+            sqlx::query("SELECT token_hash, tenant_id, role, name FROM api_tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| not_found("token"))?;
+        let hash: String = row.try_get(0)?;
+        let tenant_id: Option<String> = row.try_get(1)?;
+        let role: String = row.try_get(2)?;
+        let name: String = row.try_get(3)?;
+        if keep_an_admin && tenant_id.is_none() && role == "admin" {
+            let admins: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM api_tokens WHERE tenant_id IS NULL AND role = 'admin'",
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            if admins <= 1 {
+                return Err(StoreError::Conflict {
+                    what: "this is the last global admin token and no admin token is set in the environment: revoking it would lock every administrator out".into(),
+                });
+            }
+        }
+        sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "token.revoke",
+            tenant_id.as_deref(),
+            "token",
+            id,
+            serde_json::json!({"role": role, "name": name}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(hash)
+    }
+
     // ---- leases --------------------------------------------------------------------
 
     /// Takes or renews the lease `name` for `holder` until `now + ttl`. Returns
@@ -1628,6 +1701,16 @@ fn paginate<T>(
         .collect::<Result<_>>()?;
     let next_cursor = if more { items.last().map(key) } else { None };
     Ok(Listed { items, next_cursor })
+}
+
+fn token_row(r: &AnyRow) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: r.try_get(0)?,
+        tenant_id: r.try_get(1)?,
+        role: r.try_get(2)?,
+        name: r.try_get(3)?,
+        created_at_ms: r.try_get(4)?,
+    })
 }
 
 fn tenant_row(r: &AnyRow) -> Result<Tenant> {

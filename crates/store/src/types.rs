@@ -234,6 +234,23 @@ pub struct TokenGrant {
     pub name: String,
 }
 
+/// A stored API token as listed: its grant and when it was issued (never the
+/// token or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: String,
+    /// Tenant the token is scoped to; `None` for a global admin.
+    pub tenant_id: Option<String>,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Human name, used as the audit actor.
+    pub name: String,
+    /// When it was issued.
+    #[serde(rename = "created_at", serialize_with = "ser_ms")]
+    pub created_at_ms: i64,
+}
+
 /// A metric sample to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

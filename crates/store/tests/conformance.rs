@@ -22,6 +22,7 @@ conformance!(
     proposals_lifecycle,
     actuation_bookkeeping,
     tokens_by_hash,
+    tokens_listed_and_revoked,
     pool_policies_and_sample_reads,
 );
 
@@ -419,6 +420,74 @@ async fn tokens_by_hash(s: Store) {
         None
     );
     assert!(s.find_token("nope").await.unwrap().is_none());
+}
+
+async fn tokens_listed_and_revoked(s: Store) {
+    let t = s.create_tenant("tok", "test").await.unwrap();
+    s.ensure_admin_token("h-admin", "admin").await.unwrap();
+    let view = s
+        .insert_token("h-view", Some(&t.id), "viewer", "ci viewer", "admin")
+        .await
+        .unwrap();
+    let all = s.list_tokens(None, &Page::default()).await.unwrap();
+    assert_eq!(all.items.len(), 2);
+    let own = s.list_tokens(Some(&t.id), &Page::default()).await.unwrap();
+    assert_eq!(own.items.len(), 1);
+    assert_eq!(own.items[0].id, view.id);
+    assert_eq!(own.items[0].name, "ci viewer");
+    assert!(own.items[0].created_at_ms > 0);
+    // Pages of one, by id.
+    let first = s
+        .list_tokens(
+            None,
+            &Page {
+                limit: Some(1),
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 1);
+    let second = s
+        .list_tokens(
+            None,
+            &Page {
+                limit: Some(1),
+                cursor: first.next_cursor.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_ne!(first.items[0].id, second.items[0].id);
+    // Revoking returns the hash, removes the token and audits it.
+    assert_eq!(
+        s.revoke_token(&view.id, "root", true).await.unwrap(),
+        "h-view"
+    );
+    assert!(s.find_token("h-view").await.unwrap().is_none());
+    assert!(matches!(
+        s.get_token(&view.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.revoke_token(&view.id, "root", true).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let audit = s.list_audit(Some(&t.id), &Page::default()).await.unwrap();
+    assert!(audit
+        .items
+        .iter()
+        .any(|a| a.action == "token.revoke" && a.object_id == view.id && a.actor == "root"));
+    // The last global admin token is kept when asked to, revoked otherwise.
+    let admin = s.list_tokens(None, &Page::default()).await.unwrap().items[0].clone();
+    assert!(matches!(
+        s.revoke_token(&admin.id, "root", true).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(s.has_admin_token().await.unwrap());
+    s.revoke_token(&admin.id, "root", false).await.unwrap();
+    assert!(!s.has_admin_token().await.unwrap());
 }
 
 async fn pool_policies_and_sample_reads(s: Store) {
