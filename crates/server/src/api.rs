@@ -712,7 +712,7 @@ struct EvaluateBody {
 
 /// Evaluate a policy spec on supplied inputs, touching no pool.
 #[utoipa::path(post, path = "/policies/evaluate", tag = "policies",
-    request_body(content = Object, content_type = "application/json", example = json!({"spec": {"policies": [{"type": "queue", "messages_per_instance": 10}]}, "observation": {"now_ms": 1_700_000_000_000_i64, "bounds": {"min": 1, "max": 10, "desired": 2}, "queue": {"backlog": 35, "observed_at_ms": 1_700_000_000_000_i64}}})),
+    request_body(content = Object, content_type = "application/json", example = json!({"spec": {"policies": [{"type": "queue", "messages_per_instance": 10}]}, "observation": {"now_ms": 1_700_000_000_000_i64, "capacity_per_instance": 10, "bounds": {"min": 1, "max": 10, "desired": 2}, "queue": {"backlog": 35, "observed_at_ms": 1_700_000_000_000_i64}}})),
     responses((status = 200, description = "The combined decision.", body = Object), (status = 400), (status = 401), (status = 422))
 )]
 async fn evaluate_policies(

@@ -372,7 +372,7 @@ struct ReserveBody {
 #[utoipa::path(post, path = "/regions/{id}/budget/reserve", tag = "region budgets",
     operation_id = "region_budget_reserve",
     params(("id" = String, Path, description = "The object's id")),
-    request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 1000, "job_type": "video", "timeout_seconds": 600, "idempotency_key": "job-9"})),
+    request_body(content = Object, content_type = "application/json", example = json!({"amount_cents": 1000, "job_type": "video", "ttl_secs": 600, "idempotency_key": "job-9"})),
     responses((status = 200, description = "The reservation.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn reserve(
@@ -595,6 +595,7 @@ struct TierQuery {
 /// Phase 66 tier allocations per provider.
 #[utoipa::path(get, path = "/budgets/tiers", tag = "tenant budgets",
     operation_id = "budget_tiers",
+    params(("tier" = Option<String>, Query, description = "Only this tier: soft_launch, hard_launch or growth")),
     responses((status = 200, description = "The tier defaults.", body = Object), (status = 401), (status = 422))
 )]
 async fn tiers(_who: Principal, ApiQuery(q): ApiQuery<TierQuery>) -> ApiResult<Json<Value>> {

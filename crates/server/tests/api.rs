@@ -1037,7 +1037,7 @@ async fn the_openapi_document_describes_every_route_and_needs_no_token() {
     // Every documented operation is routed: a call never falls through to
     // the router's "route not found" or to 405.
     let mut operations = std::collections::HashSet::new();
-    let mut n = 0;
+    let (mut n, mut examples) = (0, 0);
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             n += 1;
@@ -1067,9 +1067,46 @@ async fn the_openapi_document_describes_every_route_and_needs_no_token() {
                 StatusCode::UNAUTHORIZED,
                 "{method} {path} without a token"
             );
+            // A documented example body has the shape the server accepts:
+            // with placeholder ids it may meet a missing object (404, or 422
+            // "must name an existing pool") or a state conflict (409), never
+            // a malformed body or an unknown, missing or mistyped field.
+            let example = &op["requestBody"]["content"]["application/json"]["example"];
+            if !example.is_null() {
+                let (s, v, _) = app
+                    .call(
+                        &method.to_uppercase(),
+                        &concrete,
+                        Some(ADMIN),
+                        Some(&example.to_string()),
+                    )
+                    .await;
+                let shape_errors = v["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| {
+                        let rule = e["rule"].as_str().unwrap_or("");
+                        [
+                            "unknown field",
+                            "missing field",
+                            "invalid type",
+                            "unknown variant",
+                        ]
+                        .iter()
+                        .any(|shape| rule.contains(shape))
+                    })
+                    .count();
+                assert!(
+                    s != StatusCode::BAD_REQUEST && shape_errors == 0,
+                    "{method} {path}: its example {example} is refused: {s} {v}"
+                );
+                examples += 1;
+            }
         }
     }
     assert!(n >= 52, "{n} operations documented");
+    assert!(examples >= 20, "{examples} request examples checked");
 }
 
 #[tokio::test]
