@@ -17,7 +17,7 @@ pub enum BudgetsCmd {
         region: String,
     },
     /// Budgets of every region.
-    List,
+    List(client::PageArgs),
     /// Add to a region's monthly budget (global admin).
     Allocate {
         /// Region id or name.
@@ -45,6 +45,9 @@ pub enum BudgetsCmd {
         /// Idempotency key: a retry with the same key charges nothing more.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Why (recorded on the ledger entry).
+        #[arg(long)]
+        description: Option<String>,
     },
     /// Refund (part of) a spend.
     Refund {
@@ -59,6 +62,9 @@ pub enum BudgetsCmd {
         /// Idempotency key.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Why, e.g. "Operation cancelled" (recorded on the ledger entry).
+        #[arg(long)]
+        description: Option<String>,
     },
     /// Would this amount be accepted now? (no side effect)
     Check {
@@ -114,12 +120,8 @@ pub enum BudgetsCmd {
     Transactions {
         /// Region id or name.
         region: String,
-        /// At most this many.
-        #[arg(long)]
-        limit: Option<u32>,
-        /// `next_cursor` of the previous page.
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: client::PageArgs,
     },
     /// Recompute the balances from the ledger and verify every invariant (exit 3 when broken).
     CheckLedger {
@@ -194,7 +196,7 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BudgetsCmd::List => conn.list("/api/v1/budgets", &[], BUDGET_COLS).await,
+        BudgetsCmd::List(page) => conn.list("/api/v1/budgets", &[], &page, BUDGET_COLS).await,
         BudgetsCmd::Allocate {
             region,
             amount_cents,
@@ -214,8 +216,9 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             job_type,
             agency_id,
             idempotency_key,
+            description,
         } => {
-            let body = json!({"amount_cents": amount_cents, "job_type": job_type, "agency_id": agency_id, "idempotency_key": idempotency_key});
+            let body = json!({"amount_cents": amount_cents, "job_type": job_type, "agency_id": agency_id, "idempotency_key": idempotency_key, "description": description});
             conn.post_show(
                 &format!("{}/spend", base(&region)),
                 &body,
@@ -233,8 +236,9 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             transaction_id,
             amount_cents,
             idempotency_key,
+            description,
         } => {
-            let body = json!({"transaction_id": transaction_id, "amount_cents": amount_cents, "idempotency_key": idempotency_key});
+            let body = json!({"transaction_id": transaction_id, "amount_cents": amount_cents, "idempotency_key": idempotency_key, "description": description});
             conn.post_show(
                 &format!("{}/refund", base(&region)),
                 &body,
@@ -315,14 +319,11 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             )
             .await
         }
-        BudgetsCmd::Transactions {
-            region,
-            limit,
-            cursor,
-        } => {
+        BudgetsCmd::Transactions { region, page } => {
             conn.list(
                 &format!("{}/transactions", base(&region)),
-                &[("limit", limit.map(|l| l.to_string())), ("cursor", cursor)],
+                &[],
+                &page,
                 TX_COLS,
             )
             .await

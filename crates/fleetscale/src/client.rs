@@ -18,6 +18,29 @@ pub enum Output {
     Json,
 }
 
+/// Which page of a list to fetch: the server's default size (100) and the
+/// first page unless given.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PageArgs {
+    /// At most this many items (1-1000).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// The page after this one: the `next_cursor` of the previous page (a
+    /// table prints it as `more: --cursor ...`).
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+impl PageArgs {
+    /// These arguments as query parameters.
+    pub fn params(&self) -> [(&'static str, Option<String>); 2] {
+        [
+            ("limit", self.limit.map(|l| l.to_string())),
+            ("cursor", self.cursor.clone()),
+        ]
+    }
+}
+
 /// Columns shown for tenants.
 pub const TENANT_COLS: &[&str] = &["id", "name", "created_at"];
 /// Columns shown for regions.
@@ -236,14 +259,18 @@ impl Conn {
         Ok(())
     }
 
-    /// GETs a list page and shows its items (JSON: the whole page).
+    /// GETs the list page `page` asks for and shows its items (JSON: the
+    /// whole page, with `next_cursor`).
     pub async fn list(
         &self,
         path: &str,
         params: &[(&str, Option<String>)],
+        page: &PageArgs,
         cols: &[&str],
     ) -> anyhow::Result<()> {
-        let v = self.get_json(&with_query(path, params)).await?;
+        let mut all = params.to_vec();
+        all.extend(page.params());
+        let v = self.get_json(&with_query(path, &all)).await?;
         match self.output {
             Output::Json => print_json(&v),
             Output::Table => {

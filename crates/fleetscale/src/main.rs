@@ -103,6 +103,9 @@ enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The page after this one (`next_cursor` of the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
         #[command(flatten)]
         conn: client::Conn,
     },
@@ -217,7 +220,7 @@ enum TenantsCmd {
         name: String,
     },
     /// List tenants.
-    List,
+    List(client::PageArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -231,7 +234,7 @@ enum RegionsCmd {
         jurisdiction: String,
     },
     /// List regions.
-    List,
+    List(client::PageArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,6 +244,8 @@ enum PoolsCmd {
         /// Tenant id.
         #[arg(long)]
         tenant_id: Option<String>,
+        #[command(flatten)]
+        page: client::PageArgs,
     },
     /// Show one pool.
     Get {
@@ -284,6 +289,8 @@ enum ProposalsCmd {
         /// pending, approved, rejected, superseded.
         #[arg(long)]
         status: Option<String>,
+        #[command(flatten)]
+        page: client::PageArgs,
     },
     /// Approve (apply) a proposal.
     Approve {
@@ -338,6 +345,8 @@ enum TokensCmd {
         /// Only this tenant's tokens.
         #[arg(long)]
         tenant_id: Option<String>,
+        #[command(flatten)]
+        page: client::PageArgs,
     },
     /// Revoke a token: it stops working at once on the server that revokes
     /// it and within 5 s on the others.
@@ -451,7 +460,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await
             }
-            TenantsCmd::List => conn.list("/api/v1/tenants", &[], client::TENANT_COLS).await,
+            TenantsCmd::List(page) => {
+                conn.list("/api/v1/tenants", &[], &page, client::TENANT_COLS)
+                    .await
+            }
         },
         Command::Regions { cmd, conn } => match cmd {
             RegionsCmd::Create { name, jurisdiction } => {
@@ -462,13 +474,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await
             }
-            RegionsCmd::List => conn.list("/api/v1/regions", &[], client::REGION_COLS).await,
+            RegionsCmd::List(page) => {
+                conn.list("/api/v1/regions", &[], &page, client::REGION_COLS)
+                    .await
+            }
         },
         Command::Pools { cmd, conn } => match cmd {
-            PoolsCmd::List { tenant_id } => {
+            PoolsCmd::List { tenant_id, page } => {
                 conn.list(
                     "/api/v1/pools",
                     &[("tenant_id", tenant_id)],
+                    &page,
                     client::POOL_COLS,
                 )
                 .await
@@ -610,24 +626,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             pool_id,
             tenant_id,
             limit,
+            cursor,
             conn,
         } => {
             conn.list(
                 "/api/v1/scaling-events",
-                &[
-                    ("pool_id", pool_id),
-                    ("tenant_id", tenant_id),
-                    ("limit", Some(limit.to_string())),
-                ],
+                &[("pool_id", pool_id), ("tenant_id", tenant_id)],
+                &client::PageArgs {
+                    limit: Some(limit),
+                    cursor,
+                },
                 client::EVENT_COLS,
             )
             .await
         }
         Command::Proposals { cmd, conn } => match cmd {
-            ProposalsCmd::List { tenant_id, status } => {
+            ProposalsCmd::List {
+                tenant_id,
+                status,
+                page,
+            } => {
                 conn.list(
                     "/api/v1/proposals",
                     &[("tenant_id", tenant_id), ("status", status)],
+                    &page,
                     client::PROPOSAL_COLS,
                 )
                 .await
@@ -684,10 +706,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await
             }
-            TokensCmd::List { tenant_id } => {
+            TokensCmd::List { tenant_id, page } => {
                 conn.list(
                     "/api/v1/tokens",
                     &[("tenant_id", tenant_id)],
+                    &page,
                     &["id", "tenant_id", "role", "name", "created_at"],
                 )
                 .await

@@ -79,12 +79,8 @@ pub enum TenantBudgetsCmd {
         /// Only this provider.
         #[arg(long)]
         provider: Option<String>,
-        /// At most this many.
-        #[arg(long)]
-        limit: Option<u32>,
-        /// `next_cursor` of the previous page.
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: client::PageArgs,
     },
     /// Replay the usage ledgers against the counters (exit 3 when broken).
     CheckLedger {
@@ -275,16 +271,12 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
         TenantBudgetsCmd::Usage {
             tenant,
             provider,
-            limit,
-            cursor,
+            page,
         } => {
             conn.list(
                 &format!("{}/usage", base(&tenant)),
-                &[
-                    ("provider", provider),
-                    ("limit", limit.map(|l| l.to_string())),
-                    ("cursor", cursor),
-                ],
+                &[("provider", provider)],
+                &page,
                 USAGE_COLS,
             )
             .await

@@ -536,6 +536,74 @@ async fn cli_mirrors_the_seed_commands() {
     );
     let r = cli_json(&s, &["rebalance", "--tenant-id", &tid]);
     assert_eq!(r["rebalanced"], 0);
+    // Lists page with --limit, and the table's "more: --cursor C" hint is
+    // a flag the command takes.
+    cli_json(&s, &["tenants", "create", "beta"]);
+    let (code, table, err) = cli(&s, &["tenants", "list", "--limit", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let hint = table
+        .lines()
+        .find_map(|l| l.strip_prefix("more: "))
+        .unwrap_or_else(|| panic!("no paging hint: {table}"))
+        .to_string();
+    let hint: Vec<&str> = hint.split_whitespace().collect();
+    let mut next = vec!["tenants", "list", "--limit", "1"];
+    next.extend(&hint);
+    let second = cli_json(&s, &next);
+    let first = cli_json(&s, &["tenants", "list", "--limit", "1"]);
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
+    // Budget spend and refund from the CLI carry their reason to the ledger.
+    cli_json(
+        &s,
+        &["budgets", "allocate", "eu-west", "--amount-cents", "1000"],
+    );
+    let spent = cli_json(
+        &s,
+        &[
+            "budgets",
+            "spend",
+            "eu-west",
+            "--amount-cents",
+            "100",
+            "--job-type",
+            "creative",
+            "--description",
+            "render",
+        ],
+    );
+    let spend_id = spent["transaction_id"].as_str().unwrap().to_string();
+    cli_json(
+        &s,
+        &[
+            "budgets",
+            "refund",
+            "eu-west",
+            "--transaction-id",
+            &spend_id,
+            "--amount-cents",
+            "40",
+            "--description",
+            "Operation cancelled",
+        ],
+    );
+    let txs = cli_json(&s, &["budgets", "transactions", "eu-west", "--limit", "2"]);
+    let described: Vec<(&str, &str)> = txs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["transaction_type"].as_str().unwrap(),
+                t["description"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [("refund", "Operation cancelled"), ("spend", "render")]
+    );
     // Tokens: created (shown once), listed without the secret, revoked.
     let tok = cli_json(
         &s,
