@@ -41,6 +41,15 @@ impl PageArgs {
     }
 }
 
+/// Columns shown for audit entries.
+pub const AUDIT_COLS: &[&str] = &[
+    "created_at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "tenant_id",
+];
 /// Columns shown for tenants.
 pub const TENANT_COLS: &[&str] = &["id", "name", "created_at"];
 /// Columns shown for regions.
@@ -364,6 +373,58 @@ pub struct CreatePool {
     /// Evaluation window, seconds.
     #[arg(long)]
     pub window_seconds: Option<i64>,
+}
+
+/// `pools update`: the fields to change (unset flags stay as they are).
+#[derive(Args, Debug)]
+pub struct UpdatePool {
+    /// Pool id.
+    pub pool_id: String,
+    /// Lower bound.
+    #[arg(long)]
+    pub min: Option<i64>,
+    /// Upper bound.
+    #[arg(long)]
+    pub max: Option<i64>,
+    /// Desired capacity (must fit the bounds).
+    #[arg(long)]
+    pub desired: Option<i64>,
+    /// Work per instance, in the metric's units.
+    #[arg(long)]
+    pub capacity_per_instance: Option<f64>,
+    /// Load metric.
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// autonomous, recommend or frozen.
+    #[arg(long)]
+    pub mode: Option<String>,
+}
+
+impl UpdatePool {
+    /// The PATCH body: only the flags given; at least one is needed.
+    pub fn body(&self) -> anyhow::Result<Value> {
+        let mut m = serde_json::Map::new();
+        for (k, v) in [
+            ("min_capacity", self.min.map(Value::from)),
+            ("max_capacity", self.max.map(Value::from)),
+            ("desired_capacity", self.desired.map(Value::from)),
+            (
+                "capacity_per_instance",
+                self.capacity_per_instance.map(Value::from),
+            ),
+            ("metric", self.metric.clone().map(Value::from)),
+            ("mode", self.mode.clone().map(Value::from)),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        }
+        anyhow::ensure!(
+            !m.is_empty(),
+            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode"
+        );
+        Ok(Value::Object(m))
+    }
 }
 
 impl CreatePool {

@@ -92,8 +92,10 @@ enum Command {
         #[command(flatten)]
         conn: client::Conn,
     },
-    /// Scaling events, newest first.
+    /// Scaling events, newest first; with an ID, that one event.
     Events {
+        /// Show only this event.
+        id: Option<String>,
         /// Only this pool.
         #[arg(long)]
         pool_id: Option<String>,
@@ -134,6 +136,21 @@ enum Command {
     Budgets {
         #[command(subcommand)]
         cmd: budgets::BudgetsCmd,
+        #[command(flatten)]
+        conn: client::Conn,
+    },
+    /// The audit log, newest first (every mutation: who, what, when).
+    Audit {
+        /// Only this tenant's entries.
+        #[arg(long)]
+        tenant_id: Option<String>,
+        #[command(flatten)]
+        page: client::PageArgs,
+        #[command(flatten)]
+        conn: client::Conn,
+    },
+    /// The control loop's status: which replica leads, tick, actuator.
+    Engine {
         #[command(flatten)]
         conn: client::Conn,
     },
@@ -221,6 +238,11 @@ enum TenantsCmd {
     },
     /// List tenants.
     List(client::PageArgs),
+    /// Show one tenant.
+    Get {
+        /// Tenant id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,6 +257,11 @@ enum RegionsCmd {
     },
     /// List regions.
     List(client::PageArgs),
+    /// Show one region.
+    Get {
+        /// Region id or name.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -254,6 +281,23 @@ enum PoolsCmd {
     },
     /// Create a pool.
     Create(Box<client::CreatePool>),
+    /// Change a pool's bounds, capacity per instance, metric or mode (audited).
+    Update(client::UpdatePool),
+    /// Delete a pool with its metrics, events and proposals (audited).
+    Delete {
+        /// Pool id.
+        pool_id: String,
+    },
+    /// Set the pool's safety lock: the control loop leaves the pool alone (a manual scale still applies).
+    Lock {
+        /// Pool id.
+        pool_id: String,
+    },
+    /// Clear the pool's safety lock.
+    Unlock {
+        /// Pool id.
+        pool_id: String,
+    },
     /// Dry-run the pool's policy now.
     Plan {
         /// Pool id.
@@ -291,6 +335,11 @@ enum ProposalsCmd {
         status: Option<String>,
         #[command(flatten)]
         page: client::PageArgs,
+    },
+    /// Show one proposal.
+    Get {
+        /// Proposal id.
+        id: String,
     },
     /// Approve (apply) a proposal.
     Approve {
@@ -464,6 +513,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 conn.list("/api/v1/tenants", &[], &page, client::TENANT_COLS)
                     .await
             }
+            TenantsCmd::Get { id } => {
+                conn.get_show(
+                    &format!("/api/v1/tenants/{}", client::encode(&id)),
+                    client::TENANT_COLS,
+                )
+                .await
+            }
         },
         Command::Regions { cmd, conn } => match cmd {
             RegionsCmd::Create { name, jurisdiction } => {
@@ -477,6 +533,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             RegionsCmd::List(page) => {
                 conn.list("/api/v1/regions", &[], &page, client::REGION_COLS)
                     .await
+            }
+            RegionsCmd::Get { id } => {
+                conn.get_show(
+                    &format!("/api/v1/regions/{}", client::encode(&id)),
+                    client::REGION_COLS,
+                )
+                .await
             }
         },
         Command::Pools { cmd, conn } => match cmd {
@@ -493,6 +556,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 conn.get_show(&format!("/api/v1/pools/{pool_id}"), client::POOL_COLS)
                     .await
             }
+            PoolsCmd::Update(u) => {
+                let v = conn
+                    .send_json(
+                        reqwest::Method::PATCH,
+                        &format!("/api/v1/pools/{}", client::encode(&u.pool_id)),
+                        &u.body()?,
+                    )
+                    .await?;
+                conn.show(&v, client::POOL_COLS);
+                Ok(())
+            }
+            PoolsCmd::Delete { pool_id } => {
+                conn.send_json(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/pools/{}", client::encode(&pool_id)),
+                    &serde_json::Value::Null,
+                )
+                .await?;
+                match conn.output {
+                    Output::Json => client::print_json(&serde_json::json!({"deleted": pool_id})),
+                    Output::Table => println!("deleted {pool_id}"),
+                }
+                Ok(())
+            }
+            PoolsCmd::Lock { pool_id } => set_lock(&conn, &pool_id, true).await,
+            PoolsCmd::Unlock { pool_id } => set_lock(&conn, &pool_id, false).await,
             PoolsCmd::Create(c) => {
                 conn.post_show("/api/v1/pools", &c.body(), client::POOL_COLS)
                     .await
@@ -623,6 +712,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events {
+            id: Some(id), conn, ..
+        } => {
+            conn.get_show(
+                &format!("/api/v1/scaling-events/{}", client::encode(&id)),
+                client::EVENT_COLS,
+            )
+            .await
+        }
+        Command::Events {
+            id: None,
             pool_id,
             tenant_id,
             limit,
@@ -641,6 +740,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Proposals { cmd, conn } => match cmd {
+            ProposalsCmd::Get { id } => {
+                conn.get_show(
+                    &format!("/api/v1/proposals/{}", client::encode(&id)),
+                    client::PROPOSAL_COLS,
+                )
+                .await
+            }
             ProposalsCmd::List {
                 tenant_id,
                 status,
@@ -730,6 +836,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,
+        Command::Audit {
+            tenant_id,
+            page,
+            conn,
+        } => {
+            conn.list(
+                "/api/v1/audit",
+                &[("tenant_id", tenant_id)],
+                &page,
+                client::AUDIT_COLS,
+            )
+            .await
+        }
+        Command::Engine { conn } => {
+            conn.get_show(
+                "/api/v1/engine",
+                &[
+                    "replica_id",
+                    "leader",
+                    "lease_holder",
+                    "lease_expires_at",
+                    "tick_ms",
+                    "actuator",
+                ],
+            )
+            .await
+        }
         Command::Conformance {
             cmd: ConformanceCmd::Hpa { file, output },
         } => client::conformance_hpa(&file, output),
@@ -737,6 +870,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { cmd } => policy_cmd::run(&cmd),
         Command::Simulate(a) => simulate::run(&a),
     }
+}
+
+/// Sets or clears a pool's safety lock and shows the pool.
+async fn set_lock(conn: &client::Conn, pool_id: &str, locked: bool) -> anyhow::Result<()> {
+    let v = conn
+        .send_json(
+            reqwest::Method::PUT,
+            &format!("/api/v1/pools/{}/safety-lock", client::encode(pool_id)),
+            &serde_json::json!({ "locked": locked }),
+        )
+        .await?;
+    conn.show(&v, client::POOL_COLS);
+    Ok(())
 }
 
 /// A closed stdout (`fleetscale ... | head`) ends the program quietly with

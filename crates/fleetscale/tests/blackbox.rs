@@ -663,6 +663,67 @@ async fn cli_mirrors_the_seed_commands() {
     let (code, _, err) = cli(&s, &["pools", "get", "nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("404"), "{err}");
+    // One object by id, for every kind the API lists.
+    assert_eq!(cli_json(&s, &["tenants", "get", &tid])["name"], "acme");
+    assert_eq!(
+        cli_json(&s, &["regions", "get", "eu-west"])["jurisdiction"],
+        "eu"
+    );
+    let event_id = ev["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(cli_json(&s, &["events", &event_id])["new_capacity"], 5);
+    // Pool update, safety lock, delete: each changes the pool and is audited.
+    let updated = cli_json(
+        &s,
+        &[
+            "pools",
+            "update",
+            &pid,
+            "--max",
+            "12",
+            "--mode",
+            "recommend",
+        ],
+    );
+    assert_eq!(
+        (updated["max_capacity"].as_i64(), updated["mode"].as_str()),
+        (Some(12), Some("recommend"))
+    );
+    let (code, _, err) = cli(&s, &["pools", "update", &pid]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nothing to change"), "{err}");
+    assert_eq!(cli_json(&s, &["pools", "lock", &pid])["safety_lock"], true);
+    assert_eq!(
+        cli_json(&s, &["pools", "unlock", &pid])["safety_lock"],
+        false
+    );
+    let (code, out, err) = cli(&s, &["pools", "delete", &pid]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("deleted {pid}").as_str()),
+        "{err}"
+    );
+    let (code, _, _) = cli(&s, &["pools", "get", &pid]);
+    assert_eq!(code, 2);
+    let audit = cli_json(&s, &["audit", "--tenant-id", &tid, "--limit", "5"]);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions[..4],
+        ["pool.delete", "pool.unlock", "pool.lock", "pool.update"],
+        "{actions:?}"
+    );
+    let engine = cli_json(&s, &["engine"]);
+    assert!(
+        engine["replica_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("replica-"),
+        "{engine}"
+    );
 }
 
 #[tokio::test]
