@@ -89,6 +89,12 @@ enum Command {
         /// Tenant id.
         #[arg(long)]
         tenant_id: Option<String>,
+        /// Utilization % below which a pool is `under` (default 30).
+        #[arg(long)]
+        under_pct: Option<f64>,
+        /// Utilization % above which a pool is `over` (default 80).
+        #[arg(long)]
+        over_pct: Option<f64>,
         #[command(flatten)]
         conn: client::Conn,
     },
@@ -689,11 +695,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Capacity { tenant_id, conn } => {
+        Command::Capacity {
+            tenant_id,
+            under_pct,
+            over_pct,
+            conn,
+        } => {
             let v = conn
                 .get_json(&client::with_query(
                     "/api/v1/capacity",
-                    &[("tenant_id", tenant_id)],
+                    &[
+                        ("tenant_id", tenant_id),
+                        ("under_pct", under_pct.map(|p| p.to_string())),
+                        ("over_pct", over_pct.map(|p| p.to_string())),
+                    ],
                 ))
                 .await?;
             match conn.output {

@@ -813,16 +813,52 @@ fn actuation_status(s: &AppState) -> String {
     .into()
 }
 
-/// Capacity assessment of a tenant's pools.
+/// Parameters of the capacity assessment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapacityQuery {
+    tenant_id: Option<String>,
+    under_pct: Option<f64>,
+    over_pct: Option<f64>,
+}
+
+impl CapacityQuery {
+    /// The status thresholds asked for (seed defaults 30 / 80 for those
+    /// not given): finite, `0 <= under_pct < over_pct`.
+    fn thresholds(&self) -> ApiResult<StatusThresholds> {
+        let d = StatusThresholds::default();
+        let t = StatusThresholds {
+            under_pct: self.under_pct.unwrap_or(d.under_pct),
+            over_pct: self.over_pct.unwrap_or(d.over_pct),
+        };
+        let mut v = Violations::default();
+        if !t.under_pct.is_finite() || t.under_pct < 0.0 {
+            v.push("under_pct", "must be a number >= 0");
+        }
+        if !t.over_pct.is_finite() {
+            v.push("over_pct", "must be a number");
+        } else if t.over_pct <= t.under_pct {
+            v.push(
+                "over_pct",
+                format!("must be above under_pct ({})", t.under_pct),
+            );
+        }
+        Ok(v.into_result(t)?)
+    }
+}
+
+/// Capacity assessment of a tenant's pools: utilization and status per pool
+/// (`under` below `under_pct`, `over` above `over_pct`; seed 30 / 80).
 #[utoipa::path(get, path = "/capacity", tag = "scaling",
-    params(("tenant_id" = Option<String>, Query, description = "Only this tenant")),
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("under_pct" = Option<f64>, Query, description = "Utilization % below which a pool is under-used (default 30)"), ("over_pct" = Option<f64>, Query, description = "Utilization % above which a pool is over-loaded (default 80)")),
     responses((status = 200, description = "Per pool and overall status.", body = Object), (status = 401), (status = 404), (status = 422))
 )]
 async fn capacity(
     State(s): State<AppState>,
     who: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<CapacityQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    let t = q.thresholds()?;
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
     if let Some(t) = &tenant {
         s.store.get_tenant(t).await?;
@@ -830,7 +866,6 @@ async fn capacity(
     let now = now_ms();
     let pools = s.store.all_pools(tenant.as_deref()).await?;
     let stats = s.store.window_stats(tenant.as_deref(), now).await?;
-    let t = StatusThresholds::default();
     let mut statuses = Vec::with_capacity(pools.len());
     let items: Vec<Value> = pools
         .iter()

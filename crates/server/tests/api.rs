@@ -456,6 +456,39 @@ async fn plan_scale_capacity_and_events() {
         .await;
     assert_eq!(cap["pools"][0]["status"], "over");
     assert_eq!(cap["overall_health"], 0.0);
+    // The thresholds are the caller's: at 95% "over", 90% is optimal.
+    let cap = app
+        .admin(
+            "GET",
+            &format!("/api/v1/capacity?tenant_id={tid}&over_pct=95&under_pct=20"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(cap["pools"][0]["status"], "optimal");
+    assert_eq!(
+        cap["thresholds"],
+        json!({"under_pct": 20.0, "over_pct": 95.0})
+    );
+    for (query, field) in [
+        ("over_pct=20", "over_pct"),
+        ("under_pct=-1", "under_pct"),
+        ("under_pct=50&over_pct=50", "over_pct"),
+    ] {
+        let (s, v, _) = app
+            .call(
+                "GET",
+                &format!("/api/v1/capacity?{query}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {v}");
+        assert_eq!(v["errors"][0]["field"], field, "{query}: {v}");
+    }
+    let (s, v, _) = app
+        .call("GET", "/api/v1/capacity?over=95", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "an unknown parameter: {v}");
     let s = app
         .admin(
             "POST",
