@@ -20,6 +20,10 @@ pub type Cents = i64;
 /// many such amounts stay far from `i64::MAX`, and larger inputs are typos.
 pub const MAX_AMOUNT_CENTS: Cents = 1_000_000_000_000;
 
+/// A new region's monthly AI budget when its creator names none: phase 92's
+/// `ai_budget_monthly DEFAULT 100000` (cents, i.e. $1,000).
+pub const SEED_REGION_MONTHLY_CENTS: Cents = 100_000;
+
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 

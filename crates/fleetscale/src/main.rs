@@ -199,6 +199,10 @@ struct ServeArgs {
     /// Webhook HMAC secret (with --actuator webhook).
     #[arg(long, env = "FLEETSCALE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// Monthly AI budget in cents given to a region created without one
+    /// (`monthly_budget_cents`); phase 92's default; 0 gives none.
+    #[arg(long, default_value_t = fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS)]
+    region_default_budget_cents: i64,
     /// How long metric samples are kept.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     retention: Duration,
@@ -253,13 +257,17 @@ enum TenantsCmd {
 
 #[derive(Subcommand, Debug)]
 enum RegionsCmd {
-    /// Create a region.
+    /// Create a region with its first monthly AI budget.
     Create {
         /// Name, e.g. eu-west.
         name: String,
         /// Jurisdiction, e.g. eu.
         #[arg(long)]
         jurisdiction: String,
+        /// Its first monthly budget in cents (default: the server's, phase
+        /// 92's 100000; 0 for none).
+        #[arg(long)]
+        monthly_budget_cents: Option<i64>,
     },
     /// List regions.
     List(client::PageArgs),
@@ -481,6 +489,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         admin_token: admin_token_env(),
         retention: a.retention,
         demo: false,
+        region_default_budget_cents: a.region_default_budget_cents,
     })
     .await?;
     Ok(())
@@ -496,6 +505,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         admin_token: admin_token_env(),
         retention: Duration::from_secs(24 * 3600),
         demo: true,
+        region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
     })
     .await?;
     Ok(())
@@ -528,11 +538,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Regions { cmd, conn } => match cmd {
-            RegionsCmd::Create { name, jurisdiction } => {
+            RegionsCmd::Create {
+                name,
+                jurisdiction,
+                monthly_budget_cents,
+            } => {
+                let mut body = serde_json::json!({"name": name, "jurisdiction": jurisdiction});
+                if let Some(c) = monthly_budget_cents {
+                    body["monthly_budget_cents"] = c.into();
+                }
                 conn.post_show(
                     "/api/v1/regions",
-                    &serde_json::json!({"name": name, "jurisdiction": jurisdiction}),
-                    client::REGION_COLS,
+                    &body,
+                    &["id", "name", "jurisdiction", "monthly_budget_cents"],
                 )
                 .await
             }

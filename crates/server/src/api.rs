@@ -309,11 +309,16 @@ async fn get_tenant(
 struct RegionBody {
     name: String,
     jurisdiction: String,
+    #[serde(default)]
+    monthly_budget_cents: Value,
 }
 
-/// Create a region (global admin).
+/// Create a region (global admin) with its first monthly AI budget:
+/// `monthly_budget_cents`, or the server's default (phase 92: 100000 cents;
+/// `serve --region-default-budget-cents`), recorded as an `allocation` ledger
+/// entry; 0 allocates nothing.
 #[utoipa::path(post, path = "/regions", tag = "regions",
-    request_body(content = Object, content_type = "application/json", example = json!({"name": "eu-west", "jurisdiction": "eu"})),
+    request_body(content = Object, content_type = "application/json", example = json!({"name": "eu-west", "jurisdiction": "eu", "monthly_budget_cents": 250000})),
     responses((status = 201, description = "The region, with its id.", body = Object), (status = 400), (status = 401), (status = 403), (status = 409), (status = 422))
 )]
 async fn create_region(
@@ -325,12 +330,35 @@ async fn create_region(
     let mut v = Violations::default();
     v.check_name("name", &b.name);
     v.check_name("jurisdiction", &b.jurisdiction);
+    let budget = match &b.monthly_budget_cents {
+        Value::Null => s.region_default_budget_cents,
+        raw => crate::budget_api::cents(&mut v, "monthly_budget_cents", raw, true),
+    };
     v.into_result(())?;
-    Ok(created(
-        s.store
-            .create_region(&b.name, &b.jurisdiction, &who.name)
-            .await?,
-    ))
+    let region = s
+        .store
+        .create_region(&b.name, &b.jurisdiction, &who.name)
+        .await?;
+    if budget > 0 {
+        let op = fleetscale_store::BudgetOp::Allocate {
+            amount_cents: budget,
+            description: Some("initial monthly budget".into()),
+        };
+        s.budgets
+            .apply_one(&region.id, op, &who.name, now_ms())
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(format!(
+                    "region {} was created, but its initial budget of {budget} cents was not allocated ({}); allocate it with POST /api/v1/regions/{}/budget/allocate",
+                    region.id,
+                    crate::budget_api::ledger_err(e),
+                    region.id
+                ))
+            })?;
+    }
+    let mut out = serde_json::to_value(&region).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    out["monthly_budget_cents"] = json!(budget);
+    Ok(created(out))
 }
 
 /// List the regions.

@@ -52,7 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Reads an amount of cents from JSON, with a message for each way it can be wrong.
-fn cents(v: &mut Violations, field: &str, raw: &Value, allow_zero: bool) -> i64 {
+pub(crate) fn cents(v: &mut Violations, field: &str, raw: &Value, allow_zero: bool) -> i64 {
     match raw {
         Value::Null => v.push(field, "is required (an integer number of cents)"),
         Value::Number(n) => match n.as_i64() {
@@ -85,7 +85,7 @@ fn cents(v: &mut Violations, field: &str, raw: &Value, allow_zero: bool) -> i64 
     0
 }
 
-fn ledger_err(e: LedgerError) -> ApiError {
+pub(crate) fn ledger_err(e: LedgerError) -> ApiError {
     match e {
         LedgerError::Refused(b @ BudgetError::Insufficient { .. }) => ApiError::Conflict {
             code: "insufficient_budget",

@@ -52,6 +52,8 @@ pub struct AppState {
     pub retention_ms: i64,
     /// Forecast models the control loop keeps between ticks.
     pub forecasts: Arc<std::sync::Mutex<engine::ForecastCaches>>,
+    /// Monthly AI budget (cents) allocated to a region created without one.
+    pub region_default_budget_cents: i64,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             tick_ms: 5_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             forecasts: Arc::default(),
+            region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
         }
     }
 }
@@ -112,6 +115,9 @@ pub struct ServerConfig {
     pub retention: Duration,
     /// Start the demo fleet and its synthetic load.
     pub demo: bool,
+    /// Monthly AI budget (cents) allocated to a region created without one
+    /// (0: none).
+    pub region_default_budget_cents: i64,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -126,6 +132,13 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     state.actuator = Arc::new(cfg.actuator.clone());
     state.tick_ms = cfg.tick.as_millis() as i64;
     state.retention_ms = cfg.retention.as_millis() as i64;
+    if !(0..=fleetscale_core::budget::MAX_AMOUNT_CENTS).contains(&cfg.region_default_budget_cents) {
+        return Err(ServerError::Config(format!(
+            "--region-default-budget-cents must be between 0 and {}",
+            fleetscale_core::budget::MAX_AMOUNT_CENTS
+        )));
+    }
+    state.region_default_budget_cents = cfg.region_default_budget_cents;
     match &cfg.admin_token {
         // Kept in memory only: rotating the variable retires the old token.
         Some(t) => state.admin_token_hash = Some(Arc::from(auth::hash_token(t))),

@@ -1334,3 +1334,90 @@ async fn the_last_global_admin_token_is_kept_without_an_environment_token() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn a_new_region_starts_with_the_seed_monthly_budget_on_its_ledger() {
+    let app = App::new().await;
+    let r = app
+        .admin(
+            "POST",
+            "/api/v1/regions",
+            json!({"name": "eu-west", "jurisdiction": "eu"}),
+        )
+        .await;
+    assert_eq!(r["monthly_budget_cents"], 100_000);
+    let b = app
+        .admin("GET", "/api/v1/regions/eu-west/budget", Value::Null)
+        .await;
+    assert_eq!(
+        (b["monthly_cents"].as_i64(), b["remaining_cents"].as_i64()),
+        (Some(100_000), Some(100_000)),
+        "{b}"
+    );
+    let txs = app
+        .admin(
+            "GET",
+            "/api/v1/regions/eu-west/budget/transactions",
+            Value::Null,
+        )
+        .await;
+    let items = txs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{txs}");
+    assert_eq!(items[0]["transaction_type"], "allocation");
+    assert_eq!(items[0]["amount_cents"], 100_000);
+    assert_eq!(items[0]["description"], "initial monthly budget");
+    let check = app
+        .admin(
+            "GET",
+            "/api/v1/regions/eu-west/budget/ledger-check",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(check["ok"], true, "{check}");
+    // The creator names the budget, or none with 0.
+    app.admin(
+        "POST",
+        "/api/v1/regions",
+        json!({"name": "us-east", "jurisdiction": "us", "monthly_budget_cents": 250_000}),
+    )
+    .await;
+    let b = app
+        .admin("GET", "/api/v1/regions/us-east/budget", Value::Null)
+        .await;
+    assert_eq!(b["monthly_cents"], 250_000);
+    app.admin(
+        "POST",
+        "/api/v1/regions",
+        json!({"name": "ap-south", "jurisdiction": "in", "monthly_budget_cents": 0}),
+    )
+    .await;
+    let b = app
+        .admin("GET", "/api/v1/regions/ap-south/budget", Value::Null)
+        .await;
+    assert_eq!(b["monthly_cents"], 0);
+    // Bad budgets are refused before the region is created.
+    for bad in [
+        json!(-5),
+        json!(1.5),
+        json!("100"),
+        json!(10_000_000_000_000_i64),
+    ] {
+        let body = json!({"name": "bad", "jurisdiction": "eu", "monthly_budget_cents": bad});
+        let (s, v, _) = app
+            .call(
+                "POST",
+                "/api/v1/regions",
+                Some(ADMIN),
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert_eq!(v["errors"][0]["field"], "monthly_budget_cents", "{v}");
+    }
+    assert_eq!(
+        app.call("GET", "/api/v1/regions/bad", Some(ADMIN), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}

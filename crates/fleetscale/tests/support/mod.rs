@@ -184,27 +184,20 @@ pub async fn get(http: &reqwest::Client, url: &str) -> Value {
         .unwrap()
 }
 
-/// Creates a region and allocates `cents` to it; returns the region id.
+/// Creates a region whose first monthly budget is `cents` (allocated by the
+/// region's creation); returns the region id.
 pub async fn region_with_budget(http: &reqwest::Client, base: &str, cents: i64) -> String {
     let name = format!("bench-{}", free_port());
     let (s, r) = post(
         http,
         &format!("{base}/api/v1/regions"),
-        &json!({"name": name, "jurisdiction": "eu"}),
+        &json!({"name": name, "jurisdiction": "eu", "monthly_budget_cents": cents}),
     )
     .await
     .unwrap();
     assert_eq!(s, 201, "{r}");
-    let id = r["id"].as_str().unwrap().to_string();
-    let (s, a) = post(
-        http,
-        &format!("{base}/api/v1/regions/{id}/budget/allocate"),
-        &json!({"amount_cents": cents, "description": "e2e"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 200, "{a}");
-    id
+    assert_eq!(r["monthly_budget_cents"], cents, "{r}");
+    r["id"].as_str().unwrap().to_string()
 }
 
 /// A small deterministic generator (xorshift64*), so failures replay from the seed.
