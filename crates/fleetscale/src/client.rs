@@ -340,24 +340,8 @@ pub struct CreatePool {
     /// Agent type.
     #[arg(long)]
     pub agent_type: String,
-    /// Lower bound.
-    #[arg(long)]
-    pub min: Option<i64>,
-    /// Upper bound.
-    #[arg(long)]
-    pub max: Option<i64>,
-    /// Desired capacity.
-    #[arg(long)]
-    pub desired: Option<i64>,
-    /// Work per instance, in the metric's units.
-    #[arg(long)]
-    pub capacity_per_instance: Option<f64>,
-    /// Load metric.
-    #[arg(long)]
-    pub metric: Option<String>,
-    /// autonomous, recommend or frozen.
-    #[arg(long)]
-    pub mode: Option<String>,
+    #[command(flatten)]
+    pub settings: PoolSettings,
     /// Scale-up threshold, percent.
     #[arg(long)]
     pub scale_up_threshold: Option<f64>,
@@ -375,11 +359,9 @@ pub struct CreatePool {
     pub window_seconds: Option<i64>,
 }
 
-/// `pools update`: the fields to change (unset flags stay as they are).
+/// The pool settings both `pools create` and `pools update` take.
 #[derive(Args, Debug)]
-pub struct UpdatePool {
-    /// Pool id.
-    pub pool_id: String,
+pub struct PoolSettings {
     /// Lower bound.
     #[arg(long)]
     pub min: Option<i64>,
@@ -400,10 +382,10 @@ pub struct UpdatePool {
     pub mode: Option<String>,
 }
 
-impl UpdatePool {
-    /// The PATCH body: only the flags given; at least one is needed.
-    pub fn body(&self) -> anyhow::Result<Value> {
-        let mut m = serde_json::Map::new();
+impl PoolSettings {
+    /// Adds the settings given to a request body (unset ones are left to
+    /// the server: its defaults, or the pool's current values).
+    fn fill(&self, body: &mut serde_json::Map<String, Value>) {
         for (k, v) in [
             ("min_capacity", self.min.map(Value::from)),
             ("max_capacity", self.max.map(Value::from)),
@@ -416,9 +398,26 @@ impl UpdatePool {
             ("mode", self.mode.clone().map(Value::from)),
         ] {
             if let Some(v) = v {
-                m.insert(k.to_string(), v);
+                body.insert(k.into(), v);
             }
         }
+    }
+}
+
+/// `pools update`: the fields to change (unset flags stay as they are).
+#[derive(Args, Debug)]
+pub struct UpdatePool {
+    /// Pool id.
+    pub pool_id: String,
+    #[command(flatten)]
+    pub settings: PoolSettings,
+}
+
+impl UpdatePool {
+    /// The PATCH body: only the flags given; at least one is needed.
+    pub fn body(&self) -> anyhow::Result<Value> {
+        let mut m = serde_json::Map::new();
+        self.settings.fill(&mut m);
         anyhow::ensure!(
             !m.is_empty(),
             "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode"
@@ -452,21 +451,7 @@ impl CreatePool {
         b.insert("tenant_id".into(), self.tenant_id.clone().into());
         b.insert("region".into(), self.region.clone().into());
         b.insert("agent_type".into(), self.agent_type.clone().into());
-        for (k, v) in [
-            ("min_capacity", self.min.map(Value::from)),
-            ("max_capacity", self.max.map(Value::from)),
-            ("desired_capacity", self.desired.map(Value::from)),
-            (
-                "capacity_per_instance",
-                self.capacity_per_instance.map(Value::from),
-            ),
-            ("metric", self.metric.clone().map(Value::from)),
-            ("mode", self.mode.clone().map(Value::from)),
-        ] {
-            if let Some(v) = v {
-                b.insert(k.into(), v);
-            }
-        }
+        self.settings.fill(&mut b);
         if !policy.is_empty() {
             b.insert("scaling_policy".into(), Value::Object(policy));
         }
