@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
 use fleetscale_core::{NewPool, RawThresholdPolicy};
-use fleetscale_store::{now_ms, Page, Sample, Store, StoreError, Tenant};
+use fleetscale_store::{now_ms, BudgetOp, Budgets, Page, Sample, Store, StoreError, Tenant};
 
 /// Regions of the demo: (name, jurisdiction, load factor).
 pub const REGIONS: [(&str, &str, f64); 3] = [
@@ -24,8 +24,13 @@ pub const AGENT_TYPES: [(&str, f64); 3] = [("chat", 60.0), ("research", 35.0), (
 /// Length of the compressed "day", seconds.
 pub const DAY_SECONDS: f64 = 600.0;
 
-/// Creates the demo tenant, regions and pools (idempotent).
-pub async fn seed(store: &Store) -> Result<Tenant, StoreError> {
+/// Creates the demo tenant, regions (each new one with `region_budget_cents`
+/// allocated on its ledger, as `POST /regions` does) and pools (idempotent).
+pub async fn seed(
+    store: &Store,
+    budgets: &Budgets,
+    region_budget_cents: i64,
+) -> Result<Tenant, StoreError> {
     let existing = store
         .list_tenants(
             None,
@@ -41,7 +46,19 @@ pub async fn seed(store: &Store) -> Result<Tenant, StoreError> {
     };
     for (name, jurisdiction, _) in REGIONS {
         if store.get_region(name).await.is_err() {
-            store.create_region(name, jurisdiction, "demo").await?;
+            let region = store.create_region(name, jurisdiction, "demo").await?;
+            if region_budget_cents > 0 {
+                let op = BudgetOp::Allocate {
+                    amount_cents: region_budget_cents,
+                    description: Some("initial monthly budget".into()),
+                };
+                budgets
+                    .apply_one(&region.id, op, "demo", now_ms())
+                    .await
+                    .map_err(|e| {
+                        StoreError::Config(format!("demo region {name}: initial budget: {e}"))
+                    })?;
+            }
         }
     }
     let have = store.all_pools(Some(&tenant.id)).await?;

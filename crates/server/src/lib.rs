@@ -176,7 +176,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     ));
     let budget_job = tokio::spawn(budget_api::maintain(state.clone(), stop_rx.clone()));
     let demo = if cfg.demo {
-        let tenant = demo::seed(&store).await?;
+        let tenant = demo::seed(&store, &state.budgets, state.region_default_budget_cents).await?;
         eprintln!("demo fleet ready: tenant {} ({}); pools scale within a minute: GET /api/v1/pools?tenant_id={}", tenant.name, tenant.id, tenant.id);
         Some(tokio::spawn(demo::load(
             store.clone(),
