@@ -187,6 +187,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         None
     };
     let app = router(state.clone());
+    // Answers go out at once: no Nagle delay behind an unacknowledged segment.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     let res = serve
         .await
