@@ -101,6 +101,7 @@ enum Command {
     /// Scaling events, newest first; with an ID, that one event.
     Events {
         /// Show only this event.
+        #[arg(conflicts_with_all = ["pool_id", "tenant_id", "limit", "cursor"])]
         id: Option<String>,
         /// Only this pool.
         #[arg(long)]

@@ -670,6 +670,12 @@ async fn cli_mirrors_the_seed_commands() {
         "eu"
     );
     let event_id = ev["items"][0]["id"].as_str().unwrap().to_string();
+    let (code, _, err) = cli(&s, &["events", &event_id, "--pool-id", &pid]);
+    assert_ne!(
+        code, 0,
+        "an id with list filters is refused, not half-ignored"
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
     assert_eq!(cli_json(&s, &["events", &event_id])["new_capacity"], 5);
     // Pool update, safety lock, delete: each changes the pool and is audited.
     let updated = cli_json(

@@ -316,7 +316,9 @@ struct RegionBody {
 /// Create a region (global admin) with its first monthly AI budget:
 /// `monthly_budget_cents`, or the server's default (phase 92: 100000 cents;
 /// `serve --region-default-budget-cents`), recorded as an `allocation` ledger
-/// entry; 0 allocates nothing.
+/// entry; 0 allocates nothing. The answer's `monthly_budget_cents` is what
+/// was allocated; if the region was created but the allocation failed, it
+/// is 0 and `initial_budget_error` says why and how to allocate it.
 #[utoipa::path(post, path = "/regions", tag = "regions",
     request_body(content = Object, content_type = "application/json", example = json!({"name": "eu-west", "jurisdiction": "eu", "monthly_budget_cents": 250000})),
     responses((status = 201, description = "The region, with its id.", body = Object), (status = 400), (status = 401), (status = 403), (status = 409), (status = 422))
@@ -339,25 +341,35 @@ async fn create_region(
         .store
         .create_region(&b.name, &b.jurisdiction, &who.name)
         .await?;
+    let mut out = serde_json::to_value(&region).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    out["monthly_budget_cents"] = json!(0);
     if budget > 0 {
         let op = fleetscale_store::BudgetOp::Allocate {
             amount_cents: budget,
             description: Some("initial monthly budget".into()),
         };
-        s.budgets
-            .apply_one(&region.id, op, &who.name, now_ms())
-            .await
-            .map_err(|e| {
-                ApiError::Unavailable(format!(
-                    "region {} was created, but its initial budget of {budget} cents was not allocated ({}); allocate it with POST /api/v1/regions/{}/budget/allocate",
-                    region.id,
-                    crate::budget_api::ledger_err(e),
+        // A task of its own: a client that hangs up cannot cancel it halfway.
+        let (budgets, rid, actor) = (s.budgets.clone(), region.id.clone(), who.name.clone());
+        let allocated =
+            tokio::spawn(async move { budgets.apply_one(&rid, op, &actor, now_ms()).await }).await;
+        let failed = match allocated {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        match failed {
+            None => out["monthly_budget_cents"] = json!(budget),
+            // The region exists either way (201); the answer says what is
+            // missing and how to add it.
+            Some(cause) => {
+                tracing::error!(region = %region.id, error = %cause, "initial region budget not allocated");
+                out["initial_budget_error"] = json!(format!(
+                    "the initial budget of {budget} cents was not allocated ({cause}); allocate it with POST /api/v1/regions/{}/budget/allocate",
                     region.id
-                ))
-            })?;
+                ));
+            }
+        }
     }
-    let mut out = serde_json::to_value(&region).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    out["monthly_budget_cents"] = json!(budget);
     Ok(created(out))
 }
 
@@ -492,7 +504,7 @@ async fn revoke_token(
             },
             other => other.into(),
         })?;
-    s.tokens.forget(&hash);
+    s.tokens.forget(&hash, std::time::Instant::now());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -866,10 +878,18 @@ impl CapacityQuery {
         if !t.over_pct.is_finite() {
             v.push("over_pct", "must be a number");
         } else if t.over_pct <= t.under_pct {
-            v.push(
-                "over_pct",
-                format!("must be above under_pct ({})", t.under_pct),
-            );
+            // Name the parameter the caller gave (over_pct when both).
+            if self.over_pct.is_some() {
+                v.push(
+                    "over_pct",
+                    format!("must be above under_pct ({})", t.under_pct),
+                );
+            } else {
+                v.push(
+                    "under_pct",
+                    format!("must be below over_pct ({})", t.over_pct),
+                );
+            }
         }
         Ok(v.into_result(t)?)
     }

@@ -10,11 +10,13 @@
 //! A stored token's grant is cached in memory per replica for
 //! [`TOKEN_CACHE_TTL`] after a successful lookup, so a busy client does not
 //! cost a database query per request (on SQLite that query would share the
-//! single connection with the budget writer). Consequence: a revoked token
-//! (`DELETE /api/v1/tokens/{id}`, or its tenant deleted) stops working at
-//! once on the replica that revoked it, which forgets its cached grant, and
-//! keeps working on another replica for at most [`TOKEN_CACHE_TTL`] after
-//! that replica last looked it up. Unknown tokens are never cached, so a new
+//! single connection with the budget writer). Consequence: a token revoked
+//! with `DELETE /api/v1/tokens/{id}` stops working at once on the replica
+//! that revoked it (which drops its cached grant and refuses to cache it
+//! again for one TTL, in case a lookup read the row just before), and keeps
+//! working on another replica for at most [`TOKEN_CACHE_TTL`] after that
+//! replica last looked it up; so does a token whose row disappears any
+//! other way (its tenant deleted), on every replica. Unknown tokens are never cached, so a new
 //! token works at once on every replica. The environment admin token is
 //! compared by hash, without a query, and cannot be revoked through the API
 //! (change the environment and restart).
@@ -130,10 +132,21 @@ pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Most cached grants (a stated bound; the cache is cleared when full).
 const TOKEN_CACHE_MAX: usize = 10_000;
 
-/// Grants of stored tokens by token hash, each trusted until its deadline.
+/// Grants of stored tokens by token hash, each trusted until its deadline,
+/// and tombstones of tokens this replica revoked.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    grants: Mutex<HashMap<String, (Principal, Instant)>>,
+    grants: Mutex<HashMap<String, Cached>>,
+}
+
+/// What the cache knows of one token hash, until a deadline.
+#[derive(Debug)]
+enum Cached {
+    /// The database confirmed this grant.
+    Grant(Principal, Instant),
+    /// This replica revoked the token: a lookup that read the row before
+    /// the revocation committed must not cache it again.
+    Revoked(Instant),
 }
 
 impl TokenCache {
@@ -141,7 +154,8 @@ impl TokenCache {
     pub fn get(&self, hash: &str, now: Instant) -> Option<Principal> {
         let mut m = self.grants.lock().ok()?;
         match m.get(hash) {
-            Some((p, until)) if now < *until => Some(p.clone()),
+            Some(Cached::Grant(p, until)) if now < *until => Some(p.clone()),
+            Some(Cached::Revoked(until)) if now < *until => None,
             Some(_) => {
                 m.remove(hash);
                 None
@@ -150,20 +164,28 @@ impl TokenCache {
         }
     }
 
-    /// Forgets the grant of `hash` (the token was revoked).
-    pub fn forget(&self, hash: &str) {
+    /// Forgets the grant of `hash` (the token was revoked at `now`) and
+    /// refuses to cache it again for [`TOKEN_CACHE_TTL`], longer than any
+    /// lookup that started before the revocation can take to finish.
+    pub fn forget(&self, hash: &str, now: Instant) {
         if let Ok(mut m) = self.grants.lock() {
-            m.remove(hash);
+            m.insert(hash.to_string(), Cached::Revoked(now + TOKEN_CACHE_TTL));
         }
     }
 
-    /// Remembers a grant the database just confirmed at `now`.
+    /// Remembers a grant the database just confirmed at `now` (not for a
+    /// token this replica has just revoked).
     pub fn put(&self, hash: String, principal: Principal, now: Instant) {
         if let Ok(mut m) = self.grants.lock() {
+            if matches!(m.get(&hash), Some(Cached::Revoked(until)) if now < *until) {
+                return;
+            }
             if m.len() >= TOKEN_CACHE_MAX {
+                // Tombstones go too: at worst a lookup that was in flight
+                // when its token was revoked caches it for one TTL.
                 m.clear();
             }
-            m.insert(hash, (principal, now + TOKEN_CACHE_TTL));
+            m.insert(hash, Cached::Grant(principal, now + TOKEN_CACHE_TTL));
         }
     }
 }
@@ -271,6 +293,29 @@ mod tests {
         assert_eq!(c.get("h", t0 + Duration::from_secs(1)), Some(p));
         assert_eq!(c.get("h", t0 + TOKEN_CACHE_TTL), None);
         assert_eq!(c.get("h", t0), None, "an expired grant is dropped");
+    }
+
+    #[test]
+    fn a_revoked_token_is_not_cached_again_by_a_lookup_in_flight() {
+        let c = TokenCache::default();
+        let t0 = Instant::now();
+        let p = Principal {
+            name: "ci".into(),
+            tenant_id: None,
+            role: Role::Admin,
+        };
+        c.put("h".into(), p.clone(), t0);
+        c.forget("h", t0 + Duration::from_secs(1));
+        assert_eq!(c.get("h", t0 + Duration::from_secs(1)), None);
+        // A lookup that read the row before the revocation committed.
+        c.put("h".into(), p.clone(), t0 + Duration::from_secs(2));
+        assert_eq!(c.get("h", t0 + Duration::from_secs(2)), None);
+        // Once the tombstone is older than any lookup can be, a grant the
+        // database confirms again (a token re-created with the same
+        // secret) is cached as usual.
+        let later = t0 + Duration::from_secs(1) + TOKEN_CACHE_TTL;
+        c.put("h".into(), p.clone(), later);
+        assert_eq!(c.get("h", later), Some(p));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub async fn seed(
     store: &Store,
     budgets: &Budgets,
     region_budget_cents: i64,
-) -> Result<Tenant, StoreError> {
+) -> Result<Tenant, crate::ServerError> {
     let existing = store
         .list_tenants(
             None,
@@ -45,20 +45,24 @@ pub async fn seed(
         None => store.create_tenant("demo", "demo").await?,
     };
     for (name, jurisdiction, _) in REGIONS {
-        if store.get_region(name).await.is_err() {
-            let region = store.create_region(name, jurisdiction, "demo").await?;
-            if region_budget_cents > 0 {
-                let op = BudgetOp::Allocate {
-                    amount_cents: region_budget_cents,
-                    description: Some("initial monthly budget".into()),
-                };
-                budgets
-                    .apply_one(&region.id, op, "demo", now_ms())
-                    .await
-                    .map_err(|e| {
-                        StoreError::Config(format!("demo region {name}: initial budget: {e}"))
-                    })?;
-            }
+        let region = match store.get_region(name).await {
+            Ok(r) => r,
+            Err(_) => store.create_region(name, jurisdiction, "demo").await?,
+        };
+        // Also on a later start if the first one stopped before allocating.
+        if region_budget_cents > 0 && budgets.budget(&region.id).await?.transactions == 0 {
+            let op = BudgetOp::Allocate {
+                amount_cents: region_budget_cents,
+                description: Some("initial monthly budget".into()),
+            };
+            budgets
+                .apply_one(&region.id, op, "demo", now_ms())
+                .await
+                .map_err(|e| {
+                    crate::ServerError::Demo(format!(
+                        "region {name}: its initial budget was not allocated: {e}"
+                    ))
+                })?;
         }
     }
     let have = store.all_pools(Some(&tenant.id)).await?;

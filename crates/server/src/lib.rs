@@ -96,6 +96,9 @@ pub enum ServerError {
     /// A setting is invalid.
     #[error("{0}")]
     Config(String),
+    /// The demo fleet could not be set up.
+    #[error("cannot set up the demo: {0}")]
+    Demo(String),
 }
 
 /// Everything `serve` and `demo` need.

@@ -473,6 +473,7 @@ async fn plan_scale_capacity_and_events() {
         ("over_pct=20", "over_pct"),
         ("under_pct=-1", "under_pct"),
         ("under_pct=50&over_pct=50", "over_pct"),
+        ("under_pct=85", "under_pct"),
     ] {
         let (s, v, _) = app
             .call(

@@ -80,6 +80,11 @@ pub enum LedgerError {
     /// The batch this operation was in failed; nothing of it was committed.
     #[error("the budget batch failed; nothing was committed")]
     BatchFailed,
+    /// The batch was committed but the disk refused to make it durable
+    /// (`fdatasync` failed): the operation may or may not be there after a
+    /// restart, and the writer refuses every later operation until then.
+    #[error("the budget ledger could not be synced to disk (fdatasync failed), so this operation may or may not have been applied; the server refuses budget writes until it is restarted, then retry with the same idempotency key")]
+    SyncFailed,
     /// Storage failed or the object does not exist.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -4,8 +4,10 @@
 //! Both run the same versioned migrations (`migrations/`, portable SQL) and
 //! the same queries through sqlx's `Any` driver; the few dialect differences
 //! (row locks) are chosen by [`Backend`]. Every mutation writes its audit
-//! entry in the same transaction. SQLite runs in WAL mode with
-//! `synchronous=FULL`, so an acknowledged write survives a crash. It has two
+//! entry in the same transaction. SQLite runs in WAL mode; the store's
+//! connection commits with `synchronous=FULL` and the budget writer answers
+//! only after an fdatasync of the WAL (see `budget_sqlite`), so an
+//! acknowledged write survives a crash. It has two
 //! connections: the store's (one sqlx connection) and the budget writer's own
 //! (rusqlite, on its thread; see `budget_sqlite`); both begin their write
 //! transactions `IMMEDIATE`, so writers queue on SQLite's lock and never
@@ -1523,22 +1525,33 @@ impl Store {
         let role: String = row.try_get(2)?;
         let name: String = row.try_get(3)?;
         if keep_an_admin && tenant_id.is_none() && role == "admin" {
-            let admins: i64 = sqlx::query(
-                "SELECT COUNT(*) FROM api_tokens WHERE tenant_id IS NULL AND role = 'admin'",
-            )
-            .fetch_one(&mut *tx)
+            // Two admins revoking each other at once must not both pass:
+            // PostgreSQL locks every global admin row until the commit
+            // (SQLite's IMMEDIATE transaction already holds the write lock).
+            let lock = match self.backend {
+                Backend::Postgres => " FOR UPDATE",
+                Backend::Sqlite => "",
+            };
+            let admins = sqlx::query(&format!(
+                "SELECT id FROM api_tokens WHERE tenant_id IS NULL AND role = 'admin'{lock}"
+            ))
+            .fetch_all(&mut *tx)
             .await?
-            .try_get(0)?;
+            .len();
             if admins <= 1 {
                 return Err(StoreError::Conflict {
                     what: "this is the last global admin token and no admin token is set in the environment: revoking it would lock every administrator out".into(),
                 });
             }
         }
-        sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+        let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if deleted.rows_affected() == 0 {
+            // Revoked by a concurrent request since the read above.
+            return Err(not_found("token"));
+        }
         audit(
             &mut tx,
             actor,

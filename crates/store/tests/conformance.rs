@@ -23,6 +23,7 @@ conformance!(
     actuation_bookkeeping,
     tokens_by_hash,
     tokens_listed_and_revoked,
+    two_admins_revoking_each_other_leave_one,
     pool_policies_and_sample_reads,
 );
 
@@ -488,6 +489,31 @@ async fn tokens_listed_and_revoked(s: Store) {
     assert!(s.has_admin_token().await.unwrap());
     s.revoke_token(&admin.id, "root", false).await.unwrap();
     assert!(!s.has_admin_token().await.unwrap());
+}
+
+async fn two_admins_revoking_each_other_leave_one(s: Store) {
+    for round in 0..5 {
+        let a = s
+            .insert_token(&format!("a{round}"), None, "admin", "a", "root")
+            .await
+            .unwrap();
+        let b = s
+            .insert_token(&format!("b{round}"), None, "admin", "b", "root")
+            .await
+            .unwrap();
+        let (ra, rb) = tokio::join!(
+            s.revoke_token(&b.id, "a", true),
+            s.revoke_token(&a.id, "b", true)
+        );
+        let revoked = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(revoked, 1, "round {round}: {ra:?} {rb:?}");
+        assert!(s.has_admin_token().await.unwrap());
+        // The survivor goes next round (keep_an_admin off), so every
+        // round starts with no global admin.
+        let left = if ra.is_ok() { &a.id } else { &b.id };
+        s.revoke_token(left, "root", false).await.unwrap();
+        assert!(!s.has_admin_token().await.unwrap());
+    }
 }
 
 async fn pool_policies_and_sample_reads(s: Store) {
