@@ -203,6 +203,9 @@ async fn readyz(State(s): State<AppState>) -> ApiResult<&'static str> {
         .ping()
         .await
         .map_err(|_| ApiError::Unavailable("database is not reachable".into()))?;
+    if let Some(why) = s.budgets.stopped() {
+        return Err(ApiError::Unavailable(why.into()));
+    }
     Ok("ready")
 }
 

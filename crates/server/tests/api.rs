@@ -1422,3 +1422,33 @@ async fn a_new_region_starts_with_the_seed_monthly_budget_on_its_ledger() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn readiness_fails_while_the_budget_writer_refuses_writes() {
+    let dir = std::env::temp_dir().join(format!("fs-api-{}", uuid_like()));
+    let store = Store::open_sqlite(&dir).await.unwrap();
+    // The budget writer opens the file a second time: take it away first,
+    // so the writer finds a database without the budget tables and stops.
+    let db = store.sqlite_path().unwrap().to_path_buf();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(&p);
+    }
+    let app = App {
+        state: AppState::new(store),
+    };
+    for _ in 0..100 {
+        if app.state.budgets.stopped().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (s, v, _) = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("budget writer"),
+        "{v}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

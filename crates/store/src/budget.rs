@@ -290,6 +290,7 @@ pub struct Budgets {
     store: Store,
     tx: mpsc::Sender<Job>,
     regions: Arc<Mutex<HashMap<String, String>>>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most cached region ids (a stated bound; the cache is cleared when full).
@@ -300,14 +301,29 @@ impl Budgets {
     /// connection (on SQLite to the same file, see `budget_sqlite.rs`).
     pub fn start(store: Store) -> Budgets {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         match store.backend() {
             Backend::Postgres => start_pg_writer(store.clone(), rx),
-            Backend::Sqlite => crate::budget_sqlite::start_writer(&store, rx),
+            Backend::Sqlite => crate::budget_sqlite::start_writer(&store, rx, stopped.clone()),
         }
         Budgets {
             store,
             tx,
             regions: Arc::new(Mutex::new(HashMap::new())),
+            stopped,
+        }
+    }
+
+    /// Why the writer refuses every mutation, if it does (SQLite: it could
+    /// not open the database, or the disk failed an fdatasync; only a
+    /// restart clears it). `/readyz` reports it.
+    pub fn stopped(&self) -> Option<&'static str> {
+        if self.tx.is_closed() {
+            Some("the budget writer has stopped")
+        } else if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            Some("the budget writer refuses writes (the database could not be opened or synced); restart the server")
+        } else {
+            None
         }
     }
 

@@ -79,8 +79,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the writer thread for `store` (a SQLite store). If the database
 /// file cannot be opened a second time, the failure is logged and every
-/// operation is answered with it.
-pub(crate) fn start_writer(store: &Store, rx: mpsc::Receiver<Job>) {
+/// operation is answered with it. `stopped` is set once the writer refuses
+/// every operation (it could not open the database, or an fdatasync failed).
+pub(crate) fn start_writer(store: &Store, rx: mpsc::Receiver<Job>, stopped: Arc<AtomicBool>) {
     let opened = match store.sqlite_path() {
         Some(path) => open(path),
         None => Err(StoreError::Config(
@@ -90,8 +91,11 @@ pub(crate) fn start_writer(store: &Store, rx: mpsc::Receiver<Job>) {
     let spawned = std::thread::Builder::new()
         .name("budget-writer".into())
         .spawn(move || match opened {
-            Ok((conn, wal)) => run(conn, wal, rx),
-            Err(e) => refuse_all(e, rx),
+            Ok((conn, wal)) => run(conn, wal, rx, stopped),
+            Err(e) => {
+                stopped.store(true, Ordering::Release);
+                refuse_all(e, rx)
+            }
         });
     if let Err(e) = spawned {
         // The receiver went down with the closure: every operation is
@@ -151,8 +155,7 @@ type Answer = Result<Option<TxOutcome>, LedgerError>;
 /// A committed batch's answers, waiting for the fsync of the WAL.
 type Answers = Vec<(Reply, Answer)>;
 
-fn run(mut conn: Connection, wal: File, mut rx: mpsc::Receiver<Job>) {
-    let failed = Arc::new(AtomicBool::new(false));
+fn run(mut conn: Connection, wal: File, mut rx: mpsc::Receiver<Job>, failed: Arc<AtomicBool>) {
     let (to_sync, committed) = std_mpsc::channel::<Answers>();
     let spawned = {
         let failed = failed.clone();
@@ -161,6 +164,7 @@ fn run(mut conn: Connection, wal: File, mut rx: mpsc::Receiver<Job>) {
             .spawn(move || sync_then_answer(|| wal.sync_data(), &committed, &failed))
     };
     if let Err(e) = spawned {
+        failed.store(true, Ordering::Release);
         return refuse_all(
             StoreError::Config(format!("cannot start the WAL sync thread: {e}")),
             rx,
@@ -530,7 +534,9 @@ mod tests {
         let (_reader, writer) = std::io::pipe().unwrap();
         let wal = File::from(std::os::fd::OwnedFd::from(writer));
         let (tx, rx) = mpsc::channel(8);
-        let thread = std::thread::spawn(move || run(conn, wal, rx));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        let thread = std::thread::spawn(move || run(conn, wal, rx, flag));
         let allocate = |reply| Job {
             region_id: region.id.clone(),
             op: crate::budget::BudgetOp::Allocate {
@@ -549,6 +555,10 @@ mod tests {
         }
         drop(tx);
         thread.join().unwrap();
+        assert!(
+            stopped.load(Ordering::Acquire),
+            "readiness must see the stop"
+        );
         // The first allocation was committed before its sync failed (it is
         // in the file, unconfirmed); the second was refused unapplied.
         let check = Connection::open(store.sqlite_path().unwrap()).unwrap();
