@@ -221,8 +221,9 @@ async fn prometheus(State(s): State<AppState>) -> impl IntoResponse {
 
 // ---- query parameters -----------------------------------------------------------
 
-/// Common list parameters.
+/// Common list parameters; any other parameter is a 400 naming it.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     tenant_id: Option<String>,
     pool_id: Option<String>,

@@ -387,7 +387,7 @@ struct UsageQuery {
 /// The usage ledger, newest first.
 #[utoipa::path(get, path = "/budgets/tenants/{tenant}/usage", tag = "tenant budgets",
     operation_id = "tenant_budget_usage",
-    params(("tenant" = String, Path, description = "Tenant id"), ("provider" = String, Path, description = "claude, gemini, openai, elevenlabs or perplexity"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    params(("tenant" = String, Path, description = "Tenant id"), ("provider" = Option<String>, Query, description = "Only this provider: claude, gemini, openai, elevenlabs or perplexity"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 404), (status = 422))
 )]
 async fn usage_list(

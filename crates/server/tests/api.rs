@@ -1452,3 +1452,20 @@ async fn readiness_fails_while_the_budget_writer_refuses_writes() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn an_unknown_list_parameter_is_refused_by_name() {
+    let app = App::new().await;
+    for path in [
+        "/api/v1/pools?tenant=x",
+        "/api/v1/scaling-events?pool=x",
+        "/api/v1/tenants?page=2",
+        "/api/v1/audit?since=yesterday",
+    ] {
+        let (s, v, _) = app.call("GET", path, Some(ADMIN), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+        let detail = v["detail"].as_str().unwrap();
+        let name = path.split('?').nth(1).unwrap().split('=').next().unwrap();
+        assert!(detail.contains(name), "{path}: {detail}");
+    }
+}
