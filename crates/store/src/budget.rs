@@ -45,6 +45,7 @@ use fleetscale_core::budget::{
     LedgerEntry, LedgerReport, ResetPeriod, TxKind,
 };
 
+use crate::types::ser_ms;
 use crate::{new_id, not_found, paginate, Backend, Listed, Page, Store, StoreError};
 
 /// Most operations applied in one transaction (a stated bound).
@@ -1759,8 +1760,4 @@ struct RegionJson<'a> {
     last_day_key: i64,
     last_month_key: i64,
     updated_at_ms: i64,
-}
-
-fn ser_ms<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::rfc3339(*ms))
 }

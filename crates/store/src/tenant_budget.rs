@@ -36,6 +36,7 @@ use fleetscale_core::provider_budget::{
     UsageEntry, UsageError, UsageReport, UsageStatus, DEFAULT_TIER,
 };
 
+use crate::types::ser_ms;
 use crate::{audit, new_id, not_found, paginate, rfc3339, Listed, Page, Result, Store, StoreError};
 
 /// A provider budget of a tenant: its settings, this month's usage and the projection.
@@ -259,10 +260,6 @@ fn usage_row(r: &AnyRow) -> Result<UsageRecord> {
         actor: r.try_get(11)?,
         created_at_ms: r.try_get(12)?,
     })
-}
-
-fn ser_ms<S: serde::Serializer>(ms: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*ms))
 }
 
 fn provider_budget(tier: Tier, p: Provider, row: Option<&Stored>, now_ms: i64) -> ProviderBudget {
