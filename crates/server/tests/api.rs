@@ -1424,7 +1424,7 @@ async fn a_new_region_starts_with_the_seed_monthly_budget_on_its_ledger() {
 }
 
 #[tokio::test]
-async fn readiness_fails_while_the_budget_writer_refuses_writes() {
+async fn readiness_and_region_creation_while_the_budget_writer_refuses_writes() {
     let dir = std::env::temp_dir().join(format!("fs-api-{}", uuid_like()));
     let store = Store::open_sqlite(&dir).await.unwrap();
     // The budget writer opens the file a second time: take it away first,
@@ -1435,9 +1435,9 @@ async fn readiness_fails_while_the_budget_writer_refuses_writes() {
         p.push(suffix);
         let _ = std::fs::remove_file(&p);
     }
-    let app = App {
-        state: AppState::new(store),
-    };
+    let mut state = AppState::new(store);
+    state.admin_token_hash = Some(Arc::from(hash_token(ADMIN)));
+    let app = App { state };
     for _ in 0..100 {
         if app.state.budgets.stopped().is_some() {
             break;
@@ -1449,6 +1449,19 @@ async fn readiness_fails_while_the_budget_writer_refuses_writes() {
     assert!(
         v["detail"].as_str().unwrap().contains("budget writer"),
         "{v}"
+    );
+    // A region created meanwhile exists (201), and its answer says that its
+    // first budget was not allocated and how to allocate it.
+    let body = json!({"name": "eu-west", "jurisdiction": "eu"}).to_string();
+    let (s, r, _) = app
+        .call("POST", "/api/v1/regions", Some(ADMIN), Some(&body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["monthly_budget_cents"], 0, "{r}");
+    let why = r["initial_budget_error"].as_str().unwrap();
+    assert!(
+        why.contains("100000 cents was not allocated") && why.contains("/budget/allocate"),
+        "{why}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }
