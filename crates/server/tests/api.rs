@@ -18,6 +18,14 @@ const ADMIN: &str = "admin-test-token";
 
 struct App {
     state: AppState,
+    /// The test's database directory, removed when the test ends.
+    dir: std::path::PathBuf,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl App {
@@ -26,7 +34,7 @@ impl App {
         let store = Store::open_sqlite(&dir).await.unwrap();
         let mut state = AppState::new(store);
         state.admin_token_hash = Some(Arc::from(hash_token(ADMIN)));
-        App { state }
+        App { state, dir }
     }
 
     async fn call(
@@ -1288,7 +1296,10 @@ async fn the_last_global_admin_token_is_kept_without_an_environment_token() {
         .ensure_admin_token(&hash_token("stored-admin"), "bootstrap")
         .await
         .unwrap();
-    let app = App { state };
+    let app = App {
+        state,
+        dir: dir.clone(),
+    };
     let list = app
         .call("GET", "/api/v1/tokens", Some("stored-admin"), None)
         .await
@@ -1333,7 +1344,6 @@ async fn the_last_global_admin_token_is_kept_without_an_environment_token() {
             .0,
         StatusCode::UNAUTHORIZED
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -1437,7 +1447,10 @@ async fn readiness_and_region_creation_while_the_budget_writer_refuses_writes() 
     }
     let mut state = AppState::new(store);
     state.admin_token_hash = Some(Arc::from(hash_token(ADMIN)));
-    let app = App { state };
+    let app = App {
+        state,
+        dir: dir.clone(),
+    };
     for _ in 0..100 {
         if app.state.budgets.stopped().is_some() {
             break;
@@ -1463,7 +1476,6 @@ async fn readiness_and_region_creation_while_the_budget_writer_refuses_writes() 
         why.contains("100000 cents was not allocated") && why.contains("/budget/allocate"),
         "{why}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]

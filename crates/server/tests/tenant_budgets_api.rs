@@ -19,6 +19,14 @@ const ADMIN: &str = "admin-test-token";
 
 struct App {
     state: AppState,
+    /// The test's database directory, removed when the test ends.
+    dir: std::path::PathBuf,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl App {
@@ -27,7 +35,7 @@ impl App {
         let store = Store::open_sqlite(&dir).await.unwrap();
         let mut state = AppState::new(store);
         state.admin_token_hash = Some(Arc::from(hash_token(ADMIN)));
-        App { state }
+        App { state, dir }
     }
 
     async fn call(
