@@ -246,6 +246,18 @@ impl Conn {
         self.send(req).await
     }
 
+    /// DELETEs `path` and reports it: `{"<done>": id}` as JSON, `<done> id`
+    /// as text (e.g. done = "deleted").
+    pub async fn delete_show(&self, path: &str, done: &str, id: &str) -> anyhow::Result<()> {
+        self.send_json(reqwest::Method::DELETE, path, &Value::Null)
+            .await?;
+        match self.output {
+            Output::Json => print_json(&json!({ done: id })),
+            Output::Table => println!("{done} {id}"),
+        }
+        Ok(())
+    }
+
     /// Prints one object as a one-row table or as JSON.
     pub fn show(&self, v: &Value, cols: &[&str]) {
         match self.output {

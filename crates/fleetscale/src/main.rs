@@ -593,17 +593,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             PoolsCmd::Delete { pool_id } => {
-                conn.send_json(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/pools/{}", client::encode(&pool_id)),
-                    &serde_json::Value::Null,
-                )
-                .await?;
-                match conn.output {
-                    Output::Json => client::print_json(&serde_json::json!({"deleted": pool_id})),
-                    Output::Table => println!("deleted {pool_id}"),
-                }
-                Ok(())
+                let path = format!("/api/v1/pools/{}", client::encode(&pool_id));
+                conn.delete_show(&path, "deleted", &pool_id).await
             }
             PoolsCmd::Lock { pool_id } => set_lock(&conn, &pool_id, true).await,
             PoolsCmd::Unlock { pool_id } => set_lock(&conn, &pool_id, false).await,
@@ -856,17 +847,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .await
             }
             TokensCmd::Revoke { id } => {
-                conn.send_json(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/tokens/{}", client::encode(&id)),
-                    &serde_json::Value::Null,
-                )
-                .await?;
-                match conn.output {
-                    Output::Json => client::print_json(&serde_json::json!({"revoked": id})),
-                    Output::Table => println!("revoked {id}"),
-                }
-                Ok(())
+                let path = format!("/api/v1/tokens/{}", client::encode(&id));
+                conn.delete_show(&path, "revoked", &id).await
             }
         },
         Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,

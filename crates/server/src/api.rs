@@ -348,14 +348,14 @@ async fn create_region(
     let mut out = serde_json::to_value(&region).map_err(|e| ApiError::Internal(Box::new(e)))?;
     out["monthly_budget_cents"] = json!(0);
     if budget > 0 {
-        let op = fleetscale_store::BudgetOp::Allocate {
-            amount_cents: budget,
-            description: Some("initial monthly budget".into()),
-        };
         // A task of its own: a client that hangs up cannot cancel it halfway.
         let (budgets, rid, actor) = (s.budgets.clone(), region.id.clone(), who.name.clone());
-        let allocated =
-            tokio::spawn(async move { budgets.apply_one(&rid, op, &actor, now_ms()).await }).await;
+        let allocated = tokio::spawn(async move {
+            budgets
+                .allocate_initial(&rid, budget, &actor, now_ms())
+                .await
+        })
+        .await;
         let failed = match allocated {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e.to_string()),

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
 use fleetscale_core::{NewPool, RawThresholdPolicy};
-use fleetscale_store::{now_ms, BudgetOp, Budgets, Page, Sample, Store, StoreError, Tenant};
+use fleetscale_store::{now_ms, Budgets, Page, Sample, Store, StoreError, Tenant};
 
 /// Regions of the demo: (name, jurisdiction, load factor).
 pub const REGIONS: [(&str, &str, f64); 3] = [
@@ -51,12 +51,8 @@ pub async fn seed(
         };
         // Also on a later start if the first one stopped before allocating.
         if region_budget_cents > 0 && budgets.budget(&region.id).await?.transactions == 0 {
-            let op = BudgetOp::Allocate {
-                amount_cents: region_budget_cents,
-                description: Some("initial monthly budget".into()),
-            };
             budgets
-                .apply_one(&region.id, op, "demo", now_ms())
+                .allocate_initial(&region.id, region_budget_cents, "demo", now_ms())
                 .await
                 .map_err(|e| {
                     crate::ServerError::Demo(format!(

@@ -385,6 +385,22 @@ impl Budgets {
             .ok_or_else(|| LedgerError::Store(StoreError::Corrupt("no ledger entry".into())))
     }
 
+    /// Allocates a new region's first monthly budget (an `allocation` entry
+    /// described as such), as region creation and the demo do.
+    pub async fn allocate_initial(
+        &self,
+        region_id: &str,
+        amount_cents: Cents,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<TxOutcome, LedgerError> {
+        let op = BudgetOp::Allocate {
+            amount_cents,
+            description: Some("initial monthly budget".into()),
+        };
+        self.apply_one(region_id, op, actor, now_ms).await
+    }
+
     /// A region's balances (zero when it never had a budget).
     pub async fn budget(&self, region_id: &str) -> Result<RegionBudget, StoreError> {
         let row = sqlx::query("SELECT monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq FROM region_budgets WHERE region_id = $1")

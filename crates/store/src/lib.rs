@@ -239,6 +239,8 @@ impl std::fmt::Debug for DbUrl {
     }
 }
 
+/// The columns [`token_row`] decodes.
+const TOKEN_COLS: &str = "id, tenant_id, role, name, created_at_ms";
 const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
 const EVENT_COLS: &str = "id, pool_id, tenant_id, region, agent_type, previous_capacity, new_capacity, reason, trigger_source, metadata, actuation_status, actuation_attempts, actuation_error, actuated_at_ms, created_at_ms";
 const PROPOSAL_COLS: &str = "id, pool_id, tenant_id, current_capacity, target_capacity, reason, decision, status, decided_by, note, event_id, created_at_ms, updated_at_ms, decided_at_ms";
@@ -1486,7 +1488,7 @@ impl Store {
     /// Stored tokens, oldest first; `only` restricts to one tenant's.
     pub async fn list_tokens(&self, only: Option<&str>, page: &Page) -> Result<Listed<TokenInfo>> {
         let rows = sqlx::query(
-            "SELECT id, tenant_id, role, name, created_at_ms FROM api_tokens WHERE ($1 = '' OR tenant_id = $1) AND id > $2 ORDER BY id LIMIT $3",
+            &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE ($1 = '' OR tenant_id = $1) AND id > $2 ORDER BY id LIMIT $3"),
         )
         .bind(only.unwrap_or(""))
         .bind(page.cursor.clone().unwrap_or_default())
@@ -1498,9 +1500,9 @@ impl Store {
 
     /// The stored token `id`.
     pub async fn get_token(&self, id: &str) -> Result<TokenInfo> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, role, name, created_at_ms FROM api_tokens WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
