@@ -366,6 +366,8 @@ pub struct LedgerEntry {
     pub period: Option<ResetPeriod>,
     /// For refunds: the spend refunded.
     pub refund_of: Option<String>,
+    /// The idempotency key the entry was written under, if any.
+    pub idempotency_key: Option<String>,
 }
 
 /// A broken ledger invariant.
@@ -398,14 +400,16 @@ pub const MAX_REPORTED_VIOLATIONS: usize = 100;
 /// Replays `entries` (in `seq` order) from an empty budget and checks every
 /// invariant: contiguous sequence numbers, each entry's effect follows the
 /// rules of its kind, `balance_after` is the running balance, the balance is
-/// never negative, refunds never exceed their spend, and the result equals
-/// `stored`.
+/// never negative, refunds never exceed their spend, no idempotency key was
+/// used twice by one kind of entry (a request charged twice), and the result
+/// equals `stored`.
 #[must_use]
 pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerReport {
     use std::collections::HashMap;
     let mut st = BudgetState::default();
     let mut violations = Vec::new();
     let mut spends: HashMap<&str, (Cents, Cents)> = HashMap::new();
+    let mut keys: HashMap<(&str, &str), i64> = HashMap::new();
     let mut bad = |seq: i64, problem: String| {
         if violations.len() < MAX_REPORTED_VIOLATIONS {
             violations.push(LedgerViolation { seq, problem });
@@ -418,6 +422,17 @@ pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerRepor
                 e.seq,
                 format!("sequence gap: expected {expected_seq}, found {}", e.seq),
             );
+        }
+        if let Some(key) = e.idempotency_key.as_deref() {
+            if let Some(first) = keys.insert((e.kind.as_str(), key), e.seq) {
+                bad(
+                    e.seq,
+                    format!(
+                        "idempotency key {key:?} of a {} was already used by entry {first}: one request applied twice",
+                        e.kind.as_str()
+                    ),
+                );
+            }
         }
         let result: Result<Vec<Effect>, BudgetError> = match e.kind {
             TxKind::Allocation => st.allocate(e.amount_cents).map(|x| vec![x]),
@@ -692,6 +707,7 @@ mod tests {
             balance_after_cents: e.balance_after_cents,
             period: e.period,
             refund_of: refund_of.map(str::to_string),
+            idempotency_key: None,
         }
     }
 
@@ -816,6 +832,34 @@ mod tests {
         let mut gap = log.clone();
         gap.remove(3);
         assert!(!check_ledger(&gap, s).ok);
+    }
+
+    #[test]
+    fn ledger_check_finds_a_key_used_twice_by_one_kind_of_entry() {
+        let mut s = BudgetState::default();
+        let mut log = vec![entry(1, "a", s.allocate(1000).unwrap(), None)];
+        for (seq, id, key) in [(2, "s1", "k"), (3, "s2", "other")] {
+            let mut e = entry(seq, id, s.spend(10).unwrap(), None);
+            e.idempotency_key = Some(key.into());
+            log.push(e);
+        }
+        // A refund may reuse a spend's key: the kinds differ.
+        let mut r = entry(4, "r1", s.refund(5, 10, 0).unwrap(), Some("s1"));
+        r.idempotency_key = Some("k".into());
+        log.push(r);
+        assert!(check_ledger(&log, s).ok, "{:?}", check_ledger(&log, s));
+
+        log[2].idempotency_key = Some("k".into());
+        let report = check_ledger(&log, s);
+        assert!(!report.ok);
+        assert_eq!(report.violations.len(), 1, "{report:?}");
+        assert_eq!(report.violations[0].seq, 3);
+        assert!(
+            report.violations[0]
+                .problem
+                .contains("already used by entry 2"),
+            "{report:?}"
+        );
     }
 
     #[test]

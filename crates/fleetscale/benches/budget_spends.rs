@@ -14,6 +14,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,11 +133,61 @@ async fn http_ceiling(url: &str, clients: usize, duration: Duration) {
     );
 }
 
+/// CPU time (ns) the threads of process `pid` ran so far, by thread name
+/// (`/proc/PID/task/TID/schedstat`, whose first field is the time on CPU):
+/// threads that exit in between are lost, which the server's are not.
+fn cpu_by_thread(pid: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        *out.entry(name.trim().to_string()).or_default() += ns;
+    }
+    out
+}
+
+/// What the server and this load generator spent on CPU per spend between
+/// two [`cpu_by_thread`] readings, and the rate two fully busy cores would
+/// allow at that cost: a figure far less sensitive to the host's other load
+/// than the rate itself.
+fn cpu_report(
+    server: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
+    loadgen: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
+    n: usize,
+) -> String {
+    let per =
+        |before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: Option<&str>| {
+            let ns: u64 = after
+                .iter()
+                .filter(|(k, _)| name.is_none_or(|n| k.as_str() == n))
+                .map(|(k, v)| v.saturating_sub(before.get(k).copied().unwrap_or(0)))
+                .sum();
+            ns as f64 / 1000.0 / n.max(1) as f64
+        };
+    let total = per(server.0, server.1, None);
+    let writer = per(server.0, server.1, Some("budget-writer"));
+    let sync = per(server.0, server.1, Some("budget-wal-sync"));
+    let gen = per(loadgen.0, loadgen.1, None);
+    format!(
+        "CPU per spend: server {total:.1} µs (budget writer {writer:.1}, WAL sync {sync:.1}, other threads {:.1}), load generator {gen:.1} µs; two busy cores at that cost: {:.0} spends/s",
+        total - writer - sync,
+        2e6 / (total + gen)
+    )
+}
+
 const AUTH: &str = concat!("Bearer ", "e2e-admin-token");
 
 async fn run(
     name: &str,
     urls: Vec<String>,
+    pids: &[u32],
     clients: usize,
     duration: Duration,
     pg_url: Option<&str>,
@@ -173,6 +224,11 @@ async fn run(
     }
     let done = Arc::new(AtomicUsize::new(0));
     let charged = Arc::new(AtomicI64::new(0));
+    let cpu = |pids: &[u32]| -> Vec<BTreeMap<String, u64>> {
+        pids.iter().map(|p| cpu_by_thread(&p.to_string())).collect()
+    };
+    let server_before = cpu(pids);
+    let gen_before = cpu_by_thread("self");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (c, mut client) in conns.into_iter().enumerate() {
@@ -193,6 +249,7 @@ async fn run(
     }
     let secs = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
+    let (server_after, gen_after) = (cpu(pids), cpu_by_thread("self"));
     let report = get(
         &http,
         &format!("{}/api/v1/regions/{region}/budget/ledger-check", urls[0]),
@@ -214,6 +271,19 @@ async fn run(
         "{name}: {n} exact spends in {secs:.1}s = {:.0} spends/s ({clients} clients over HTTP, ledger check ok, charged once each)",
         n as f64 / secs
     );
+    // The replicas' threads summed by name.
+    let sum = |maps: Vec<BTreeMap<String, u64>>| {
+        let mut total = BTreeMap::new();
+        for (k, v) in maps.into_iter().flatten() {
+            *total.entry(k).or_insert(0) += v;
+        }
+        total
+    };
+    let (sb, sa) = (sum(server_before), sum(server_after));
+    println!(
+        "{name}: {}",
+        cpu_report((&sb, &sa), (&gen_before, &gen_after), n)
+    );
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -229,15 +299,26 @@ async fn main() {
         let db = fresh_sqlite();
         let r = Replica::start(&bin, &db.url, free_port()).await;
         http_ceiling(&r.url(), 32, duration).await;
-        run("sqlite, single node", vec![r.url()], 32, duration, None).await;
+        let pids: Vec<u32> = r.pid().into_iter().collect();
+        run(
+            "sqlite, single node",
+            vec![r.url()],
+            &pids,
+            32,
+            duration,
+            None,
+        )
+        .await;
     }
     {
         let db = fresh_pg_url().await;
         let a = Replica::start(&bin, &db, free_port()).await;
         let b = Replica::start(&bin, &db, free_port()).await;
+        let pids: Vec<u32> = a.pid().into_iter().chain(b.pid()).collect();
         run(
             "postgresql, two replicas",
             vec![a.url(), b.url()],
+            &pids,
             64,
             duration,
             Some(&db),

@@ -57,6 +57,7 @@
 //! spends per second of committing with `synchronous=FULL`.
 
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
@@ -72,6 +73,10 @@ use crate::budget::{
     Reservation, TxJson, TxOutcome, MAX_BATCH,
 };
 use crate::{Store, StoreError};
+
+mod keys;
+
+use keys::{KeyIndex, Staged};
 
 /// Busy timeout of the writer's connection: how long a batch waits for the
 /// store's connection to finish a write transaction.
@@ -170,6 +175,19 @@ fn run(mut conn: Connection, wal: File, mut rx: mpsc::Receiver<Job>, failed: Arc
             rx,
         );
     }
+    let mut index = KeyIndex::new();
+    let started = std::time::Instant::now();
+    match index.load(&mut conn) {
+        Ok(l) => tracing::info!(
+            keys = l.keys,
+            regions = l.regions,
+            ms = started.elapsed().as_millis() as u64,
+            "budget writer indexed the ledger's idempotency keys"
+        ),
+        // Each region is then read from the ledger when a batch first
+        // touches it (KeyIndex::sync).
+        Err(e) => tracing::warn!(error = %e, "cannot index the ledger's idempotency keys at start"),
+    }
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = rx.blocking_recv() {
         batch.push(job);
@@ -187,7 +205,7 @@ fn run(mut conn: Connection, wal: File, mut rx: mpsc::Receiver<Job>, failed: Arc
             }
             continue;
         }
-        match apply_batch(&mut conn, &jobs) {
+        match apply_batch(&mut conn, &mut index, &jobs) {
             Ok(results) => {
                 let answers: Answers = jobs.into_iter().map(|j| j.reply).zip(results).collect();
                 if let Err(std_mpsc::SendError(answers)) = to_sync.send(answers) {
@@ -245,20 +263,38 @@ fn sync_then_answer(
 type Results = Vec<Result<Option<TxOutcome>, LedgerError>>;
 
 /// One batch in one `BEGIN IMMEDIATE` transaction; rolled back on error.
-fn apply_batch(conn: &mut Connection, jobs: &[Job]) -> Result<Results, LedgerError> {
+/// The idempotency keys are recorded in `index` only once the commit
+/// succeeded.
+fn apply_batch<S: BuildHasher>(
+    conn: &mut Connection,
+    index: &mut KeyIndex<S>,
+    jobs: &[Job],
+) -> Result<Results, LedgerError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut db = LiteBatch { conn: &tx };
+    let mut db = LiteBatch {
+        conn: &tx,
+        index,
+        staged: None,
+    };
     // Every call of LiteBatch returns at once (no await ever pends), so this
     // runs the shared batch logic to completion as plain calls.
     let results = futures::executor::block_on(run_batch(&mut db, jobs))?;
+    let staged = db.staged.take();
     tx.commit()?;
+    if let Some(staged) = staged {
+        index.committed(staged);
+    }
     Ok(results)
 }
 
 /// [`BatchDb`] on SQLite: statements of the writer's open transaction,
-/// prepared once and cached by the connection.
-struct LiteBatch<'c> {
+/// prepared once and cached by the connection, and the ledger's idempotency
+/// keys ([`keys`]).
+struct LiteBatch<'c, S> {
     conn: &'c Connection,
+    index: &'c mut KeyIndex<S>,
+    /// The batch's keys, once written.
+    staged: Option<Staged>,
 }
 
 const RES_SELECT: &str = "SELECT id, region_id, amount_cents, job_type, agency_id, status, expires_at_ms, committed_cents FROM budget_reservations";
@@ -276,9 +312,10 @@ fn res_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reservation> {
     })
 }
 
-impl BatchDb for LiteBatch<'_> {
+impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
     async fn region_row(&mut self, rid: &str) -> Result<Option<Locked>, LedgerError> {
-        self.conn
+        let locked = self
+            .conn
             .prepare_cached("SELECT monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq, last_day_key, last_month_key FROM region_budgets WHERE region_id = ?1")
             .and_then(|mut s| {
                 s.query_row([rid], |r| {
@@ -296,8 +333,13 @@ impl BatchDb for LiteBatch<'_> {
                     })
                 })
                 .optional()
-            })
-            .map_err(LedgerError::from)
+            })?;
+        // Under the write lock: the keys now cover the region's ledger.
+        match &locked {
+            Some(l) => self.index.sync(self.conn, rid, l.next_seq)?,
+            None => self.index.forget(rid),
+        }
+        Ok(locked)
     }
 
     async fn create_region_row(&mut self, rid: &str, now_ms: i64) -> Result<(), LedgerError> {
@@ -313,29 +355,10 @@ impl BatchDb for LiteBatch<'_> {
         rid: &str,
         keys: &[(&str, &'static str)],
     ) -> Result<Vec<(String, String, Prior)>, LedgerError> {
-        // One probe of the unique (region, type, key) index per key.
-        let mut s = self
-            .conn
-            .prepare_cached("SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of FROM region_budget_transactions WHERE region_id = ?1 AND transaction_type = ?2 AND idempotency_key = ?3")
-            ?;
+        // In memory; an entry is read only for a key seen before.
         let mut out = Vec::new();
         for (key, kind) in keys {
-            let prior = s
-                .query_row(params![rid, kind, key], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        Prior {
-                            id: r.get(2)?,
-                            amount_cents: r.get(3)?,
-                            balance_after_cents: r.get(4)?,
-                            job_type: r.get(5)?,
-                            refund_of: r.get(6)?,
-                        },
-                    ))
-                })
-                .optional()?;
-            out.extend(prior);
+            out.extend(self.index.prior(self.conn, rid, kind, key)?);
         }
         Ok(out)
     }
@@ -468,6 +491,10 @@ impl BatchDb for LiteBatch<'_> {
                 })
                 ?;
         }
+        self.staged = Some(self.index.stage(
+            &st.txs,
+            st.regions.iter().map(|(rid, l)| (rid.as_str(), l.next_seq)),
+        ));
         Ok(())
     }
 }
@@ -627,5 +654,96 @@ mod tests {
             assert!(matches!(rx.try_recv(), Ok(Err(LedgerError::SyncFailed))));
         }
         assert_eq!(syncs.load(Ordering::SeqCst), 1);
+    }
+
+    /// A hasher under which every key collides.
+    #[derive(Clone, Copy)]
+    struct OneHash;
+
+    impl std::hash::BuildHasher for OneHash {
+        type Hasher = Constant;
+        fn build_hasher(&self) -> Constant {
+            Constant
+        }
+    }
+
+    struct Constant;
+
+    impl std::hash::Hasher for Constant {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[tokio::test]
+    async fn keys_that_share_a_hash_are_told_apart() {
+        use crate::budget::BudgetOp;
+        let dir = std::env::temp_dir().join(format!("fs-onehash-{}", uuid::Uuid::new_v4()));
+        let store = Store::open_sqlite(&dir).await.unwrap();
+        let region = store.create_region("r", "EU", "test").await.unwrap();
+        let (mut conn, _wal) = open(store.sqlite_path().unwrap()).unwrap();
+        let mut index = KeyIndex::with_hasher(OneHash);
+        index.load(&mut conn).unwrap();
+        let job = |op| Job {
+            region_id: region.id.clone(),
+            op,
+            actor: "test".into(),
+            now_ms: crate::now_ms(),
+            reply: oneshot::channel().0,
+        };
+        let spend = |key: &str, amount| {
+            job(BudgetOp::Spend {
+                amount_cents: amount,
+                job_type: "creative".into(),
+                agency_id: None,
+                idempotency_key: Some(key.into()),
+                description: None,
+            })
+        };
+        let mut run = |jobs: Vec<Job>| -> Vec<TxOutcome> {
+            apply_batch(&mut conn, &mut index, &jobs)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.unwrap().unwrap())
+                .collect()
+        };
+        run(vec![job(BudgetOp::Allocate {
+            amount_cents: 1000,
+            description: None,
+        })]);
+        // One key with the hash: a retry reads its entry and replays it.
+        let a = run(vec![spend("a", 10)]).remove(0);
+        let again = run(vec![spend("a", 10)]).remove(0);
+        assert!(!a.replayed && again.replayed);
+        assert_eq!(again.transaction_id, a.transaction_id);
+        // A second key with the same hash is a new spend, not "a"'s replay;
+        // from then on the hash is ambiguous and both are found by a scan.
+        let b = run(vec![spend("b", 20)]).remove(0);
+        assert!(
+            !b.replayed,
+            "a key that shares a hash was taken for a retry"
+        );
+        let got = run(vec![spend("b", 20), spend("a", 10), spend("c", 30)]);
+        assert_eq!(
+            got.iter()
+                .map(|o| (o.transaction_id.as_str(), o.replayed))
+                .collect::<Vec<_>>()[..2],
+            [
+                (b.transaction_id.as_str(), true),
+                (a.transaction_id.as_str(), true)
+            ]
+        );
+        assert!(!got[2].replayed);
+        let (remaining, entries): (i64, i64) = conn
+            .query_row(
+                "SELECT remaining_cents, next_seq - 1 FROM region_budgets WHERE region_id = ?1",
+                [&region.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((remaining, entries), (1000 - 10 - 20 - 30, 4));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

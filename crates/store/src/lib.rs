@@ -143,7 +143,46 @@ pub enum Backend {
     Postgres,
 }
 
+/// The versioned migrations, portable SQL shared by both backends.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Migrations whose SQLite text differs (`migrations/sqlite/`): same version
+/// and description, so each backend's history stays one sequence, and each
+/// database records the checksum of the text it ran.
+const SQLITE_VARIANTS: &[(i64, &str)] = &[(
+    8,
+    include_str!("../migrations/sqlite/0008_idempotency_keys_sqlite.sql"),
+)];
+
+/// The migrations of `backend` up to `version` (inclusive).
+fn migrator(backend: Backend, version: i64) -> sqlx::migrate::Migrator {
+    let migrations = MIGRATOR
+        .migrations
+        .iter()
+        .filter(|m| m.version <= version)
+        .map(|m| {
+            let variant = SQLITE_VARIANTS
+                .iter()
+                .find(|(v, _)| *v == m.version && backend == Backend::Sqlite);
+            match variant {
+                Some((_, sql)) => sqlx::migrate::Migration::new(
+                    m.version,
+                    m.description.clone(),
+                    m.migration_type,
+                    std::borrow::Cow::Borrowed(sql),
+                    m.no_tx,
+                ),
+                None => m.clone(),
+            }
+        })
+        .collect();
+    sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
 
 /// How long a cached pool owner is trusted (see `Store::pool_tenants`).
 const OWNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -315,7 +354,7 @@ impl Store {
             sqlite_path,
             url: DbUrl(url.into()),
         };
-        MIGRATOR
+        migrator(backend, i64::MAX)
             .run(&store.pool)
             .await
             .map_err(StoreError::Migrate)?;
@@ -1874,19 +1913,12 @@ pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<Str
 #[doc(hidden)]
 pub async fn migrate_to(url: &str, version: i64) -> Result<()> {
     sqlx::any::install_default_drivers();
-    let partial = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(
-            MIGRATOR
-                .migrations
-                .iter()
-                .filter(|m| m.version <= version)
-                .cloned()
-                .collect(),
-        ),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
+    let backend = if url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
     };
+    let partial = migrator(backend, version);
     let pool = AnyPoolOptions::new()
         .max_connections(1)
         .connect(url)

@@ -14,6 +14,7 @@ conformance!(
     allocate_spend_refund_and_ledger_recomputes,
     spend_is_refused_without_budget_and_charges_nothing,
     idempotent_retries_charge_once,
+    a_retry_through_another_writer_replays,
     refund_never_exceeds_its_spend,
     reservations_commit_release_and_expire,
     resets_follow_the_schedule_and_are_idempotent,
@@ -214,6 +215,61 @@ async fn idempotent_retries_charge_once(s: Store) {
     assert!(r2.replayed);
     assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 960);
     assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+/// Two writers on one database (two replicas on PostgreSQL, two writer
+/// threads on one SQLite file) and a third started afterwards: a key charged
+/// through one is replayed through the others.
+async fn a_retry_through_another_writer_replays(s: Store) {
+    let (one, r) = region(&s).await;
+    let two = Budgets::start(s.clone());
+    let now = now_ms();
+    one.apply_one(&r, allocate(1_000), "admin", now)
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    for (i, (charge, retry)) in [(&one, &two), (&two, &one), (&one, &two)]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("k{i}");
+        let amount = 10 * (i as i64 + 1);
+        let a = charge
+            .apply_one(&r, spend(amount, Some(&key)), "op", now)
+            .await
+            .unwrap();
+        let b = retry
+            .apply_one(&r, spend(amount, Some(&key)), "op", now)
+            .await
+            .unwrap();
+        assert!(!a.replayed && b.replayed, "{key}: {a:?} then {b:?}");
+        assert_eq!(a.transaction_id, b.transaction_id);
+        first.push(a);
+    }
+    // A refund under a spend's key is another request: charged once too.
+    let refund = || BudgetOp::Refund {
+        transaction_id: first[0].transaction_id.clone(),
+        amount_cents: 5,
+        idempotency_key: Some("k0".into()),
+        description: None,
+    };
+    let a = two.apply_one(&r, refund(), "op", now).await.unwrap();
+    let b = one.apply_one(&r, refund(), "op", now).await.unwrap();
+    assert!(!a.replayed && b.replayed);
+    let three = Budgets::start(s.clone());
+    for (i, f) in first.iter().enumerate() {
+        let o = three
+            .apply_one(&r, spend(f.amount_cents, Some(&format!("k{i}"))), "op", now)
+            .await
+            .unwrap();
+        assert!(o.replayed);
+        assert_eq!(o.transaction_id, f.transaction_id);
+    }
+    let budget = one.budget(&r).await.unwrap();
+    assert_eq!(budget.remaining_cents, 1_000 - 10 - 20 - 30 + 5);
+    let report = one.check_ledger(&r).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.entries, 5);
 }
 
 async fn refund_never_exceeds_its_spend(s: Store) {

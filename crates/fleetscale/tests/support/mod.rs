@@ -94,6 +94,11 @@ impl Replica {
         r
     }
 
+    /// The process id of the running server, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The base URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
