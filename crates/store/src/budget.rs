@@ -46,7 +46,7 @@ use fleetscale_core::budget::{
 };
 
 use crate::types::ser_ms;
-use crate::{new_id, not_found, paginate, Backend, Listed, Page, Store, StoreError};
+use crate::{new_id, not_found, paginate, AuditEntry, Backend, Listed, Page, Store, StoreError};
 
 /// Most operations applied in one transaction (a stated bound).
 pub const MAX_BATCH: usize = 512;
@@ -1112,19 +1112,12 @@ impl BatchDb for PgBatch<'_> {
                 })
                 .collect();
             let txs: Vec<TxJson<'_>> = st.txs.iter().map(TxJson::of).collect();
-            let audits = st
-                .txs
-                .iter()
-                .map(AuditJson::of)
-                .collect::<Result<Vec<_>, LedgerError>>()?;
             let sql = format!(
-                "WITH audit AS ({}), regions AS ({REGION_UPDATE_PG}) {}",
-                json_insert_sql("audit_log", &AUDIT_TYPES, 2),
+                "WITH regions AS ({REGION_UPDATE_PG}) {}",
                 json_insert_sql("region_budget_transactions", &TX_TYPES, 1)
             );
             sqlx::query(&sql)
                 .bind(to_json(&txs)?)
-                .bind(to_json(&audits)?)
                 .bind(to_json(&changed)?)
                 .execute(&mut *self.tx)
                 .await
@@ -1635,18 +1628,6 @@ const TX_TYPES: [(&str, &str); 16] = [
     ("created_at_ms", "BIGINT"),
 ];
 
-/// Columns of `audit_log` with their PostgreSQL types.
-const AUDIT_TYPES: [(&str, &str); 8] = [
-    ("id", "TEXT"),
-    ("actor", "TEXT"),
-    ("action", "TEXT"),
-    ("tenant_id", "TEXT"),
-    ("object_type", "TEXT"),
-    ("object_id", "TEXT"),
-    ("detail", "TEXT"),
-    ("created_at_ms", "BIGINT"),
-];
-
 /// PostgreSQL: `INSERT INTO table (cols) SELECT ... FROM <the JSON array of objects in $param>`.
 fn json_insert_sql(table: &str, cols: &[(&str, &str)], param: usize) -> String {
     let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
@@ -1686,21 +1667,8 @@ pub(crate) struct TxJson<'a> {
     pub(crate) created_at_ms: i64,
 }
 
-/// An audit row to insert (as JSON for PostgreSQL).
-#[derive(Serialize)]
-pub(crate) struct AuditJson<'a> {
-    pub(crate) id: String,
-    pub(crate) actor: &'a str,
-    pub(crate) action: String,
-    pub(crate) tenant_id: Option<&'a str>,
-    pub(crate) object_type: &'static str,
-    pub(crate) object_id: &'a str,
-    pub(crate) detail: String,
-    pub(crate) created_at_ms: i64,
-}
-
-/// The `detail` of a budget audit row (fields in alphabetical order, as
-/// `serde_json::json!` wrote them before).
+/// The `detail` of a ledger entry's audit record (fields in alphabetical
+/// order, as `serde_json::json!` wrote them before).
 #[derive(Serialize)]
 struct AuditDetail<'a> {
     amount_cents: Cents,
@@ -1735,35 +1703,48 @@ impl<'a> TxJson<'a> {
     }
 }
 
-impl<'a> AuditJson<'a> {
-    /// The audit row of a new entry (same transaction as the entry).
-    pub(crate) fn of(t: &'a NewTx) -> Result<AuditJson<'a>, LedgerError> {
-        Ok(AuditJson {
-            id: new_id(),
-            actor: &t.actor,
-            action: format!("budget.{}", t.effect.kind.as_str()),
-            tenant_id: t.agency_id.as_deref(),
-            object_type: "budget_transaction",
-            object_id: &t.id,
-            detail: to_json(&AuditDetail {
-                amount_cents: t.effect.amount_cents,
-                balance_after_cents: t.effect.balance_after_cents,
-                job_type: t.job_type.as_deref(),
-                refund_of: t.refund_of.as_deref(),
-                region_id: &t.region_id,
-                reservation_id: t.reservation_id.as_deref(),
-            })?,
-            created_at_ms: t.now_ms,
-        })
-    }
+/// The columns of a ledger entry that make its audit record
+/// ([`ledger_audit_row`]).
+pub(crate) const LEDGER_AUDIT_COLS: &str = "id, actor, transaction_type, agency_id, amount_cents, balance_after_cents, job_type, refund_of, region_id, reservation_id, created_at_ms";
+
+/// The audit record of a ledger entry (selected as [`LEDGER_AUDIT_COLS`]):
+/// the ledger is the audit log of budget operations, so an entry has no
+/// separate `audit_log` row. The record is the one that row held (migration
+/// 0009), with the entry's id as its own.
+pub(crate) fn ledger_audit_row(r: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let id: String = r.try_get(0)?;
+    let kind: String = r.try_get(2)?;
+    let job_type: Option<String> = r.try_get(6)?;
+    let refund_of: Option<String> = r.try_get(7)?;
+    let region_id: String = r.try_get(8)?;
+    let reservation_id: Option<String> = r.try_get(9)?;
+    let detail = serde_json::to_value(AuditDetail {
+        amount_cents: r.try_get(4)?,
+        balance_after_cents: r.try_get(5)?,
+        job_type: job_type.as_deref(),
+        refund_of: refund_of.as_deref(),
+        region_id: &region_id,
+        reservation_id: reservation_id.as_deref(),
+    })
+    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(AuditEntry {
+        object_id: id.clone(),
+        id,
+        actor: r.try_get(1)?,
+        action: format!("budget.{kind}"),
+        tenant_id: r.try_get(3)?,
+        object_type: "budget_transaction".into(),
+        detail,
+        created_at_ms: r.try_get(10)?,
+    })
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, LedgerError> {
     serde_json::to_string(v).map_err(|e| LedgerError::Store(StoreError::Corrupt(e.to_string())))
 }
 
-/// PostgreSQL: the batch's changed region rows, from the JSON array in `$3`.
-const REGION_UPDATE_PG: &str = "UPDATE region_budgets AS b SET monthly_cents = x.monthly_cents, remaining_cents = x.remaining_cents, spent_today_cents = x.spent_today_cents, reserved_cents = x.reserved_cents, next_seq = x.next_seq, last_day_key = x.last_day_key, last_month_key = x.last_month_key, updated_at_ms = x.updated_at_ms FROM json_to_recordset($3::json) AS x(region_id TEXT, monthly_cents BIGINT, remaining_cents BIGINT, spent_today_cents BIGINT, reserved_cents BIGINT, next_seq BIGINT, last_day_key BIGINT, last_month_key BIGINT, updated_at_ms BIGINT) WHERE b.region_id = x.region_id";
+/// PostgreSQL: the batch's changed region rows, from the JSON array in `$2`.
+const REGION_UPDATE_PG: &str = "UPDATE region_budgets AS b SET monthly_cents = x.monthly_cents, remaining_cents = x.remaining_cents, spent_today_cents = x.spent_today_cents, reserved_cents = x.reserved_cents, next_seq = x.next_seq, last_day_key = x.last_day_key, last_month_key = x.last_month_key, updated_at_ms = x.updated_at_ms FROM json_to_recordset($2::json) AS x(region_id TEXT, monthly_cents BIGINT, remaining_cents BIGINT, spent_today_cents BIGINT, reserved_cents BIGINT, next_seq BIGINT, last_day_key BIGINT, last_month_key BIGINT, updated_at_ms BIGINT) WHERE b.region_id = x.region_id";
 
 /// A changed region row (PostgreSQL: as JSON).
 #[derive(Serialize)]

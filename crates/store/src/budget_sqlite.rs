@@ -69,8 +69,8 @@ use tokio::sync::{mpsc, oneshot};
 use fleetscale_core::budget::{day_key, month_key, BudgetState, Cents};
 
 use crate::budget::{
-    linger, run_batch, AuditJson, BatchDb, BatchState, EntryRow, Job, LedgerError, Locked, Prior,
-    Reservation, TxJson, TxOutcome, MAX_BATCH,
+    linger, run_batch, BatchDb, BatchState, EntryRow, Job, LedgerError, Locked, Prior, Reservation,
+    TxJson, TxOutcome, MAX_BATCH,
 };
 use crate::{Store, StoreError};
 
@@ -415,9 +415,6 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
             let mut ins_tx = c
                 .prepare_cached("INSERT INTO region_budget_transactions (id, region_id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, agency_id, job_type, description, reset_period, refund_of, reservation_id, idempotency_key, actor, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)")
                 ?;
-            let mut ins_audit = c
-                .prepare_cached("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                ?;
             for t in &st.txs {
                 let r = TxJson::of(t);
                 ins_tx.execute(params![
@@ -437,17 +434,6 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
                     r.idempotency_key,
                     r.actor,
                     r.created_at_ms,
-                ])?;
-                let a = AuditJson::of(t)?;
-                ins_audit.execute(params![
-                    a.id,
-                    a.actor,
-                    a.action,
-                    a.tenant_id,
-                    a.object_type,
-                    a.object_id,
-                    a.detail,
-                    a.created_at_ms,
                 ])?;
             }
         }

@@ -1397,21 +1397,55 @@ impl Store {
 
     // ---- audit -------------------------------------------------------------------
 
-    /// Lists audit entries, newest first, optionally of one tenant.
+    /// Lists audit entries, newest first, optionally of one tenant: the
+    /// `audit_log` rows merged with the budget ledger's entries, which are
+    /// the audit records of budget operations (see
+    /// [`budget::ledger_audit_row`]). Both are ordered by their UUIDv7 ids,
+    /// so one cursor pages through both.
     pub async fn list_audit(
         &self,
         tenant_id: Option<&str>,
         page: &Page,
     ) -> Result<Listed<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms FROM audit_log WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
-        )
+        // With a tenant the condition is `x = $1` alone, so that both
+        // backends use the ledger's partial (agency_id, id) index.
+        let (log_where, ledger_where) = match tenant_id {
+            Some(_) => ("tenant_id = $1", "agency_id = $1"),
+            None => ("$1 = ''", "$1 = ''"),
+        };
+        let limit = page.limit();
+        let cursor = page.cursor.clone().unwrap_or_default();
+        let log = sqlx::query(&format!(
+            "SELECT id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms FROM audit_log WHERE {log_where} AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+        ))
         .bind(tenant_id.unwrap_or(""))
-        .bind(page.cursor.clone().unwrap_or_default())
-        .bind(page.limit() + 1)
+        .bind(&cursor)
+        .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        paginate(rows, page.limit(), audit_row, |a| a.id.clone())
+        let ledger = sqlx::query(&format!(
+            "SELECT {} FROM region_budget_transactions WHERE {ledger_where} AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+            budget::LEDGER_AUDIT_COLS
+        ))
+        .bind(tenant_id.unwrap_or(""))
+        .bind(&cursor)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = log
+            .iter()
+            .map(audit_row)
+            .chain(ledger.iter().map(budget::ledger_audit_row))
+            .collect::<Result<Vec<_>>>()?;
+        items.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        let more = items.len() as i64 > limit;
+        items.truncate(limit as usize);
+        let next_cursor = if more {
+            items.last().map(|a| a.id.clone())
+        } else {
+            None
+        };
+        Ok(Listed { items, next_cursor })
     }
 
     /// Records an audit entry on its own (for mutations outside the store).

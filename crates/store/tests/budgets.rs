@@ -135,6 +135,29 @@ async fn allocate_spend_refund_and_ledger_recomputes(s: Store) {
             .count(),
         3
     );
+    // The audit log and the ledger page as one list, newest first.
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s
+            .list_audit(
+                None,
+                &Page {
+                    limit: Some(2),
+                    cursor,
+                },
+            )
+            .await
+            .unwrap();
+        paged.extend(p.items.into_iter().map(|a| a.id));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let all: Vec<String> = audit.items.into_iter().map(|a| a.id).collect();
+    assert_eq!(paged, all);
+    assert!(all.windows(2).all(|w| w[0] > w[1]), "{all:?}");
 }
 
 async fn spend_is_refused_without_budget_and_charges_nothing(s: Store) {

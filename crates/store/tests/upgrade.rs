@@ -134,3 +134,107 @@ async fn postgres_tenants_get_default_budgets_after_the_budget_migration() {
         .unwrap();
     tenants_get_default_budgets_after_the_budget_migration(url).await;
 }
+
+/// A budget ledger written before migrations 0008 (SQLite: idempotency keys
+/// in memory) and 0009 (the ledger is the budget audit log): after the
+/// upgrade each budget operation is audited once, under its entry's id and
+/// with the detail its old audit row held, and a retry of a key written
+/// before the upgrade is replayed, not charged.
+async fn budget_history_survives_the_key_and_audit_migrations(url: String) {
+    use fleetscale_core::budget::{day_key, month_key};
+    migrate_to(&url, 7).await.expect("migrate to v7");
+    let now = fleetscale_store::now_ms();
+    let (tx_a, tx_s) = (
+        "01900000-0000-7000-8000-00000000000a",
+        "01900000-0000-7000-8000-00000000000b",
+    );
+    let spend_detail = r#"{"amount_cents":250,"balance_after_cents":750,"job_type":"creative","refund_of":null,"region_id":"r-v7","reservation_id":null}"#;
+    let rows = [
+        "INSERT INTO tenants (id, name, created_at_ms) VALUES ('t-v7', 'v7', 0)".to_string(),
+        "INSERT INTO regions (id, name, jurisdiction, created_at_ms) VALUES ('r-v7', 'eu-v7', 'eu', 0)".to_string(),
+        format!(
+            "INSERT INTO region_budgets (region_id, monthly_cents, remaining_cents, spent_today_cents, reserved_cents, next_seq, last_day_key, last_month_key, updated_at_ms) VALUES ('r-v7', 1000, 750, 250, 0, 3, {}, {}, {now})",
+            day_key(now),
+            month_key(now)
+        ),
+        format!("INSERT INTO region_budget_transactions (id, region_id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, actor, created_at_ms) VALUES ('{tx_a}', 'r-v7', 1, 'allocation', 1000, 1000, 1000, 'admin', {now})"),
+        format!("INSERT INTO region_budget_transactions (id, region_id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, agency_id, job_type, idempotency_key, actor, created_at_ms) VALUES ('{tx_s}', 'r-v7', 2, 'spend', 250, -250, 750, 't-v7', 'creative', 'k1', 'op', {now})"),
+        format!("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES ('01900000-0000-7000-8000-0000000000a1', 'admin', 'budget.allocation', NULL, 'budget_transaction', '{tx_a}', '{{}}', {now})"),
+        format!("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES ('01900000-0000-7000-8000-0000000000b1', 'op', 'budget.spend', 't-v7', 'budget_transaction', '{tx_s}', '{spend_detail}', {now})"),
+        format!("INSERT INTO audit_log (id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms) VALUES ('01900000-0000-7000-8000-0000000000c1', 'admin', 'tenant.create', 't-v7', 'tenant', 't-v7', '{{}}', {now})"),
+    ];
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    fleetscale_store::exec_raw(&url, &rows)
+        .await
+        .expect("seed a v7 ledger");
+    let store = Store::open(&url).await.expect("open migrates to 0009");
+    let page = fleetscale_store::Page::default();
+    let audit = store.list_audit(None, &page).await.unwrap();
+    let got: Vec<(&str, &str)> = audit
+        .items
+        .iter()
+        .map(|a| (a.id.as_str(), a.action.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("01900000-0000-7000-8000-0000000000c1", "tenant.create"),
+            (tx_s, "budget.spend"),
+            (tx_a, "budget.allocation"),
+        ]
+    );
+    let spend = &audit.items[1];
+    assert_eq!(
+        spend.detail,
+        serde_json::from_str::<serde_json::Value>(spend_detail).unwrap()
+    );
+    assert_eq!(
+        (spend.tenant_id.as_deref(), spend.object_id.as_str()),
+        (Some("t-v7"), tx_s)
+    );
+    let mine = store.list_audit(Some("t-v7"), &page).await.unwrap();
+    assert_eq!(mine.items.len(), 2, "{:?}", mine.items);
+    let budgets = fleetscale_store::Budgets::start(store.clone());
+    let retry = budgets
+        .apply_one(
+            "r-v7",
+            fleetscale_store::BudgetOp::Spend {
+                amount_cents: 250,
+                job_type: "creative".into(),
+                agency_id: Some("t-v7".into()),
+                idempotency_key: Some("k1".into()),
+                description: None,
+            },
+            "op",
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.transaction_id, tx_s);
+    assert_eq!(budgets.budget("r-v7").await.unwrap().remaining_cents, 750);
+}
+
+#[tokio::test]
+async fn sqlite_budget_history_survives_the_key_and_audit_migrations() {
+    let dir = std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    budget_history_survives_the_key_and_audit_migrations(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("fleetscale.db").display()
+    ))
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn postgres_budget_history_survives_the_key_and_audit_migrations() {
+    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
+        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("fs_up9_{}", uuid::Uuid::new_v4().simple());
+    let url = fleetscale_store::create_postgres_database(&admin, &name)
+        .await
+        .unwrap();
+    budget_history_survives_the_key_and_audit_migrations(url).await;
+}
