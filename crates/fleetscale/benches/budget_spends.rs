@@ -154,13 +154,15 @@ fn cpu_by_thread(pid: &str) -> BTreeMap<String, u64> {
 }
 
 /// What the server and this load generator spent on CPU per spend between
-/// two [`cpu_by_thread`] readings, and the rate two fully busy cores would
-/// allow at that cost: a figure far less sensitive to the host's other load
-/// than the rate itself.
+/// two [`cpu_by_thread`] readings, and, when the database runs inside the
+/// server (`in_process`: SQLite), the rate two fully busy cores would allow
+/// at that cost: figures far less sensitive to the host's other load than
+/// the rate itself. PostgreSQL's own processes are not counted.
 fn cpu_report(
     server: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
     loadgen: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
     n: usize,
+    in_process: bool,
 ) -> String {
     let per =
         |before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: Option<&str>| {
@@ -175,10 +177,17 @@ fn cpu_report(
     let writer = per(server.0, server.1, Some("budget-writer"));
     let sync = per(server.0, server.1, Some("budget-wal-sync"));
     let gen = per(loadgen.0, loadgen.1, None);
+    let ceiling = if in_process {
+        format!(
+            "; two busy cores at that cost: {:.0} spends/s",
+            2e6 / (total + gen)
+        )
+    } else {
+        " (PostgreSQL's processes not counted)".to_string()
+    };
     format!(
-        "CPU per spend: server {total:.1} µs (budget writer {writer:.1}, WAL sync {sync:.1}, other threads {:.1}), load generator {gen:.1} µs; two busy cores at that cost: {:.0} spends/s",
+        "CPU per spend: server {total:.1} µs (budget writer {writer:.1}, WAL sync {sync:.1}, other threads {:.1}), load generator {gen:.1} µs{ceiling}",
         total - writer - sync,
-        2e6 / (total + gen)
     )
 }
 
@@ -282,7 +291,7 @@ async fn run(
     let (sb, sa) = (sum(server_before), sum(server_after));
     println!(
         "{name}: {}",
-        cpu_report((&sb, &sa), (&gen_before, &gen_after), n)
+        cpu_report((&sb, &sa), (&gen_before, &gen_after), n, pg_url.is_none())
     );
 }
 

@@ -18,7 +18,8 @@
 //! lock before it reads the balance, so no other connection (the store's
 //! sqlx connection, which also begins its transactions `IMMEDIATE`) can
 //! write in between, and the batch logic is the same [`run_batch`] the
-//! PostgreSQL writer runs.
+//! PostgreSQL writer runs. Idempotency keys are looked up in memory, not in
+//! a unique index; [`keys`] explains why that is exact.
 //!
 //! # Durability: the commit and its fsync are pipelined
 //!

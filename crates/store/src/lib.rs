@@ -1400,7 +1400,7 @@ impl Store {
     /// Lists audit entries, newest first, optionally of one tenant: the
     /// `audit_log` rows merged with the budget ledger's entries, which are
     /// the audit records of budget operations (see
-    /// [`budget::ledger_audit_row`]). Both are ordered by their UUIDv7 ids,
+    /// `budget::ledger_audit_row`). Both are ordered by their UUIDv7 ids,
     /// so one cursor pages through both.
     pub async fn list_audit(
         &self,
