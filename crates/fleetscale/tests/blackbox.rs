@@ -27,7 +27,7 @@ fn free_port() -> u16 {
 }
 
 /// Where a server keeps its data.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Db {
     Dir(std::path::PathBuf),
     Url(String),
@@ -144,6 +144,15 @@ async fn fresh_postgres() -> Db {
             .await
             .expect("create database"),
     )
+}
+
+/// A test's SQLite directory is removed when the test is done with it.
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Dir(d) = self {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 fn temp_dir() -> Db {
@@ -487,7 +496,8 @@ fn cli_json(s: &Server, args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn cli_mirrors_the_seed_commands() {
-    let s = Server::start(&temp_dir(), "1s", &[]).await;
+    let db = temp_dir();
+    let s = Server::start(&db, "1s", &[]).await;
     let t = cli_json(&s, &["tenants", "create", "acme"]);
     let tid = t["id"].as_str().unwrap().to_string();
     cli_json(

@@ -66,8 +66,13 @@ fn synthetic_pools(n: usize, now: i64) -> Vec<PoolState> {
         .collect()
 }
 
+/// The SQLite directory of the tick bench with `n` pools.
+fn tick_dir(n: usize, now: i64) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("fs-bench-{n}-{now}"))
+}
+
 async fn seed_sqlite(n: usize, now: i64) -> AppState {
-    let dir = std::env::temp_dir().join(format!("fs-bench-{n}-{now}"));
+    let dir = tick_dir(n, now);
     let store = Store::open_sqlite(&dir).await.expect("open");
     let t = store.create_tenant("bench", "bench").await.expect("tenant");
     store
@@ -180,6 +185,7 @@ async fn bench_ingest() {
     let secs = started.elapsed().as_secs_f64();
     let n = clients * batches_per_client * 1000;
     println!("ingest  sqlite durable, HTTP, {clients} clients, batches of 1000: {n} samples in {secs:.2}s = {:.0} samples/s", n as f64 / secs);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 async fn tick_bench(n: usize) {
@@ -210,6 +216,8 @@ async fn tick_bench(n: usize) {
         pools.len(),
         stats.len()
     );
+    drop(state);
+    let _ = std::fs::remove_dir_all(tick_dir(n, now));
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -27,9 +27,13 @@
 //!
 //! # Cost
 //!
-//! About 40 bytes of memory per keyed ledger entry (400 MB for ten million
-//! keyed spends), and at start a scan of the ledger's keyed entries (logged
-//! with its duration).
+//! 16 to 40 bytes of memory per keyed ledger entry (a hash table of
+//! 16-byte slots at most 7/8 full, doubling), so 400 MB at most for ten
+//! million keyed spends, and at start a scan of the ledger's keyed entries,
+//! logged with its duration. Measured with one million keyed entries (a
+//! 266 MB database): indexed in 1.15 s, and the server's resident memory
+//! was 117 MB against 17 MB when empty. Up to 64 MB of that difference is
+//! the writer's SQLite page cache, which the scan fills.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
