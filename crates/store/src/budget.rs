@@ -890,8 +890,8 @@ pub(crate) trait BatchDb {
     async fn reservation(&mut self, id: &str) -> Result<Option<Reservation>, LedgerError>;
     /// The `reserve` entry of reservation `id`: (entry id, balance after).
     async fn reserve_entry(&mut self, id: &str) -> Result<Option<(String, Cents)>, LedgerError>;
-    /// Writes the batch: ledger and audit rows, new and settled
-    /// reservations, changed region rows.
+    /// Writes the batch: ledger entries (also the audit record of each
+    /// operation), new and settled reservations, changed region rows.
     async fn persist(&mut self, st: &BatchState) -> Result<(), LedgerError>;
 }
 
@@ -1090,9 +1090,9 @@ impl BatchDb for PgBatch<'_> {
     }
 
     async fn persist(&mut self, st: &BatchState) -> Result<(), LedgerError> {
-        // Ledger, audit and region rows in one statement (data-modifying
-        // CTEs; each region row is updated once): one round trip while the
-        // region rows are locked instead of three.
+        // Ledger and region rows in one statement (a data-modifying CTE;
+        // each region row is updated once): one round trip while the
+        // region rows are locked instead of two.
         if !st.txs.is_empty() {
             let now = crate::now_ms();
             let changed: Vec<RegionJson<'_>> = st

@@ -733,4 +733,78 @@ mod tests {
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[tokio::test]
+    async fn a_rolled_back_batch_leaves_the_keys_as_they_were_in_every_region() {
+        use crate::budget::BudgetOp;
+        let dir = std::env::temp_dir().join(format!("fs-keysrb-{}", uuid::Uuid::new_v4()));
+        let store = Store::open_sqlite(&dir).await.unwrap();
+        let r1 = store.create_region("r1", "EU", "test").await.unwrap().id;
+        let r2 = store.create_region("r2", "EU", "test").await.unwrap().id;
+        let (mut conn, _wal) = open(store.sqlite_path().unwrap()).unwrap();
+        // A spend with key "boom" fails inside persist, after the batch's
+        // earlier entries were inserted.
+        conn.execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON region_budget_transactions \
+             WHEN NEW.idempotency_key = 'boom' BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .unwrap();
+        let mut index = KeyIndex::new();
+        index.load(&mut conn).unwrap();
+        let job = |rid: &str, op| Job {
+            region_id: rid.to_string(),
+            op,
+            actor: "test".into(),
+            now_ms: crate::now_ms(),
+            reply: oneshot::channel().0,
+        };
+        let spend = |rid: &str, key: &str| {
+            job(
+                rid,
+                BudgetOp::Spend {
+                    amount_cents: 10,
+                    job_type: "creative".into(),
+                    agency_id: None,
+                    idempotency_key: Some(key.into()),
+                    description: None,
+                },
+            )
+        };
+        let allocate = |rid: &str| {
+            job(
+                rid,
+                BudgetOp::Allocate {
+                    amount_cents: 1000,
+                    description: None,
+                },
+            )
+        };
+        let mut run = |jobs: Vec<Job>| {
+            apply_batch(&mut conn, &mut index, &jobs).map(|rs| {
+                rs.into_iter()
+                    .map(|r| r.unwrap().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        run(vec![allocate(&r1), allocate(&r2)]).unwrap();
+        // Rolled back: "a" in r1 and "b" in r2 were inserted, then "boom".
+        let failed = run(vec![spend(&r1, "a"), spend(&r2, "b"), spend(&r1, "boom")]);
+        assert!(failed.is_err());
+        // Both regions charge afresh, then replay, within one batch each.
+        let first = run(vec![spend(&r1, "a"), spend(&r2, "b")]).unwrap();
+        assert!(first.iter().all(|o| !o.replayed), "{first:?}");
+        let again = run(vec![spend(&r2, "b"), spend(&r1, "a"), spend(&r1, "c")]).unwrap();
+        assert_eq!(
+            again.iter().map(|o| o.replayed).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        assert_eq!(again[0].transaction_id, first[1].transaction_id);
+        assert_eq!(again[1].transaction_id, first[0].transaction_id);
+        // And "c", written after the rollback, is replayed too.
+        let c = run(vec![spend(&r1, "c")]).unwrap().remove(0);
+        assert!(c.replayed);
+        assert_eq!(c.transaction_id, again[2].transaction_id);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

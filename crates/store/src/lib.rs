@@ -1401,14 +1401,18 @@ impl Store {
     /// `audit_log` rows merged with the budget ledger's entries, which are
     /// the audit records of budget operations (see
     /// `budget::ledger_audit_row`). Both are ordered by their UUIDv7 ids,
-    /// so one cursor pages through both.
+    /// so one cursor pages through both. `audit_log` rows about ledger
+    /// entries (a server older than migration 0009 may still write them
+    /// during a rolling upgrade) are left out: the ledger speaks for them.
     pub async fn list_audit(
         &self,
         tenant_id: Option<&str>,
         page: &Page,
     ) -> Result<Listed<AuditEntry>> {
         // With a tenant the condition is `x = $1` alone, so that both
-        // backends use the ledger's partial (agency_id, id) index.
+        // backends use the ledger's partial (agency_id, id) index. An empty
+        // tenant means every tenant, as it always has.
+        let tenant_id = tenant_id.filter(|t| !t.is_empty());
         let (log_where, ledger_where) = match tenant_id {
             Some(_) => ("tenant_id = $1", "agency_id = $1"),
             None => ("$1 = ''", "$1 = ''"),
@@ -1416,7 +1420,7 @@ impl Store {
         let limit = page.limit();
         let cursor = page.cursor.clone().unwrap_or_default();
         let log = sqlx::query(&format!(
-            "SELECT id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms FROM audit_log WHERE {log_where} AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+            "SELECT id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms FROM audit_log WHERE {log_where} AND object_type <> 'budget_transaction' AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
         ))
         .bind(tenant_id.unwrap_or(""))
         .bind(&cursor)
@@ -1437,6 +1441,8 @@ impl Store {
             .map(audit_row)
             .chain(ledger.iter().map(budget::ledger_audit_row))
             .collect::<Result<Vec<_>>>()?;
+        // Byte order, which for lowercase hyphenated UUIDs is the order both
+        // databases sort `id` in (and the time order of UUIDv7).
         items.sort_unstable_by(|a, b| b.id.cmp(&a.id));
         let more = items.len() as i64 > limit;
         items.truncate(limit as usize);

@@ -64,6 +64,18 @@ async fn allocate_spend_refund_and_ledger_recomputes(s: Store) {
         .await
         .unwrap();
     assert_eq!(sp.balance_after_cents, 7_500);
+    // An audit_log record between two ledger entries: the audit listing
+    // interleaves both sources.
+    s.audit(
+        "op",
+        "test.note",
+        Some("agency-1"),
+        "note",
+        "n1",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
     let rf = b
         .apply_one(
             &r,
@@ -135,29 +147,52 @@ async fn allocate_spend_refund_and_ledger_recomputes(s: Store) {
             .count(),
         3
     );
-    // The audit log and the ledger page as one list, newest first.
-    let mut paged = Vec::new();
-    let mut cursor = None;
-    loop {
-        let p = s
-            .list_audit(
-                None,
-                &Page {
-                    limit: Some(2),
-                    cursor,
-                },
-            )
+    // The audit log and the ledger page as one list, newest first, with and
+    // without a tenant.
+    let actions: Vec<&str> = audit.items.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions[..4],
+        [
+            "budget.refund",
+            "test.note",
+            "budget.spend",
+            "budget.allocation"
+        ]
+    );
+    for tenant in [None, Some("agency-1")] {
+        let all: Vec<String> = s
+            .list_audit(tenant, &Page::default())
             .await
-            .unwrap();
-        paged.extend(p.items.into_iter().map(|a| a.id));
-        cursor = p.next_cursor;
-        if cursor.is_none() {
-            break;
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        let mut paged = Vec::new();
+        let mut cursor = None;
+        loop {
+            let p = s
+                .list_audit(
+                    tenant,
+                    &Page {
+                        limit: Some(2),
+                        cursor,
+                    },
+                )
+                .await
+                .unwrap();
+            paged.extend(p.items.into_iter().map(|a| a.id));
+            cursor = p.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(paged, all, "{tenant:?}");
+        assert!(all.windows(2).all(|w| w[0] > w[1]), "{all:?}");
+        if tenant.is_some() {
+            assert_eq!(all.len(), 3, "the note, the spend and its refund");
         }
     }
-    let all: Vec<String> = audit.items.into_iter().map(|a| a.id).collect();
-    assert_eq!(paged, all);
-    assert!(all.windows(2).all(|w| w[0] > w[1]), "{all:?}");
 }
 
 async fn spend_is_refused_without_budget_and_charges_nothing(s: Store) {

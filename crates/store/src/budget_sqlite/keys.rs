@@ -19,6 +19,12 @@
 //!   the missing entries are read from the ledger through the
 //!   `(region_id, seq)` index first. So a second server on the same file
 //!   cannot make this one charge a key twice.
+//! - **The ledger only grows.** Entries are never updated or deleted and a
+//!   region id (UUIDv7) is never reused; no region is ever deleted. A
+//!   region's entries below the indexed `next_seq` are therefore the ones
+//!   indexed. A ledger found shorter than what was indexed (a database
+//!   restored under a running server) is indexed afresh; one replaced by a
+//!   ledger at least as long is not detected, so a restore needs a restart.
 //! - **A hash is only a hint.** A hit reads the entry by its sequence number
 //!   and compares the type and key; two keys with one hash mark the hash
 //!   ambiguous, and an ambiguous hash is looked up by a scan of the region's
