@@ -105,12 +105,17 @@ impl SpendClient {
 /// The same clients against `GET /healthz` of `url`: the request rate this
 /// machine's HTTP stack (client and server sharing the cores) reaches with a
 /// handler that does nothing, the ceiling for any endpoint in this bench.
-async fn http_ceiling(url: &str, clients: usize, duration: Duration) {
+async fn http_ceiling(url: &str, pid: Option<u32>, clients: usize, duration: Duration) {
+    let server = || {
+        pid.map(|p| cpu_by_thread(&p.to_string()))
+            .unwrap_or_default()
+    };
     let mut conns = Vec::new();
     for _ in 0..clients {
         conns.push(SpendClient::connect(url, "unused").await);
     }
     let done = Arc::new(AtomicUsize::new(0));
+    let (server_before, gen_before) = (server(), cpu_by_thread("self"));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for mut client in conns {
@@ -127,9 +132,20 @@ async fn http_ceiling(url: &str, clients: usize, duration: Duration) {
     }
     let secs = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
+    let (server_after, gen_after) = (server(), cpu_by_thread("self"));
     println!(
         "http ceiling: {n} GET /healthz in {secs:.1}s = {:.0} requests/s ({clients} clients, no token, no database)",
         n as f64 / secs
+    );
+    println!(
+        "http ceiling: {}",
+        cpu_report(
+            (&server_before, &server_after),
+            (&gen_before, &gen_after),
+            n,
+            true
+        )
+        .replace("spend", "request")
     );
 }
 
@@ -307,7 +323,7 @@ async fn main() {
     {
         let db = fresh_sqlite();
         let r = Replica::start(&bin, &db.url, free_port()).await;
-        http_ceiling(&r.url(), 32, duration).await;
+        http_ceiling(&r.url(), r.pid(), 32, duration).await;
         let pids: Vec<u32> = r.pid().into_iter().collect();
         run(
             "sqlite, single node",
