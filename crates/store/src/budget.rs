@@ -1603,7 +1603,7 @@ async fn held_reservation<D: BatchDb>(
 // ---- what a batch writes --------------------------------------------------------
 //
 // PostgreSQL: each table's rows travel as one JSON array bound to a single
-// parameter and are read with `json_to_recordset`; ledger, audit and region
+// parameter and are read with `json_to_recordset`; ledger and region
 // rows are written by one statement (one round trip while the region row is
 // locked, one statement shape whatever the batch size). SQLite
 // (`budget_sqlite`): one cached prepared INSERT per row, an in-process call.
