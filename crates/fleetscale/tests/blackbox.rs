@@ -661,6 +661,7 @@ async fn cli_mirrors_the_seed_commands() {
         &s,
         &["pools", "set-policies", &pid, "--file", f.to_str().unwrap()],
     );
+    let _ = std::fs::remove_file(&f);
     assert_eq!(set["policies"]["policies"][0]["type"], "queue");
     let shown = cli_json(&s, &["pools", "policies", &pid]);
     assert_eq!(shown["source"], "policies");
