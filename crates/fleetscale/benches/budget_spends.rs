@@ -142,10 +142,9 @@ async fn http_ceiling(url: &str, pid: Option<u32>, clients: usize, duration: Dur
         cpu_report(
             (&server_before, &server_after),
             (&gen_before, &gen_after),
-            n,
+            (n, "request"),
             true
         )
-        .replace("spend", "request")
     );
 }
 
@@ -177,7 +176,7 @@ fn cpu_by_thread(pid: &str) -> BTreeMap<String, u64> {
 fn cpu_report(
     server: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
     loadgen: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
-    n: usize,
+    (n, unit): (usize, &str),
     in_process: bool,
 ) -> String {
     let per =
@@ -195,14 +194,14 @@ fn cpu_report(
     let gen = per(loadgen.0, loadgen.1, None);
     let ceiling = if in_process {
         format!(
-            "; two busy cores at that cost: {:.0} spends/s",
+            "; two busy cores at that cost: {:.0} {unit}s/s",
             2e6 / (total + gen)
         )
     } else {
         " (PostgreSQL's processes not counted)".to_string()
     };
     format!(
-        "CPU per spend: server {total:.1} µs (budget writer {writer:.1}, WAL sync {sync:.1}, other threads {:.1}), load generator {gen:.1} µs{ceiling}",
+        "CPU per {unit}: server {total:.1} µs (budget writer {writer:.1}, WAL sync {sync:.1}, other threads {:.1}), load generator {gen:.1} µs{ceiling}",
         total - writer - sync,
     )
 }
@@ -307,7 +306,12 @@ async fn run(
     let (sb, sa) = (sum(server_before), sum(server_after));
     println!(
         "{name}: {}",
-        cpu_report((&sb, &sa), (&gen_before, &gen_after), n, pg_url.is_none())
+        cpu_report(
+            (&sb, &sa),
+            (&gen_before, &gen_after),
+            (n, "spend"),
+            pg_url.is_none()
+        )
     );
 }
 

@@ -337,7 +337,9 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
             })?;
         // Under the write lock: the keys now cover the region's ledger.
         match &locked {
-            Some(l) => self.index.sync(self.conn, rid, l.next_seq)?,
+            Some(l) => {
+                self.index.sync(self.conn, rid, l.next_seq)?;
+            }
             None => self.index.forget(rid),
         }
         Ok(locked)

@@ -1444,14 +1444,7 @@ impl Store {
         // Byte order, which for lowercase hyphenated UUIDs is the order both
         // databases sort `id` in (and the time order of UUIDv7).
         items.sort_unstable_by(|a, b| b.id.cmp(&a.id));
-        let more = items.len() as i64 > limit;
-        items.truncate(limit as usize);
-        let next_cursor = if more {
-            items.last().map(|a| a.id.clone())
-        } else {
-            None
-        };
-        Ok(Listed { items, next_cursor })
+        Ok(listed(items, limit, |a| a.id.clone()))
     }
 
     /// Records an audit entry on its own (for mutations outside the store).
@@ -1793,8 +1786,21 @@ fn paginate<T>(
         .take(limit as usize)
         .map(decode)
         .collect::<Result<_>>()?;
+    Ok(listed_with(items, more, key))
+}
+
+/// A page of `items` fetched as up to `limit + 1`, in list order: the
+/// extra item only says that there is more.
+fn listed<T>(mut items: Vec<T>, limit: i64, key: fn(&T) -> String) -> Listed<T> {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    listed_with(items, more, key)
+}
+
+/// A page of `items`, whose cursor is the last item's key when there is more.
+fn listed_with<T>(items: Vec<T>, more: bool, key: fn(&T) -> String) -> Listed<T> {
     let next_cursor = if more { items.last().map(key) } else { None };
-    Ok(Listed { items, next_cursor })
+    Listed { items, next_cursor }
 }
 
 fn token_row(r: &AnyRow) -> Result<TokenInfo> {

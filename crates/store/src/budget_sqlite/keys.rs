@@ -116,49 +116,32 @@ impl<S: BuildHasher> KeyIndex<S> {
     /// Indexes every region's keyed entries, from one read snapshot.
     pub(super) fn load(&mut self, conn: &mut Connection) -> rusqlite::Result<Loaded> {
         let tx = conn.transaction()?;
-        let mut next: HashMap<String, RegionKeys> = HashMap::new();
-        {
-            let mut s = tx.prepare("SELECT region_id, next_seq FROM region_budgets")?;
-            let mut rows = s.query([])?;
-            while let Some(r) = rows.next()? {
-                let mut keys = RegionKeys::empty();
-                keys.next_seq = r.get(1)?;
-                next.insert(r.get(0)?, keys);
-            }
-        }
-        let mut count = 0;
-        {
-            let mut s = tx.prepare(
-                "SELECT region_id, seq, transaction_type, idempotency_key FROM region_budget_transactions WHERE idempotency_key IS NOT NULL",
-            )?;
-            let mut rows = s.query([])?;
-            while let Some(r) = rows.next()? {
-                let rid = r.get_ref(0)?.as_str()?;
-                let hash = self.hash(r.get_ref(2)?.as_str()?, r.get_ref(3)?.as_str()?);
-                if let Some(keys) = next.get_mut(rid) {
-                    keys.insert(hash, r.get(1)?);
-                    count += 1;
-                }
-            }
+        let regions: Vec<(String, i64)> = tx
+            .prepare("SELECT region_id, next_seq FROM region_budgets")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        self.regions.clear();
+        let mut keys = 0;
+        for (rid, next_seq) in &regions {
+            keys += self.sync(&tx, rid, *next_seq)?;
         }
         tx.commit()?;
-        let loaded = Loaded {
-            regions: next.len(),
-            keys: count,
-        };
-        self.regions = next;
-        Ok(loaded)
+        Ok(Loaded {
+            regions: regions.len(),
+            keys,
+        })
     }
 
     /// Brings region `rid`'s keys up to `next_seq`, the region's budget row
     /// as read under the write lock: reads the entries appended since
-    /// (by another writer) from the ledger.
+    /// (by another writer, or all of them at start) from the ledger.
+    /// Returns how many keys it indexed.
     pub(super) fn sync(
         &mut self,
         conn: &Connection,
         rid: &str,
         next_seq: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<usize> {
         if !self.regions.contains_key(rid) {
             self.regions.insert(rid.to_string(), RegionKeys::empty());
         }
@@ -170,6 +153,7 @@ impl<S: BuildHasher> KeyIndex<S> {
             // region id. Index it afresh.
             *keys = RegionKeys::empty();
         }
+        let mut indexed = 0;
         if keys.next_seq < next_seq {
             let mut s = conn.prepare_cached(
                 "SELECT seq, transaction_type, idempotency_key FROM region_budget_transactions WHERE region_id = ?1 AND seq >= ?2 AND seq < ?3 AND idempotency_key IS NOT NULL",
@@ -178,10 +162,11 @@ impl<S: BuildHasher> KeyIndex<S> {
             while let Some(r) = rows.next()? {
                 let hash = hasher.hash_one((r.get_ref(1)?.as_str()?, r.get_ref(2)?.as_str()?));
                 keys.insert(hash, r.get(0)?);
+                indexed += 1;
             }
             keys.next_seq = next_seq;
         }
-        Ok(())
+        Ok(indexed)
     }
 
     /// Forgets region `rid` (it has no budget row).
