@@ -19,6 +19,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use fleetscale_server::{Actuator, ServerConfig, WebhookConfig};
 
+/// mimalloc instead of glibc malloc: the server allocates per request and
+/// per ledger entry on several threads (docs/benchmarks.md, "Allocator").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Autonomous scaling and global load balancing for fleets of AI agents.
 #[derive(Parser, Debug)]
 #[command(name = "fleetscale", version, about)]

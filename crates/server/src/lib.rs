@@ -27,9 +27,31 @@ use fleetscale_store::{Budgets, Store, StoreError};
 pub use actuator::{Actuator, WebhookConfig};
 pub use api::router;
 
-/// Shared state of every handler and of the control loop.
+/// Shared state of every handler and of the control loop: one allocation
+/// behind an [`Arc`], so the clone axum makes for every extractor is one
+/// atomic increment. Fields read through [`Deref`](std::ops::Deref); setting
+/// one ([`DerefMut`](std::ops::DerefMut), as `serve` does before it starts)
+/// changes this handle only, exactly as when every field was cloned.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// The database.
     pub store: Store,
     /// The budget service (its writer task group-commits budget mutations).
@@ -60,7 +82,7 @@ impl AppState {
     /// State over `store` with default metrics, no actuator and no env admin
     /// token. Starts the budget writer, so it needs a tokio runtime.
     pub fn new(store: Store) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             budgets: Budgets::start(store.clone()),
             ingest: ingest::Ingestor::start(store.clone()),
             store,
@@ -73,7 +95,7 @@ impl AppState {
             retention_ms: 7 * 24 * 3600 * 1000,
             forecasts: Arc::default(),
             region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
-        }
+        }))
     }
 }
 
