@@ -5,11 +5,15 @@
 //! durable when acknowledged; the budget never runs out during the run.
 //!
 //! The load generator shares the machine with the servers, so it is kept
-//! lean: each client owns one keep-alive HTTP/1.1 connection (hyper's
-//! connection API, no pool, no redirect or proxy layers), sends one spend
+//! lean: each client owns one keep-alive HTTP/1.1 connection (written to
+//! directly, answers parsed with httparse), sends one spend
 //! with its own idempotency key, waits for the answer and checks it (status
 //! 200, charged the amount, not a replay) before sending the next. No
 //! pipelining: at most one request per client is in flight.
+
+/// The load generator allocates with mimalloc too, like the server.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -19,13 +23,11 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use support::{
     client, free_port, fresh_pg_url, fresh_sqlite, get, post, region_with_budget, Replica,
@@ -45,25 +47,60 @@ struct Spent {
     replayed: bool,
 }
 
-/// One client: a keep-alive connection to one replica.
+/// One client: a keep-alive HTTP/1.1 connection to one replica, written to
+/// and read from directly. Each request goes out in one `write`, and the
+/// answer is parsed with httparse (the parser hyper uses), so the load
+/// generator spends its CPU on the socket, not on a client stack: hyper's
+/// client connection costs a second task and a wake-up per request.
 struct SpendClient {
-    send: http1::SendRequest<Full<Bytes>>,
+    tcp: TcpStream,
     authority: String,
     path: String,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
 }
 
 impl SpendClient {
     async fn connect(base: &str, region: &str) -> SpendClient {
         let authority = base.trim_start_matches("http://").to_string();
-        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let tcp = TcpStream::connect(&authority).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let (send, conn) = http1::handshake(TokioIo::new(tcp)).await.unwrap();
-        tokio::spawn(conn);
         SpendClient {
-            send,
+            tcp,
             authority,
             path: format!("/api/v1/regions/{region}/budget/spend"),
+            buf: Vec::with_capacity(4096),
         }
+    }
+
+    /// Sends `request` and reads one whole answer: its status and body.
+    async fn roundtrip(&mut self, request: &[u8]) -> (u16, Vec<u8>) {
+        self.tcp.write_all(request).await.unwrap();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut res = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = res.parse(&self.buf).unwrap() {
+                let status = res.code.unwrap();
+                let len: usize = res
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                    .expect("the server sends content-length");
+                while self.buf.len() < head + len {
+                    self.read_more().await;
+                }
+                let body = self.buf[head..head + len].to_vec();
+                self.buf.drain(..head + len);
+                return (status, body);
+            }
+            self.read_more().await;
+        }
+    }
+
+    async fn read_more(&mut self) {
+        let n = self.tcp.read_buf(&mut self.buf).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
     }
 
     /// One spend; panics unless it was charged exactly once.
@@ -71,16 +108,13 @@ impl SpendClient {
         let body = format!(
             r#"{{"amount_cents":{amount},"job_type":"creative","idempotency_key":"{key}"}}"#
         );
-        let req = hyper::Request::post(self.path.as_str())
-            .header(hyper::header::HOST, self.authority.as_str())
-            .header(hyper::header::AUTHORIZATION, AUTH)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        self.send.ready().await.unwrap();
-        let res = self.send.send_request(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let request = format!(
+            "POST {} HTTP/1.1\r\nhost: {}\r\nauthorization: {AUTH}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.path,
+            self.authority,
+            body.len()
+        );
+        let (status, bytes) = self.roundtrip(request.as_bytes()).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
         let s: Spent = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(s.charged_cents, amount);
@@ -90,14 +124,8 @@ impl SpendClient {
     /// One `GET /healthz`: the server's HTTP path alone (no token, no JSON,
     /// no database); panics unless it answered 200.
     async fn ping(&mut self) {
-        let req = hyper::Request::get("/healthz")
-            .header(hyper::header::HOST, self.authority.as_str())
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        self.send.ready().await.unwrap();
-        let res = self.send.send_request(req).await.unwrap();
-        let status = res.status();
-        res.into_body().collect().await.unwrap();
+        let request = format!("GET /healthz HTTP/1.1\r\nhost: {}\r\n\r\n", self.authority);
+        let (status, _) = self.roundtrip(request.as_bytes()).await;
         assert_eq!(status, 200);
     }
 }
@@ -315,7 +343,7 @@ async fn run(
     );
 }
 
-#[tokio::main(flavor = "multi_thread")]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let secs: u64 = std::env::var("BENCH_SECS")
         .ok()
