@@ -58,6 +58,9 @@ pub struct TimelinePoint {
     pub capacity: f64,
     /// Mean latency of the requests started in the bucket, ms (NaN: none).
     pub mean_latency_ms: f64,
+    /// Requests started in the bucket whose latency missed the SLO.
+    #[serde(default)]
+    pub missed: u64,
 }
 
 /// The figures of one policy.

@@ -178,6 +178,7 @@ pub struct World {
     tb_ready: f64,
     tb_lat: f64,
     tb_n: u64,
+    tb_missed: u64,
 }
 
 impl World {
@@ -217,6 +218,7 @@ impl World {
             tb_ready: 0.0,
             tb_lat: 0.0,
             tb_n: 0,
+            tb_missed: 0,
         };
         for _ in 0..p.initial.max(0) {
             let id = w.launch(-p.cold_start_us);
@@ -295,7 +297,9 @@ impl World {
                     } else {
                         f64::NAN
                     },
+                    missed: self.tb_missed,
                 });
+                self.tb_missed = 0;
                 self.tb_ready = 0.0;
                 self.tb_lat = 0.0;
                 self.tb_n = 0;
@@ -326,6 +330,8 @@ impl World {
             self.w_started += 1;
             if latency <= self.p.slo_us {
                 self.met += 1;
+            } else {
+                self.tb_missed += 1;
             }
             self.tb_lat += latency as f64;
             self.tb_n += 1;
