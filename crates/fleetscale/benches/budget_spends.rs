@@ -10,6 +10,10 @@
 //! with its own idempotency key, waits for the answer and checks it (status
 //! 200, charged the amount, not a replay) before sending the next. No
 //! pipelining: at most one request per client is in flight.
+//!
+//! `BENCH_SECS` sets each run's length (15 s); `BENCH_CLIENTS` the SQLite
+//! run's clients (32, the target's figure; more clients show how much of
+//! the rate is the closed loop's latency rather than CPU).
 
 /// The load generator allocates with mimalloc too, like the server.
 #[global_allocator]
@@ -361,7 +365,10 @@ async fn main() {
             "sqlite, single node",
             vec![r.url()],
             &pids,
-            32,
+            std::env::var("BENCH_CLIENTS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(32),
             duration,
             None,
         )
