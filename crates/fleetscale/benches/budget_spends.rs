@@ -79,6 +79,10 @@ impl SpendClient {
 
     /// Sends `request` and reads one whole answer: its status and body.
     async fn roundtrip(&mut self, request: &[u8]) -> (u16, Vec<u8>) {
+        assert!(
+            self.buf.is_empty(),
+            "bytes the server sent after its last answer: the stream is out of step"
+        );
         self.tcp.write_all(request).await.unwrap();
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 16];
@@ -90,7 +94,7 @@ impl SpendClient {
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case("content-length"))
                     .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                    .expect("the server sends content-length");
+                    .unwrap_or_else(|| panic!("answer {status} has no content-length"));
                 while self.buf.len() < head + len {
                     self.read_more().await;
                 }

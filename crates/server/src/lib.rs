@@ -33,25 +33,25 @@ pub use api::router;
 /// one ([`DerefMut`](std::ops::DerefMut), as `serve` does before it starts)
 /// changes this handle only, exactly as when every field was cloned.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<AppStateInner>);
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
+    type Target = AppStateInner;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &AppStateInner {
         &self.0
     }
 }
 
 impl std::ops::DerefMut for AppState {
-    fn deref_mut(&mut self) -> &mut Shared {
+    fn deref_mut(&mut self) -> &mut AppStateInner {
         Arc::make_mut(&mut self.0)
     }
 }
 
 /// The fields of [`AppState`].
 #[derive(Clone)]
-pub struct Shared {
+pub struct AppStateInner {
     /// The database.
     pub store: Store,
     /// The budget service (its writer task group-commits budget mutations).
@@ -82,7 +82,7 @@ impl AppState {
     /// State over `store` with default metrics, no actuator and no env admin
     /// token. Starts the budget writer, so it needs a tokio runtime.
     pub fn new(store: Store) -> AppState {
-        AppState(Arc::new(Shared {
+        AppState(Arc::new(AppStateInner {
             budgets: Budgets::start(store.clone()),
             ingest: ingest::Ingestor::start(store.clone()),
             store,

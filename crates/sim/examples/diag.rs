@@ -31,17 +31,24 @@ fn main() {
     let path = trace.expect("trace path");
     // The first week unless `--max-hours` says otherwise.
     let hours = *cfg.max_hours.get_or_insert(168.0);
-    cfg.plot_points = (hours * 12.0) as u32; // 5-minute buckets
+    cfg.plot_points = (hours * 12.0).ceil() as u32; // 5-minute buckets
     let text = std::fs::read_to_string(&path).expect("read trace");
     let pol = [
         PolicyChoice::Fleetscale,
         PolicyChoice::Hpa,
         PolicyChoice::Keda,
     ];
-    let r = run_text(&text, "diag", &cfg, &pol, &mut |_, _| {}).expect("simulate");
+    let mut r = run_text(&text, "diag", &cfg, &pol, &mut |_, _| {}).expect("simulate");
+    // A trace shorter than `--max-hours` has a shorter horizon: size the
+    // buckets from the horizon the run had, and run again.
+    let horizon_s = r.bucket_s * f64::from(cfg.plot_points);
+    let points = (horizon_s / 300.0).ceil().max(1.0) as u32;
+    if points != cfg.plot_points {
+        cfg.plot_points = points;
+        r = run_text(&text, "diag", &cfg, &pol, &mut |_, _| {}).expect("simulate");
+    }
     let [f, h, k] = [&r.results[0], &r.results[1], &r.results[2]];
     let n = f.timeline.len().min(k.timeline.len()).min(r.load.len());
-    let slots = f64::from(r.slots_per_instance);
     // r.load: offered work per instance-capacity (instances at 100%).
     println!(
         "bucket {} s; totals: missed fs {} hpa {} keda {}; requests {}",
@@ -52,10 +59,11 @@ fn main() {
         f.requests
     );
     println!("hour  load(inst)  cap fs  keda  hpa | over fs keda | miss fs keda hpa");
-    let per_h = (3600.0 / r.bucket_s).round() as usize;
-    for hr in 0..n / per_h {
-        let s = hr * per_h..(hr + 1) * per_h;
-        let m = |v: &dyn Fn(usize) -> f64| s.clone().map(v).sum::<f64>() / per_h as f64;
+    let per_h = ((3600.0 / r.bucket_s).round() as usize).max(1);
+    for hr in 0..n.div_ceil(per_h) {
+        let s = hr * per_h..((hr + 1) * per_h).min(n);
+        let len = s.len() as f64;
+        let m = |v: &dyn Fn(usize) -> f64| s.clone().map(v).sum::<f64>() / len;
         let load = m(&|i| r.load[i]);
         let cf = m(&|i| f.timeline[i].capacity);
         let ck = m(&|i| k.timeline[i].capacity);
@@ -124,5 +132,4 @@ fn main() {
             );
         }
     }
-    let _ = slots;
 }
