@@ -295,17 +295,22 @@ async fn run(
         let (done, charged) = (done.clone(), charged.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0i64;
+            let mut latencies_us = Vec::new();
             while started.elapsed() < duration {
                 i += 1;
                 let amount = (i % 97) + 1;
+                let sent = Instant::now();
                 client.spend(amount, &format!("c{c}-{i}")).await;
+                latencies_us.push(sent.elapsed().as_micros() as u64);
                 done.fetch_add(1, Ordering::Relaxed);
                 charged.fetch_add(amount, Ordering::Relaxed);
             }
+            latencies_us
         }));
     }
+    let mut latencies_us = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        latencies_us.extend(t.await.unwrap());
     }
     let secs = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
@@ -330,6 +335,17 @@ async fn run(
     println!(
         "{name}: {n} exact spends in {secs:.1}s = {:.0} spends/s ({clients} clients over HTTP, ledger check ok, charged once each)",
         n as f64 / secs
+    );
+    latencies_us.sort_unstable();
+    let at = |q: f64| {
+        latencies_us[((latencies_us.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+    };
+    println!(
+        "{name}: latency as the client saw it: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
     );
     // The replicas' threads summed by name.
     let sum = |maps: Vec<BTreeMap<String, u64>>| {
