@@ -3,17 +3,15 @@
 //! taxi trace at a 1 h horizon over a 7 d holdout), the JSON shape, and
 //! line-numbered errors for malformed traces.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use support::Scratch;
+
 fn shared() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fleetscale-forecast-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
 }
 
 fn run_json(trace: &str, extra: &[&str]) -> serde_json::Value {
@@ -21,7 +19,8 @@ fn run_json(trace: &str, extra: &[&str]) -> serde_json::Value {
 }
 
 fn run_json_with(trace: &str, window: &[&str], extra: &[&str]) -> serde_json::Value {
-    let out = tmp(&format!("{}.json", trace.replace('/', "_")));
+    let dir = Scratch::new("fs-forecast");
+    let out = dir.path("forecast.json");
     let o = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
         .args(["forecast", "--trace"])
         .arg(shared().join("traces").join(trace))
@@ -37,7 +36,8 @@ fn run_json_with(trace: &str, window: &[&str], extra: &[&str]) -> serde_json::Va
 
 #[test]
 fn nyc_taxi_beats_seasonal_naive_mape_by_a_fifth() {
-    let svg = tmp("nyc.svg");
+    let dir = Scratch::new("fs-forecast");
+    let svg = dir.path("nyc.svg");
     let v = run_json(
         "rates/nyc-taxi-30min.csv",
         &["--plot", svg.to_str().unwrap()],
@@ -85,7 +85,8 @@ fn request_trace_is_counted_per_interval() {
 
 #[test]
 fn malformed_trace_fails_with_its_line() {
-    let p = tmp("bad.csv");
+    let dir = Scratch::new("fs-forecast");
+    let p = dir.path("bad.csv");
     std::fs::write(
         &p,
         "timestamp,value\n2014-07-01 00:00:00,1\n2014-07-01 00:30:00,-3\n",

@@ -1,11 +1,12 @@
 //! Black-box tests of `fleetscale policy evaluate`.
 
+mod support;
+
 use std::process::Command;
 
 fn run(json: &str) -> std::process::Output {
-    let d = std::env::temp_dir().join(format!("fleetscale-policy-eval-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let p = d.join(format!("{}.json", json.len()));
+    let dir = support::Scratch::new("fs-policy-eval");
+    let p = dir.path("policy.json");
     std::fs::write(&p, json).unwrap();
     Command::new(env!("CARGO_BIN_EXE_fleetscale"))
         .args(["policy", "evaluate", "--file"])

@@ -7,6 +7,8 @@
 //! KEDA's, over-provisioning ≤ 0.7 × HPA's) are not met yet on every trace:
 //! docs/simulation.md, "Status", has the figures.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -85,9 +87,8 @@ fn simulates_every_shared_trace_with_all_policies() {
 
 #[test]
 fn malformed_trace_names_the_line() {
-    let dir = std::env::temp_dir().join(format!("fs-sim-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("bad.csv");
+    let dir = support::Scratch::new("fs-sim");
+    let p = dir.path("bad.csv");
     std::fs::write(&p, "timestamp,value\n2024-01-01 00:00:00,1\nnot-a-time,2\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
         .args(["simulate", "--trace"])
@@ -102,9 +103,8 @@ fn malformed_trace_names_the_line() {
 #[test]
 fn a_closed_stdout_ends_quietly_and_a_pipe_gets_no_progress_bar() {
     use std::process::Stdio;
-    let dir = std::env::temp_dir().join(format!("fs-sim-pipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("small.csv");
+    let dir = support::Scratch::new("fs-sim-pipe");
+    let p = dir.path("small.csv");
     let rows: String = (0..48)
         .map(|i| {
             format!(

@@ -1,6 +1,6 @@
-//! Black-box harness shared by the budget end-to-end test and the budget
-//! benchmark: fresh databases, server replicas as child processes of the
-//! built binary, and a spend client.
+//! Black-box harness shared by the binary's tests and the budget benchmark:
+//! scratch directories removed when dropped, fresh databases, server
+//! replicas as child processes of the built binary, and a spend client.
 
 #![allow(dead_code)]
 
@@ -31,35 +31,53 @@ pub async fn fresh_pg_url() -> String {
         .expect("create database")
 }
 
+/// A new temporary directory, removed with everything in it when dropped.
+pub struct Scratch {
+    dir: std::path::PathBuf,
+}
+
+impl Scratch {
+    /// A new directory named after `prefix`, this process and the time.
+    pub fn new(prefix: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir }
+    }
+
+    /// The path of `name` inside the directory.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A fresh SQLite database in a new temporary directory, removed with it
 /// when dropped (declare it before the replicas that use it, so they are
 /// stopped first). A bench run leaves ~70 MB of database behind otherwise.
 pub struct TempSqlite {
     /// The database URL to start replicas with.
     pub url: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for TempSqlite {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _dir: Scratch,
 }
 
 /// A fresh SQLite database (see [`TempSqlite`]).
 pub fn fresh_sqlite() -> TempSqlite {
-    let dir = std::env::temp_dir().join(format!(
-        "fs-e2e-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("fs-e2e");
     TempSqlite {
-        url: format!("sqlite://{}?mode=rwc", dir.join("fleetscale.db").display()),
-        dir,
+        url: format!("sqlite://{}?mode=rwc", dir.path("fleetscale.db").display()),
+        _dir: dir,
     }
 }
 
