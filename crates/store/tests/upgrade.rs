@@ -58,15 +58,21 @@ async fn sqlx_seed(url: &str) {
         .expect("seed v3 rows");
 }
 
-#[tokio::test]
-async fn sqlite_samples_survive_the_series_migration() {
+/// Runs `test` on a SQLite database in a new directory, removed afterwards.
+async fn on_sqlite<F: std::future::Future<Output = ()>>(test: impl FnOnce(String) -> F) {
     let dir = std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    samples_survive_the_series_migration(format!(
+    test(format!(
         "sqlite://{}?mode=rwc",
         dir.join("fleetscale.db").display()
     ))
     .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_samples_survive_the_series_migration() {
+    on_sqlite(samples_survive_the_series_migration).await;
 }
 
 #[tokio::test]
@@ -114,13 +120,7 @@ async fn tenants_get_default_budgets_after_the_budget_migration(url: String) {
 
 #[tokio::test]
 async fn sqlite_tenants_get_default_budgets_after_the_budget_migration() {
-    let dir = std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    tenants_get_default_budgets_after_the_budget_migration(format!(
-        "sqlite://{}?mode=rwc",
-        dir.join("fleetscale.db").display()
-    ))
-    .await;
+    on_sqlite(tenants_get_default_budgets_after_the_budget_migration).await;
 }
 
 #[tokio::test]
@@ -217,14 +217,7 @@ async fn budget_history_survives_the_key_and_audit_migrations(url: String) {
 
 #[tokio::test]
 async fn sqlite_budget_history_survives_the_key_and_audit_migrations() {
-    let dir = std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    budget_history_survives_the_key_and_audit_migrations(format!(
-        "sqlite://{}?mode=rwc",
-        dir.join("fleetscale.db").display()
-    ))
-    .await;
-    std::fs::remove_dir_all(&dir).unwrap();
+    on_sqlite(budget_history_survives_the_key_and_audit_migrations).await;
 }
 
 #[tokio::test]
