@@ -18,17 +18,20 @@ pub async fn fresh_pg_url() -> String {
     let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
         "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
     );
-    let name = format!(
-        "fs_e2e_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let name = unique("fs_e2e", '_');
     fleetscale_store::create_postgres_database(&admin, &name)
         .await
         .expect("create database")
+}
+
+/// `prefix`, this process's id and the time in ns, joined by `sep`: a name
+/// no other test of any run has used.
+fn unique(prefix: &str, sep: char) -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}{sep}{}{sep}{ns}", std::process::id())
 }
 
 /// A new temporary directory, removed with everything in it when dropped.
@@ -39,14 +42,7 @@ pub struct Scratch {
 impl Scratch {
     /// A new directory named after `prefix`, this process and the time.
     pub fn new(prefix: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
+        let dir = std::env::temp_dir().join(unique(prefix, '-'));
         std::fs::create_dir_all(&dir).unwrap();
         Scratch { dir }
     }
