@@ -5,6 +5,10 @@
 
 use fleetscale_store::{migrate_to, Store};
 
+// Only the fresh-database helpers are used here, not the conformance macro.
+#[allow(dead_code)]
+mod common;
+
 async fn samples_survive_the_series_migration(url: String) {
     migrate_to(&url, 3).await.expect("migrate to v3");
     // Seed the v3 schema by hand: a tenant, a region, a pool, raw samples.
@@ -60,14 +64,14 @@ async fn sqlx_seed(url: &str) {
 
 /// Runs `test` on a SQLite database in a new directory, removed afterwards.
 async fn on_sqlite<F: std::future::Future<Output = ()>>(test: impl FnOnce(String) -> F) {
-    let dir = std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir =
+        common::TempDir(std::env::temp_dir().join(format!("fs-upgrade-{}", uuid::Uuid::new_v4())));
+    std::fs::create_dir_all(&dir.0).unwrap();
     test(format!(
         "sqlite://{}?mode=rwc",
-        dir.join("fleetscale.db").display()
+        dir.0.join("fleetscale.db").display()
     ))
     .await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -77,14 +81,7 @@ async fn sqlite_samples_survive_the_series_migration() {
 
 #[tokio::test]
 async fn postgres_samples_survive_the_series_migration() {
-    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
-        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    let name = format!("fs_up_{}", uuid::Uuid::new_v4().simple());
-    let url = fleetscale_store::create_postgres_database(&admin, &name)
-        .await
-        .unwrap();
-    samples_survive_the_series_migration(url).await;
+    samples_survive_the_series_migration(common::fresh_pg_database().await.1).await;
 }
 
 /// A tenant created under schema v4 (before tenant budgets) gets the default
@@ -125,14 +122,8 @@ async fn sqlite_tenants_get_default_budgets_after_the_budget_migration() {
 
 #[tokio::test]
 async fn postgres_tenants_get_default_budgets_after_the_budget_migration() {
-    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
-        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    let name = format!("fs_up5_{}", uuid::Uuid::new_v4().simple());
-    let url = fleetscale_store::create_postgres_database(&admin, &name)
-        .await
-        .unwrap();
-    tenants_get_default_budgets_after_the_budget_migration(url).await;
+    tenants_get_default_budgets_after_the_budget_migration(common::fresh_pg_database().await.1)
+        .await;
 }
 
 /// A budget ledger written before migrations 0008 (SQLite: idempotency keys
@@ -222,12 +213,5 @@ async fn sqlite_budget_history_survives_the_key_and_audit_migrations() {
 
 #[tokio::test]
 async fn postgres_budget_history_survives_the_key_and_audit_migrations() {
-    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
-        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    let name = format!("fs_up9_{}", uuid::Uuid::new_v4().simple());
-    let url = fleetscale_store::create_postgres_database(&admin, &name)
-        .await
-        .unwrap();
-    budget_history_survives_the_key_and_audit_migrations(url).await;
+    budget_history_survives_the_key_and_audit_migrations(common::fresh_pg_database().await.1).await;
 }
