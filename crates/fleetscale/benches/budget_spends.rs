@@ -15,7 +15,10 @@
 //!
 //! `BENCH_SECS` sets each run's length (15 s); `BENCH_CLIENTS` the SQLite
 //! run's clients (32, the target's figure; more clients show how much of
-//! the rate is the closed loop's latency rather than CPU).
+//! the rate is the closed loop's latency rather than CPU); `BENCH_ROUNDS`
+//! how many runs of each backend, each on a fresh database and server (1),
+//! followed by their median, since on a shared machine one run's rate can
+//! be ±30% off; `BENCH_CEILING=0` skips the HTTP ceiling run.
 
 /// The load generator allocates with mimalloc too, like the server.
 #[global_allocator]
@@ -253,7 +256,7 @@ async fn run(
     clients: usize,
     duration: Duration,
     pg_url: Option<&str>,
-) {
+) -> f64 {
     let http = client();
     let region = region_with_budget(&http, &urls[0], 1_000_000_000_000).await;
     // Warm-up.
@@ -334,9 +337,9 @@ async fn run(
         Some(charged.load(Ordering::Relaxed) + urls.len() as i64),
         "{budget}"
     );
+    let rate = n as f64 / secs;
     println!(
-        "{name}: {n} exact spends in {secs:.1}s = {:.0} spends/s ({clients} clients over HTTP, ledger check ok, charged once each)",
-        n as f64 / secs
+        "{name}: {n} exact spends in {secs:.1}s = {rate:.0} spends/s ({clients} clients over HTTP, ledger check ok, charged once each)"
     );
     latencies_us.sort_unstable();
     let at = |q: f64| {
@@ -367,48 +370,93 @@ async fn run(
             pg_url.is_none()
         )
     );
+    rate
+}
+
+/// A positive whole number from the environment variable `name`, or
+/// `default` when it is unset; any other value stops the bench with a
+/// message naming the variable.
+fn env_count(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("{name} must be a positive whole number, got {v:?}"),
+        },
+    }
+}
+
+/// Prints the median and range of one configuration's runs.
+fn summary(name: &str, rates: &mut [f64]) {
+    if rates.len() < 2 {
+        return;
+    }
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    let median = if rates.len().is_multiple_of(2) {
+        (rates[mid - 1] + rates[mid]) / 2.0
+    } else {
+        rates[mid]
+    };
+    println!(
+        "{name}: median of {} runs {median:.0} spends/s (min {:.0}, max {:.0})",
+        rates.len(),
+        rates[0],
+        rates[rates.len() - 1]
+    );
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
-    let duration = Duration::from_secs(secs);
+    let duration = Duration::from_secs(env_count("BENCH_SECS", 15));
+    let rounds = env_count("BENCH_ROUNDS", 1);
+    let sqlite_clients = env_count("BENCH_CLIENTS", 32) as usize;
+    let ceiling = match std::env::var("BENCH_CEILING").as_deref() {
+        Err(_) | Ok("1") => true,
+        Ok("0") => false,
+        Ok(v) => panic!("BENCH_CEILING must be 0 or 1, got {v:?}"),
+    };
     let bin = bin();
     println!("server binary: {bin}");
-    {
+    let mut rates = Vec::new();
+    for round in 0..rounds {
+        // A fresh database and server each run, as in a single run.
         let db = fresh_sqlite();
         let r = Replica::start(&bin, &db.url, free_port()).await;
-        http_ceiling(&r.url(), r.pid(), 32, duration).await;
+        if round == 0 && ceiling {
+            http_ceiling(&r.url(), r.pid(), 32, duration).await;
+        }
         let pids: Vec<u32> = r.pid().into_iter().collect();
-        run(
-            "sqlite, single node",
-            vec![r.url()],
-            &pids,
-            std::env::var("BENCH_CLIENTS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(32),
-            duration,
-            None,
-        )
-        .await;
+        rates.push(
+            run(
+                "sqlite, single node",
+                vec![r.url()],
+                &pids,
+                sqlite_clients,
+                duration,
+                None,
+            )
+            .await,
+        );
     }
-    {
+    summary("sqlite, single node", &mut rates);
+    let mut rates = Vec::new();
+    for _ in 0..rounds {
         let db = fresh_pg_url().await;
         let a = Replica::start(&bin, &db, free_port()).await;
         let b = Replica::start(&bin, &db, free_port()).await;
         let pids: Vec<u32> = a.pid().into_iter().chain(b.pid()).collect();
-        run(
-            "postgresql, two replicas",
-            vec![a.url(), b.url()],
-            &pids,
-            64,
-            duration,
-            Some(&db),
-        )
-        .await;
+        rates.push(
+            run(
+                "postgresql, two replicas",
+                vec![a.url(), b.url()],
+                &pids,
+                64,
+                duration,
+                Some(&db),
+            )
+            .await,
+        );
     }
+    summary("postgresql, two replicas", &mut rates);
 }
