@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod support;
+
+use support::{free_port, fresh_pg_url, Scratch};
+
 const ADMIN: &str = "blackbox-admin-token";
 const SECRET: &str = "blackbox-webhook-secret";
 
@@ -18,18 +22,10 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_fleetscale")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Where a server keeps its data.
-#[derive(Debug)]
+/// Where a server keeps its data: a data directory (removed when the test
+/// is done with it) or a PostgreSQL database.
 enum Db {
-    Dir(std::path::PathBuf),
+    Dir(Scratch),
     Url(String),
 }
 
@@ -55,7 +51,7 @@ impl Server {
             tick,
         ]);
         match db {
-            Db::Dir(d) => cmd.args(["--data-dir", d.to_str().unwrap()]),
+            Db::Dir(d) => cmd.args(["--data-dir", d.dir().to_str().unwrap()]),
             Db::Url(u) => cmd.args(["--database-url", u]),
         };
         cmd.args(extra)
@@ -134,34 +130,11 @@ impl Drop for Server {
 }
 
 async fn fresh_postgres() -> Db {
-    let admin = std::env::var("FLEETSCALE_TEST_PG_URL").expect(
-        "FLEETSCALE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    let name =
-        format!("fs_bb_{}", std::process::id()) + &format!("_{}", fleetscale_store::now_ms());
-    Db::Url(
-        fleetscale_store::create_postgres_database(&admin, &name)
-            .await
-            .expect("create database"),
-    )
-}
-
-/// A test's SQLite directory is removed when the test is done with it.
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Db::Dir(d) = self {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
+    Db::Url(fresh_pg_url().await)
 }
 
 fn temp_dir() -> Db {
-    let d = std::env::temp_dir().join(format!(
-        "fs-bb-{}-{}",
-        std::process::id(),
-        fleetscale_store::now_ms()
-    ));
-    Db::Dir(d)
+    Db::Dir(Scratch::new("fs-bb"))
 }
 
 /// Creates a tenant, a region and the issue's pool; returns (tenant, pool).
@@ -651,7 +624,8 @@ async fn cli_mirrors_the_seed_commands() {
         "{table}"
     );
     // Combined policies from a file, shown, cleared.
-    let f = std::env::temp_dir().join(format!("fs-policies-{}.json", std::process::id()));
+    let scratch = Scratch::new("fs-policies");
+    let f = scratch.path("policies.json");
     std::fs::write(
         &f,
         r#"{"policies": [{"type": "queue", "messages_per_instance": 50}]}"#,
@@ -661,7 +635,6 @@ async fn cli_mirrors_the_seed_commands() {
         &s,
         &["pools", "set-policies", &pid, "--file", f.to_str().unwrap()],
     );
-    let _ = std::fs::remove_file(&f);
     assert_eq!(set["policies"]["policies"][0]["type"], "queue");
     let shown = cli_json(&s, &["pools", "policies", &pid]);
     assert_eq!(shown["source"], "policies");

@@ -47,6 +47,11 @@ impl Scratch {
         Scratch { dir }
     }
 
+    /// The directory itself.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// The path of `name` inside the directory.
     pub fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.join(name)
