@@ -1,8 +1,9 @@
 //! Budget spend throughput over HTTP against the built binary (run with
 //! `cargo bench -p fleetscale --bench budget_spends`, which builds it in
 //! release): SQLite single node with 32 clients, PostgreSQL (from
-//! `FLEETSCALE_TEST_PG_URL`) with two replicas. Every spend is exact and
-//! durable when acknowledged; the budget never runs out during the run.
+//! `FLEETSCALE_TEST_PG_URL`; skipped when it is unset) with two replicas.
+//! Every spend is exact and durable when acknowledged; the budget never runs
+//! out during the run.
 //!
 //! The load generator shares the machine with the servers, so it is kept
 //! lean: each client owns one keep-alive HTTP/1.1 connection (written to
@@ -440,6 +441,12 @@ async fn main() {
         );
     }
     summary("sqlite, single node", &mut rates);
+    if std::env::var_os("FLEETSCALE_TEST_PG_URL").is_none() {
+        println!(
+            "postgresql, two replicas: skipped, FLEETSCALE_TEST_PG_URL is not set (`scripts/pg-throwaway.sh start DIR` starts a throwaway cluster and prints its URL)"
+        );
+        return;
+    }
     let mut rates = Vec::new();
     for _ in 0..rounds {
         let db = fresh_pg_url().await;
