@@ -516,7 +516,7 @@ pub fn reservation_expiry(now_ms: i64, ttl_secs: Option<i64>) -> Result<i64, Vio
     let ttl = ttl_secs.unwrap_or(DEFAULT_RESERVATION_TTL_SECS);
     let mut v = Violations::default();
     v.check_i64("ttl_secs", ttl, 1, MAX_RESERVATION_TTL_SECS);
-    v.into_result(now_ms.saturating_add(ttl * 1000))
+    v.into_result(now_ms.saturating_add(ttl.saturating_mul(1000)))
 }
 
 /// UTC civil date (year, month 1..=12, day) of a Unix day number.
@@ -888,6 +888,11 @@ mod tests {
         assert!(reservation_expired(exp, 3000));
         assert!(reservation_expiry(0, Some(0)).is_err());
         assert!(reservation_expiry(0, Some(MAX_RESERVATION_TTL_SECS + 1)).is_err());
+        // Refused by the range check, not an overflow panic on the way.
+        for ttl in [i64::MAX, i64::MIN] {
+            let e = reservation_expiry(0, Some(ttl)).unwrap_err();
+            assert!(format!("{e:?}").contains("ttl_secs"), "{e:?}");
+        }
         assert_eq!(
             reservation_expiry(0, None).unwrap(),
             DEFAULT_RESERVATION_TTL_SECS * 1000

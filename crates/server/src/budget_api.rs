@@ -109,7 +109,9 @@ pub(crate) fn ledger_err(e: LedgerError) -> ApiError {
         LedgerError::BatchFailed => ApiError::Unavailable(
             "the budget write failed and nothing was committed; retry (with the same idempotency key)".into(),
         ),
-        e @ LedgerError::SyncFailed => ApiError::Unavailable(e.to_string()),
+        e @ (LedgerError::SyncFailed | LedgerError::CommitUnknown) => {
+            ApiError::Unavailable(e.to_string())
+        }
         LedgerError::Store(s) => s.into(),
         other => ApiError::Internal(Box::new(other)),
     }

@@ -81,6 +81,10 @@ pub enum LedgerError {
     /// The batch this operation was in failed; nothing of it was committed.
     #[error("the budget batch failed; nothing was committed")]
     BatchFailed,
+    /// The connection to PostgreSQL failed while the batch's `COMMIT` was in
+    /// flight, so whether it was applied is unknown.
+    #[error("the connection to the database failed during the commit, so this operation may or may not have been applied; retry with the same idempotency key (an operation sent without one may be applied twice)")]
+    CommitUnknown,
     /// The batch was committed but the disk refused to make it durable
     /// (`fdatasync` failed): the operation may or may not be there after a
     /// restart, and the writer refuses every later operation until then.
@@ -701,13 +705,18 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), batch = n, "budget batch failed; nothing committed");
+                let unknown = matches!(e, LedgerError::CommitUnknown);
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), batch = n, "budget batch failed");
                 // The next batch starts on a fresh connection: whatever state
                 // this one was left in (broken socket, aborted transaction)
                 // goes with it.
                 conn = None;
                 for job in jobs {
-                    let _ = job.reply.send(Err(LedgerError::BatchFailed));
+                    let _ = job.reply.send(Err(if unknown {
+                        LedgerError::CommitUnknown
+                    } else {
+                        LedgerError::BatchFailed
+                    }));
                 }
             }
         }
@@ -848,7 +857,12 @@ async fn apply_batch(
         tx: conn.begin().await?,
     };
     let results = run_batch(&mut db, jobs).await?;
-    db.tx.commit().await?;
+    // An error before this point means nothing was committed; one from the
+    // commit itself may come after PostgreSQL applied it (the reply was lost).
+    db.tx.commit().await.map_err(|e| {
+        tracing::error!(error = %e, "COMMIT of a budget batch failed; its outcome is unknown");
+        LedgerError::CommitUnknown
+    })?;
     Ok(results)
 }
 
@@ -938,6 +952,15 @@ pub(crate) async fn run_batch<D: BatchDb>(
     }
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
+        if !matches!(job.op, BudgetOp::Reset { .. }) {
+            // A day or month that has ended is closed before anything else
+            // touches the region, with the entry the engine's scheduled reset
+            // would write: otherwise a spend in the first seconds of a month
+            // (before the maintenance round) is charged to the old month and
+            // then forgotten by the late reset, and the new month can charge
+            // its budget plus that spend.
+            apply_reset(&mut st, &job.region_id, None, "engine", job.now_ms);
+        }
         results.push(apply_job(db, &mut st, job).await);
     }
     db.persist(&st).await?;
@@ -1165,9 +1188,21 @@ const RESERVE_ENTRY_SQL: &str = "SELECT id, balance_after_cents FROM region_budg
 const SETTLE_RES_SQL: &str = "UPDATE budget_reservations SET status = $2, committed_cents = $3, settled_at_ms = $4 WHERE id = $1";
 
 fn push_tx(st: &mut BatchState, job: &Job, effect: Effect, extra: TxExtra) -> (String, i64) {
+    push_tx_as(st, &job.region_id, &job.actor, job.now_ms, effect, extra)
+}
+
+/// [`push_tx`] for an entry of region `rid` by `actor` at `now_ms`.
+fn push_tx_as(
+    st: &mut BatchState,
+    rid: &str,
+    actor: &str,
+    now_ms: i64,
+    effect: Effect,
+    extra: TxExtra,
+) -> (String, i64) {
     let l = st
         .regions
-        .get_mut(&job.region_id)
+        .get_mut(rid)
         .expect("region locked at batch start");
     let seq = l.next_seq;
     l.next_seq += 1;
@@ -1175,7 +1210,7 @@ fn push_tx(st: &mut BatchState, job: &Job, effect: Effect, extra: TxExtra) -> (S
     let id = new_id();
     st.txs.push(NewTx {
         id: id.clone(),
-        region_id: job.region_id.clone(),
+        region_id: rid.to_string(),
         seq,
         effect,
         agency_id: extra.agency_id,
@@ -1184,8 +1219,8 @@ fn push_tx(st: &mut BatchState, job: &Job, effect: Effect, extra: TxExtra) -> (S
         refund_of: extra.refund_of,
         reservation_id: extra.reservation_id,
         idempotency_key: extra.idempotency_key,
-        actor: job.actor.clone(),
-        now_ms: job.now_ms,
+        actor: actor.to_string(),
+        now_ms,
     });
     (id, effect.balance_after_cents)
 }
@@ -1533,36 +1568,43 @@ async fn apply_job<D: BatchDb>(
             }
             Ok(o)
         }
-        BudgetOp::Reset { period } => {
-            let l = &st.regions[&rid];
-            let period = match period {
-                Some(p) => *p,
-                None => match due_reset(l.last_day_key, l.last_month_key, job.now_ms) {
-                    Some(p) => p,
-                    None => return Ok(None),
-                },
-            };
-            let e = state.reset(period);
-            {
-                let l = st.regions.get_mut(&rid).expect("locked");
-                l.state = state;
-                l.last_day_key = l.last_day_key.max(day_key(job.now_ms));
-                if period == ResetPeriod::Monthly {
-                    l.last_month_key = l.last_month_key.max(month_key(job.now_ms));
-                }
-            }
-            let (id, bal) = push_tx(
-                st,
-                job,
-                e,
-                TxExtra {
-                    description: Some(format!("{} reset", period.as_str())),
-                    ..Default::default()
-                },
-            );
-            Ok(outcome(id, e.amount_cents, bal))
-        }
+        BudgetOp::Reset { period } => Ok(apply_reset(st, &rid, *period, &job.actor, job.now_ms)
+            .and_then(|(id, amount, bal)| outcome(id, amount, bal))),
     }
+}
+
+/// Resets region `rid` in the batch: `period`, or the reset due at `now_ms`
+/// (none when the day and month have not changed). Returns the entry's id,
+/// amount and balance after.
+fn apply_reset(
+    st: &mut BatchState,
+    rid: &str,
+    period: Option<ResetPeriod>,
+    actor: &str,
+    now_ms: i64,
+) -> Option<(String, Cents, Cents)> {
+    let l = st
+        .regions
+        .get_mut(rid)
+        .expect("region locked at batch start");
+    let period = period.or_else(|| due_reset(l.last_day_key, l.last_month_key, now_ms))?;
+    let e = l.state.reset(period);
+    l.last_day_key = l.last_day_key.max(day_key(now_ms));
+    if period == ResetPeriod::Monthly {
+        l.last_month_key = l.last_month_key.max(month_key(now_ms));
+    }
+    let (id, bal) = push_tx_as(
+        st,
+        rid,
+        actor,
+        now_ms,
+        e,
+        TxExtra {
+            description: Some(format!("{} reset", period.as_str())),
+            ..Default::default()
+        },
+    );
+    Some((id, e.amount_cents, bal))
 }
 
 fn settle(st: &mut BatchState, res: &Reservation) {

@@ -18,6 +18,7 @@ conformance!(
     refund_never_exceeds_its_spend,
     reservations_commit_release_and_expire,
     resets_follow_the_schedule_and_are_idempotent,
+    an_operation_in_a_new_period_resets_first,
     concurrent_spends_never_overdraw,
     budget_batches_interleave_with_other_store_writes,
 );
@@ -571,6 +572,79 @@ async fn resets_follow_the_schedule_and_are_idempotent(s: Store) {
     assert!(
         by_job.is_empty(),
         "stats cover the month since the last monthly reset"
+    );
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+/// Before the engine's maintenance round gets to it, the first operation
+/// of a new day or month closes the old one itself: the spend is charged to
+/// the new period, and the late scheduled reset finds nothing due (it used
+/// to reset afterwards and forget the spend).
+async fn an_operation_in_a_new_period_resets_first(s: Store) {
+    let (b, r) = region(&s).await;
+    // 2024-01-31T12:00:00Z.
+    let jan31 = 1_706_702_400_000;
+    b.apply_one(&r, allocate(1_000), "admin", jan31)
+        .await
+        .unwrap();
+    b.apply_one(&r, spend(300, None), "op", jan31)
+        .await
+        .unwrap();
+    // 2024-02-01T00:00:01Z, no maintenance round since January.
+    let feb1 = jan31 + DAY_MS / 2 + 1_000;
+    let o = b.apply_one(&r, spend(100, None), "op", feb1).await.unwrap();
+    assert_eq!(o.balance_after_cents, 900, "charged to February's 1,000");
+    assert!(b
+        .apply(&r, BudgetOp::Reset { period: None }, "engine", feb1 + 4_000)
+        .await
+        .unwrap()
+        .is_none());
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!(
+        (budget.remaining_cents, budget.spent_today_cents),
+        (900, 100)
+    );
+    // The next day: a refused spend still closes the old day first.
+    let feb2 = feb1 + DAY_MS;
+    let refused = b.apply_one(&r, spend(5_000, None), "op", feb2).await;
+    assert!(
+        matches!(
+            refused,
+            Err(LedgerError::Refused(BudgetError::Insufficient { .. }))
+        ),
+        "{refused:?}"
+    );
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!((budget.remaining_cents, budget.spent_today_cents), (900, 0));
+    let page = Page {
+        limit: Some(10),
+        cursor: None,
+    };
+    let entries: Vec<(String, Option<String>, String)> = b
+        .transactions(&r, None, &page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .rev()
+        .map(|t| (t.transaction_type, t.reset_period, t.actor))
+        .collect();
+    let e = |kind: &str, period: Option<&str>, actor: &str| {
+        (
+            kind.to_string(),
+            period.map(str::to_string),
+            actor.to_string(),
+        )
+    };
+    assert_eq!(
+        entries,
+        vec![
+            e("allocation", None, "admin"),
+            e("spend", None, "op"),
+            e("reset", Some("monthly"), "engine"),
+            e("spend", None, "op"),
+            e("reset", Some("daily"), "engine"),
+        ]
     );
     assert!(b.check_ledger(&r).await.unwrap().ok);
 }
