@@ -262,13 +262,19 @@ impl BudgetState {
         Ok(self.effect(TxKind::Spend, amount, before))
     }
 
-    /// Gives back `amount` of a spend that charged `charged` and has already
-    /// been refunded `refunded`.
+    /// Gives back `amount` of a spend that charged `charged`, has already
+    /// been refunded `refunded` and was charged in period `charged_in`.
+    /// The money goes back to the period that paid: a spend of today lowers
+    /// `spent_today` too, one of an earlier day of this month only refills
+    /// `remaining`, and one of a month already closed by a monthly reset
+    /// changes no balance (that month's budget is gone; the entry records
+    /// the refund).
     pub fn refund(
         &mut self,
         amount: Cents,
         charged: Cents,
         refunded: Cents,
+        charged_in: ChargedIn,
     ) -> Result<Effect, BudgetError> {
         amount_ok(amount)?;
         let refundable = sub(charged, refunded)?.max(0);
@@ -279,9 +285,12 @@ impl BudgetState {
             });
         }
         let before = self.remaining_cents;
-        let remaining = add(self.remaining_cents, amount)?;
-        self.remaining_cents = remaining;
-        self.spent_today_cents -= amount.min(self.spent_today_cents);
+        if charged_in != ChargedIn::ClosedMonth {
+            self.remaining_cents = add(self.remaining_cents, amount)?;
+        }
+        if charged_in == ChargedIn::Today {
+            self.spent_today_cents -= amount.min(self.spent_today_cents);
+        }
         Ok(self.effect(TxKind::Refund, amount, before))
     }
 
@@ -347,6 +356,34 @@ impl BudgetState {
     }
 }
 
+/// The period a refunded spend was charged in, relative to the budget's
+/// latest resets (see [`BudgetState::refund`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargedIn {
+    /// Since the latest reset of either period.
+    Today,
+    /// Since the latest monthly reset, before a later daily one.
+    EarlierThisMonth,
+    /// Before the latest monthly reset.
+    ClosedMonth,
+}
+
+impl ChargedIn {
+    /// The period of the spend at ledger position `spend_seq`, given the
+    /// positions of the latest reset of either period (`day_start_seq`) and
+    /// of the latest monthly reset (`month_start_seq`); 0 for none.
+    #[must_use]
+    pub fn of(spend_seq: i64, day_start_seq: i64, month_start_seq: i64) -> ChargedIn {
+        if spend_seq < month_start_seq {
+            ChargedIn::ClosedMonth
+        } else if spend_seq < day_start_seq {
+            ChargedIn::EarlierThisMonth
+        } else {
+            ChargedIn::Today
+        }
+    }
+}
+
 /// One stored ledger entry, as replay needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -408,7 +445,11 @@ pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerRepor
     use std::collections::HashMap;
     let mut st = BudgetState::default();
     let mut violations = Vec::new();
-    let mut spends: HashMap<&str, (Cents, Cents)> = HashMap::new();
+    // Spend id -> (charged, refunded, seq).
+    let mut spends: HashMap<&str, (Cents, Cents, i64)> = HashMap::new();
+    // Positions of the latest reset of either period and of the latest
+    // monthly one.
+    let (mut day_start, mut month_start) = (0, 0);
     let mut keys: HashMap<(&str, &str), i64> = HashMap::new();
     let mut bad = |seq: i64, problem: String| {
         if violations.len() < MAX_REPORTED_VIOLATIONS {
@@ -437,17 +478,18 @@ pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerRepor
         let result: Result<Vec<Effect>, BudgetError> = match e.kind {
             TxKind::Allocation => st.allocate(e.amount_cents).map(|x| vec![x]),
             TxKind::Spend => {
-                spends.insert(&e.id, (e.amount_cents, 0));
+                spends.insert(&e.id, (e.amount_cents, 0, e.seq));
                 // Replay trusts the order; a spend recorded is re-checked against the running balance.
                 st.spend(e.amount_cents).map(|x| vec![x])
             }
             TxKind::Refund => {
-                let (charged, refunded) = e
+                let (charged, refunded, spend_seq) = e
                     .refund_of
                     .as_deref()
                     .and_then(|id| spends.get(id).copied())
-                    .unwrap_or((0, 0));
-                let r = st.refund(e.amount_cents, charged, refunded);
+                    .unwrap_or((0, 0, 0));
+                let charged_in = ChargedIn::of(spend_seq, day_start, month_start);
+                let r = st.refund(e.amount_cents, charged, refunded, charged_in);
                 if r.is_ok() {
                     if let Some(s) = e.refund_of.as_deref().and_then(|id| spends.get_mut(id)) {
                         s.1 += e.amount_cents;
@@ -458,7 +500,13 @@ pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerRepor
             TxKind::Reserve => st.reserve(e.amount_cents).map(|x| vec![x]),
             TxKind::Release => st.release(e.amount_cents).map(|x| vec![x]),
             TxKind::Reset => match e.period {
-                Some(p) => Ok(vec![st.reset(p)]),
+                Some(p) => {
+                    day_start = e.seq;
+                    if p == ResetPeriod::Monthly {
+                        month_start = e.seq;
+                    }
+                    Ok(vec![st.reset(p)])
+                }
                 None => Err(BudgetError::BadAmount(e.amount_cents)),
             },
         };
@@ -754,15 +802,104 @@ mod tests {
         let mut s = BudgetState::default();
         s.allocate(100).unwrap();
         s.spend(30).unwrap();
-        assert_eq!(s.refund(20, 30, 0).unwrap().balance_after_cents, 90);
         assert_eq!(
-            s.refund(11, 30, 20),
+            s.refund(20, 30, 0, ChargedIn::Today)
+                .unwrap()
+                .balance_after_cents,
+            90
+        );
+        assert_eq!(
+            s.refund(11, 30, 20, ChargedIn::Today),
             Err(BudgetError::RefundTooLarge {
                 requested_cents: 11,
                 refundable_cents: 10
             })
         );
         assert_eq!(s.spent_today_cents, 10);
+    }
+
+    #[test]
+    fn a_refund_goes_back_to_the_period_that_paid() {
+        // (charged in, remaining after, spent today after): a budget of 1,000
+        // with 300 spent today; 100 of some spend refunded.
+        let cases = [
+            (ChargedIn::Today, 800, 200),
+            (ChargedIn::EarlierThisMonth, 800, 300),
+            (ChargedIn::ClosedMonth, 700, 300),
+        ];
+        for (charged_in, remaining, today) in cases {
+            let mut s = BudgetState::default();
+            s.allocate(1_000).unwrap();
+            s.spend(300).unwrap();
+            let e = s.refund(100, 300, 0, charged_in).unwrap();
+            assert_eq!(
+                (s.remaining_cents, s.spent_today_cents),
+                (remaining, today),
+                "{charged_in:?}"
+            );
+            assert_eq!(e.balance_after_cents, remaining, "{charged_in:?}");
+            assert_eq!(e.delta_cents, remaining - 700, "{charged_in:?}");
+            assert_eq!(e.amount_cents, 100, "{charged_in:?}");
+        }
+        // Still bounded by the spend in every period.
+        let mut s = BudgetState::default();
+        assert!(matches!(
+            s.refund(301, 300, 0, ChargedIn::ClosedMonth),
+            Err(BudgetError::RefundTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn charged_in_follows_the_latest_resets() {
+        // (spend seq, latest reset of either period, latest monthly reset).
+        let cases = [
+            ((5, 0, 0), ChargedIn::Today),
+            ((5, 4, 0), ChargedIn::Today),
+            ((5, 6, 0), ChargedIn::EarlierThisMonth),
+            ((5, 6, 3), ChargedIn::EarlierThisMonth),
+            ((5, 6, 6), ChargedIn::ClosedMonth),
+            ((5, 9, 7), ChargedIn::ClosedMonth),
+        ];
+        for ((spend, day, month), want) in cases {
+            assert_eq!(
+                ChargedIn::of(spend, day, month),
+                want,
+                "{spend} {day} {month}"
+            );
+        }
+    }
+
+    #[test]
+    fn replay_refills_only_the_period_that_paid() {
+        // Spend in January, monthly reset, refund in February: February's
+        // balance stays at its budget, and the replay agrees.
+        let mut s = BudgetState::default();
+        let mut entries = Vec::new();
+        let mut push = |e: Effect, id: &str, refund_of: Option<&str>| {
+            let seq = entries.len() as i64 + 1;
+            entries.push(entry(seq, id, e, refund_of));
+        };
+        push(s.allocate(1_000).unwrap(), "a1", None);
+        push(s.spend(400).unwrap(), "s1", None);
+        push(s.reset(ResetPeriod::Monthly), "m1", None);
+        push(s.spend(100).unwrap(), "s2", None);
+        push(
+            s.refund(400, 400, 0, ChargedIn::ClosedMonth).unwrap(),
+            "r1",
+            Some("s1"),
+        );
+        push(
+            s.refund(50, 100, 0, ChargedIn::Today).unwrap(),
+            "r2",
+            Some("s2"),
+        );
+        assert_eq!((s.remaining_cents, s.spent_today_cents), (950, 50));
+        let report = check_ledger(&entries, s);
+        assert!(report.ok, "{report:?}");
+        // A replay that refilled February for January's refund would differ.
+        let mut wrong = s;
+        wrong.remaining_cents += 400;
+        assert!(!check_ledger(&entries, wrong).ok);
     }
 
     #[test]
@@ -809,7 +946,11 @@ mod tests {
         };
         push(s.allocate(1000).unwrap(), "a", None);
         push(s.spend(300).unwrap(), "s1", None);
-        push(s.refund(100, 300, 0).unwrap(), "r1", Some("s1"));
+        push(
+            s.refund(100, 300, 0, ChargedIn::Today).unwrap(),
+            "r1",
+            Some("s1"),
+        );
         push(s.reserve(200).unwrap(), "h", None);
         for e in s.commit(200, 150).unwrap() {
             push(e, "c", None);
@@ -844,7 +985,12 @@ mod tests {
             log.push(e);
         }
         // A refund may reuse a spend's key: the kinds differ.
-        let mut r = entry(4, "r1", s.refund(5, 10, 0).unwrap(), Some("s1"));
+        let mut r = entry(
+            4,
+            "r1",
+            s.refund(5, 10, 0, ChargedIn::Today).unwrap(),
+            Some("s1"),
+        );
         r.idempotency_key = Some("k".into());
         log.push(r);
         assert!(check_ledger(&log, s).ok, "{:?}", check_ledger(&log, s));

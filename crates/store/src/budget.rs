@@ -41,8 +41,8 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use fleetscale_core::budget::{
-    check_ledger, day_key, due_reset, month_key, BudgetError, BudgetState, Cents, Effect,
-    LedgerEntry, LedgerReport, ResetPeriod, TxKind,
+    check_ledger, day_key, due_reset, month_key, BudgetError, BudgetState, Cents, ChargedIn,
+    Effect, LedgerEntry, LedgerReport, ResetPeriod, TxKind,
 };
 
 use crate::types::ser_ms;
@@ -434,7 +434,9 @@ impl Budgets {
     }
 
     /// Net spend (spends − refunds) since the last monthly reset, by job
-    /// type and by agency; `agency` restricts to one agency.
+    /// type and by agency; `agency` restricts to one agency. A refund counts
+    /// by what it gave back to the balance (`delta_cents`): nothing for a
+    /// spend of a month already closed.
     pub async fn spend_breakdown(
         &self,
         region_id: &str,
@@ -448,7 +450,7 @@ impl Budgets {
         let mut out = Vec::new();
         for col in ["job_type", "agency_id"] {
             let rows = sqlx::query(&format!(
-                "SELECT COALESCE({col}, ''), CAST(SUM(CASE WHEN transaction_type = 'spend' THEN amount_cents ELSE -amount_cents END) AS BIGINT) \
+                "SELECT COALESCE({col}, ''), CAST(SUM(CASE WHEN transaction_type = 'spend' THEN amount_cents ELSE -delta_cents END) AS BIGINT) \
                  FROM region_budget_transactions WHERE region_id = $1 AND seq > $2 AND transaction_type IN ('spend', 'refund') \
                  AND ($3 = '' OR agency_id = $3) GROUP BY COALESCE({col}, '') ORDER BY 1"
             ))
@@ -793,6 +795,12 @@ pub(crate) struct Locked {
     pub(crate) last_day_key: i64,
     pub(crate) last_month_key: i64,
     pub(crate) dirty: bool,
+    /// Ledger positions of the latest stored reset of either period and of
+    /// the latest stored monthly reset (0: none), read when a refund first
+    /// needs them.
+    pub(crate) period_starts: Option<(i64, i64)>,
+    /// The same for resets applied in this batch (0: none).
+    pub(crate) batch_period_starts: (i64, i64),
 }
 
 /// A ledger row to insert.
@@ -821,8 +829,9 @@ pub(crate) struct Prior {
     pub(crate) refund_of: Option<String>,
 }
 
-/// A spend's refund bookkeeping: (region, charged, refunded so far).
-type SpendInfo = (String, Cents, Cents, Option<String>, Option<String>);
+/// A spend's refund bookkeeping: (region, charged, refunded so far, agency,
+/// job type, ledger position).
+type SpendInfo = (String, Cents, Cents, Option<String>, Option<String>, i64);
 
 #[derive(Default)]
 pub(crate) struct BatchState {
@@ -868,7 +877,7 @@ async fn apply_batch(
 
 /// The ledger entry a refund refers to: (region, transaction type, amount,
 /// agency, job type).
-pub(crate) type EntryRow = (String, String, Cents, Option<String>, Option<String>);
+pub(crate) type EntryRow = (String, String, Cents, Option<String>, Option<String>, i64);
 
 /// The database side of one batch's transaction: the few reads the budget
 /// rules need and the final write. The transaction itself (begin, commit)
@@ -894,6 +903,9 @@ pub(crate) trait BatchDb {
     async fn entry(&mut self, id: &str) -> Result<Option<EntryRow>, LedgerError>;
     /// The sum refunded so far against spend `id`.
     async fn refunded(&mut self, id: &str) -> Result<Cents, LedgerError>;
+    /// Ledger positions of region `rid`'s latest reset of either period and
+    /// of its latest monthly reset (0 for none).
+    async fn period_starts(&mut self, rid: &str) -> Result<(i64, i64), LedgerError>;
     /// Region `rid`'s reservation with idempotency key `key`.
     async fn reservation_by_key(
         &mut self,
@@ -1006,6 +1018,8 @@ impl BatchDb for PgBatch<'_> {
             last_day_key: r.try_get(5)?,
             last_month_key: r.try_get(6)?,
             dirty: false,
+            period_starts: None,
+            batch_period_starts: (0, 0),
         }))
     }
 
@@ -1066,6 +1080,7 @@ impl BatchDb for PgBatch<'_> {
                 r.try_get(2)?,
                 r.try_get(3)?,
                 r.try_get(4)?,
+                r.try_get(5)?,
             ))
         })
         .transpose()
@@ -1077,6 +1092,14 @@ impl BatchDb for PgBatch<'_> {
             .fetch_one(&mut *self.tx)
             .await?
             .try_get(0)?)
+    }
+
+    async fn period_starts(&mut self, rid: &str) -> Result<(i64, i64), LedgerError> {
+        let r = sqlx::query(PERIOD_STARTS_SQL)
+            .bind(rid)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok((r.try_get(0)?, r.try_get(1)?))
     }
 
     async fn reservation_by_key(
@@ -1179,7 +1202,12 @@ impl BatchDb for PgBatch<'_> {
 /// `$3` month key, `$4` now).
 const CREATE_REGION_ROW: &str = "INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (region_id) DO NOTHING";
 /// A ledger entry by id, as [`EntryRow`].
-const ENTRY_SQL: &str = "SELECT region_id, transaction_type, amount_cents, agency_id, job_type FROM region_budget_transactions WHERE id = $1";
+/// Ledger positions of a region's latest reset of either period and of its
+/// latest monthly reset (the partial index `region_budget_tx_resets` holds
+/// only resets).
+pub(crate) const PERIOD_STARTS_SQL: &str = "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT), CAST(COALESCE(MAX(CASE WHEN reset_period = 'monthly' THEN seq END), 0) AS BIGINT) FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = 'reset'";
+
+const ENTRY_SQL: &str = "SELECT region_id, transaction_type, amount_cents, agency_id, job_type, seq FROM region_budget_transactions WHERE id = $1";
 /// Sum refunded against spend `$1`.
 const REFUNDED_SQL: &str = "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM region_budget_transactions WHERE refund_of = $1";
 /// The reserve entry of reservation `$1`.
@@ -1307,6 +1335,7 @@ async fn apply_job<D: BatchDb>(
                     ..Default::default()
                 },
             );
+            let seq = st.regions[&rid].next_seq - 1;
             st.spends.insert(
                 id.clone(),
                 (
@@ -1315,6 +1344,7 @@ async fn apply_job<D: BatchDb>(
                     0,
                     agency_id.clone(),
                     Some(job_type.clone()),
+                    seq,
                 ),
             );
             if let Some(k) = idempotency_key {
@@ -1354,7 +1384,7 @@ async fn apply_job<D: BatchDb>(
                 }
             }
             if !st.spends.contains_key(transaction_id) {
-                let Some((region, kind, charged, agency, job_type)) =
+                let Some((region, kind, charged, agency, job_type, seq)) =
                     db.entry(transaction_id).await?
                 else {
                     return Err(LedgerError::Store(not_found("transaction")));
@@ -1365,14 +1395,17 @@ async fn apply_job<D: BatchDb>(
                 let refunded = db.refunded(transaction_id).await?;
                 st.spends.insert(
                     transaction_id.clone(),
-                    (region, charged, refunded, agency, job_type),
+                    (region, charged, refunded, agency, job_type, seq),
                 );
             }
-            let (region, charged, refunded, agency, job_type) = st.spends[transaction_id].clone();
+            let (region, charged, refunded, agency, job_type, spend_seq) =
+                st.spends[transaction_id].clone();
             if region != rid {
                 return Err(LedgerError::NotASpend(transaction_id.clone()));
             }
-            let e = state.refund(*amount_cents, charged, refunded)?;
+            let (day_start, month_start) = period_starts(db, st, &rid).await?;
+            let charged_in = ChargedIn::of(spend_seq, day_start, month_start);
+            let e = state.refund(*amount_cents, charged, refunded, charged_in)?;
             st.regions.get_mut(&rid).expect("locked").state = state;
             if let Some(s) = st.spends.get_mut(transaction_id) {
                 s.2 += *amount_cents;
@@ -1508,6 +1541,7 @@ async fn apply_job<D: BatchDb>(
                     },
                 );
                 if e.kind == TxKind::Spend {
+                    let seq = st.regions[&rid].next_seq - 1;
                     st.spends.insert(
                         last.0.clone(),
                         (
@@ -1516,6 +1550,7 @@ async fn apply_job<D: BatchDb>(
                             0,
                             res.agency_id.clone(),
                             Some(res.job_type.clone()),
+                            seq,
                         ),
                     );
                 }
@@ -1573,6 +1608,25 @@ async fn apply_job<D: BatchDb>(
     }
 }
 
+/// Region `rid`'s period starts (see [`Locked::period_starts`]), read once
+/// per batch; resets applied in the batch keep them current.
+async fn period_starts<D: BatchDb>(
+    db: &mut D,
+    st: &mut BatchState,
+    rid: &str,
+) -> Result<(i64, i64), LedgerError> {
+    let stored = match st.regions[rid].period_starts {
+        Some(p) => p,
+        None => {
+            let p = db.period_starts(rid).await?;
+            st.regions.get_mut(rid).expect("locked").period_starts = Some(p);
+            p
+        }
+    };
+    let batch = st.regions[rid].batch_period_starts;
+    Ok((stored.0.max(batch.0), stored.1.max(batch.1)))
+}
+
 /// Resets region `rid` in the batch: `period`, or the reset due at `now_ms`
 /// (none when the day and month have not changed). Returns the entry's id,
 /// amount and balance after.
@@ -1604,6 +1658,15 @@ fn apply_reset(
             ..Default::default()
         },
     );
+    let l = st
+        .regions
+        .get_mut(rid)
+        .expect("region locked at batch start");
+    let seq = l.next_seq - 1;
+    l.batch_period_starts.0 = seq;
+    if period == ResetPeriod::Monthly {
+        l.batch_period_starts.1 = seq;
+    }
     Some((id, e.amount_cents, bal))
 }
 

@@ -71,7 +71,7 @@ use fleetscale_core::budget::{day_key, month_key, BudgetState, Cents};
 
 use crate::budget::{
     linger, run_batch, BatchDb, BatchState, EntryRow, Job, LedgerError, Locked, Prior, Reservation,
-    TxJson, TxOutcome, MAX_BATCH,
+    TxJson, TxOutcome, MAX_BATCH, PERIOD_STARTS_SQL,
 };
 use crate::{Store, StoreError};
 
@@ -331,6 +331,8 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
                         last_day_key: r.get(5)?,
                         last_month_key: r.get(6)?,
                         dirty: false,
+                        period_starts: None,
+                        batch_period_starts: (0, 0),
                     })
                 })
                 .optional()
@@ -368,10 +370,10 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
 
     async fn entry(&mut self, id: &str) -> Result<Option<EntryRow>, LedgerError> {
         self.conn
-            .prepare_cached("SELECT region_id, transaction_type, amount_cents, agency_id, job_type FROM region_budget_transactions WHERE id = ?1")
+            .prepare_cached("SELECT region_id, transaction_type, amount_cents, agency_id, job_type, seq FROM region_budget_transactions WHERE id = ?1")
             .and_then(|mut s| {
                 s.query_row([id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                 })
                 .optional()
             })
@@ -382,6 +384,13 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
         self.conn
             .prepare_cached("SELECT COALESCE(SUM(amount_cents), 0) FROM region_budget_transactions WHERE refund_of = ?1")
             .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+            .map_err(LedgerError::from)
+    }
+
+    async fn period_starts(&mut self, rid: &str) -> Result<(i64, i64), LedgerError> {
+        self.conn
+            .prepare_cached(&PERIOD_STARTS_SQL.replace("$1", "?1"))
+            .and_then(|mut s| s.query_row([rid], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(LedgerError::from)
     }
 

@@ -19,6 +19,7 @@ conformance!(
     reservations_commit_release_and_expire,
     resets_follow_the_schedule_and_are_idempotent,
     an_operation_in_a_new_period_resets_first,
+    a_refund_goes_back_to_the_period_that_paid,
     concurrent_spends_never_overdraw,
     budget_batches_interleave_with_other_store_writes,
 );
@@ -646,6 +647,78 @@ async fn an_operation_in_a_new_period_resets_first(s: Store) {
             e("reset", Some("daily"), "engine"),
         ]
     );
+    assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+fn refund(id: &str, amount: i64) -> BudgetOp {
+    BudgetOp::Refund {
+        transaction_id: id.to_string(),
+        amount_cents: amount,
+        idempotency_key: None,
+        description: None,
+    }
+}
+
+/// A refund of a spend charged in a month already closed by a monthly reset
+/// is recorded but gives the new month nothing (it used to refill it, so a
+/// month could charge its budget plus last month's refunds); one of an
+/// earlier day of this month refills `remaining` but not `spent_today`.
+async fn a_refund_goes_back_to_the_period_that_paid(s: Store) {
+    let (b, r) = region(&s).await;
+    // 2024-01-31T12:00:00Z.
+    let jan31 = 1_706_702_400_000;
+    b.apply_one(&r, allocate(1_000), "admin", jan31)
+        .await
+        .unwrap();
+    let january = b
+        .apply_one(&r, spend(1_000, None), "op", jan31)
+        .await
+        .unwrap();
+    // January's spend, refunded as the first operation of February: the
+    // monthly reset applied in that same batch closes January before it.
+    let feb1 = jan31 + DAY_MS;
+    let o = b
+        .apply_one(&r, refund(&january.transaction_id, 600), "op", feb1)
+        .await
+        .unwrap();
+    assert_eq!(o.balance_after_cents, 1_000, "February is not refilled");
+    let february = b.apply_one(&r, spend(300, None), "op", feb1).await.unwrap();
+    assert_eq!(february.balance_after_cents, 700);
+    // Again, now that the reset is stored.
+    let o = b
+        .apply_one(&r, refund(&january.transaction_id, 400), "op", feb1)
+        .await
+        .unwrap();
+    assert_eq!(o.balance_after_cents, 700, "February is not refilled");
+    let refused = b.apply_one(&r, spend(701, None), "op", feb1).await;
+    assert!(
+        matches!(
+            refused,
+            Err(LedgerError::Refused(BudgetError::Insufficient { .. }))
+        ),
+        "{refused:?}"
+    );
+    // Still bounded by what it charged.
+    assert!(b
+        .apply_one(&r, refund(&january.transaction_id, 1), "op", feb1)
+        .await
+        .is_err());
+    // February 1's spend refunded on February 2: the balance, not today's.
+    let feb2 = feb1 + DAY_MS;
+    b.apply_one(&r, spend(50, None), "op", feb2).await.unwrap();
+    let o = b
+        .apply_one(&r, refund(&february.transaction_id, 100), "op", feb2)
+        .await
+        .unwrap();
+    assert_eq!(o.balance_after_cents, 750);
+    let budget = b.budget(&r).await.unwrap();
+    assert_eq!(
+        (budget.remaining_cents, budget.spent_today_cents),
+        (750, 50)
+    );
+    // The month's statistics: 300 + 50 − 100; January's refund counts 0.
+    let (by_job, _) = b.spend_breakdown(&r, None).await.unwrap();
+    assert_eq!(by_job, vec![("creative".to_string(), 250)]);
     assert!(b.check_ledger(&r).await.unwrap().ok);
 }
 
