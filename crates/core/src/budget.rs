@@ -405,6 +405,10 @@ pub struct LedgerEntry {
     pub refund_of: Option<String>,
     /// The idempotency key the entry was written under, if any.
     pub idempotency_key: Option<String>,
+    /// For reserve and release entries (and a commit's spend): the
+    /// reservation.
+    #[serde(default)]
+    pub reservation_id: Option<String>,
 }
 
 /// A broken ledger invariant.
@@ -438,8 +442,9 @@ pub const MAX_REPORTED_VIOLATIONS: usize = 100;
 /// invariant: contiguous sequence numbers, each entry's effect follows the
 /// rules of its kind, `balance_after` is the running balance, the balance is
 /// never negative, refunds never exceed their spend, no idempotency key was
-/// used twice by one kind of entry (a request charged twice), and the result
-/// equals `stored`.
+/// used twice by one kind of entry (a request charged twice), every release
+/// gives back exactly a hold that is still held (none twice), and the
+/// result equals `stored`.
 #[must_use]
 pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerReport {
     use std::collections::HashMap;
@@ -450,6 +455,8 @@ pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerRepor
     // Positions of the latest reset of either period and of the latest
     // monthly one.
     let (mut day_start, mut month_start) = (0, 0);
+    // Reservation id -> amount held, while held.
+    let mut holds: HashMap<&str, Cents> = HashMap::new();
     let mut keys: HashMap<(&str, &str), i64> = HashMap::new();
     let mut bad = |seq: i64, problem: String| {
         if violations.len() < MAX_REPORTED_VIOLATIONS {
@@ -497,8 +504,33 @@ pub fn check_ledger(entries: &[LedgerEntry], stored: BudgetState) -> LedgerRepor
                 }
                 r.map(|x| vec![x])
             }
-            TxKind::Reserve => st.reserve(e.amount_cents).map(|x| vec![x]),
-            TxKind::Release => st.release(e.amount_cents).map(|x| vec![x]),
+            TxKind::Reserve => {
+                if let Some(r) = e.reservation_id.as_deref() {
+                    if holds.insert(r, e.amount_cents).is_some() {
+                        bad(e.seq, format!("reservation {r} is held a second time"));
+                    }
+                }
+                st.reserve(e.amount_cents).map(|x| vec![x])
+            }
+            TxKind::Release => {
+                if let Some(r) = e.reservation_id.as_deref() {
+                    match holds.remove(r) {
+                        None => bad(
+                            e.seq,
+                            format!("reservation {r} is released but not held (released twice, or never reserved)"),
+                        ),
+                        Some(held) if held != e.amount_cents => bad(
+                            e.seq,
+                            format!(
+                                "reservation {r} held {held} cents but {} were released",
+                                e.amount_cents
+                            ),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                st.release(e.amount_cents).map(|x| vec![x])
+            }
             TxKind::Reset => match e.period {
                 Some(p) => {
                     day_start = e.seq;
@@ -756,6 +788,7 @@ mod tests {
             period: e.period,
             refund_of: refund_of.map(str::to_string),
             idempotency_key: None,
+            reservation_id: None,
         }
     }
 
@@ -847,6 +880,49 @@ mod tests {
             s.refund(301, 300, 0, ChargedIn::ClosedMonth),
             Err(BudgetError::RefundTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn replay_catches_a_hold_released_twice() {
+        let held = |seq: i64, id: &str, e: Effect, r: &str| LedgerEntry {
+            reservation_id: Some(r.to_string()),
+            ..entry(seq, id, e, None)
+        };
+        let mut s = BudgetState::default();
+        let mut entries = vec![entry(1, "a1", s.allocate(1_000).unwrap(), None)];
+        entries.push(held(2, "h1", s.reserve(300).unwrap(), "res-1"));
+        entries.push(held(3, "h2", s.reserve(200).unwrap(), "res-2"));
+        // res-1 committed at 100: its hold released, then the spend.
+        let c = s.commit(300, 100).unwrap();
+        entries.push(held(4, "c1", c[0], "res-1"));
+        entries.push(held(5, "c2", c[1], "res-1"));
+        let report = check_ledger(&entries, s);
+        assert!(report.ok, "{report:?}");
+        // A second release of res-1: the balances still replay (res-2's
+        // hold covers it), but the ledger check names it.
+        let mut twice = entries.clone();
+        let mut t = s;
+        twice.push(held(6, "x1", t.release(200).unwrap(), "res-1"));
+        let report = check_ledger(&twice, t);
+        assert!(!report.ok);
+        assert!(
+            report.violations[0]
+                .problem
+                .contains("res-1 is released but not held"),
+            "{report:?}"
+        );
+        // A release of another amount than was held.
+        let mut wrong = entries;
+        let mut w = s;
+        wrong.push(held(6, "x2", w.release(150).unwrap(), "res-2"));
+        let report = check_ledger(&wrong, w);
+        assert!(!report.ok);
+        assert!(
+            report.violations[0]
+                .problem
+                .contains("held 200 cents but 150"),
+            "{report:?}"
+        );
     }
 
     #[test]

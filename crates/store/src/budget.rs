@@ -556,7 +556,7 @@ impl Budgets {
         .fetch_optional(&mut *tx)
         .await?;
         let stored = budget_from(region_id, row.as_ref())?.state();
-        let rows = sqlx::query("SELECT id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, reset_period, refund_of, idempotency_key FROM region_budget_transactions WHERE region_id = $1 ORDER BY seq")
+        let rows = sqlx::query("SELECT id, seq, transaction_type, amount_cents, delta_cents, balance_after_cents, reset_period, refund_of, idempotency_key, reservation_id FROM region_budget_transactions WHERE region_id = $1 ORDER BY seq")
             .bind(region_id)
             .fetch_all(&mut *tx)
             .await?;
@@ -577,6 +577,7 @@ impl Budgets {
                     period: period.as_deref().and_then(ResetPeriod::parse),
                     refund_of: r.try_get(7)?,
                     idempotency_key: r.try_get(8)?,
+                    reservation_id: r.try_get(9)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
