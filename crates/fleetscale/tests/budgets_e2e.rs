@@ -281,16 +281,23 @@ async fn bad_budget_input_is_a_clear_4xx() {
             "{body} → {v}"
         );
     }
-    // Huge literals that do not fit any integer type.
-    let res = http
-        .post(&spend_url)
-        .bearer_auth(support::TOKEN)
-        .header("content-type", "application/json")
-        .body(r#"{"amount_cents": 100000000000000000000000000000, "job_type": "x"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 422);
+    // Huge literals that do not fit any integer type, or any number type.
+    for body in [
+        r#"{"amount_cents": 100000000000000000000000000000, "job_type": "x"}"#,
+        r#"{"amount_cents": 1e400, "job_type": "x"}"#,
+    ] {
+        let res = http
+            .post(&spend_url)
+            .bearer_auth(support::TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 422, "{body}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert!(v.to_string().contains("amount_cents"), "{body}: {v}");
+    }
     let (s, v) = post(
         &http,
         &format!("{base}/api/v1/regions/nowhere/budget/spend"),

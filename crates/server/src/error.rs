@@ -227,6 +227,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 v.push(field, rule);
                 ApiError::Validation(v)
             }
+            // A number like 1e400 is valid JSON that no number type holds:
+            // name the field, as for any other value out of range.
+            serde_json::error::Category::Syntax
+                if path != "." && inner.to_string().starts_with("number out of range") =>
+            {
+                let mut v = Violations::default();
+                v.push(path, "is a number out of range".to_string());
+                ApiError::Validation(v)
+            }
             _ => ApiError::BadRequest(format!("malformed JSON: {inner}")),
         }
     })
