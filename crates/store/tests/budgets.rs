@@ -4,7 +4,7 @@
 
 use fleetscale_core::budget::{BudgetError, Provider, ResetPeriod, DAY_MS};
 use fleetscale_store::{
-    now_ms, BudgetOp, Budgets, LedgerError, Page, Store, StoreError, UsageRequest,
+    now_ms, BudgetOp, Budgets, LedgerError, Page, Store, StoreError, TxOutcome, UsageRequest,
 };
 
 #[macro_use]
@@ -34,6 +34,23 @@ async fn region(s: &Store) -> (Budgets, String) {
         .await
         .unwrap();
     (Budgets::start(s.clone()), r.id)
+}
+
+/// 2024-01-31T12:00:00Z.
+const JAN31: i64 = 1_706_702_400_000;
+
+/// A new region allocated 1,000 cents on [`JAN31`] and charged `spent` by
+/// one spend that day; returns the spend too.
+async fn january_region(s: &Store, spent: i64) -> (Budgets, String, TxOutcome) {
+    let (b, r) = region(s).await;
+    b.apply_one(&r, allocate(1_000), "admin", JAN31)
+        .await
+        .unwrap();
+    let o = b
+        .apply_one(&r, spend(spent, None), "op", JAN31)
+        .await
+        .unwrap();
+    (b, r, o)
 }
 
 fn spend(amount: i64, key: Option<&str>) -> BudgetOp {
@@ -514,15 +531,8 @@ async fn reservations_commit_release_and_expire(s: Store) {
 }
 
 async fn resets_follow_the_schedule_and_are_idempotent(s: Store) {
-    let (b, r) = region(&s).await;
-    // 2024-01-31T12:00:00Z.
-    let jan31 = 1_706_702_400_000;
-    b.apply_one(&r, allocate(1_000), "admin", jan31)
-        .await
-        .unwrap();
-    b.apply_one(&r, spend(300, None), "op", jan31)
-        .await
-        .unwrap();
+    let (b, r, _) = january_region(&s, 300).await;
+    let jan31 = JAN31;
     assert!(b
         .apply(&r, BudgetOp::Reset { period: None }, "engine", jan31)
         .await
@@ -582,15 +592,8 @@ async fn resets_follow_the_schedule_and_are_idempotent(s: Store) {
 /// the new period, and the late scheduled reset finds nothing due (it used
 /// to reset afterwards and forget the spend).
 async fn an_operation_in_a_new_period_resets_first(s: Store) {
-    let (b, r) = region(&s).await;
-    // 2024-01-31T12:00:00Z.
-    let jan31 = 1_706_702_400_000;
-    b.apply_one(&r, allocate(1_000), "admin", jan31)
-        .await
-        .unwrap();
-    b.apply_one(&r, spend(300, None), "op", jan31)
-        .await
-        .unwrap();
+    let (b, r, _) = january_region(&s, 300).await;
+    let jan31 = JAN31;
     // 2024-02-01T00:00:01Z, no maintenance round since January.
     let feb1 = jan31 + DAY_MS / 2 + 1_000;
     let o = b.apply_one(&r, spend(100, None), "op", feb1).await.unwrap();
@@ -664,16 +667,8 @@ fn refund(id: &str, amount: i64) -> BudgetOp {
 /// month could charge its budget plus last month's refunds); one of an
 /// earlier day of this month refills `remaining` but not `spent_today`.
 async fn a_refund_goes_back_to_the_period_that_paid(s: Store) {
-    let (b, r) = region(&s).await;
-    // 2024-01-31T12:00:00Z.
-    let jan31 = 1_706_702_400_000;
-    b.apply_one(&r, allocate(1_000), "admin", jan31)
-        .await
-        .unwrap();
-    let january = b
-        .apply_one(&r, spend(1_000, None), "op", jan31)
-        .await
-        .unwrap();
+    let (b, r, january) = january_region(&s, 1_000).await;
+    let jan31 = JAN31;
     // January's spend, refunded as the first operation of February: the
     // monthly reset applied in that same batch closes January before it.
     let feb1 = jan31 + DAY_MS;
