@@ -643,6 +643,51 @@ pub fn due_reset(last_day_key: i64, last_month_key: i64, now_ms: i64) -> Option<
     }
 }
 
+/// Where a region budget's month is heading (phase 92's budget
+/// forecasting): the month's net spend so far extrapolated linearly to the
+/// month's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BudgetForecast {
+    /// Net spend of the whole month at the rate so far (rounded up;
+    /// saturates at `i64::MAX`).
+    pub projected_month_spend_cents: Cents,
+    /// When `remaining` reaches zero at that rate: `now_ms` when it already
+    /// has, `None` when it lasts the month or nothing was spent.
+    pub exhausted_at_ms: Option<i64>,
+}
+
+/// Forecasts a region budget at `now_ms` from `spent_cents` net spend since
+/// the start of the UTC month and `remaining_cents` left. The rate is
+/// measured over at least [`crate::provider_budget::MIN_PROJECTION_ELAPSED_MS`],
+/// so a spend in the month's first minutes is not multiplied by thousands.
+/// Negative inputs count as 0.
+#[must_use]
+pub fn forecast_month(spent_cents: Cents, remaining_cents: Cents, now_ms: i64) -> BudgetForecast {
+    use crate::provider_budget::{month_bounds, MIN_PROJECTION_ELAPSED_MS};
+    let (spent, remaining) = (
+        i128::from(spent_cents.max(0)),
+        i128::from(remaining_cents.max(0)),
+    );
+    let (start, end) = month_bounds(now_ms);
+    let month = i128::from(end - start);
+    let elapsed = i128::from((now_ms - start).clamp(MIN_PROJECTION_ELAPSED_MS, end - start));
+    let sat = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
+    let projected = sat((spent * month + elapsed - 1) / elapsed);
+    let exhausted_at_ms = if remaining == 0 {
+        Some(now_ms)
+    } else if spent == 0 {
+        None
+    } else {
+        // remaining / (spent / elapsed), from now.
+        let t = i128::from(now_ms) + remaining * elapsed / spent;
+        (t < i128::from(end)).then(|| sat(t))
+    };
+    BudgetForecast {
+        projected_month_spend_cents: projected,
+        exhausted_at_ms,
+    }
+}
+
 // ---- phase 66 provider budgets ----------------------------------------------------
 
 /// Scaling tiers of phase 66.
@@ -923,6 +968,40 @@ mod tests {
                 .contains("held 200 cents but 150"),
             "{report:?}"
         );
+    }
+
+    #[test]
+    fn forecast_extrapolates_the_month_so_far() {
+        // 2024-02-11T00:00:00Z: 10 of February's 29 days gone.
+        let feb11 = 1_706_745_600_000 + 10 * DAY_MS;
+        let feb_end = 1_706_745_600_000 + 29 * DAY_MS;
+        // (spent, remaining, projected, exhausted at).
+        let cases = [
+            // 100 a day: 2,900 for the month; 1,000 left lasts 10 more days.
+            (1_000, 1_000, 2_900, Some(feb11 + 10 * DAY_MS)),
+            // 2,000 left lasts 20 days: past the month's end.
+            (1_000, 2_000, 2_900, None),
+            (0, 1_000, 0, None),
+            (500, 0, 1_450, Some(feb11)),
+            (-5, -5, 0, Some(feb11)),
+        ];
+        for (spent, remaining, projected, exhausted) in cases {
+            let f = forecast_month(spent, remaining, feb11);
+            assert_eq!(
+                (f.projected_month_spend_cents, f.exhausted_at_ms),
+                (projected, exhausted),
+                "spent {spent}, remaining {remaining}"
+            );
+            if let Some(t) = f.exhausted_at_ms {
+                assert!(t < feb_end);
+            }
+        }
+        // The first minutes of a month count as an hour.
+        let f = forecast_month(10, 1_000, 1_706_745_600_000 + 60_000);
+        assert_eq!(f.projected_month_spend_cents, 10 * 29 * 24);
+        // No overflow at the extremes.
+        let f = forecast_month(i64::MAX, i64::MAX, feb11);
+        assert_eq!(f.projected_month_spend_cents, i64::MAX);
     }
 
     #[test]

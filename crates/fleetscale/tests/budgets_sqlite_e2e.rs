@@ -179,6 +179,24 @@ async fn sqlite_sigkill_mid_load_keeps_region_and_provider_budgets_exact() {
     // Region budget: balance, ledger check, every acknowledged spend and nothing else.
     let b = get(&http, &format!("{url}/api/v1/regions/{region}/budget")).await;
     assert_eq!(b["remaining_cents"], ALLOCATION_CENTS - charged, "{b}");
+    // The month's forecast at the rate so far: the whole month spends at
+    // least what was spent; a budget that ran out has an exhaustion time
+    // (one with cents left may last past the month's end if this runs in
+    // its last minutes).
+    let f = &b["forecast"];
+    assert!(
+        f["projected_month_spend_cents"].as_i64().unwrap()
+            >= b["spent_this_month_cents"].as_i64().unwrap(),
+        "{b}"
+    );
+    if b["remaining_cents"] == 0 {
+        assert!(f["exhausted_at"].is_string(), "{b}");
+    } else {
+        assert!(
+            f["exhausted_at"].is_string() || f["exhausted_at"].is_null(),
+            "{b}"
+        );
+    }
     let report = get(
         &http,
         &format!("{url}/api/v1/regions/{region}/budget/ledger-check"),

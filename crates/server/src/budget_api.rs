@@ -20,11 +20,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::budget::{
-    check_amount, check_idempotency_key, reservation_expiry, tier_allocation, BudgetError,
-    Provider, ResetPeriod, Tier, MAX_AMOUNT_CENTS,
+    check_amount, check_idempotency_key, forecast_month, reservation_expiry, tier_allocation,
+    BudgetError, Provider, ResetPeriod, Tier, MAX_AMOUNT_CENTS,
 };
 use fleetscale_core::Violations;
-use fleetscale_store::{now_ms, BudgetOp, LedgerError};
+use fleetscale_store::{now_ms, rfc3339, BudgetOp, LedgerError};
 
 use crate::api::ListQuery;
 use crate::auth::{Principal, Role};
@@ -518,13 +518,32 @@ async fn show(
     let map = |v: Vec<(String, i64)>| -> serde_json::Map<String, Value> {
         v.into_iter().map(|(k, c)| (k, json!(c))).collect()
     };
+    let spent_this_month = by_job.iter().map(|(_, c)| *c).sum::<i64>();
+    // The region's month (also for a tenant's view: it is the region's
+    // balance that runs out).
+    let month_spent = if who.tenant_id.is_some() {
+        s.budgets
+            .spend_breakdown(&rid, None)
+            .await?
+            .0
+            .iter()
+            .map(|(_, c)| *c)
+            .sum()
+    } else {
+        spent_this_month
+    };
+    let f = forecast_month(month_spent, b.remaining_cents, now_ms());
     Ok(Json(json!({
         "region_id": rid,
         "monthly_cents": b.monthly_cents,
         "remaining_cents": b.remaining_cents,
         "spent_today_cents": b.spent_today_cents,
         "reserved_cents": b.reserved_cents,
-        "spent_this_month_cents": by_job.iter().map(|(_, c)| *c).sum::<i64>(),
+        "spent_this_month_cents": spent_this_month,
+        "forecast": {
+            "projected_month_spend_cents": f.projected_month_spend_cents,
+            "exhausted_at": f.exhausted_at_ms.map(rfc3339),
+        },
         "spend_by_job_type": map(by_job),
         "spend_by_agency": map(by_agency),
         "transactions": b.transactions,
