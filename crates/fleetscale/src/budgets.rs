@@ -193,6 +193,16 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                         }
                     }
                 }
+                let f = &v["forecast"];
+                if let Some(projected) = f["projected_month_spend_cents"].as_i64() {
+                    println!(
+                        "forecast: {projected} cents this month at the rate so far; {}",
+                        match f["exhausted_at"].as_str() {
+                            Some(t) => format!("runs out at {t}"),
+                            None => "lasts the month".to_string(),
+                        }
+                    );
+                }
             }
             Ok(())
         }

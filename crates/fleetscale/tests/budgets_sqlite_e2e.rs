@@ -288,4 +288,16 @@ async fn sqlite_sigkill_mid_load_keeps_region_and_provider_budgets_exact() {
     let shown = cli(&["budgets", "tenant", "show", &tenant]);
     assert_eq!(shown["providers"][0]["used_units"], used);
     assert_eq!(cli(&["budgets", "check-ledger", &region])["ok"], true);
+    // The table view ends with the month's forecast.
+    let out = std::process::Command::new(BIN)
+        .args(["budgets", "show", &region, "--server", &url])
+        .args(["--token", support::TOKEN])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("forecast: ") && table.contains("cents this month at the rate so far"),
+        "{table}"
+    );
 }
