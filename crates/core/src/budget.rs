@@ -663,7 +663,7 @@ pub struct BudgetForecast {
 /// Negative inputs count as 0.
 #[must_use]
 pub fn forecast_month(spent_cents: Cents, remaining_cents: Cents, now_ms: i64) -> BudgetForecast {
-    use crate::provider_budget::{month_bounds, MIN_PROJECTION_ELAPSED_MS};
+    use crate::provider_budget::{ceil_div, month_bounds, sat, MIN_PROJECTION_ELAPSED_MS};
     let (spent, remaining) = (
         i128::from(spent_cents.max(0)),
         i128::from(remaining_cents.max(0)),
@@ -671,8 +671,7 @@ pub fn forecast_month(spent_cents: Cents, remaining_cents: Cents, now_ms: i64) -
     let (start, end) = month_bounds(now_ms);
     let month = i128::from(end - start);
     let elapsed = i128::from((now_ms - start).clamp(MIN_PROJECTION_ELAPSED_MS, end - start));
-    let sat = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
-    let projected = sat((spent * month + elapsed - 1) / elapsed);
+    let projected = sat(ceil_div(spent * month, elapsed));
     let exhausted_at_ms = if remaining == 0 {
         Some(now_ms)
     } else if spent == 0 {

@@ -287,11 +287,13 @@ pub struct ProviderMonth {
     pub projected_cost_cents: Option<Cents>,
 }
 
-fn sat(v: i128) -> i64 {
+/// `v` as an `i64`, saturating at its bounds.
+pub(crate) fn sat(v: i128) -> i64 {
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
-fn ceil_div(a: i128, b: i128) -> i128 {
+/// `a / b` rounded up (`a >= 0`, `b > 0`).
+pub(crate) fn ceil_div(a: i128, b: i128) -> i128 {
     (a + b - 1) / b
 }
 

@@ -877,7 +877,7 @@ async fn apply_batch(
 }
 
 /// The ledger entry a refund refers to: (region, transaction type, amount,
-/// agency, job type).
+/// agency, job type, ledger position).
 pub(crate) type EntryRow = (String, String, Cents, Option<String>, Option<String>, i64);
 
 /// The database side of one batch's transaction: the few reads the budget
@@ -1202,12 +1202,11 @@ impl BatchDb for PgBatch<'_> {
 /// Creates a region's budget row if missing (`$1` region, `$2` day key,
 /// `$3` month key, `$4` now).
 const CREATE_REGION_ROW: &str = "INSERT INTO region_budgets (region_id, last_day_key, last_month_key, updated_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (region_id) DO NOTHING";
-/// A ledger entry by id, as [`EntryRow`].
 /// Ledger positions of a region's latest reset of either period and of its
 /// latest monthly reset (the partial index `region_budget_tx_resets` holds
-/// only resets).
+/// only resets). SQLite reads `$1` as its first parameter too.
 pub(crate) const PERIOD_STARTS_SQL: &str = "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT), CAST(COALESCE(MAX(CASE WHEN reset_period = 'monthly' THEN seq END), 0) AS BIGINT) FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = 'reset'";
-
+/// A ledger entry by id, as [`EntryRow`].
 const ENTRY_SQL: &str = "SELECT region_id, transaction_type, amount_cents, agency_id, job_type, seq FROM region_budget_transactions WHERE id = $1";
 /// Sum refunded against spend `$1`.
 const REFUNDED_SQL: &str = "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM region_budget_transactions WHERE refund_of = $1";

@@ -389,7 +389,7 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
 
     async fn period_starts(&mut self, rid: &str) -> Result<(i64, i64), LedgerError> {
         self.conn
-            .prepare_cached(&PERIOD_STARTS_SQL.replace("$1", "?1"))
+            .prepare_cached(PERIOD_STARTS_SQL)
             .and_then(|mut s| s.query_row([rid], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(LedgerError::from)
     }
