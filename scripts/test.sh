@@ -18,6 +18,11 @@ if cargo tree -p fleetscale-core -e normal --prefix none | grep -E '^(tokio|sqlx
   echo "fleetscale-core must not depend on tokio, sqlx, axum, reqwest or hyper" >&2
   exit 1
 fi
+# The engine is the background work, not the HTTP server: no axum.
+if cargo tree -p fleetscale-engine -e normal --prefix none | grep -E '^(axum|utoipa|utoipa-axum) ' ; then
+  echo "fleetscale-engine must not depend on axum or utoipa" >&2
+  exit 1
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

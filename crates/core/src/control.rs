@@ -64,7 +64,7 @@ pub enum Step {
     },
 }
 
-/// Counts of one tick's decisions, for metrics.
+/// Counts of one tick's decisions, for metrics, and when to look again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TickCounts {
     /// Pools evaluated (not frozen).
@@ -75,6 +75,10 @@ pub struct TickCounts {
     pub scale_down: u64,
     /// Decisions to hold.
     pub hold: u64,
+    /// The earliest positive `requeue_after_ms` of the evaluated pools'
+    /// decisions: when the loop should look again, if sooner than its tick.
+    #[serde(default)]
+    pub requeue_after_ms: Option<i64>,
 }
 
 /// Plans one tick. Frozen pools are skipped; a locked autonomous pool is
@@ -96,6 +100,9 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
             }
             None => (decide(&p.policy, &p.observation), None),
         };
+        if let Some(r) = d.requeue_after_ms.filter(|&r| r > 0) {
+            counts.requeue_after_ms = Some(counts.requeue_after_ms.map_or(r, |c| c.min(r)));
+        }
         match d.action {
             crate::Action::ScaleUp => counts.scale_up += 1,
             crate::Action::ScaleDown => counts.scale_down += 1,
@@ -215,8 +222,28 @@ mod tests {
                 evaluated: 2,
                 scale_up: 1,
                 scale_down: 0,
-                hold: 1
+                hold: 1,
+                requeue_after_ms: None,
             }
         );
+    }
+
+    #[test]
+    fn requeue_is_the_earliest_cooldown_end_of_evaluated_pools() {
+        let cooling = |mode, scaled_ago_ms: i64| {
+            let mut p = state(mode, false, Some(50.0), None);
+            p.observation.last_scaled_at_ms = Some(p.observation.now_ms - scaled_ago_ms);
+            p
+        };
+        // Cooldown 300 s: scaled 299 s ago leaves 1 s, 200 s ago leaves 100 s.
+        let pools = [
+            cooling(Mode::Autonomous, 200_000),
+            cooling(Mode::Recommend, 299_000),
+            cooling(Mode::Frozen, 299_900),
+        ];
+        let (_, c) = plan_tick(&pools);
+        assert_eq!(c.requeue_after_ms, Some(1_000));
+        let (_, c) = plan_tick(&[state(Mode::Autonomous, false, Some(50.0), None)]);
+        assert_eq!(c.requeue_after_ms, None, "no cooldown, no requeue");
     }
 }

@@ -296,7 +296,7 @@ async fn start_receiver() -> (String, Arc<Mutex<Receiver>>) {
                     .unwrap_or_default()
                     .to_string();
                 let mut r = st.lock().unwrap();
-                if sig != fleetscale_server::actuator::sign(SECRET, &body) {
+                if sig != fleetscale_engine::actuator::sign(SECRET, &body) {
                     r.bad_signatures += 1;
                 }
                 *r.seen.entry(key).or_default() += 1;

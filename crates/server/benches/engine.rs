@@ -194,7 +194,7 @@ async fn tick_bench(n: usize) {
     let mut runs = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let pools = fleetscale_server::engine::observe(&state, now, None)
+        let pools = fleetscale_engine::control::observe(&state.engine, now, None)
             .await
             .unwrap();
         let (steps, _) = plan_tick(&pools);
@@ -206,10 +206,10 @@ async fn tick_bench(n: usize) {
         median(runs)
     );
     let t = Instant::now();
-    let pools = state.store.all_pools(None).await.unwrap();
+    let pools = state.engine.store.all_pools(None).await.unwrap();
     let t_pools = t.elapsed();
     let t = Instant::now();
-    let stats = state.store.window_stats(None, now).await.unwrap();
+    let stats = state.engine.store.window_stats(None, now).await.unwrap();
     let t_stats = t.elapsed();
     println!(
         "        of which: load {} pools {t_pools:?}, window stats of {} pools {t_stats:?}",

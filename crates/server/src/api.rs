@@ -26,8 +26,8 @@ use fleetscale_store::{now_ms, rfc3339, Listed, Page, Pool, Sample, ScaleRequest
 
 use crate::auth::{generate_token, hash_token, Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::metrics::{HttpLabels, SourceLabel};
 use crate::AppState;
+use fleetscale_engine::metrics::{HttpLabels, SourceLabel};
 
 /// Most samples accepted in one `POST /api/v1/metrics` batch.
 pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
@@ -187,6 +187,7 @@ async fn observe_http(State(state): State<AppState>, req: Request, next: Next) -
     let res = next.run(req).await;
     let status = res.status().as_u16();
     state
+        .engine
         .metrics
         .http_seconds
         .get_or_create(&HttpLabels {
@@ -199,12 +200,16 @@ async fn observe_http(State(state): State<AppState>, req: Request, next: Next) -
 }
 
 async fn readyz(State(s): State<AppState>) -> ApiResult<&'static str> {
-    s.store
+    s.engine
+        .store
         .ping()
         .await
         .map_err(|_| ApiError::Unavailable("database is not reachable".into()))?;
-    if let Some(why) = s.budgets.stopped() {
+    if let Some(why) = s.engine.budgets.stopped() {
         return Err(ApiError::Unavailable(why.into()));
+    }
+    if let Some(why) = s.supervisor.unready() {
+        return Err(ApiError::Unavailable(why));
     }
     Ok("ready")
 }
@@ -215,7 +220,7 @@ async fn prometheus(State(s): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.encode(),
+        s.engine.metrics.encode(),
     )
 }
 
@@ -274,7 +279,10 @@ async fn create_tenant(
     v.check_text("name", &b.name, 128);
     v.into_result(())?;
     Ok(created(
-        s.store.create_tenant(b.name.trim(), &who.name).await?,
+        s.engine
+            .store
+            .create_tenant(b.name.trim(), &who.name)
+            .await?,
     ))
 }
 
@@ -290,7 +298,10 @@ async fn list_tenants(
 ) -> ApiResult<impl IntoResponse> {
     let only = who.tenant_filter(q.tenant_id.as_deref())?;
     Ok(Json(
-        s.store.list_tenants(only.as_deref(), &q.page()?).await?,
+        s.engine
+            .store
+            .list_tenants(only.as_deref(), &q.page()?)
+            .await?,
     ))
 }
 
@@ -305,7 +316,7 @@ async fn get_tenant(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     who.see(&id, "tenant")?;
-    Ok(Json(s.store.get_tenant(&id).await?))
+    Ok(Json(s.engine.store.get_tenant(&id).await?))
 }
 
 #[derive(Deserialize)]
@@ -342,6 +353,7 @@ async fn create_region(
     };
     v.into_result(())?;
     let region = s
+        .engine
         .store
         .create_region(&b.name, &b.jurisdiction, &who.name)
         .await?;
@@ -349,7 +361,11 @@ async fn create_region(
     out["monthly_budget_cents"] = json!(0);
     if budget > 0 {
         // A task of its own: a client that hangs up cannot cancel it halfway.
-        let (budgets, rid, actor) = (s.budgets.clone(), region.id.clone(), who.name.clone());
+        let (budgets, rid, actor) = (
+            s.engine.budgets.clone(),
+            region.id.clone(),
+            who.name.clone(),
+        );
         let allocated = tokio::spawn(async move {
             budgets
                 .allocate_initial(&rid, budget, &actor, now_ms())
@@ -387,7 +403,7 @@ async fn list_regions(
     _who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(s.store.list_regions(&q.page()?).await?))
+    Ok(Json(s.engine.store.list_regions(&q.page()?).await?))
 }
 
 /// One region, by id or name.
@@ -400,7 +416,7 @@ async fn get_region(
     _who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(s.store.get_region(&id).await?))
+    Ok(Json(s.engine.store.get_region(&id).await?))
 }
 
 #[derive(Deserialize)]
@@ -440,10 +456,11 @@ async fn create_token(
     v.into_result(())?;
     if let Some(t) = &b.tenant_id {
         who.see(t, "tenant")?;
-        s.store.get_tenant(t).await?;
+        s.engine.store.get_tenant(t).await?;
     }
     let token = generate_token();
     let grant = s
+        .engine
         .store
         .insert_token(
             &hash_token(&token),
@@ -473,7 +490,10 @@ async fn list_tokens(
     who.require(Role::Admin)?;
     let only = who.tenant_filter(q.tenant_id.as_deref())?;
     Ok(Json(
-        s.store.list_tokens(only.as_deref(), &q.page()?).await?,
+        s.engine
+            .store
+            .list_tokens(only.as_deref(), &q.page()?)
+            .await?,
     ))
 }
 
@@ -490,7 +510,7 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     who.require(Role::Admin)?;
-    let token = s.store.get_token(&id).await?;
+    let token = s.engine.store.get_token(&id).await?;
     match &token.tenant_id {
         Some(t) => who.see(t, "token")?,
         // A tenant admin does not see global tokens.
@@ -498,6 +518,7 @@ async fn revoke_token(
         None => {}
     }
     let hash = s
+        .engine
         .store
         .revoke_token(&id, &who.name, s.admin_token_hash.is_none())
         .await
@@ -515,7 +536,7 @@ async fn revoke_token(
 // ---- pools ----------------------------------------------------------------------
 
 async fn visible_pool(s: &AppState, who: &Principal, id: &str) -> ApiResult<Pool> {
-    let p = s.store.get_pool(id).await?;
+    let p = s.engine.store.get_pool(id).await?;
     who.see(&p.tenant_id, "pool")?;
     Ok(p)
 }
@@ -533,11 +554,13 @@ async fn create_pool(
     who.require(Role::Admin)?;
     let valid = b.validate()?;
     who.see(&valid.tenant_id, "tenant")?;
-    s.store.get_tenant(&valid.tenant_id).await?;
-    if s.store.get_region(&valid.region).await.is_err() {
+    s.engine.store.get_tenant(&valid.tenant_id).await?;
+    if s.engine.store.get_region(&valid.region).await.is_err() {
         return Err(ApiError::field("region", "must name an existing region"));
     }
-    Ok(created(s.store.create_pool(&valid, &who.name).await?))
+    Ok(created(
+        s.engine.store.create_pool(&valid, &who.name).await?,
+    ))
 }
 
 /// List pools.
@@ -552,7 +575,10 @@ async fn list_pools(
 ) -> ApiResult<impl IntoResponse> {
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
     Ok(Json(
-        s.store.list_pools(tenant.as_deref(), &q.page()?).await?,
+        s.engine
+            .store
+            .list_pools(tenant.as_deref(), &q.page()?)
+            .await?,
     ))
 }
 
@@ -584,7 +610,9 @@ async fn patch_pool(
     who.require(Role::Admin)?;
     let pool = visible_pool(&s, &who, &id).await?;
     let valid = b.apply(&pool.to_valid())?;
-    Ok(Json(s.store.update_pool(&id, &valid, &who.name).await?))
+    Ok(Json(
+        s.engine.store.update_pool(&id, &valid, &who.name).await?,
+    ))
 }
 
 /// Delete a pool (audited).
@@ -599,7 +627,7 @@ async fn delete_pool(
 ) -> ApiResult<impl IntoResponse> {
     who.require(Role::Admin)?;
     visible_pool(&s, &who, &id).await?;
-    s.store.delete_pool(&id, &who.name).await?;
+    s.engine.store.delete_pool(&id, &who.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -624,13 +652,20 @@ async fn set_lock(
     who.require(Role::Admin)?;
     visible_pool(&s, &who, &id).await?;
     Ok(Json(
-        s.store.set_safety_lock(&id, b.locked, &who.name).await?,
+        s.engine
+            .store
+            .set_safety_lock(&id, b.locked, &who.name)
+            .await?,
     ))
 }
 
 /// The observation of one pool now, as the control loop would see it.
 async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observation> {
-    let stats = s.store.window_stats(Some(&pool.tenant_id), now).await?;
+    let stats = s
+        .engine
+        .store
+        .window_stats(Some(&pool.tenant_id), now)
+        .await?;
     let mut obs = Observation {
         capacity_per_instance: pool.capacity_per_instance,
         load: stats.get(&pool.id).copied(),
@@ -639,7 +674,7 @@ async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observati
         ..Observation::new(now, pool.bounds())
     };
     if let Some(spec) = &pool.policies {
-        crate::engine::enrich(s, pool, spec, &mut obs).await?;
+        fleetscale_engine::control::enrich(&s.engine, pool, spec, &mut obs).await?;
     }
     Ok(obs)
 }
@@ -726,7 +761,8 @@ async fn put_policies(
     visible_pool(&s, &who, &id).await?;
     spec.validate()?;
     Ok(Json(
-        s.store
+        s.engine
+            .store
             .set_pool_policies(&id, Some(&spec), &who.name)
             .await?,
     ))
@@ -744,7 +780,12 @@ async fn delete_policies(
 ) -> ApiResult<impl IntoResponse> {
     who.require(Role::Admin)?;
     visible_pool(&s, &who, &id).await?;
-    Ok(Json(s.store.set_pool_policies(&id, None, &who.name).await?))
+    Ok(Json(
+        s.engine
+            .store
+            .set_pool_policies(&id, None, &who.name)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -817,6 +858,7 @@ async fn scale(
         return Err(ApiError::NotFound("pool".into()));
     }
     let out = s
+        .engine
         .store
         .scale(&ScaleRequest {
             pool_id: pool.id.clone(),
@@ -833,7 +875,8 @@ async fn scale(
         })
         .await?;
     if out.event.is_some() {
-        s.metrics
+        s.engine
+            .metrics
             .scalings
             .get_or_create(&SourceLabel {
                 trigger_source: "manual".into(),
@@ -849,7 +892,7 @@ async fn scale(
 }
 
 fn actuation_status(s: &AppState) -> String {
-    if s.actuator.is_active() {
+    if s.engine.actuator.is_active() {
         "pending"
     } else {
         "none"
@@ -913,11 +956,11 @@ async fn capacity(
     let t = q.thresholds()?;
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
     if let Some(t) = &tenant {
-        s.store.get_tenant(t).await?;
+        s.engine.store.get_tenant(t).await?;
     }
     let now = now_ms();
-    let pools = s.store.all_pools(tenant.as_deref()).await?;
-    let stats = s.store.window_stats(tenant.as_deref(), now).await?;
+    let pools = s.engine.store.all_pools(tenant.as_deref()).await?;
+    let stats = s.engine.store.window_stats(tenant.as_deref(), now).await?;
     let mut statuses = Vec::with_capacity(pools.len());
     let items: Vec<Value> = pools
         .iter()
@@ -964,7 +1007,8 @@ async fn list_events(
         visible_pool(&s, &who, p).await?;
     }
     Ok(Json(
-        s.store
+        s.engine
+            .store
             .list_events(q.pool_id.as_deref(), tenant.as_deref(), &q.page()?)
             .await?,
     ))
@@ -980,7 +1024,7 @@ async fn get_event(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let ev = s.store.get_event(&id).await?;
+    let ev = s.engine.store.get_event(&id).await?;
     who.see(&ev.tenant_id, "scaling event")?;
     Ok(Json(ev))
 }
@@ -1016,10 +1060,10 @@ async fn rebalance(
         }
     };
     who.see(&b.tenant_id, "tenant")?;
-    s.store.get_tenant(&b.tenant_id).await?;
+    s.engine.store.get_tenant(&b.tenant_id).await?;
     let now = now_ms();
-    let pools = s.store.all_pools(Some(&b.tenant_id)).await?;
-    let stats = s.store.window_stats(Some(&b.tenant_id), now).await?;
+    let pools = s.engine.store.all_pools(Some(&b.tenant_id)).await?;
+    let stats = s.engine.store.window_stats(Some(&b.tenant_id), now).await?;
     let input: Vec<RebalancePool> = pools
         .iter()
         .map(|p| RebalancePool {
@@ -1047,6 +1091,7 @@ async fn rebalance(
             continue;
         }
         let out = s
+            .engine
             .store
             .scale(&ScaleRequest {
                 pool_id: m.pool_id.clone(),
@@ -1064,7 +1109,8 @@ async fn rebalance(
             .await?;
         if out.event.is_some() {
             applied += 1;
-            s.metrics
+            s.engine
+                .metrics
                 .scalings
                 .get_or_create(&SourceLabel {
                     trigger_source: "rebalance".into(),
@@ -1191,7 +1237,7 @@ async fn ingest(
     }
     let ids: HashSet<&str> = b.samples.iter().map(|x| x.pool_id.as_str()).collect();
     let ids: Vec<&str> = ids.into_iter().collect();
-    let owners = s.store.pool_tenants(&ids).await?;
+    let owners = s.engine.store.pool_tenants(&ids).await?;
     for (i, x) in b.samples.iter().enumerate() {
         let visible = owners
             .get(&x.pool_id)
@@ -1209,7 +1255,7 @@ async fn ingest(
         .submit(out)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    s.metrics.samples_ingested.inc_by(accepted as u64);
+    s.engine.metrics.samples_ingested.inc_by(accepted as u64);
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))))
 }
 
@@ -1227,7 +1273,8 @@ async fn list_proposals(
 ) -> ApiResult<impl IntoResponse> {
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
     Ok(Json(
-        s.store
+        s.engine
+            .store
             .list_proposals(tenant.as_deref(), q.status.as_deref(), &q.page()?)
             .await?,
     ))
@@ -1243,7 +1290,7 @@ async fn get_proposal(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let p = s.store.get_proposal(&id).await?;
+    let p = s.engine.store.get_proposal(&id).await?;
     who.see(&p.tenant_id, "proposal")?;
     Ok(Json(p))
 }
@@ -1300,7 +1347,7 @@ async fn settle(
     b: SettleBody,
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Operator)?;
-    let p = s.store.get_proposal(&id).await?;
+    let p = s.engine.store.get_proposal(&id).await?;
     who.see(&p.tenant_id, "proposal")?;
     if p.status != "pending" {
         return Err(ApiError::Conflict {
@@ -1312,6 +1359,7 @@ async fn settle(
     let mut event = None;
     if approved {
         let out = s
+            .engine
             .store
             .scale(&ScaleRequest {
                 pool_id: p.pool_id.clone(),
@@ -1336,6 +1384,7 @@ async fn settle(
         event = out.event;
     }
     let settled = s
+        .engine
         .store
         .settle_proposal(
             &id,
@@ -1361,7 +1410,11 @@ async fn list_audit(
 ) -> ApiResult<impl IntoResponse> {
     who.require(Role::Admin)?;
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
-    let l: Listed<_> = s.store.list_audit(tenant.as_deref(), &q.page()?).await?;
+    let l: Listed<_> = s
+        .engine
+        .store
+        .list_audit(tenant.as_deref(), &q.page()?)
+        .await?;
     Ok(Json(l))
 }
 
@@ -1370,7 +1423,11 @@ async fn list_audit(
     responses((status = 200, description = "Engine status.", body = Object), (status = 401))
 )]
 async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<impl IntoResponse> {
-    let holder = s.store.lease_holder(crate::engine::LEASE).await?;
+    let holder = s
+        .engine
+        .store
+        .lease_holder(fleetscale_engine::LEASE)
+        .await?;
     let now = now_ms();
     let live = holder.as_ref().filter(|(_, exp)| *exp > now);
     Ok(Json(json!({
@@ -1379,6 +1436,7 @@ async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<
         "lease_holder": live.map(|(h, _)| h),
         "lease_expires_at": live.map(|(_, e)| rfc3339(*e)),
         "tick_ms": s.tick_ms,
-        "actuator": if s.actuator.is_active() { "webhook" } else { "none" },
+        "actuator": s.engine.actuator.kind(),
+        "tasks": s.supervisor.statuses(),
     })))
 }

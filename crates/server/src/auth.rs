@@ -232,6 +232,7 @@ impl FromRequestParts<AppState> for Principal {
             return Ok(p);
         }
         let grant = state
+            .engine
             .store
             .find_token(&h)
             .await?

@@ -9,13 +9,10 @@
 //! tenants). A tenant-scoped token always charges its own tenant as agency
 //! and sees only its own agency's entries and spend.
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -167,12 +164,13 @@ async fn allocate(
     let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
     opt_text(&mut v, "description", &b.description, 500);
     v.into_result(())?;
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     let op = BudgetOp::Allocate {
         amount_cents: amount,
         description: b.description,
     };
     let o = s
+        .engine
         .budgets
         .apply_one(&rid, op, &who.name, now_ms())
         .await
@@ -214,7 +212,7 @@ async fn spend(
     opt_text(&mut v, "description", &b.description, 500);
     v.into_result(())?;
     let agency_id = agency(&who, b.agency_id)?;
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     let op = BudgetOp::Spend {
         amount_cents: amount,
         job_type: b.job_type,
@@ -223,6 +221,7 @@ async fn spend(
         description: b.description,
     };
     let o = s
+        .engine
         .budgets
         .apply_one(&rid, op, &who.name, now_ms())
         .await
@@ -263,10 +262,10 @@ async fn refund(
     key(&mut v, &b.idempotency_key);
     opt_text(&mut v, "description", &b.description, 500);
     v.into_result(())?;
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     if let Some(own) = &who.tenant_id {
         // A scoped token may refund only its own agency's spends.
-        let t = s.budgets.transaction(&b.transaction_id).await?;
+        let t = s.engine.budgets.transaction(&b.transaction_id).await?;
         if t.agency_id.as_deref() != Some(own) {
             return Err(ApiError::NotFound("transaction".into()));
         }
@@ -278,6 +277,7 @@ async fn refund(
         description: b.description,
     };
     let o = s
+        .engine
         .budgets
         .apply_one(&rid, op, &who.name, now_ms())
         .await
@@ -311,8 +311,8 @@ async fn check(
     let mut v = Violations::default();
     let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
     v.into_result(())?;
-    let rid = s.budgets.region_id(&id).await?;
-    let budget = s.budgets.budget(&rid).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
+    let budget = s.engine.budgets.budget(&rid).await?;
     let allowed = budget.state().can_spend(amount);
     Ok(Json(json!({
         "allowed": allowed,
@@ -346,11 +346,12 @@ async fn reset(
     who.require_global_admin()?;
     let period = ResetPeriod::parse(&b.period)
         .ok_or_else(|| ApiError::field("period", "must be daily or monthly"))?;
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     let op = BudgetOp::Reset {
         period: Some(period),
     };
     let o = s
+        .engine
         .budgets
         .apply_one(&rid, op, &who.name, now_ms())
         .await
@@ -399,7 +400,7 @@ async fn reserve(
     };
     v.into_result(())?;
     let agency_id = agency(&who, b.agency_id)?;
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     let op = BudgetOp::Reserve {
         amount_cents: amount,
         job_type: b.job_type,
@@ -408,6 +409,7 @@ async fn reserve(
         expires_at_ms: expires,
     };
     let o = s
+        .engine
         .budgets
         .apply_one(&rid, op, &who.name, now)
         .await
@@ -442,13 +444,14 @@ async fn commit(
     let mut v = Violations::default();
     let amount = cents(&mut v, "amount_cents", &b.amount_cents, true);
     v.into_result(())?;
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     visible_reservation(&s, &who, &res_id).await?;
     let op = BudgetOp::Commit {
         reservation_id: res_id,
         amount_cents: amount,
     };
     let o = s
+        .engine
         .budgets
         .apply_one(&rid, op, &who.name, now_ms())
         .await
@@ -471,13 +474,14 @@ async fn release(
     Path((id, res_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Operator)?;
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     visible_reservation(&s, &who, &res_id).await?;
     let op = BudgetOp::Release {
         reservation_id: res_id,
         expired: false,
     };
     let o = s
+        .engine
         .budgets
         .apply_one(&rid, op, &who.name, now_ms())
         .await
@@ -489,7 +493,7 @@ async fn release(
 }
 
 async fn visible_reservation(s: &AppState, who: &Principal, id: &str) -> ApiResult<()> {
-    let r = s.budgets.reservation(id).await?;
+    let r = s.engine.budgets.reservation(id).await?;
     if let Some(t) = &who.tenant_id {
         if r.agency_id.as_deref() != Some(t) {
             return Err(ApiError::NotFound("reservation".into()));
@@ -509,9 +513,10 @@ async fn show(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let rid = s.budgets.region_id(&id).await?;
-    let b = s.budgets.budget(&rid).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
+    let b = s.engine.budgets.budget(&rid).await?;
     let (by_job, by_agency) = s
+        .engine
         .budgets
         .spend_breakdown(&rid, who.tenant_id.as_deref())
         .await?;
@@ -522,7 +527,8 @@ async fn show(
     // The region's month (also for a tenant's view: it is the region's
     // balance that runs out).
     let month_spent = if who.tenant_id.is_some() {
-        s.budgets
+        s.engine
+            .budgets
             .spend_breakdown(&rid, None)
             .await?
             .0
@@ -562,7 +568,7 @@ async fn transactions(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let rid = s.budgets.region_id(&id).await?;
+    let rid = s.engine.budgets.region_id(&id).await?;
     let page = q.page()?;
     if let Some(c) = &page.cursor {
         if c.parse::<i64>().is_err() {
@@ -572,6 +578,7 @@ async fn transactions(
         }
     }
     let list = s
+        .engine
         .budgets
         .transactions(&rid, who.tenant_id.as_deref(), &page)
         .await?;
@@ -590,8 +597,8 @@ async fn ledger_check(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Operator)?;
-    let rid = s.budgets.region_id(&id).await?;
-    Ok(Json(json!(s.budgets.check_ledger(&rid).await?)))
+    let rid = s.engine.budgets.region_id(&id).await?;
+    Ok(Json(json!(s.engine.budgets.check_ledger(&rid).await?)))
 }
 
 /// Every region's budget.
@@ -605,7 +612,7 @@ async fn list(
     _who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(s.budgets.list(&q.page()?).await?)))
+    Ok(Json(json!(s.engine.budgets.list(&q.page()?).await?)))
 }
 
 #[derive(Deserialize)]
@@ -641,62 +648,4 @@ async fn tiers(_who: Principal, ApiQuery(q): ApiQuery<TierQuery>) -> ApiResult<J
         })
         .collect();
     Ok(Json(json!({ "items": out, "next_cursor": null })))
-}
-
-/// Interval of the budget maintenance job.
-pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Most expired reservations released per round (a stated bound).
-pub const MAX_EXPIRIES_PER_ROUND: i64 = 500;
-
-/// One maintenance round at `now_ms`: releases expired reservations and
-/// applies the daily/monthly resets that are due. Every replica may run it:
-/// each step re-checks under the budget row lock, so it is idempotent.
-pub async fn maintain_once(state: &AppState, now_ms: i64) -> Result<(u64, u64), LedgerError> {
-    let mut expired = 0;
-    for (region, id) in state
-        .budgets
-        .expired_reservations(now_ms, MAX_EXPIRIES_PER_ROUND)
-        .await?
-    {
-        let op = BudgetOp::Release {
-            reservation_id: id,
-            expired: true,
-        };
-        match state.budgets.apply(&region, op, "engine", now_ms).await {
-            Ok(Some(_)) => expired += 1,
-            Ok(None) | Err(LedgerError::ReservationSettled { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let mut resets = 0;
-    for region in state.budgets.budget_regions().await? {
-        let op = BudgetOp::Reset { period: None };
-        if state
-            .budgets
-            .apply(&region, op, "engine", now_ms)
-            .await?
-            .is_some()
-        {
-            resets += 1;
-        }
-    }
-    Ok((expired, resets))
-}
-
-/// Runs [`maintain_once`] every [`MAINTENANCE_INTERVAL`] until `shutdown`.
-pub async fn maintain(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match maintain_once(&state, now_ms()).await {
-            Ok((0, 0)) => {}
-            Ok((expired, resets)) => {
-                tracing::info!(expired, resets, "budget maintenance")
-            }
-            Err(e) => tracing::warn!(error = %e, "budget maintenance failed; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
 }

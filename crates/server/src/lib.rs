@@ -1,19 +1,15 @@
-//! fleetscale-server: the imperative shell around the pure core.
+//! fleetscale-server: the HTTP shell.
 //!
-//! It owns the HTTP API ([`api`]), authentication ([`auth`]), the control
-//! loop ([`engine`]), actuators ([`actuator`]), the engine's own Prometheus
-//! metrics ([`metrics`]) and the demo fleet ([`demo`]). [`run`] wires them
-//! together for `fleetscale serve` and `fleetscale demo`.
+//! It owns the HTTP API ([`api`]), authentication ([`auth`]) and the demo
+//! fleet ([`demo`]); the background work (control loop, actuators, metric
+//! ingestion, budget maintenance) is `fleetscale-engine`'s. [`run`] wires
+//! them together for `fleetscale serve` and `fleetscale demo`.
 
-pub mod actuator;
 pub mod api;
 pub mod auth;
 pub mod budget_api;
 pub mod demo;
-pub mod engine;
 pub mod error;
-pub mod ingest;
-pub mod metrics;
 pub mod tenant_budget_api;
 
 use std::net::SocketAddr;
@@ -22,12 +18,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use fleetscale_store::{Budgets, Store, StoreError};
+use fleetscale_engine::{EngineConfig, EngineCtx, Ingestor, Supervisor};
+use fleetscale_store::{Store, StoreError};
 
-pub use actuator::{Actuator, WebhookConfig};
 pub use api::router;
+pub use fleetscale_engine::{Actuator, WebhookConfig};
 
-/// Shared state of every handler and of the control loop: one allocation
+/// Shared state of every handler: one allocation
 /// behind an [`Arc`], so the clone axum makes for every extractor is one
 /// atomic increment. Fields read through [`Deref`](std::ops::Deref); setting
 /// one ([`DerefMut`](std::ops::DerefMut), as `serve` does before it starts)
@@ -52,16 +49,12 @@ impl std::ops::DerefMut for AppState {
 /// The fields of [`AppState`].
 #[derive(Clone)]
 pub struct AppStateInner {
-    /// The database.
-    pub store: Store,
-    /// The budget service (its writer task group-commits budget mutations).
-    pub budgets: Budgets,
+    /// What the engine works over: store, budgets, actuator, metrics, clock.
+    pub engine: EngineCtx,
+    /// The engine's background jobs (their health is part of `/readyz`).
+    pub supervisor: Supervisor,
     /// Group-committing metric writer.
-    pub ingest: ingest::Ingestor,
-    /// Engine metrics.
-    pub metrics: Arc<metrics::Metrics>,
-    /// Where scaling changes are delivered.
-    pub actuator: Arc<Actuator>,
+    pub ingest: Ingestor,
     /// SHA-256 of the admin token given by `FLEETSCALE_ADMIN_TOKEN`, checked without a query.
     pub admin_token_hash: Option<Arc<str>>,
     /// Recently confirmed grants of stored tokens (see [`auth::TokenCache`]).
@@ -72,28 +65,26 @@ pub struct AppStateInner {
     pub tick_ms: i64,
     /// Metric retention, ms.
     pub retention_ms: i64,
-    /// Forecast models the control loop keeps between ticks.
-    pub forecasts: Arc<std::sync::Mutex<engine::ForecastCaches>>,
     /// Monthly AI budget (cents) allocated to a region created without one.
     pub region_default_budget_cents: i64,
 }
 
 impl AppState {
     /// State over `store` with default metrics, no actuator and no env admin
-    /// token. Starts the budget writer, so it needs a tokio runtime.
+    /// token. Starts the budget writer and the metric writer (supervised),
+    /// so it needs a tokio runtime; the control loop is not started.
     pub fn new(store: Store) -> AppState {
+        let engine = EngineCtx::new(store);
+        let supervisor = Supervisor::new(engine.metrics.clone());
         AppState(Arc::new(AppStateInner {
-            budgets: Budgets::start(store.clone()),
-            ingest: ingest::Ingestor::start(store.clone()),
-            store,
-            metrics: Arc::new(metrics::Metrics::new()),
-            actuator: Arc::new(Actuator::None),
+            ingest: Ingestor::start(engine.store.clone(), &supervisor),
+            engine,
+            supervisor,
             admin_token_hash: None,
             tokens: Arc::default(),
             replica_id: Arc::from(format!("replica-{}", uuid::Uuid::new_v4().simple())),
             tick_ms: 5_000,
             retention_ms: 7 * 24 * 3600 * 1000,
-            forecasts: Arc::default(),
             region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
         }))
     }
@@ -154,7 +145,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     }
     let store = Store::open(&cfg.database_url).await?;
     let mut state = AppState::new(store.clone());
-    state.actuator = Arc::new(cfg.actuator.clone());
+    state.engine.actuator = Arc::new(cfg.actuator.clone());
     state.tick_ms = cfg.tick.as_millis() as i64;
     state.retention_ms = cfg.retention.as_millis() as i64;
     if !(0..=fleetscale_core::budget::MAX_AMOUNT_CENTS).contains(&cfg.region_default_budget_cents) {
@@ -190,18 +181,23 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     tracing::info!(%addr, replica = %state.replica_id, backend = ?store.backend(), "fleetscale listening");
     eprintln!("fleetscale listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let engine = tokio::spawn(engine::run(
-        state.clone(),
-        engine::EngineConfig {
+    fleetscale_engine::spawn_jobs(
+        &state.engine,
+        EngineConfig {
             tick: cfg.tick,
             replica_id: state.replica_id.to_string(),
             retention: cfg.retention,
         },
-        stop_rx.clone(),
-    ));
-    let budget_job = tokio::spawn(budget_api::maintain(state.clone(), stop_rx.clone()));
+        &state.supervisor,
+        &stop_rx,
+    );
     let demo = if cfg.demo {
-        let tenant = demo::seed(&store, &state.budgets, state.region_default_budget_cents).await?;
+        let tenant = demo::seed(
+            &store,
+            &state.engine.budgets,
+            state.region_default_budget_cents,
+        )
+        .await?;
         eprintln!("demo fleet ready: tenant {} ({}); pools scale within a minute: GET /api/v1/pools?tenant_id={}", tenant.name, tenant.id, tenant.id);
         Some(tokio::spawn(demo::load(
             store.clone(),
@@ -223,8 +219,10 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         .await
         .map_err(|source| ServerError::Io { addr, source });
     let _ = stop_tx.send(true);
-    let _ = engine.await;
-    let _ = budget_job.await;
+    // The metric writer ends when the last handle to it goes with `state`.
+    let supervisor = state.supervisor.clone();
+    drop(state);
+    supervisor.join().await;
     if let Some(d) = demo {
         let _ = d.await;
     }

@@ -155,7 +155,8 @@ async fn list(
     let only = who.tenant_filter(q.tenant_id.as_deref())?;
     let page = page(q.limit, q.cursor)?;
     Ok(Json(json!(
-        s.store
+        s.engine
+            .store
             .list_tenant_budgets(only.as_deref(), &page, now_ms())
             .await?
     )))
@@ -173,7 +174,9 @@ async fn show(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<Value>> {
     who.see(&tenant, "tenant")?;
-    Ok(Json(json!(s.store.tenant_budget(&tenant, now_ms()).await?)))
+    Ok(Json(json!(
+        s.engine.store.tenant_budget(&tenant, now_ms()).await?
+    )))
 }
 
 #[derive(Deserialize)]
@@ -201,7 +204,8 @@ async fn set_tier(
     let tier = Tier::parse(&b.tier)
         .ok_or_else(|| ApiError::field("tier", "must be soft_launch, hard_launch or growth"))?;
     Ok(Json(json!(
-        s.store
+        s.engine
+            .store
             .set_tenant_tier(&tenant, tier, &who.name, now_ms())
             .await?
     )))
@@ -219,7 +223,7 @@ async fn providers(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<Value>> {
     who.see(&tenant, "tenant")?;
-    let b = s.store.tenant_budget(&tenant, now_ms()).await?;
+    let b = s.engine.store.tenant_budget(&tenant, now_ms()).await?;
     Ok(Json(json!({
         "tier": b.tier, "month": b.month, "items": b.providers,
         "cost_projection": b.cost_projection, "next_cursor": null,
@@ -239,7 +243,7 @@ async fn provider(
 ) -> ApiResult<Json<Value>> {
     who.see(&tenant, "tenant")?;
     let p = path_provider(&provider)?;
-    let b = s.store.tenant_budget(&tenant, now_ms()).await?;
+    let b = s.engine.store.tenant_budget(&tenant, now_ms()).await?;
     let one = b
         .providers
         .into_iter()
@@ -308,7 +312,8 @@ async fn set_provider(
         hard_limit: b.hard_limit,
     };
     Ok(Json(json!(
-        s.store
+        s.engine
+            .store
             .set_provider_budget(&tenant, p, &settings, &who.name, now_ms())
             .await?
     )))
@@ -370,6 +375,7 @@ async fn record(
         now_ms: now_ms(),
     };
     Ok(Json(json!(s
+        .engine
         .store
         .record_usage(&req)
         .await
@@ -407,7 +413,10 @@ async fn usage_list(
     };
     let page = page(q.limit, q.cursor)?;
     Ok(Json(json!(
-        s.store.usage_records(&tenant, provider, &page).await?
+        s.engine
+            .store
+            .usage_records(&tenant, provider, &page)
+            .await?
     )))
 }
 
@@ -424,5 +433,7 @@ async fn ledger_check(
 ) -> ApiResult<Json<Value>> {
     who.see(&tenant, "tenant")?;
     who.require(Role::Operator)?;
-    Ok(Json(json!(s.store.check_usage_ledgers(&tenant).await?)))
+    Ok(Json(json!(
+        s.engine.store.check_usage_ledgers(&tenant).await?
+    )))
 }

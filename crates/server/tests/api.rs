@@ -108,19 +108,20 @@ impl App {
     }
 
     /// One control-loop tick now, as the lease holder.
-    async fn tick(&self) -> fleetscale_server::engine::TickReport {
+    async fn tick(&self) -> fleetscale_engine::control::TickReport {
         let fence = fleetscale_store::Fence {
-            name: fleetscale_server::engine::LEASE.into(),
+            name: fleetscale_engine::control::LEASE.into(),
             holder: "t".into(),
         };
         let now = fleetscale_store::now_ms();
         assert!(self
             .state
+            .engine
             .store
             .try_lease(&fence.name, &fence.holder, now, 60_000)
             .await
             .unwrap());
-        fleetscale_server::engine::tick_once(&self.state, &fence, now)
+        fleetscale_engine::control::tick_once(&self.state.engine, &fence, now)
             .await
             .unwrap()
     }
@@ -749,7 +750,7 @@ async fn webhook_failures_are_recorded_counted_and_retried() {
                         .to_str()
                         .unwrap()
                         .to_string();
-                    assert_eq!(sig, fleetscale_server::actuator::sign("hook-secret", &body));
+                    assert_eq!(sig, fleetscale_engine::actuator::sign("hook-secret", &body));
                     assert!(headers.contains_key("idempotency-key"));
                     if c.fetch_add(1, Ordering::SeqCst) < 4 {
                         StatusCode::SERVICE_UNAVAILABLE
@@ -765,7 +766,7 @@ async fn webhook_failures_are_recorded_counted_and_retried() {
     tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
 
     let mut app = App::new().await;
-    app.state.actuator = Arc::new(
+    app.state.engine.actuator = Arc::new(
         fleetscale_server::Actuator::webhook(fleetscale_server::WebhookConfig {
             url: format!("http://{addr}/hook"),
             secret: "hook-secret".into(),
@@ -786,7 +787,7 @@ async fn webhook_failures_are_recorded_counted_and_retried() {
     let id = s["event"]["id"].as_str().unwrap().to_string();
     assert_eq!(s["event"]["actuation"]["status"], "pending");
     // First tick: 3 attempts, all refused → failed, counted.
-    let (ok, failed) = fleetscale_server::engine::actuate_pending(&app.state, None)
+    let (ok, failed) = fleetscale_engine::control::actuate_pending(&app.state.engine, None)
         .await
         .unwrap();
     assert_eq!((ok, failed), (0, 1));
@@ -804,9 +805,9 @@ async fn webhook_failures_are_recorded_counted_and_retried() {
         e["actuation"]["error"].as_str().unwrap().contains("503"),
         "{e}"
     );
-    assert_eq!(app.state.metrics.actuation_failures.get(), 1);
+    assert_eq!(app.state.engine.metrics.actuation_failures.get(), 1);
     // Next tick: attempt 4 fails, attempt 5 succeeds.
-    let (ok, failed) = fleetscale_server::engine::actuate_pending(&app.state, None)
+    let (ok, failed) = fleetscale_engine::control::actuate_pending(&app.state.engine, None)
         .await
         .unwrap();
     assert_eq!((ok, failed), (1, 0));
@@ -823,7 +824,7 @@ async fn webhook_failures_are_recorded_counted_and_retried() {
     assert_eq!(calls.load(Ordering::SeqCst), 5);
     // Nothing left to deliver.
     assert_eq!(
-        fleetscale_server::engine::actuate_pending(&app.state, None)
+        fleetscale_engine::control::actuate_pending(&app.state.engine, None)
             .await
             .unwrap(),
         (0, 0)
@@ -988,7 +989,9 @@ async fn policies_evaluate_answers_without_touching_a_pool() {
 #[tokio::test]
 async fn the_loop_keeps_forecast_models_between_ticks() {
     use fleetscale_core::{decide_all, decide_all_cached};
-    use fleetscale_server::engine::{keep_forecasts, observe, ForecastCaches, HISTORY_INTERVAL_MS};
+    use fleetscale_engine::control::{
+        keep_forecasts, observe, ForecastCaches, HISTORY_INTERVAL_MS,
+    };
     let app = App::new().await;
     let (_, pool) = app.fleet("acme").await;
     let spec = json!({"policies": [{"type": "predictive", "lookahead_seconds": 3600,
@@ -1011,8 +1014,10 @@ async fn the_loop_keeps_forecast_models_between_ticks() {
     app.admin("POST", "/api/v1/metrics", push(1, 145)).await;
     let mut caches = ForecastCaches::new();
     // First tick: a cold fit on the whole window, deciding as a fresh fit does.
-    let cached = observe(&app.state, now, Some(&mut caches)).await.unwrap();
-    let plain = observe(&app.state, now, None).await.unwrap();
+    let cached = observe(&app.state.engine, now, Some(&mut caches))
+        .await
+        .unwrap();
+    let plain = observe(&app.state.engine, now, None).await.unwrap();
     let (c, p) = (&cached[0], &plain[0]);
     let model = c.forecasts[0]
         .as_ref()
@@ -1030,7 +1035,9 @@ async fn the_loop_keeps_forecast_models_between_ticks() {
     let mut cached = cached;
     caches = keep_forecasts(&mut cached);
     assert!(caches.contains_key(&pool));
-    let next = observe(&app.state, later, Some(&mut caches)).await.unwrap();
+    let next = observe(&app.state.engine, later, Some(&mut caches))
+        .await
+        .unwrap();
     let m = next[0].forecasts[0].as_ref().unwrap();
     assert_eq!(m.end_ms, end + HISTORY_INTERVAL_MS);
     assert_eq!(m.model.observed(), observed + 1, "fed, not refitted");
@@ -1040,7 +1047,13 @@ async fn the_loop_keeps_forecast_models_between_ticks() {
     );
     // A tick through the loop leaves the pool's models in the state.
     app.tick().await;
-    assert!(app.state.forecasts.lock().unwrap().contains_key(&pool));
+    assert!(app
+        .state
+        .engine
+        .forecasts
+        .lock()
+        .unwrap()
+        .contains_key(&pool));
 }
 
 #[tokio::test]
@@ -1452,7 +1465,7 @@ async fn readiness_and_region_creation_while_the_budget_writer_refuses_writes() 
         dir: dir.clone(),
     };
     for _ in 0..100 {
-        if app.state.budgets.stopped().is_some() {
+        if app.state.engine.budgets.stopped().is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -1493,4 +1506,37 @@ async fn an_unknown_list_parameter_is_refused_by_name() {
         let name = path.split('?').nth(1).unwrap().split('=').next().unwrap();
         assert!(detail.contains(name), "{path}: {detail}");
     }
+}
+
+#[tokio::test]
+async fn readyz_reports_a_background_job_waiting_to_restart() {
+    let app = App::new().await;
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    app.state
+        .supervisor
+        .spawn("doomed", rx, || async { panic!("invariant broken") });
+    let mut seen = None;
+    for _ in 0..100 {
+        let (s, v, _) = app.call("GET", "/readyz", None, None).await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            seen = Some(v);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let v = seen.expect("readyz stays 200 while a job is down");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("doomed (panicked: invariant broken)"),
+        "{detail}"
+    );
+    let engine = app.admin("GET", "/api/v1/engine", Value::Null).await;
+    let task = engine["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "doomed")
+        .unwrap();
+    assert_eq!(task["state"], "backing_off", "{engine}");
+    assert_eq!(task["restarts"], 1, "{engine}");
 }

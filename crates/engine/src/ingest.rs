@@ -2,9 +2,16 @@
 //! batches are merged into one transaction by a single writer task, so one
 //! commit (one WAL fsync on SQLite) covers many requests. Each request is
 //! answered only after the commit that holds its samples: an acknowledged
-//! sample is durable.
+//! sample is durable. The writer runs under the [`Supervisor`]: if it
+//! panics, the requests of the batch in hand are answered
+//! [`IngestError::Stopped`] (nothing acknowledged is lost) and a new writer
+//! takes over the queue.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::supervisor::Supervisor;
 
 use fleetscale_store::{Sample, Store, StoreError};
 
@@ -44,10 +51,17 @@ pub enum IngestError {
 }
 
 impl Ingestor {
-    /// Starts the writer task over `store` (needs a tokio runtime).
-    pub fn start(store: Store) -> Ingestor {
+    /// Starts the writer task over `store` under `supervisor` (needs a
+    /// tokio runtime). The writer ends when every [`Ingestor`] handle is
+    /// dropped, after answering what it already took.
+    pub fn start(store: Store, supervisor: &Supervisor) -> Ingestor {
         let (tx, rx) = mpsc::channel(QUEUE_BOUND);
-        tokio::spawn(writer(store, rx));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        // The writer stops when its queue closes, not on a signal.
+        let (_never, no_shutdown) = watch::channel(false);
+        supervisor.spawn("metric-ingestion", no_shutdown, move || {
+            writer(store.clone(), rx.clone())
+        });
         Ingestor { tx }
     }
 
@@ -64,7 +78,11 @@ impl Ingestor {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
+async fn writer(
+    store: Store,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+) -> Result<(), String> {
+    let mut rx = rx.lock().await;
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let mut n = jobs[0].samples.len();
@@ -94,4 +112,5 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
             let _ = j.done.send(result.clone());
         }
     }
+    Ok(())
 }

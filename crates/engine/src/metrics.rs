@@ -1,4 +1,5 @@
-//! The engine's own Prometheus metrics, served at `/metrics`.
+//! The engine's own Prometheus metrics, served at `/metrics` by the HTTP
+//! shell (which records its request durations in [`Metrics::http_seconds`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +20,13 @@ pub struct ActionLabel {
 pub struct SourceLabel {
     /// Trigger source.
     pub trigger_source: String,
+}
+
+/// Label of a supervised job's restart counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    /// The job's name.
+    pub task: String,
 }
 
 /// Labels of the HTTP request histogram.
@@ -53,6 +61,10 @@ pub struct Metrics {
     pub tick_seconds: Histogram,
     /// Duration of HTTP requests.
     pub http_seconds: Family<HttpLabels, Histogram>,
+    /// Control-loop ticks that failed (each backs off the next one).
+    pub tick_failures: Counter,
+    /// Restarts of supervised background jobs, by job.
+    pub task_restarts: Family<TaskLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -108,6 +120,18 @@ impl Metrics {
             "Duration of one control-loop tick",
             tick_seconds.clone(),
         );
+        let tick_failures = Counter::default();
+        registry.register(
+            "tick_failures",
+            "Control-loop ticks that failed and backed off",
+            tick_failures.clone(),
+        );
+        let task_restarts = Family::<TaskLabel, Counter>::default();
+        registry.register(
+            "task_restarts",
+            "Restarts of supervised background jobs after a failure or panic",
+            task_restarts.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency",
@@ -124,6 +148,8 @@ impl Metrics {
             is_leader,
             tick_seconds,
             http_seconds,
+            tick_failures,
+            task_restarts,
         }
     }
 

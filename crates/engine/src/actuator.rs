@@ -118,6 +118,14 @@ impl Actuator {
         Ok(Actuator::Webhook { config, client })
     }
 
+    /// The actuator's name as `serve --actuator` spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actuator::None => "none",
+            Actuator::Webhook { .. } => "webhook",
+        }
+    }
+
     /// True when events must be delivered.
     pub fn is_active(&self) -> bool {
         !matches!(self, Actuator::None)

@@ -7,6 +7,12 @@
 //! lost it changes nothing; each change is applied only if the pool still has
 //! the capacity the decision saw (idempotent), and its actuation is keyed by
 //! the event id.
+//!
+//! Requeue: besides every tick, the leader evaluates again when the earliest
+//! `requeue_after_ms` of a decision comes due (a cooldown ending mid-tick is
+//! acted on when it ends, not up to a tick later), never sooner than
+//! [`MIN_REQUEUE`]. A failed tick backs off: the next one waits
+//! tick × 2^(failures − 1), at most [`MAX_TICK_BACKOFF`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,10 +26,10 @@ use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::policy::{QueueObservation, Sample as CoreSample, SlaObservation};
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{Mode, Observation, PolicySpec};
-use fleetscale_store::{now_ms, Fence, Pool, ScaleRequest, StoreError};
+use fleetscale_store::{Fence, Pool, ScaleRequest, StoreError};
 
 use crate::metrics::{ActionLabel, SourceLabel};
-use crate::AppState;
+use crate::EngineCtx;
 
 /// Name of the control-loop lease.
 pub const LEASE: &str = "control-loop";
@@ -80,6 +86,15 @@ fn predictive_policies(spec: &PoolPolicies) -> Vec<Option<PredictivePolicy>> {
         .collect()
 }
 
+/// Soonest the loop evaluates again for a decision's requeue.
+pub const MIN_REQUEUE: Duration = Duration::from_millis(100);
+
+/// Longest wait after failed ticks (a stated bound; at least one tick).
+pub const MAX_TICK_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Interval of the metric-retention pruning, ms.
+pub const PRUNE_INTERVAL_MS: i64 = 60_000;
+
 /// Control-loop settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -104,10 +119,44 @@ pub struct TickReport {
     pub actuated: u64,
     /// Delivery series that failed.
     pub actuation_failed: u64,
+    /// The earliest `requeue_after_ms` of the tick's decisions: when the
+    /// loop should evaluate again before the next tick.
+    pub requeue_after_ms: Option<i64>,
 }
 
-/// Runs the loop until `shutdown` turns true; releases the lease on the way out.
-pub async fn run(state: AppState, cfg: EngineConfig, mut shutdown: watch::Receiver<bool>) {
+/// When the loop evaluates after a tick that ended at `now`: the next tick,
+/// or sooner for a requeue (never sooner than [`MIN_REQUEUE`]); after
+/// `failures` failed ticks in a row, tick × 2^(failures − 1) capped at
+/// [`MAX_TICK_BACKOFF`] (or one tick when that is longer).
+#[must_use]
+pub fn next_evaluation(
+    now: i64,
+    tick_ms: i64,
+    requeue_after_ms: Option<i64>,
+    failures: u32,
+) -> i64 {
+    if failures > 0 {
+        let cap = (MAX_TICK_BACKOFF.as_millis() as i64).max(tick_ms);
+        let backoff = tick_ms
+            .saturating_mul(1i64 << (failures - 1).min(20))
+            .min(cap);
+        return now + backoff;
+    }
+    let min = MIN_REQUEUE.as_millis() as i64;
+    match requeue_after_ms {
+        Some(r) => now + r.clamp(min, tick_ms.max(min)),
+        None => now + tick_ms,
+    }
+}
+
+/// Runs the loop until `shutdown` turns true; releases the lease on the way
+/// out. Time is read from `ctx.clock` and waited with tokio's timers, so a
+/// paused runtime drives it deterministically.
+pub async fn run(
+    ctx: EngineCtx,
+    cfg: EngineConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     let tick_ms = cfg.tick.as_millis().max(1) as i64;
     let poll = (cfg.tick / 4).max(Duration::from_millis(25));
     let ttl_ms = tick_ms * 3 / 2;
@@ -117,10 +166,14 @@ pub async fn run(state: AppState, cfg: EngineConfig, mut shutdown: watch::Receiv
     };
     let mut next_eval = 0i64;
     let mut next_prune = 0i64;
+    let mut failures = 0u32;
     let mut was_leader = false;
     loop {
-        let now = now_ms();
-        let leader = match state
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = ctx.now_ms();
+        let leader = match ctx
             .store
             .try_lease(LEASE, &cfg.replica_id, now, ttl_ms)
             .await
@@ -135,37 +188,55 @@ pub async fn run(state: AppState, cfg: EngineConfig, mut shutdown: watch::Receiv
             tracing::info!(replica = %cfg.replica_id, leader, "control-loop leadership changed");
             was_leader = leader;
             next_eval = 0;
+            failures = 0;
         }
-        state.metrics.is_leader.set(i64::from(leader));
+        ctx.metrics.is_leader.set(i64::from(leader));
         if leader && now >= next_eval {
-            next_eval = now + tick_ms;
             let started = Instant::now();
-            match tick_once(&state, &fence, now).await {
-                Ok(r) => tracing::debug!(?r, "tick"),
-                Err(StoreError::LeaseLost { .. }) => tracing::warn!("lost the lease during a tick"),
-                Err(e) => {
-                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), "tick failed; retrying next tick")
+            let requeue = match tick_once(&ctx, &fence, now).await {
+                Ok(r) => {
+                    tracing::debug!(?r, "tick");
+                    failures = 0;
+                    r.requeue_after_ms
                 }
-            }
-            state
-                .metrics
+                Err(StoreError::LeaseLost { .. }) => {
+                    tracing::warn!("lost the lease during a tick");
+                    None
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    ctx.metrics.tick_failures.inc();
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), failures, "tick failed; backing off");
+                    None
+                }
+            };
+            next_eval = next_evaluation(ctx.now_ms(), tick_ms, requeue, failures);
+            ctx.metrics
                 .tick_seconds
                 .observe(started.elapsed().as_secs_f64());
             if now >= next_prune {
-                next_prune = now + 60_000;
+                next_prune = now + PRUNE_INTERVAL_MS;
                 let before = now - cfg.retention.as_millis() as i64;
-                if let Err(e) = state.store.prune_samples(before).await {
+                if let Err(e) = ctx.store.prune_samples(before).await {
                     tracing::warn!(error = %e, "pruning metric samples failed");
                 }
             }
         }
+        // Sleep a poll, or less when an evaluation is due sooner.
+        let wait = if leader {
+            let due = Duration::from_millis((next_eval - ctx.now_ms()).max(0) as u64);
+            due.clamp(MIN_REQUEUE.min(poll), poll)
+        } else {
+            poll
+        };
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => break,
         }
     }
-    let _ = state.store.release_lease(LEASE, &cfg.replica_id).await;
-    state.metrics.is_leader.set(0);
+    let _ = ctx.store.release_lease(LEASE, &cfg.replica_id).await;
+    ctx.metrics.is_leader.set(0);
+    Ok(())
 }
 
 /// How far back combined policies see raw samples (triggers, queue, SLA).
@@ -183,13 +254,13 @@ pub const HISTORY_INTERVAL_MS: i64 = 300_000;
 /// in [`PoolState::forecasts`]; without, predictive policies refit on the
 /// whole history.
 pub async fn observe(
-    state: &AppState,
+    ctx: &EngineCtx,
     now: i64,
     mut caches: Option<&mut ForecastCaches>,
 ) -> Result<Vec<PoolState>, StoreError> {
-    let pools = state.store.all_pools(None).await?;
-    let stats = state.store.window_stats(None, now).await?;
-    let pending = state.store.pending_proposals().await?;
+    let pools = ctx.store.all_pools(None).await?;
+    let stats = ctx.store.window_stats(None, now).await?;
+    let pending = ctx.store.pending_proposals().await?;
     let mut out = Vec::with_capacity(pools.len());
     for p in &pools {
         let mut observation = Observation {
@@ -208,9 +279,9 @@ pub async fn observe(
                         .filter(|f| f.policies == predictive_policies(spec));
                     forecasts = cached.map(|f| f.models).unwrap_or_default();
                     forecasts.resize(spec.policies.len(), None);
-                    enrich_cached(state, p, spec, &mut observation, &mut forecasts).await?;
+                    enrich_cached(ctx, p, spec, &mut observation, &mut forecasts).await?;
                 }
-                None => enrich(state, p, spec, &mut observation).await?,
+                None => enrich(ctx, p, spec, &mut observation).await?,
             }
         }
         out.push(PoolState {
@@ -232,12 +303,12 @@ pub async fn observe(
 /// figures (`latency_ms`, `error_rate` over the last 5 minutes) and, for a
 /// predictive policy, the demand history in 5-minute means.
 pub async fn enrich(
-    state: &AppState,
+    ctx: &EngineCtx,
     p: &Pool,
     spec: &PoolPolicies,
     obs: &mut Observation,
 ) -> Result<(), StoreError> {
-    enrich_metrics(state, p, obs).await?;
+    enrich_metrics(ctx, p, obs).await?;
     let now = obs.now_ms;
     let history_s = spec
         .policies
@@ -248,7 +319,7 @@ pub async fn enrich(
         })
         .max();
     if let Some(h) = history_s {
-        obs.history = load_history(state, p, now - h * 1000, now, false).await?;
+        obs.history = load_history(ctx, p, now - h * 1000, now, false).await?;
     }
     Ok(())
 }
@@ -256,12 +327,12 @@ pub async fn enrich(
 /// The part of [`enrich`] every combined policy reads: recent samples, the
 /// queue and the SLA figures.
 async fn enrich_metrics(
-    state: &AppState,
+    ctx: &EngineCtx,
     p: &Pool,
     obs: &mut Observation,
 ) -> Result<(), StoreError> {
     let now = obs.now_ms;
-    let samples = state
+    let samples = ctx
         .store
         .pool_samples(
             &p.id,
@@ -320,7 +391,7 @@ async fn enrich_metrics(
 /// `None`); otherwise at the first interval with data. `None` when no
 /// interval has data and `keep_start` is off.
 async fn load_history(
-    state: &AppState,
+    ctx: &EngineCtx,
     p: &Pool,
     from_ms: i64,
     now: i64,
@@ -328,7 +399,7 @@ async fn load_history(
 ) -> Result<Option<RateSeries>, StoreError> {
     let from = from_ms.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
     let to = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
-    let buckets = state
+    let buckets = ctx
         .store
         .bucketed_means(&p.id, &p.metric, from, to, HISTORY_INTERVAL_MS)
         .await?;
@@ -358,13 +429,13 @@ async fn load_history(
 /// cached ones unless a model is (re)fitted. `obs.history` is set only when
 /// the whole window was loaded.
 pub async fn enrich_cached(
-    state: &AppState,
+    ctx: &EngineCtx,
     p: &Pool,
     spec: &PoolPolicies,
     obs: &mut Observation,
     models: &mut [Option<ModelCache>],
 ) -> Result<(), StoreError> {
-    enrich_metrics(state, p, obs).await?;
+    enrich_metrics(ctx, p, obs).await?;
     let now = obs.now_ms;
     let end = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
     let mut full_from: Option<i64> = None;
@@ -384,7 +455,7 @@ pub async fn enrich_cached(
     let Some(from) = full_from.or(since.filter(|&s| s < end)) else {
         return Ok(());
     };
-    let history = load_history(state, p, from, now, full_from.is_none()).await?;
+    let history = load_history(ctx, p, from, now, full_from.is_none()).await?;
     let Some(history) = history else {
         return Ok(());
     };
@@ -400,23 +471,19 @@ pub async fn enrich_cached(
 }
 
 /// One tick as leader: observe, plan (pure), apply the steps, actuate.
-pub async fn tick_once(
-    state: &AppState,
-    fence: &Fence,
-    now: i64,
-) -> Result<TickReport, StoreError> {
-    let mut caches = std::mem::take(&mut *state.forecasts.lock().expect("forecast cache lock"));
-    let observed = observe(state, now, Some(&mut caches)).await;
+pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickReport, StoreError> {
+    let mut caches = std::mem::take(&mut *ctx.forecasts.lock().expect("forecast cache lock"));
+    let observed = observe(ctx, now, Some(&mut caches)).await;
     let mut pools = match observed {
         Ok(p) => p,
         Err(e) => {
-            *state.forecasts.lock().expect("forecast cache lock") = caches;
+            *ctx.forecasts.lock().expect("forecast cache lock") = caches;
             return Err(e);
         }
     };
     let (steps, counts) = plan_tick(&pools);
-    *state.forecasts.lock().expect("forecast cache lock") = keep_forecasts(&mut pools);
-    let m = &state.metrics;
+    *ctx.forecasts.lock().expect("forecast cache lock") = keep_forecasts(&mut pools);
+    let m = &ctx.metrics;
     m.ticks.inc();
     for (action, n) in [
         ("scale_up", counts.scale_up),
@@ -431,6 +498,7 @@ pub async fn tick_once(
     }
     let mut report = TickReport {
         evaluated: counts.evaluated,
+        requeue_after_ms: counts.requeue_after_ms,
         ..TickReport::default()
     };
     for step in steps {
@@ -452,7 +520,7 @@ pub async fn tick_once(
                     actor: "engine".into(),
                     expect_desired: Some(decision.current),
                     respect_safety_lock: true,
-                    actuation_status: if state.actuator.is_active() {
+                    actuation_status: if ctx.actuator.is_active() {
                         "pending"
                     } else {
                         "none"
@@ -461,12 +529,12 @@ pub async fn tick_once(
                     fence: Some(fence.clone()),
                     now_ms: now,
                 };
-                match state.store.scale(&req).await {
+                match ctx.store.scale(&req).await {
                     Ok(out) if out.event.is_some() => {
                         report.applied += 1;
                         m.scalings
                             .get_or_create(&SourceLabel {
-                                trigger_source: "autoscaler".into(),
+                                trigger_source: trigger.into(),
                             })
                             .inc();
                     }
@@ -480,7 +548,7 @@ pub async fn tick_once(
                 decision,
                 combined,
             } => {
-                let Ok(pool) = state.store.get_pool(&pool_id).await else {
+                let Ok(pool) = ctx.store.get_pool(&pool_id).await else {
                     continue;
                 };
                 let mut d = serde_json::to_value(&decision).unwrap_or_default();
@@ -490,8 +558,7 @@ pub async fn tick_once(
                         serde_json::to_value(c).unwrap_or_default(),
                     );
                 }
-                state
-                    .store
+                ctx.store
                     .upsert_proposal(
                         &pool,
                         decision.target,
@@ -503,10 +570,10 @@ pub async fn tick_once(
                     .await?;
                 report.proposed += 1;
             }
-            Step::Withdraw { pool_id } => state.store.withdraw_proposal(&pool_id, now).await?,
+            Step::Withdraw { pool_id } => ctx.store.withdraw_proposal(&pool_id, now).await?,
         }
     }
-    let (ok, failed) = actuate_pending(state, Some(fence)).await?;
+    let (ok, failed) = actuate_pending(ctx, Some(fence)).await?;
     report.actuated = ok;
     report.actuation_failed = failed;
     Ok(report)
@@ -515,13 +582,13 @@ pub async fn tick_once(
 /// Delivers events awaiting actuation (oldest first, bounded), recording each
 /// outcome. With a fence, stops when the lease is no longer held.
 pub async fn actuate_pending(
-    state: &AppState,
+    ctx: &EngineCtx,
     fence: Option<&Fence>,
 ) -> Result<(u64, u64), StoreError> {
-    if !state.actuator.is_active() {
+    if !ctx.actuator.is_active() {
         return Ok((0, 0));
     }
-    let events = state
+    let events = ctx
         .store
         .pending_actuations(MAX_ACTUATIONS_PER_TICK)
         .await?;
@@ -529,9 +596,9 @@ pub async fn actuate_pending(
         return Ok((0, 0));
     }
     if let Some(f) = fence {
-        if !state
+        if !ctx
             .store
-            .holds_lease(&f.name, &f.holder, now_ms())
+            .holds_lease(&f.name, &f.holder, ctx.now_ms())
             .await?
         {
             return Err(StoreError::LeaseLost {
@@ -541,7 +608,7 @@ pub async fn actuate_pending(
     }
     let results: Vec<_> = futures::stream::iter(events)
         .map(|ev| async move {
-            let d = state.actuator.deliver(&ev).await;
+            let d = ctx.actuator.deliver(&ev).await;
             (ev, d)
         })
         .buffer_unordered(ACTUATION_CONCURRENCY)
@@ -551,22 +618,53 @@ pub async fn actuate_pending(
     for (ev, d) in results {
         if d.delivered {
             ok += 1;
-            state.metrics.actuations.inc();
+            ctx.metrics.actuations.inc();
         } else {
             failed += 1;
-            state.metrics.actuation_failures.inc();
+            ctx.metrics.actuation_failures.inc();
             tracing::warn!(event_id = %ev.id, pool_id = %ev.pool_id, error = ?d.error, "actuation failed; will retry next tick");
         }
-        state
-            .store
+        ctx.store
             .record_actuation(
                 &ev.id,
                 d.delivered,
                 d.attempts,
                 d.error.as_deref(),
-                now_ms(),
+                ctx.now_ms(),
             )
             .await?;
     }
     Ok((ok, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_evaluation_table() {
+        let now = 1_000_000;
+        // (tick, requeue, failures, expected delay)
+        let cases: &[(i64, Option<i64>, u32, i64)] = &[
+            (5_000, None, 0, 5_000),
+            (5_000, Some(1_200), 0, 1_200),
+            (5_000, Some(30), 0, 100),
+            (5_000, Some(300_000), 0, 5_000),
+            (50, Some(30), 0, 100),
+            (5_000, None, 1, 5_000),
+            (5_000, Some(1_200), 1, 5_000),
+            (5_000, None, 2, 10_000),
+            (5_000, None, 4, 40_000),
+            (5_000, None, 5, 60_000),
+            (5_000, None, u32::MAX, 60_000),
+            (120_000, None, 3, 120_000),
+        ];
+        for &(tick, requeue, failures, want) in cases {
+            assert_eq!(
+                next_evaluation(now, tick, requeue, failures) - now,
+                want,
+                "tick {tick} requeue {requeue:?} failures {failures}"
+            );
+        }
+    }
 }

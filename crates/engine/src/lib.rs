@@ -1,0 +1,98 @@
+//! fleetscale-engine: everything fleetscale does in the background, with no
+//! HTTP in sight.
+//!
+//! It owns the control loop ([`control`]: observe → decide → act →
+//! requeue), the actuators ([`actuator`]), the group-committing metric
+//! writer ([`ingest`]), budget maintenance ([`budget_jobs`]), the engine's
+//! Prometheus metrics ([`metrics`]) and the [`supervisor`] that restarts a
+//! failed job with backoff. Every job works over one [`EngineCtx`]: the
+//! store, the budget service, the actuator, the metrics and an injectable
+//! [`Clock`], so that tests drive the loop on tokio's paused clock. The
+//! decisions themselves are `fleetscale-core`'s pure functions; this crate
+//! only gathers their inputs and carries out their steps.
+
+pub mod actuator;
+pub mod budget_jobs;
+pub mod clock;
+pub mod control;
+pub mod ingest;
+pub mod metrics;
+pub mod supervisor;
+
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+use fleetscale_store::{Budgets, Store};
+
+pub use actuator::{Actuator, WebhookConfig};
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use control::{EngineConfig, TickReport, LEASE};
+pub use ingest::Ingestor;
+pub use metrics::Metrics;
+pub use supervisor::{Supervisor, TaskState, TaskStatus};
+
+/// What every engine job works over. Cloning is cheap (handles and `Arc`s).
+#[derive(Clone)]
+pub struct EngineCtx {
+    /// The database.
+    pub store: Store,
+    /// The budget service (its writer group-commits budget mutations).
+    pub budgets: Budgets,
+    /// Where scaling changes are delivered.
+    pub actuator: Arc<Actuator>,
+    /// The engine's Prometheus metrics (the HTTP shell adds its own to them).
+    pub metrics: Arc<Metrics>,
+    /// Where the jobs read the time (Unix ms); the system clock in production.
+    pub clock: Arc<dyn Clock>,
+    /// Forecast models the leader keeps between ticks (see
+    /// [`control::ForecastCaches`]).
+    pub forecasts: Arc<Mutex<control::ForecastCaches>>,
+}
+
+impl std::fmt::Debug for EngineCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineCtx")
+            .field("backend", &self.store.backend())
+            .field("actuator", &self.actuator.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineCtx {
+    /// A context over `store` with the system clock, default metrics and no
+    /// actuator. Starts the budget writer, so it needs a tokio runtime.
+    pub fn new(store: Store) -> EngineCtx {
+        EngineCtx {
+            budgets: Budgets::start(store.clone()),
+            store,
+            actuator: Arc::new(Actuator::None),
+            metrics: Arc::new(Metrics::new()),
+            clock: Arc::new(SystemClock),
+            forecasts: Arc::default(),
+        }
+    }
+
+    /// The time now, Unix ms, from the context's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Spawns the engine's jobs under `supervisor`: the control loop (with its
+/// retention pruning) and budget maintenance. Each stops when `shutdown`
+/// turns true; a job that panics is restarted with backoff.
+pub fn spawn_jobs(
+    ctx: &EngineCtx,
+    cfg: EngineConfig,
+    supervisor: &Supervisor,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let (c, rx) = (ctx.clone(), shutdown.clone());
+    supervisor.spawn("control-loop", shutdown.clone(), move || {
+        control::run(c.clone(), cfg.clone(), rx.clone())
+    });
+    let (c, rx) = (ctx.clone(), shutdown.clone());
+    supervisor.spawn("budget-maintenance", shutdown.clone(), move || {
+        budget_jobs::maintain(c.clone(), rx.clone())
+    });
+}

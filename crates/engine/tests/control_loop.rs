@@ -1,0 +1,308 @@
+//! `control::run` on tokio's paused clock, over a real SQLite store:
+//! leadership moves to a second replica when the leader dies, a leader that
+//! loses its lease stops evaluating, retention pruning runs on its timer, and
+//! a decision's requeue is honoured before the next tick. Time is virtual
+//! (the engine reads a [`TokioClock`]), so no test waits for its ticks in
+//! real time.
+//!
+//! The database answers in real time on its own thread, which tokio cannot
+//! see: left to auto-advance, the paused clock would jump ahead (to a pool
+//! acquire timeout, say) whenever every task waits for SQLite. So each test
+//! holds auto-advance off ([`hold_clock`]) and moves time itself
+//! ([`run_for`]) in small steps, giving the database a moment of real time
+//! after each.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use fleetscale_core::NewPool;
+use fleetscale_engine::{EngineConfig, EngineCtx, TokioClock, LEASE};
+use fleetscale_store::{Sample, ScaleRequest, Store};
+
+const TICK: Duration = Duration::from_secs(1);
+
+/// A scratch SQLite database removed when the test ends.
+struct Db {
+    store: Store,
+    dir: PathBuf,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Keeps tokio's paused clock from auto-advancing while it lives: a
+/// blocking task in flight inhibits auto-advance.
+struct ClockHold(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+fn hold_clock() -> ClockHold {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = rx.recv();
+    });
+    ClockHold(tx)
+}
+
+/// Virtual time a step of [`run_for`].
+const STEP: Duration = Duration::from_millis(25);
+
+/// Moves the paused clock `d` ahead in [`STEP`]s, letting the tasks and the
+/// database settle for a millisecond of real time after each.
+async fn run_for(d: Duration) {
+    let mut left = d;
+    while !left.is_zero() {
+        let s = STEP.min(left);
+        tokio::time::advance(s).await;
+        let until = std::time::Instant::now() + Duration::from_millis(1);
+        while std::time::Instant::now() < until {
+            tokio::task::yield_now().await;
+        }
+        left -= s;
+    }
+}
+
+async fn db(name: &str) -> Db {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("fs-engine-{name}-{}-{nanos}", std::process::id()));
+    let store = Store::open_sqlite(&dir).await.unwrap();
+    Db { store, dir }
+}
+
+/// An engine context over `store` reading a clock that starts at the real
+/// time and then follows tokio's (paused) clock.
+fn ctx(store: &Store) -> EngineCtx {
+    let mut c = EngineCtx::new(store.clone());
+    c.clock = Arc::new(TokioClock::starting_at(fleetscale_store::now_ms()));
+    c
+}
+
+fn cfg(replica: &str) -> EngineConfig {
+    EngineConfig {
+        tick: TICK,
+        replica_id: replica.into(),
+        retention: Duration::from_secs(600),
+    }
+}
+
+/// One autonomous pool (min 1, max 10, 10 per instance, threshold policy
+/// with the given cooldown); returns its id.
+async fn pool(store: &Store, cooldown_seconds: i64) -> String {
+    let t = store.create_tenant("acme", "test").await.unwrap();
+    store.create_region("eu-west", "eu", "test").await.unwrap();
+    let p = NewPool {
+        tenant_id: t.id,
+        region: "eu-west".into(),
+        agent_type: "writer".into(),
+        capacity_per_instance: Some(10.0),
+        mode: Some("autonomous".into()),
+        scaling_policy: Some(fleetscale_core::RawThresholdPolicy {
+            cooldown_seconds: Some(cooldown_seconds),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    store.create_pool(&p, "test").await.unwrap().id
+}
+
+async fn push(store: &Store, pool_id: &str, ts_ms: i64, value: f64) {
+    store
+        .insert_samples(&[Sample {
+            pool_id: pool_id.into(),
+            metric: "throughput".into(),
+            ts_ms,
+            value,
+        }])
+        .await
+        .unwrap();
+}
+
+async fn holder(store: &Store) -> Option<String> {
+    store.lease_holder(LEASE).await.unwrap().map(|(h, _)| h)
+}
+
+fn ticks(c: &EngineCtx) -> u64 {
+    c.metrics.ticks.get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_takes_over_within_two_ticks_when_the_leader_dies() {
+    let _hold = hold_clock();
+    let db = db("takeover").await;
+    let (a, b) = (ctx(&db.store), ctx(&db.store));
+    let (_stop, rx) = watch::channel(false);
+    let leader = tokio::spawn(fleetscale_engine::control::run(
+        a.clone(),
+        cfg("a"),
+        rx.clone(),
+    ));
+    run_for(Duration::from_millis(10)).await;
+    let follower = tokio::spawn(fleetscale_engine::control::run(
+        b.clone(),
+        cfg("b"),
+        rx.clone(),
+    ));
+    run_for(3 * TICK).await;
+    assert_eq!(holder(&db.store).await.as_deref(), Some("a"));
+    assert!(ticks(&a) >= 3, "the leader ticks every tick: {}", ticks(&a));
+    assert_eq!(ticks(&b), 0, "a follower never evaluates");
+    assert_eq!(b.metrics.is_leader.get(), 0);
+
+    // The leader dies without releasing its lease.
+    leader.abort();
+    let died = b.now_ms();
+    while holder(&db.store).await.as_deref() != Some("b") {
+        run_for(Duration::from_millis(50)).await;
+        assert!(b.now_ms() - died < 10_000, "no takeover in 10 s");
+    }
+    let took = b.now_ms() - died;
+    assert!(
+        took <= 2 * TICK.as_millis() as i64,
+        "takeover took {took} ms, more than two ticks"
+    );
+    run_for(2 * TICK).await;
+    assert!(ticks(&b) >= 1, "the new leader evaluates");
+    assert_eq!(b.metrics.is_leader.get(), 1);
+    follower.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_loses_its_lease_stops_and_a_clean_stop_releases_it() {
+    let _hold = hold_clock();
+    let db = db("lease-loss").await;
+    let a = ctx(&db.store);
+    let (stop, rx) = watch::channel(false);
+    let run = tokio::spawn(fleetscale_engine::control::run(a.clone(), cfg("a"), rx));
+    run_for(2 * TICK).await;
+    assert_eq!(a.metrics.is_leader.get(), 1);
+
+    // Another replica takes the lease (say, after this one stalled).
+    let now = a.now_ms();
+    db.store.release_lease(LEASE, "a").await.unwrap();
+    assert!(db
+        .store
+        .try_lease(LEASE, "intruder", now, 3_600_000)
+        .await
+        .unwrap());
+    run_for(TICK / 2).await;
+    assert_eq!(a.metrics.is_leader.get(), 0, "it notices within a poll");
+    let before = ticks(&a);
+    run_for(5 * TICK).await;
+    assert_eq!(
+        ticks(&a),
+        before,
+        "a replica without the lease never evaluates"
+    );
+
+    // The intruder goes away: the lease comes back within a poll or two.
+    db.store.release_lease(LEASE, "intruder").await.unwrap();
+    run_for(TICK).await;
+    assert_eq!(holder(&db.store).await.as_deref(), Some("a"));
+    run_for(TICK).await;
+    assert!(ticks(&a) > before);
+
+    // Shutdown releases the lease at once, so a successor need not wait.
+    stop.send(true).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(holder(&db.store).await, None);
+    assert_eq!(a.metrics.is_leader.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retention_pruning_runs_on_its_one_minute_timer() {
+    let _hold = hold_clock();
+    let db = db("prune").await;
+    let a = ctx(&db.store);
+    let p = pool(&db.store, 300).await;
+    let start = a.now_ms();
+    let retention = cfg("a").retention.as_millis() as i64;
+    // Already past retention: pruned at the first tick. Past it 30 s from
+    // now: kept until the timer's next round, a minute after the first.
+    push(&db.store, &p, start - retention - 1_000, 1.0).await;
+    push(&db.store, &p, start - retention + 30_000, 1.0).await;
+    push(&db.store, &p, start, 1.0).await;
+    let count = |db: &Db, p: String| {
+        let store = db.store.clone();
+        async move {
+            store
+                .pool_samples(&p, 0, i64::MAX, 100)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let (stop, rx) = watch::channel(false);
+    let run = tokio::spawn(fleetscale_engine::control::run(a.clone(), cfg("a"), rx));
+    run_for(TICK / 2).await;
+    assert_eq!(count(&db, p.clone()).await, 2, "the first tick prunes");
+    run_for(Duration::from_secs(45)).await;
+    assert_eq!(
+        count(&db, p.clone()).await,
+        2,
+        "the next round is a minute later"
+    );
+    run_for(Duration::from_secs(16)).await;
+    assert_eq!(count(&db, p.clone()).await, 1, "pruned at the minute");
+    stop.send(true).unwrap();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cooldown_ending_mid_tick_is_acted_on_when_it_ends() {
+    let _hold = hold_clock();
+    let db = db("requeue").await;
+    let a = ctx(&db.store);
+    let p = pool(&db.store, 60).await;
+    let start = a.now_ms();
+    // Scaled to 2 just under a minute ago: 300 ms of cooldown left.
+    db.store
+        .scale(&ScaleRequest {
+            pool_id: p.clone(),
+            capacity: 2,
+            reason: "setup".into(),
+            trigger_source: "manual".into(),
+            metadata: serde_json::Value::Null,
+            actor: "test".into(),
+            expect_desired: None,
+            respect_safety_lock: false,
+            actuation_status: "none".into(),
+            fence: None,
+            now_ms: start - 59_700,
+        })
+        .await
+        .unwrap();
+    // 19 per instance-capacity of 10 on 2 instances: 95 % > 80 %: scale up.
+    push(&db.store, &p, start - 1_000, 19.0).await;
+    let mut cfg = cfg("a");
+    cfg.tick = Duration::from_secs(10);
+    let (stop, rx) = watch::channel(false);
+    let run = tokio::spawn(fleetscale_engine::control::run(a.clone(), cfg, rx));
+    run_for(Duration::from_millis(100)).await;
+    assert_eq!(
+        db.store.get_pool(&p).await.unwrap().desired_capacity,
+        2,
+        "in cooldown"
+    );
+    run_for(Duration::from_millis(900)).await;
+    let pool = db.store.get_pool(&p).await.unwrap();
+    assert_eq!(
+        pool.desired_capacity, 3,
+        "scaled when the cooldown ended, not at the next 10 s tick"
+    );
+    let waited = pool.last_scaled_at_ms.unwrap() - start;
+    assert!(
+        (300..1_000).contains(&waited),
+        "acted {waited} ms after the start"
+    );
+    stop.send(true).unwrap();
+    run.await.unwrap().unwrap();
+}
