@@ -34,9 +34,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::observation::{Action, Decision, Observation};
 use crate::policies::predictive::ModelCache;
 use crate::policies::to_instances;
-use crate::policy::{decide, Action, Decision, Observation, PolicySpec};
+use crate::policies::{decide, PolicySpec};
 use crate::validate::Violations;
 
 fn d_urgency() -> f64 {
