@@ -2,7 +2,7 @@
 //! passes, checked arithmetic on cents with the [`BudgetError`] it refuses
 //! with, and the saturating helpers of the projections.
 
-use crate::Violations;
+use crate::validate::Violations;
 
 /// Money in integer cents.
 pub type Cents = i64;

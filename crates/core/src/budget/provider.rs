@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::{month_bounds, month_key, MIN_PROJECTION_ELAPSED_MS};
 use super::money::{ceil_div, sat, BudgetError, Cents};
-use crate::Violations;
+use crate::validate::Violations;
 
 /// Largest usage accepted in one record (a trillion units): larger inputs are typos.
 pub const MAX_USAGE_UNITS: i64 = 1_000_000_000_000;

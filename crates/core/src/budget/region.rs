@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::{day_key, month_bounds, month_key, MIN_PROJECTION_ELAPSED_MS};
 use super::money::{add, amount_ok, ceil_div, sat, sub, BudgetError, Cents, MAX_AMOUNT_CENTS};
-use crate::Violations;
+use crate::validate::Violations;
 
 /// A new region's monthly AI budget when its creator names none: phase 92's
 /// `ai_budget_monthly DEFAULT 100000` (cents, i.e. $1,000).
