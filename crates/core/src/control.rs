@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{decide_all_cached, CombinedDecision, PoolPolicies};
+use crate::observation::{Action, Decision, Observation};
 use crate::policies::predictive::ModelCache;
-use crate::policy::{decide, Decision, Observation, PolicySpec};
+use crate::policies::{decide, PolicySpec};
 use crate::pool::Mode;
 
 /// A pool as the control loop sees it.
@@ -104,9 +105,9 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
             counts.requeue_after_ms = Some(counts.requeue_after_ms.map_or(r, |c| c.min(r)));
         }
         match d.action {
-            crate::Action::ScaleUp => counts.scale_up += 1,
-            crate::Action::ScaleDown => counts.scale_down += 1,
-            crate::Action::Hold => counts.hold += 1,
+            Action::ScaleUp => counts.scale_up += 1,
+            Action::ScaleDown => counts.scale_down += 1,
+            Action::Hold => counts.hold += 1,
         }
         match p.mode {
             Mode::Autonomous if d.should_scale() && !p.safety_lock => steps.push(Step::Apply {
@@ -142,7 +143,8 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PoolBounds, ThresholdPolicy, WindowStats};
+    use crate::observation::{PoolBounds, WindowStats};
+    use crate::policies::threshold::ThresholdPolicy;
 
     fn state(mode: Mode, lock: bool, mean: Option<f64>, pending: Option<i64>) -> PoolState {
         PoolState {

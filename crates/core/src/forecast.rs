@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::trace::RateSeries;
 
-/// Milliseconds in a day.
-pub const DAY_MS: i64 = 86_400_000;
+/// Milliseconds in a day (the budget calendar's one day).
+pub use crate::budget::calendar::DAY_MS;
 
 /// Which model a fit chose (by the history available).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod control;
 pub mod decision;
 pub mod forecast;
 pub mod hpa;
+pub mod observation;
 pub mod policies;
 pub mod policy;
 pub mod pool;
@@ -23,9 +24,11 @@ pub use decision::{
     decide_all, decide_all_cached, decide_all_with, CombinedDecision, PerformanceTargets,
     PoolPolicies, Reason,
 };
-pub use policy::{
-    decide, Action, Decision, Observation, PolicySpec, QueueObservation, RawThresholdPolicy,
-    Sample, SlaObservation, ThresholdPolicy, WindowStats,
+pub use observation::{
+    Action, Decision, Observation, PoolBounds, QueueObservation, Sample, SlaObservation,
+    WindowStats,
 };
-pub use pool::{Mode, NewPool, PoolBounds, PoolPatch, ValidPool};
+pub use policies::threshold::{RawThresholdPolicy, ThresholdPolicy};
+pub use policies::{decide, PolicySpec};
+pub use pool::{Mode, NewPool, PoolPatch, ValidPool};
 pub use validate::{FieldError, Violations};

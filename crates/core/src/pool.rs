@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{RawThresholdPolicy, ThresholdPolicy};
+/// Capacity bounds and current size of a pool (defined with the observation
+/// a policy sees).
+pub use crate::observation::PoolBounds;
+use crate::policies::threshold::{RawThresholdPolicy, ThresholdPolicy};
 use crate::validate::Violations;
 
 /// Largest capacity a pool may declare: a stated bound on everything.
@@ -89,25 +92,6 @@ pub struct PoolPatch {
     pub mode: Option<String>,
     /// New threshold policy (replaces the old one; missing fields take defaults).
     pub scaling_policy: Option<RawThresholdPolicy>,
-}
-
-/// Capacity bounds and current size of a pool, in instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolBounds {
-    /// Lower bound.
-    pub min: i64,
-    /// Upper bound.
-    pub max: i64,
-    /// Current desired capacity, within `[min, max]`.
-    pub desired: i64,
-}
-
-impl PoolBounds {
-    /// Clamps `target` into `[min, max]`.
-    #[must_use]
-    pub fn clamp(&self, target: i64) -> i64 {
-        target.clamp(self.min, self.max)
-    }
 }
 
 /// A pool whose every field has passed validation.

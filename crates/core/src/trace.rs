@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::calendar::{days_from_civil, days_in_month};
+
 /// Why a trace could not be read. Line numbers are 1-based.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -158,27 +160,6 @@ impl Trace {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
 /// Parses `YYYY-MM-DD HH:MM:SS[.f{1,9}]` (or with `T`), UTC, to Unix ms
 /// (fractions below a millisecond are truncated).
 pub fn parse_timestamp(s: &str) -> Option<i64> {
@@ -213,7 +194,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         let padded = format!("{digits:0<3}");
         ms = padded[..3].parse::<i64>().ok()?;
     }
-    Some(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms)
+    Some(((days_from_civil(y, mo as u32, d as u32) * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms)
 }
 
 /// Parses a trace in either format (see the module docs).

@@ -1,180 +1,120 @@
-//! The policy kinds beyond the threshold policy, one file each, and what
-//! they share: metric names, comparisons, amounts, cooldowns.
+//! Scaling policies, one file each, and the one entry point the control
+//! loop, the plan endpoint and the simulator call: [`decide`] over a
+//! [`PolicySpec`].
 //!
 //! Every policy is a serde config struct (`deny_unknown_fields`, unit-suffixed
 //! names) with a `validate` that records every violation with its field
-//! path, and a pure `decide(&Observation) -> Decision`, called through
-//! [`crate::policy::decide`].
+//! path, and a pure `decide(&Observation) -> Decision`. What they see and
+//! answer is [`crate::observation`]; what they share is re-exported here
+//! from `common`. Dependencies point one way: this dispatcher names the
+//! policies, the policies name `common` and the observation, never this module.
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Observation;
+use crate::observation::{Decision, Observation};
 use crate::validate::Violations;
 
+mod common;
 pub mod predictive;
 pub mod queue;
 pub mod schedule;
 pub mod target_tracking;
+pub mod threshold;
 pub mod triggers;
 
-/// Metric names the platform collects (SPEC §3). Any other metric must be
-/// named `custom.<name>`.
-pub const KNOWN_METRICS: &[&str] = &[
-    "cpu",
-    "memory",
-    "utilization",
-    "throughput",
-    "latency_ms",
-    "error_rate",
-    "queue_depth",
-    "in_flight",
-    "tokens",
-    "cost",
-];
+pub use common::{
+    ceil_tol, check_metric, cooldown_left_ms, to_instances, Amount, Comparison, KNOWN_METRICS,
+};
+use predictive::PredictivePolicy;
+use queue::QueuePolicy;
+use schedule::SchedulePolicy;
+use target_tracking::TargetTrackingPolicy;
+use threshold::{ThresholdPolicy, DEFAULT_WINDOW_SECONDS};
+use triggers::TriggersPolicy;
 
-/// Records a violation unless `name` is a known metric or `custom.<name>`.
-pub fn check_metric(v: &mut Violations, field: &str, name: &str) {
-    let custom = name
-        .strip_prefix("custom.")
-        .is_some_and(|rest| !rest.is_empty());
-    if !(KNOWN_METRICS.contains(&name) || custom) {
-        v.push(
-            field,
-            format!(
-                "unknown metric {name:?}: expected one of {} or custom.<name>",
-                KNOWN_METRICS.join(", ")
-            ),
-        );
-    } else {
-        v.check_name(field, name);
-    }
+/// A pool's scaling policy. New policy kinds are new variants; the engine only
+/// ever calls [`decide`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PolicySpec {
+    /// The phase-93 threshold policy.
+    Threshold(ThresholdPolicy),
+    /// Kubernetes-HPA-compatible target tracking.
+    TargetTracking(TargetTrackingPolicy),
+    /// Metric triggers held for a duration ("cpu > 70 for 120 s").
+    Triggers(TriggersPolicy),
+    /// Queue backlog and maximum queue lag.
+    Queue(QueuePolicy),
+    /// Cron schedules setting a target or a floor.
+    Schedule(SchedulePolicy),
+    /// Forecast-driven pre-scaling.
+    Predictive(PredictivePolicy),
 }
 
-/// How a metric is compared with a threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Comparison {
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-}
-
-impl Comparison {
-    /// Whether `value <op> threshold` holds (never for NaN).
-    pub fn holds(self, value: f64, threshold: f64) -> bool {
+impl PolicySpec {
+    /// The policy's wire name.
+    pub fn name(&self) -> &'static str {
         match self {
-            Comparison::Gt => value > threshold,
-            Comparison::Ge => value >= threshold,
-            Comparison::Lt => value < threshold,
-            Comparison::Le => value <= threshold,
+            PolicySpec::Threshold(_) => "threshold",
+            PolicySpec::TargetTracking(_) => "target_tracking",
+            PolicySpec::Triggers(_) => "triggers",
+            PolicySpec::Queue(_) => "queue",
+            PolicySpec::Schedule(_) => "schedule",
+            PolicySpec::Predictive(_) => "predictive",
         }
     }
 
-    /// The operator as written.
-    pub fn symbol(self) -> &'static str {
+    /// Seconds of metric history the policy reads.
+    pub fn window_seconds(&self) -> i64 {
         match self {
-            Comparison::Gt => ">",
-            Comparison::Ge => ">=",
-            Comparison::Lt => "<",
-            Comparison::Le => "<=",
+            PolicySpec::Threshold(p) => p.window_seconds,
+            PolicySpec::TargetTracking(_) => DEFAULT_WINDOW_SECONDS,
+            PolicySpec::Triggers(p) => p
+                .triggers
+                .iter()
+                .map(|t| t.duration_seconds.saturating_add(p.max_sample_gap_seconds))
+                .max()
+                .unwrap_or(DEFAULT_WINDOW_SECONDS),
+            PolicySpec::Queue(p) => p.max_observation_age_seconds,
+            PolicySpec::Schedule(_) => 0,
+            PolicySpec::Predictive(p) => p.history_seconds,
         }
     }
-}
 
-/// How many instances one action adds or removes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Amount {
-    /// A number of instances, `1..=1000000`.
-    Absolute(i64),
-    /// A percentage of the current capacity, `(0, 1000]`, rounded up, at least 1.
-    Percent(f64),
-}
-
-impl Amount {
-    /// Instances for a pool of `current`.
-    pub fn instances(self, current: i64) -> i64 {
+    /// Validates the policy, recording every violation under `prefix`.
+    /// Metric names must be known (see [`crate::policies::KNOWN_METRICS`]).
+    pub fn validate_into(&self, prefix: &str, v: &mut Violations) {
         match self {
-            Amount::Absolute(n) => n.max(0),
-            Amount::Percent(p) => {
-                let x = (current.max(0) as f64 * p / 100.0).ceil();
-                if x.is_finite() {
-                    (x as i64).max(1)
-                } else {
-                    1
-                }
+            PolicySpec::Threshold(p) => {
+                p.to_raw().validate(prefix, v);
             }
+            PolicySpec::TargetTracking(p) => p.validate(prefix, v),
+            PolicySpec::Triggers(p) => p.validate(prefix, v),
+            PolicySpec::Queue(p) => p.validate(prefix, v),
+            PolicySpec::Schedule(p) => p.validate(prefix, v),
+            PolicySpec::Predictive(p) => p.validate(prefix, v),
         }
     }
 
-    /// Records violations under `field`.
-    pub fn validate(self, field: &str, v: &mut Violations) {
-        match self {
-            Amount::Absolute(n) => v.check_i64(&format!("{field}.absolute"), n, 1, 1_000_000),
-            Amount::Percent(p) => {
-                let f = format!("{field}.percent");
-                if !p.is_finite() || p <= 0.0 || p > 1000.0 {
-                    v.push(f, "must be > 0 and <= 1000");
-                }
-            }
-        }
+    /// Every violation of the policy, or `Ok` when it is valid.
+    pub fn validate(&self) -> Result<(), Violations> {
+        let mut v = Violations::default();
+        self.validate_into("policy", &mut v);
+        v.into_result(())
     }
 }
 
-/// Milliseconds of cooldown left before a scale-up (`up`) or scale-down.
-/// A scale-up waits `up_seconds` after the last scale-up; a scale-down waits
-/// `down_seconds` after the last change in either direction. The last
-/// change falls back to `last_scaled_at_ms`. An elapsed time equal to the
-/// cooldown is over.
-pub fn cooldown_left_ms(obs: &Observation, up: bool, up_seconds: i64, down_seconds: i64) -> i64 {
-    let (last, cd) = if up {
-        (
-            obs.last_scale_up_at_ms.or(obs.last_scaled_at_ms),
-            up_seconds,
-        )
-    } else {
-        (
-            [
-                obs.last_scale_up_at_ms,
-                obs.last_scale_down_at_ms,
-                obs.last_scaled_at_ms,
-            ]
-            .into_iter()
-            .flatten()
-            .max(),
-            down_seconds,
-        )
-    };
-    match last {
-        Some(l) => l
-            .saturating_add(cd.saturating_mul(1000))
-            .saturating_sub(obs.now_ms)
-            .max(0),
-        None => 0,
-    }
-}
-
-/// `ceil(x)` that ignores floating-point noise just above a whole number
-/// (`1000 / 100` computed as `10.000000000000002` gives 10).
-pub fn ceil_tol(x: f64) -> f64 {
-    let r = x.round();
-    if (x - r).abs() <= 1e-9 * x.abs().max(1.0) {
-        r
-    } else {
-        x.ceil()
-    }
-}
-
-/// `x` as a whole number of instances, saturating (NaN gives 0).
-pub fn to_instances(x: f64) -> i64 {
-    if x.is_nan() {
-        0
-    } else {
-        x.clamp(0.0, i64::MAX as f64 / 2.0) as i64
+/// Evaluates `spec` on `obs`. Pure and deterministic: the same inputs always
+/// give the same decision. The target is always within the pool bounds; with
+/// no (or stale) metrics the decision is to hold, never to scale down.
+pub fn decide(spec: &PolicySpec, obs: &Observation) -> Decision {
+    match spec {
+        PolicySpec::Threshold(p) => p.decide(obs),
+        PolicySpec::TargetTracking(p) => p.decide(obs),
+        PolicySpec::Triggers(p) => p.decide(obs),
+        PolicySpec::Queue(p) => p.decide(obs),
+        PolicySpec::Schedule(p) => p.decide(obs),
+        PolicySpec::Predictive(p) => p.decide(obs),
     }
 }

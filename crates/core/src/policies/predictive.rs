@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ceil_tol, to_instances};
+use super::common::{ceil_tol, to_instances};
 use crate::forecast::Model;
-use crate::policy::{Decision, Observation};
+use crate::observation::{Decision, Observation};
 use crate::trace::RateSeries;
 use crate::validate::Violations;
 
@@ -357,8 +357,7 @@ impl ModelCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Action;
-    use crate::pool::PoolBounds;
+    use crate::observation::{Action, PoolBounds};
     use crate::trace::RateSeries;
 
     const HOUR: i64 = 3_600_000;

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ceil_tol, cooldown_left_ms, to_instances};
-use crate::policy::{Action, Decision, Observation};
+use super::common::{ceil_tol, cooldown_left_ms, to_instances};
+use crate::observation::{Action, Decision, Observation};
 use crate::validate::Violations;
 
 const NAME: &str = "queue";
@@ -178,9 +178,8 @@ impl QueuePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policies::ceil_tol;
-    use crate::policy::QueueObservation;
-    use crate::pool::PoolBounds;
+    use crate::observation::{PoolBounds, QueueObservation};
+    use crate::policies::common::ceil_tol;
 
     const NOW: i64 = 2_000_000_000_000;
 

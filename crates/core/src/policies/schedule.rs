@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Decision, Observation};
+use crate::observation::{Decision, Observation};
 use crate::validate::Violations;
 
 const NAME: &str = "schedule";
@@ -191,8 +191,7 @@ impl SchedulePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Action;
-    use crate::pool::PoolBounds;
+    use crate::observation::{Action, PoolBounds};
 
     fn ms(s: &str) -> i64 {
         crate::trace::parse_timestamp(s).unwrap()

@@ -19,12 +19,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::check_metric;
+use super::common::check_metric;
 use crate::hpa::{
     self, Behavior, CalcContext, HpaBehavior, MetricSource, NormalizationArgs, ReadinessConfig,
     Tolerances,
 };
-use crate::policy::{Decision, Observation};
+use crate::observation::{Decision, Observation};
 use crate::validate::Violations;
 
 const NAME: &str = "target_tracking";
@@ -355,8 +355,7 @@ impl TargetTrackingPolicy {
 mod tests {
     use super::*;
     use crate::hpa::{HpaScalingRules, PolicyType, ScalingPolicy, SelectPolicy};
-    use crate::policy::{Action, Sample};
-    use crate::pool::PoolBounds;
+    use crate::observation::{Action, PoolBounds, Sample};
 
     const NOW: i64 = 1_700_000_000_000;
 

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_metric, cooldown_left_ms, Amount, Comparison};
-use crate::policy::{Action, Decision, Observation, Sample};
+use super::common::{check_metric, cooldown_left_ms, Amount, Comparison};
+use crate::observation::{Action, Decision, Observation, Sample};
 use crate::validate::Violations;
 
 const NAME: &str = "triggers";
@@ -309,7 +309,7 @@ impl TriggersPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::PoolBounds;
+    use crate::observation::PoolBounds;
 
     const NOW: i64 = 2_000_000_000_000;
 
