@@ -12,6 +12,7 @@ pub mod decision;
 pub mod forecast;
 pub mod hpa;
 pub mod observation;
+pub mod observe;
 pub mod policies;
 pub mod policy;
 pub mod pool;

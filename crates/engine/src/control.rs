@@ -14,7 +14,7 @@
 //! [`MIN_REQUEUE`]. A failed tick backs off: the next one waits
 //! tick × 2^(failures − 1), at most [`MAX_TICK_BACKOFF`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -22,11 +22,11 @@ use tokio::sync::watch;
 
 use fleetscale_core::control::{plan_tick, PoolState, Step};
 use fleetscale_core::decision::PoolPolicies;
+use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
-use fleetscale_core::policy::{QueueObservation, Sample as CoreSample, SlaObservation};
 use fleetscale_core::trace::RateSeries;
-use fleetscale_core::{Mode, Observation, PolicySpec};
-use fleetscale_store::{Fence, Pool, ScaleRequest, StoreError};
+use fleetscale_core::{Mode, Observation, PolicySpec, Sample as CoreSample, WindowStats};
+use fleetscale_store::{Fence, Pool, Sample, ScaleRequest, StoreError};
 
 use crate::metrics::{ActionLabel, SourceLabel};
 use crate::EngineCtx;
@@ -239,20 +239,17 @@ pub async fn run(
     Ok(())
 }
 
-/// How far back combined policies see raw samples (triggers, queue, SLA).
-pub const COMBINED_LOOKBACK_MS: i64 = 3_600_000;
+pub use fleetscale_core::observe::{
+    COMBINED_LOOKBACK_MS, COMBINED_SAMPLE_LIMIT, HISTORY_INTERVAL_MS,
+};
 
-/// Most raw samples loaded for one pool's combined policies (a stated bound).
-pub const COMBINED_SAMPLE_LIMIT: i64 = 20_000;
-
-/// Interval of the demand history fed to predictive policies, ms.
-pub const HISTORY_INTERVAL_MS: i64 = 300_000;
-
-/// Gathers every pool's state for the pure planner. With `caches`, each
-/// predictive policy's model is taken from it and brought up to date
-/// (loading only the new history intervals when no refit is due) and left
-/// in [`PoolState::forecasts`]; without, predictive policies refit on the
-/// whole history.
+/// Gathers every pool's state for the pure planner: the pools, their window
+/// statistics, their pending proposals and the recent samples of every pool
+/// with combined policies, each in one set-based query, put together by
+/// [`observe::observation`]. With `caches`, each predictive policy's model
+/// is taken from it and brought up to date (loading only the new history
+/// intervals when no refit is due) and left in [`PoolState::forecasts`];
+/// without, predictive policies refit on the whole history.
 pub async fn observe(
     ctx: &EngineCtx,
     now: i64,
@@ -261,15 +258,21 @@ pub async fn observe(
     let pools = ctx.store.all_pools(None).await?;
     let stats = ctx.store.window_stats(None, now).await?;
     let pending = ctx.store.pending_proposals().await?;
+    let mut samples = if pools.iter().any(|p| p.policies.is_some()) {
+        ctx.store
+            .policy_pool_samples(now - COMBINED_LOOKBACK_MS, now, COMBINED_SAMPLE_LIMIT)
+            .await?
+    } else {
+        HashMap::new()
+    };
     let mut out = Vec::with_capacity(pools.len());
     for p in &pools {
-        let mut observation = Observation {
-            load: stats.get(&p.id).copied(),
-            capacity_per_instance: p.capacity_per_instance,
-            last_scaled_at_ms: p.last_scaled_at_ms,
-            safety_lock: p.safety_lock,
-            ..Observation::new(now, p.bounds())
-        };
+        let mut observation = observation_of(
+            p,
+            now,
+            stats.get(&p.id).copied(),
+            samples.remove(&p.id).unwrap_or_default(),
+        );
         let mut forecasts = Vec::new();
         if let Some(spec) = &p.policies {
             match caches.as_deref_mut() {
@@ -279,9 +282,9 @@ pub async fn observe(
                         .filter(|f| f.policies == predictive_policies(spec));
                     forecasts = cached.map(|f| f.models).unwrap_or_default();
                     forecasts.resize(spec.policies.len(), None);
-                    enrich_cached(ctx, p, spec, &mut observation, &mut forecasts).await?;
+                    advance_forecasts(ctx, p, spec, &mut observation, &mut forecasts).await?;
                 }
-                None => enrich(ctx, p, spec, &mut observation).await?,
+                None => add_history(ctx, p, spec, &mut observation).await?,
             }
         }
         out.push(PoolState {
@@ -298,98 +301,81 @@ pub async fn observe(
     Ok(out)
 }
 
-/// Adds what combined policies read to an observation: recent samples of
-/// every metric, the queue (`queue_depth`, per-instance `throughput`), SLA
-/// figures (`latency_ms`, `error_rate` over the last 5 minutes) and, for a
-/// predictive policy, the demand history in 5-minute means.
-pub async fn enrich(
+/// One pool's observation now, as the control loop would see it (the plan
+/// endpoint's dry run): its window statistics, its recent samples and, for
+/// a predictive policy, its whole demand history.
+pub async fn observe_pool(ctx: &EngineCtx, p: &Pool, now: i64) -> Result<Observation, StoreError> {
+    let stats = ctx.store.window_stats(Some(&p.tenant_id), now).await?;
+    let samples = match &p.policies {
+        Some(_) => {
+            ctx.store
+                .pool_samples(
+                    &p.id,
+                    now - COMBINED_LOOKBACK_MS,
+                    now,
+                    COMBINED_SAMPLE_LIMIT,
+                )
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let mut obs = observation_of(p, now, stats.get(&p.id).copied(), samples);
+    if let Some(spec) = &p.policies {
+        add_history(ctx, p, spec, &mut obs).await?;
+    }
+    Ok(obs)
+}
+
+/// A stored pool and its scraped samples, through the one pure builder.
+fn observation_of(
+    p: &Pool,
+    now: i64,
+    load: Option<WindowStats>,
+    samples: Vec<Sample>,
+) -> Observation {
+    let facts = PoolFacts {
+        now_ms: now,
+        bounds: p.bounds(),
+        capacity_per_instance: p.capacity_per_instance,
+        safety_lock: p.safety_lock,
+        last_scaled_at_ms: p.last_scaled_at_ms,
+        last_scale_up_at_ms: None,
+        last_scale_down_at_ms: None,
+    };
+    let mut metrics: BTreeMap<String, Vec<CoreSample>> = BTreeMap::new();
+    for s in samples {
+        metrics.entry(s.metric).or_default().push(CoreSample {
+            ts_ms: s.ts_ms,
+            value: s.value,
+        });
+    }
+    observe::observation(
+        &facts,
+        Scrape {
+            load,
+            metrics,
+            queue: None,
+        },
+    )
+}
+
+/// Sets `obs.history` to the whole window the pool's predictive policies
+/// read (nothing without one).
+async fn add_history(
     ctx: &EngineCtx,
     p: &Pool,
     spec: &PoolPolicies,
     obs: &mut Observation,
 ) -> Result<(), StoreError> {
-    enrich_metrics(ctx, p, obs).await?;
-    let now = obs.now_ms;
-    let history_s = spec
-        .policies
-        .iter()
-        .filter_map(|s| match s {
-            PolicySpec::Predictive(pp) => Some(pp.history_seconds),
-            _ => None,
-        })
-        .max();
-    if let Some(h) = history_s {
+    if let Some(h) = observe::history_seconds(spec) {
+        let now = obs.now_ms;
         obs.history = load_history(ctx, p, now - h * 1000, now, false).await?;
     }
     Ok(())
 }
 
-/// The part of [`enrich`] every combined policy reads: recent samples, the
-/// queue and the SLA figures.
-async fn enrich_metrics(
-    ctx: &EngineCtx,
-    p: &Pool,
-    obs: &mut Observation,
-) -> Result<(), StoreError> {
-    let now = obs.now_ms;
-    let samples = ctx
-        .store
-        .pool_samples(
-            &p.id,
-            now - COMBINED_LOOKBACK_MS,
-            now,
-            COMBINED_SAMPLE_LIMIT,
-        )
-        .await?;
-    for s in samples {
-        obs.metrics.entry(s.metric).or_default().push(CoreSample {
-            ts_ms: s.ts_ms,
-            value: s.value,
-        });
-    }
-    let recent_mean = |name: &str, since: i64| -> Option<f64> {
-        let v: Vec<f64> = obs
-            .metrics
-            .get(name)?
-            .iter()
-            .filter(|s| s.ts_ms > since)
-            .map(|s| s.value)
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    };
-    let five_min = now - 300_000;
-    if let Some(last) = obs
-        .metrics
-        .get("queue_depth")
-        .and_then(|v| v.last())
-        .copied()
-    {
-        let per_instance = recent_mean("throughput", now - 60_000)
-            .filter(|_| p.desired_capacity > 0)
-            .map(|t| t / p.desired_capacity as f64);
-        obs.queue = Some(QueueObservation {
-            backlog: last.value,
-            throughput_per_instance: per_instance,
-            observed_at_ms: last.ts_ms,
-        });
-    }
-    let latency = recent_mean("latency_ms", five_min);
-    let errors = recent_mean("error_rate", five_min);
-    if latency.is_some() || errors.is_some() {
-        obs.sla = Some(SlaObservation {
-            response_time_ms: latency,
-            availability_percent: None,
-            error_rate: errors,
-        });
-    }
-    Ok(())
-}
-
-/// The pool's demand history in 5-minute means over the completed intervals
-/// from `from_ms` (rounded down to an interval) to `now`. With `keep_start`
-/// the series starts at `from_ms` (leading intervals without data are
-/// `None`); otherwise at the first interval with data. `None` when no
-/// interval has data and `keep_start` is off.
+/// The pool's demand history over the completed intervals from `from_ms`
+/// to `now` (see [`observe::history_series`]).
 async fn load_history(
     ctx: &EngineCtx,
     p: &Pool,
@@ -397,74 +383,38 @@ async fn load_history(
     now: i64,
     keep_start: bool,
 ) -> Result<Option<RateSeries>, StoreError> {
-    let from = from_ms.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
-    let to = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
+    let iv = HISTORY_INTERVAL_MS;
+    let (from, to) = (from_ms.div_euclid(iv) * iv, now.div_euclid(iv) * iv);
     let buckets = ctx
         .store
-        .bucketed_means(&p.id, &p.metric, from, to, HISTORY_INTERVAL_MS)
+        .bucketed_means(&p.id, &p.metric, from, to, iv)
         .await?;
-    let first = match buckets.first() {
-        _ if keep_start => from,
-        Some(b) => b.0,
-        None => return Ok(None),
-    };
-    let n = ((to - first) / HISTORY_INTERVAL_MS).max(0) as usize;
-    let mut values = vec![None; n];
-    for (b, v) in buckets {
-        let i = (b - first) / HISTORY_INTERVAL_MS;
-        if (0..n as i64).contains(&i) {
-            values[i as usize] = Some(v);
-        }
-    }
-    Ok(Some(RateSeries {
-        start_ms: first,
-        interval_ms: HISTORY_INTERVAL_MS,
-        values,
-    }))
+    Ok(observe::history_series(&buckets, from, to, iv, keep_start))
 }
 
-/// [`enrich`] for the control loop: the same observation, but each
-/// predictive policy's model in `models` (by policy index) is brought up to
-/// the last completed interval, loading only the intervals after the
-/// cached ones unless a model is (re)fitted. `obs.history` is set only when
-/// the whole window was loaded.
-pub async fn enrich_cached(
+/// Brings each predictive policy's model in `models` (by policy index) up
+/// to the last completed interval, loading only the intervals after the
+/// cached ones unless a model is (re)fitted ([`observe::history_need`]).
+/// `obs.history` is set only when the whole window was loaded.
+async fn advance_forecasts(
     ctx: &EngineCtx,
     p: &Pool,
     spec: &PoolPolicies,
     obs: &mut Observation,
     models: &mut [Option<ModelCache>],
 ) -> Result<(), StoreError> {
-    enrich_metrics(ctx, p, obs).await?;
     let now = obs.now_ms;
     let end = now.div_euclid(HISTORY_INTERVAL_MS) * HISTORY_INTERVAL_MS;
-    let mut full_from: Option<i64> = None;
-    let mut since: Option<i64> = None;
-    for (s, m) in spec.policies.iter().zip(models.iter()) {
-        let PolicySpec::Predictive(pp) = s else {
-            continue;
-        };
-        if ModelCache::needs_full_history(m.as_ref(), end, HISTORY_INTERVAL_MS, pp.history_seconds)
-        {
-            let from = now - pp.history_seconds * 1000;
-            full_from = Some(full_from.map_or(from, |f: i64| f.min(from)));
-        } else if let Some(c) = m {
-            since = Some(since.map_or(c.end_ms, |x: i64| x.min(c.end_ms)));
-        }
-    }
-    let Some(from) = full_from.or(since.filter(|&s| s < end)) else {
+    let (from, full) = match observe::history_need(spec, models, now, end, HISTORY_INTERVAL_MS) {
+        HistoryNeed::Nothing => return Ok(()),
+        HistoryNeed::Full { from_ms } => (from_ms, true),
+        HistoryNeed::Since { from_ms } => (from_ms, false),
+    };
+    let Some(history) = load_history(ctx, p, from, now, !full).await? else {
         return Ok(());
     };
-    let history = load_history(ctx, p, from, now, full_from.is_none()).await?;
-    let Some(history) = history else {
-        return Ok(());
-    };
-    for (s, m) in spec.policies.iter().zip(models.iter_mut()) {
-        if let PolicySpec::Predictive(pp) = s {
-            *m = ModelCache::advance(m.take(), &history, pp.history_seconds);
-        }
-    }
-    if full_from.is_some() {
+    observe::advance_models(spec, models, &history);
+    if full {
         obs.history = Some(history);
     }
     Ok(())

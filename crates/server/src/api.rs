@@ -659,26 +659,6 @@ async fn set_lock(
     ))
 }
 
-/// The observation of one pool now, as the control loop would see it.
-async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observation> {
-    let stats = s
-        .engine
-        .store
-        .window_stats(Some(&pool.tenant_id), now)
-        .await?;
-    let mut obs = Observation {
-        capacity_per_instance: pool.capacity_per_instance,
-        load: stats.get(&pool.id).copied(),
-        last_scaled_at_ms: pool.last_scaled_at_ms,
-        safety_lock: pool.safety_lock,
-        ..Observation::new(now, pool.bounds())
-    };
-    if let Some(spec) = &pool.policies {
-        fleetscale_engine::control::enrich(&s.engine, pool, spec, &mut obs).await?;
-    }
-    Ok(obs)
-}
-
 /// Dry run: what the engine would decide now, and why.
 #[utoipa::path(post, path = "/pools/{id}/plan", tag = "pools",
     params(("id" = String, Path, description = "The object's id")),
@@ -691,7 +671,7 @@ async fn plan_pool(
 ) -> ApiResult<impl IntoResponse> {
     let pool = visible_pool(&s, &who, &id).await?;
     let now = now_ms();
-    let obs = observation(&s, &pool, now).await?;
+    let obs = fleetscale_engine::control::observe_pool(&s.engine, &pool, now).await?;
     let (d, combined) = match &pool.policies {
         Some(spec) => {
             let c = decide_all(spec, &obs);

@@ -13,6 +13,7 @@ use fleetscale_core::hpa::{
     ConditionStatus, HpaBehavior, HpaScalingRules, HpaState, Pod, PodMetric, PodPhase,
     ReadyCondition,
 };
+use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::policies::queue::QueuePolicy;
 use fleetscale_core::policies::target_tracking::{
@@ -21,7 +22,7 @@ use fleetscale_core::policies::target_tracking::{
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
     decide, decide_all_cached, Observation, PerformanceTargets, PolicySpec, PoolBounds,
-    PoolPolicies, QueueObservation, Sample as MetricSample, ThresholdPolicy, WindowStats,
+    PoolPolicies, QueueObservation, Sample as MetricSample, ThresholdPolicy,
 };
 
 use crate::workload::US;
@@ -90,38 +91,46 @@ fn observe(
     load_window_s: i64,
     with_pods: bool,
 ) -> Observation {
-    let now_ms = v.now_ms();
-    let mut o = Observation::new(now_ms, bounds);
-    o.capacity_per_instance = f64::from(v.slots);
-    o.last_scale_up_at_ms = mem.last_up_ms;
-    o.last_scale_down_at_ms = mem.last_down_ms;
-    o.last_scaled_at_ms = mem.last_up_ms.max(mem.last_down_ms);
-    o.hpa_state = mem.hpa_state.clone();
+    let facts = PoolFacts {
+        now_ms: v.now_ms(),
+        bounds,
+        capacity_per_instance: f64::from(v.slots),
+        safety_lock: false,
+        last_scaled_at_ms: mem.last_up_ms.max(mem.last_down_ms),
+        last_scale_up_at_ms: mem.last_up_ms,
+        last_scale_down_at_ms: mem.last_down_ms,
+    };
+    let concurrency = |s: &crate::world::Sample| MetricSample {
+        ts_ms: v.ms(s.ts_us),
+        value: s.busy_mean + s.queue_mean,
+    };
+    // The window is cut in µs, the world's own resolution.
     let from = v.now_us - load_window_s * US;
-    let win: Vec<_> = v.samples.iter().filter(|s| s.ts_us > from).collect();
-    if let Some(newest) = win.last() {
-        o.load = Some(WindowStats {
-            mean: win.iter().map(|s| s.busy_mean + s.queue_mean).sum::<f64>() / win.len() as f64,
-            count: win.len() as u64,
-            newest_ts_ms: v.ms(newest.ts_us),
-        });
-    }
+    let win: Vec<MetricSample> = v
+        .samples
+        .iter()
+        .filter(|s| s.ts_us > from)
+        .map(concurrency)
+        .collect();
+    let mut scrape = Scrape {
+        load: observe::window_stats(&win, i64::MIN),
+        ..Scrape::default()
+    };
     if let Some(s) = v.samples.back() {
-        o.metrics.insert(
-            CONCURRENCY.into(),
-            vec![MetricSample {
-                ts_ms: v.ms(s.ts_us),
-                value: s.busy_mean + s.queue_mean,
-            }],
-        );
+        scrape
+            .metrics
+            .insert(CONCURRENCY.into(), vec![concurrency(s)]);
+        // The world counts starts per ready instance: a measured queue.
         let window_s = s.window_us as f64 / US as f64;
-        o.queue = Some(QueueObservation {
+        scrape.queue = Some(QueueObservation {
             backlog: s.queue_now,
             throughput_per_instance: (s.ready_mean > 0.0 && s.started > 0)
                 .then(|| s.started as f64 / window_s / s.ready_mean),
             observed_at_ms: v.ms(s.ts_us),
         });
     }
+    let mut o = observe::observation(&facts, scrape);
+    o.hpa_state = mem.hpa_state.clone();
     if with_pods {
         o.instances = v
             .instances
@@ -403,38 +412,26 @@ impl Pool {
     }
 
     /// Brings each predictive policy's cached model up to the completed
-    /// history intervals ([`ModelCache`], as the live engine does).
+    /// history intervals, as the live engine does ([`observe::history_need`],
+    /// [`observe::advance_models`]). The world holds its whole history, so a
+    /// refit is given all of it (a fit reads its own window's end).
     fn update_models(&mut self, v: &View) {
         let h = v.history;
         let iv_us = v.history_interval_us;
         let end_ms = v.ms(h.len() as i64 * iv_us);
-        for (p, slot) in self.spec.policies.iter().zip(self.models.iter_mut()) {
-            let PolicySpec::Predictive(pp) = p else {
-                continue;
-            };
-            if slot.as_ref().is_some_and(|c| c.end_ms == end_ms) {
-                continue;
-            }
-            let from = match slot.as_ref() {
-                Some(c)
-                    if !ModelCache::needs_full_history(
-                        Some(c),
-                        end_ms,
-                        iv_us / 1000,
-                        pp.history_seconds,
-                    ) =>
-                {
-                    ((c.end_ms - v.t0_ms) * 1000 / iv_us) as usize
-                }
-                _ => 0,
-            };
-            let series = RateSeries {
-                start_ms: v.ms(from as i64 * iv_us),
-                interval_ms: iv_us / 1000,
-                values: h[from.min(h.len())..].iter().map(|x| Some(*x)).collect(),
-            };
-            *slot = ModelCache::advance(slot.take(), &series, pp.history_seconds);
-        }
+        let need =
+            observe::history_need(&self.spec, &self.models, v.now_ms(), end_ms, iv_us / 1000);
+        let from = match need {
+            HistoryNeed::Nothing => return,
+            HistoryNeed::Full { .. } => 0,
+            HistoryNeed::Since { from_ms } => ((from_ms - v.t0_ms) * 1000 / iv_us) as usize,
+        };
+        let series = RateSeries {
+            start_ms: v.ms(from as i64 * iv_us),
+            interval_ms: iv_us / 1000,
+            values: h[from.min(h.len())..].iter().map(|x| Some(*x)).collect(),
+        };
+        observe::advance_models(&self.spec, &mut self.models, &series);
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod budget;
 mod budget_sqlite;
+mod bulk;
 mod tenant_budget;
 mod types;
 

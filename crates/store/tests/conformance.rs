@@ -25,6 +25,7 @@ conformance!(
     tokens_listed_and_revoked,
     two_admins_revoking_each_other_leave_one,
     pool_policies_and_sample_reads,
+    policy_pool_samples_read_every_pool_at_once,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -578,6 +579,77 @@ async fn pool_policies_and_sample_reads(s: Store) {
         [base + 300_000, base + 900_000],
         "the limit keeps the newest"
     );
+}
+
+async fn policy_pool_samples_read_every_pool_at_once(s: Store) {
+    let spec: fleetscale_core::PoolPolicies = serde_json::from_value(
+        serde_json::json!({"policies": [{"type": "queue", "messages_per_instance": 10}]}),
+    )
+    .unwrap();
+    let (_, a) = tenant_and_pool(&s, 60).await;
+    let (_, b) = tenant_and_pool(&s, 60).await;
+    let (_, plain) = tenant_and_pool(&s, 60).await;
+    for p in [&a, &b] {
+        s.set_pool_policies(&p.id, Some(&spec), "admin")
+            .await
+            .unwrap();
+    }
+    let base = 1_000_000_000;
+    let mut samples = Vec::new();
+    for (i, p) in [&a, &b, &plain].iter().enumerate() {
+        for k in 0..(3 + i as i64) {
+            for metric in ["throughput", "queue_depth"] {
+                samples.push(Sample {
+                    pool_id: p.id.clone(),
+                    metric: metric.into(),
+                    ts_ms: base + k * 1_000,
+                    value: (i as i64 * 100 + k) as f64,
+                });
+            }
+        }
+    }
+    s.insert_samples(&samples).await.unwrap();
+    let (from, to) = (base, base + 10_000);
+    let all = s.policy_pool_samples(from, to, 100).await.unwrap();
+    assert_eq!(all.len(), 2, "only pools with policies");
+    assert!(!all.contains_key(&plain.id));
+    for p in [&a, &b] {
+        let one = s.pool_samples(&p.id, from, to, 100).await.unwrap();
+        let key = |v: &[Sample]| {
+            let mut k: Vec<(String, i64, u64)> = v
+                .iter()
+                .map(|x| (x.metric.clone(), x.ts_ms, x.value.to_bits()))
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            key(&all[&p.id]),
+            key(&one),
+            "same samples as the per-pool read"
+        );
+        assert!(
+            all[&p.id].windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms),
+            "oldest first"
+        );
+    }
+    // The limit is per pool and keeps each pool's newest.
+    let few = s.policy_pool_samples(from, to, 2).await.unwrap();
+    for p in [&a, &b] {
+        assert_eq!(few[&p.id].len(), 2);
+        let newest = s
+            .pool_samples(&p.id, from, to, 100)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .ts_ms;
+        assert!(
+            few[&p.id].iter().all(|x| x.ts_ms == newest),
+            "{:?}",
+            few[&p.id]
+        );
+    }
 }
 
 /// Database URLs the store cannot serve are refused at open with a message
