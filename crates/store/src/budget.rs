@@ -45,8 +45,9 @@ use fleetscale_core::budget::{
     Effect, LedgerEntry, LedgerReport, ResetPeriod, TxKind,
 };
 
+use crate::sql::{new_id, not_found, paginate};
 use crate::types::ser_ms;
-use crate::{new_id, not_found, paginate, AuditEntry, Backend, Listed, Page, Store, StoreError};
+use crate::{AuditEntry, Backend, Listed, Page, Store, StoreError};
 
 /// Most operations applied in one transaction (a stated bound).
 pub const MAX_BATCH: usize = 512;

@@ -36,8 +36,9 @@ use fleetscale_core::provider_budget::{
     UsageEntry, UsageError, UsageReport, UsageStatus, DEFAULT_TIER,
 };
 
+use crate::sql::{audit, new_id, not_found, paginate};
 use crate::types::ser_ms;
-use crate::{audit, new_id, not_found, paginate, rfc3339, Listed, Page, Result, Store, StoreError};
+use crate::{rfc3339, Listed, Page, Result, Store, StoreError};
 
 /// A provider budget of a tenant: its settings, this month's usage and the projection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
