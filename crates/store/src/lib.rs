@@ -6,16 +6,15 @@
 //! (row locks) are chosen by [`Backend`]. Every mutation writes its audit
 //! entry in the same transaction. SQLite runs in WAL mode; the store's
 //! connection commits with `synchronous=FULL` and the budget writer answers
-//! only after an fdatasync of the WAL (see `budget_sqlite`), so an
+//! only after an fdatasync of the WAL (see `budget::sqlite`), so an
 //! acknowledged write survives a crash. It has two
 //! connections: the store's (one sqlx connection) and the budget writer's own
-//! (rusqlite, on its thread; see `budget_sqlite`); both begin their write
+//! (rusqlite, on its thread; see `budget::sqlite`); both begin their write
 //! transactions `IMMEDIATE`, so writers queue on SQLite's lock and never
 //! deadlock. PostgreSQL uses a pool and row locks.
 
 mod audit;
 mod budget;
-mod budget_sqlite;
 mod leases;
 mod pools;
 mod proposals;

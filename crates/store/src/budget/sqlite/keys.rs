@@ -46,7 +46,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::budget::{NewTx, Prior};
+use crate::budget::batch::{NewTx, Prior};
 
 /// The value of a hash that two different keys share: look it up by scan.
 const AMBIGUOUS: i64 = -1;

@@ -69,10 +69,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use fleetscale_core::budget::{day_key, month_key, BudgetState, Cents};
 
-use crate::budget::{
-    linger, run_batch, BatchDb, BatchState, EntryRow, Job, LedgerError, Locked, Prior, Reservation,
-    TxJson, TxOutcome, MAX_BATCH, PERIOD_STARTS_SQL,
+use super::batch::{
+    linger, BatchDb, BatchState, EntryRow, Job, Locked, Prior, TxJson, PERIOD_STARTS_SQL,
 };
+use super::rules::run_batch;
+use super::types::{LedgerError, Reservation, TxOutcome, MAX_BATCH};
 use crate::{Store, StoreError};
 
 mod keys;
@@ -564,7 +565,7 @@ mod tests {
         let thread = std::thread::spawn(move || run(conn, wal, rx, flag));
         let allocate = |reply| Job {
             region_id: region.id.clone(),
-            op: crate::budget::BudgetOp::Allocate {
+            op: crate::budget::types::BudgetOp::Allocate {
                 amount_cents: 100,
                 description: None,
             },
@@ -676,7 +677,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_that_share_a_hash_are_told_apart() {
-        use crate::budget::BudgetOp;
+        use crate::budget::types::BudgetOp;
         let dir = std::env::temp_dir().join(format!("fs-onehash-{}", uuid::Uuid::new_v4()));
         let store = Store::open_sqlite(&dir).await.unwrap();
         let region = store.create_region("r", "EU", "test").await.unwrap();
@@ -747,7 +748,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rolled_back_batch_leaves_the_keys_as_they_were_in_every_region() {
-        use crate::budget::BudgetOp;
+        use crate::budget::types::BudgetOp;
         let dir = std::env::temp_dir().join(format!("fs-keysrb-{}", uuid::Uuid::new_v4()));
         let store = Store::open_sqlite(&dir).await.unwrap();
         let r1 = store.create_region("r1", "EU", "test").await.unwrap().id;
