@@ -85,15 +85,15 @@ impl Store {
 }
 
 fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
-    let detail: String = r.try_get(6)?;
+    let detail: String = r.try_get("detail")?;
     Ok(AuditEntry {
-        id: r.try_get(0)?,
-        actor: r.try_get(1)?,
-        action: r.try_get(2)?,
-        tenant_id: r.try_get(3)?,
-        object_type: r.try_get(4)?,
-        object_id: r.try_get(5)?,
+        id: r.try_get("id")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        tenant_id: r.try_get("tenant_id")?,
+        object_type: r.try_get("object_type")?,
+        object_id: r.try_get("object_id")?,
         detail: parse_json(&detail)?,
-        created_at_ms: r.try_get(7)?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }

@@ -46,7 +46,8 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+        row.map(|r| Ok((r.try_get("holder")?, r.try_get("expires_at_ms")?)))
+            .transpose()
     }
 
     /// True when `holder` holds `name` at `now_ms` (no renewal).

@@ -146,10 +146,10 @@ impl Store {
             .iter()
             .map(|r| {
                 Ok(Sample {
-                    pool_id: r.try_get(0)?,
-                    metric: r.try_get(1)?,
-                    ts_ms: r.try_get(2)?,
-                    value: r.try_get(3)?,
+                    pool_id: r.try_get("pool_id")?,
+                    metric: r.try_get("metric")?,
+                    ts_ms: r.try_get("ts_ms")?,
+                    value: r.try_get("value")?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -307,7 +307,8 @@ impl Store {
             let now = std::time::Instant::now();
             let mut known = self.owners.lock().ok();
             for row in rows {
-                let (id, tenant): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                let (id, tenant): (String, String) =
+                    (row.try_get("id")?, row.try_get("tenant_id")?);
                 if let Some(k) = known.as_mut() {
                     k.insert(id.clone(), (tenant.clone(), now));
                 }
@@ -324,27 +325,27 @@ const OWNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
 
 pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
-    let policy: String = r.try_get(10)?;
-    let lock: i64 = r.try_get(11)?;
+    let policy: String = r.try_get("scaling_policy")?;
+    let lock: i64 = r.try_get("safety_lock")?;
     Ok(Pool {
-        id: r.try_get(0)?,
-        tenant_id: r.try_get(1)?,
-        region: r.try_get(2)?,
-        agent_type: r.try_get(3)?,
-        min_capacity: r.try_get(4)?,
-        max_capacity: r.try_get(5)?,
-        desired_capacity: r.try_get(6)?,
-        capacity_per_instance: r.try_get(7)?,
-        metric: r.try_get(8)?,
-        mode: r.try_get(9)?,
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        region: r.try_get("region")?,
+        agent_type: r.try_get("agent_type")?,
+        min_capacity: r.try_get("min_capacity")?,
+        max_capacity: r.try_get("max_capacity")?,
+        desired_capacity: r.try_get("desired_capacity")?,
+        capacity_per_instance: r.try_get("capacity_per_instance")?,
+        metric: r.try_get("metric")?,
+        mode: r.try_get("mode")?,
         scaling_policy: serde_json::from_str(&policy)
             .map_err(|e| StoreError::Corrupt(format!("pool policy: {e}")))?,
         safety_lock: lock != 0,
-        last_scaled_at_ms: r.try_get(12)?,
-        created_at_ms: r.try_get(13)?,
-        updated_at_ms: r.try_get(14)?,
+        last_scaled_at_ms: r.try_get("last_scaled_at_ms")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
         policies: r
-            .try_get::<Option<String>, _>(15)?
+            .try_get::<Option<String>, _>("policies")?
             .map(|p| {
                 serde_json::from_str(&p)
                     .map_err(|e| StoreError::Corrupt(format!("pool policies: {e}")))

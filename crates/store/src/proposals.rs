@@ -42,7 +42,7 @@ impl Store {
                 .await?;
         let id = match existing {
             Some(row) => {
-                let id: String = row.try_get(0)?;
+                let id: String = row.try_get("id")?;
                 sqlx::query("UPDATE proposals SET current_capacity=$2, target_capacity=$3, reason=$4, decision=$5, updated_at_ms=$6 WHERE id=$1")
                     .bind(&id)
                     .bind(pool.desired_capacity)
@@ -92,7 +92,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get("pool_id")?, r.try_get("target_capacity")?)))
             .collect()
     }
 
@@ -186,21 +186,21 @@ impl Store {
 const PROPOSAL_COLS: &str = "id, pool_id, tenant_id, current_capacity, target_capacity, reason, decision, status, decided_by, note, event_id, created_at_ms, updated_at_ms, decided_at_ms";
 
 fn proposal_row(r: &AnyRow) -> Result<Proposal> {
-    let decision: String = r.try_get(6)?;
+    let decision: String = r.try_get("decision")?;
     Ok(Proposal {
-        id: r.try_get(0)?,
-        pool_id: r.try_get(1)?,
-        tenant_id: r.try_get(2)?,
-        current_capacity: r.try_get(3)?,
-        target_capacity: r.try_get(4)?,
-        reason: r.try_get(5)?,
+        id: r.try_get("id")?,
+        pool_id: r.try_get("pool_id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        current_capacity: r.try_get("current_capacity")?,
+        target_capacity: r.try_get("target_capacity")?,
+        reason: r.try_get("reason")?,
         decision: parse_json(&decision)?,
-        status: r.try_get(7)?,
-        decided_by: r.try_get(8)?,
-        note: r.try_get(9)?,
-        event_id: r.try_get(10)?,
-        created_at_ms: r.try_get(11)?,
-        updated_at_ms: r.try_get(12)?,
-        decided_at_ms: r.try_get(13)?,
+        status: r.try_get("status")?,
+        decided_by: r.try_get("decided_by")?,
+        note: r.try_get("note")?,
+        event_id: r.try_get("event_id")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+        decided_at_ms: r.try_get("decided_at_ms")?,
     })
 }

@@ -83,7 +83,7 @@ impl Store {
                 .bind(metric)
                 .fetch_optional(&self.pool)
                 .await
-                .map(|r| r.map(|r| r.try_get::<i64, _>(0)))
+                .map(|r| r.map(|r| r.try_get::<i64, _>("id")))
         };
         if let Some(id) = find().await? {
             return Ok(id?);
@@ -119,7 +119,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| r.try_get::<i64, _>(0))
+        .map(|r| r.try_get::<i64, _>("window_seconds"))
         .collect::<Result<_, _>>()?;
         let mut out = HashMap::new();
         for w in windows {
@@ -155,7 +155,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| r.try_get::<i64, _>(0))
+            .map(|r| r.try_get::<i64, _>("id"))
             .collect::<Result<_, _>>()?;
         let mut deleted = 0;
         for chunk in ids.chunks(500) {
@@ -193,10 +193,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(Sample {
-                    pool_id: r.try_get(0)?,
-                    metric: r.try_get(1)?,
-                    ts_ms: r.try_get(2)?,
-                    value: r.try_get(3)?,
+                    pool_id: r.try_get("pool_id")?,
+                    metric: r.try_get("metric")?,
+                    ts_ms: r.try_get("ts_ms")?,
+                    value: r.try_get("value")?,
                 })
             })
             .collect()

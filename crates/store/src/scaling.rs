@@ -243,24 +243,24 @@ pub struct ScaleOutcome {
 const EVENT_COLS: &str = "id, pool_id, tenant_id, region, agent_type, previous_capacity, new_capacity, reason, trigger_source, metadata, actuation_status, actuation_attempts, actuation_error, actuated_at_ms, created_at_ms";
 
 fn event_row(r: &AnyRow) -> Result<ScalingEvent> {
-    let metadata: String = r.try_get(9)?;
+    let metadata: String = r.try_get("metadata")?;
     Ok(ScalingEvent {
-        id: r.try_get(0)?,
-        pool_id: r.try_get(1)?,
-        tenant_id: r.try_get(2)?,
-        region: r.try_get(3)?,
-        agent_type: r.try_get(4)?,
-        previous_capacity: r.try_get(5)?,
-        new_capacity: r.try_get(6)?,
-        reason: r.try_get(7)?,
-        trigger_source: r.try_get(8)?,
+        id: r.try_get("id")?,
+        pool_id: r.try_get("pool_id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        region: r.try_get("region")?,
+        agent_type: r.try_get("agent_type")?,
+        previous_capacity: r.try_get("previous_capacity")?,
+        new_capacity: r.try_get("new_capacity")?,
+        reason: r.try_get("reason")?,
+        trigger_source: r.try_get("trigger_source")?,
         metadata: parse_json(&metadata)?,
         actuation: Actuation {
-            status: r.try_get(10)?,
-            attempts: r.try_get(11)?,
-            error: r.try_get(12)?,
-            actuated_at_ms: r.try_get(13)?,
+            status: r.try_get("actuation_status")?,
+            attempts: r.try_get("actuation_attempts")?,
+            error: r.try_get("actuation_error")?,
+            actuated_at_ms: r.try_get("actuated_at_ms")?,
         },
-        created_at_ms: r.try_get(14)?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }

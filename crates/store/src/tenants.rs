@@ -124,17 +124,17 @@ impl Store {
 
 fn tenant_row(r: &AnyRow) -> Result<Tenant> {
     Ok(Tenant {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        created_at_ms: r.try_get(2)?,
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }
 
 fn region_row(r: &AnyRow) -> Result<Region> {
     Ok(Region {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        jurisdiction: r.try_get(2)?,
-        created_at_ms: r.try_get(3)?,
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        jurisdiction: r.try_get("jurisdiction")?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }

@@ -80,10 +80,10 @@ impl Store {
                 .await?;
         row.map(|r| {
             Ok(TokenGrant {
-                id: r.try_get(0)?,
-                tenant_id: r.try_get(1)?,
-                role: r.try_get(2)?,
-                name: r.try_get(3)?,
+                id: r.try_get("id")?,
+                tenant_id: r.try_get("tenant_id")?,
+                role: r.try_get("role")?,
+                name: r.try_get("name")?,
             })
         })
         .transpose()
@@ -126,10 +126,10 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| not_found("token"))?;
-        let hash: String = row.try_get(0)?;
-        let tenant_id: Option<String> = row.try_get(1)?;
-        let role: String = row.try_get(2)?;
-        let name: String = row.try_get(3)?;
+        let hash: String = row.try_get("token_hash")?;
+        let tenant_id: Option<String> = row.try_get("tenant_id")?;
+        let role: String = row.try_get("role")?;
+        let name: String = row.try_get("name")?;
         if keep_an_admin && tenant_id.is_none() && role == "admin" {
             // Two admins revoking each other at once must not both pass:
             // PostgreSQL locks every global admin row until the commit
@@ -179,10 +179,10 @@ const TOKEN_COLS: &str = "id, tenant_id, role, name, created_at_ms";
 
 fn token_row(r: &AnyRow) -> Result<TokenInfo> {
     Ok(TokenInfo {
-        id: r.try_get(0)?,
-        tenant_id: r.try_get(1)?,
-        role: r.try_get(2)?,
-        name: r.try_get(3)?,
-        created_at_ms: r.try_get(4)?,
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        role: r.try_get("role")?,
+        name: r.try_get("name")?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }

@@ -196,14 +196,14 @@ pub(super) const RES_COLS: &str =
 
 pub(super) fn res_row(r: &AnyRow) -> Result<Reservation, StoreError> {
     Ok(Reservation {
-        id: r.try_get(0)?,
-        region_id: r.try_get(1)?,
-        amount_cents: r.try_get(2)?,
-        job_type: r.try_get(3)?,
-        agency_id: r.try_get(4)?,
-        status: r.try_get(5)?,
-        expires_at_ms: r.try_get(6)?,
-        committed_cents: r.try_get(7)?,
+        id: r.try_get("id")?,
+        region_id: r.try_get("region_id")?,
+        amount_cents: r.try_get("amount_cents")?,
+        job_type: r.try_get("job_type")?,
+        agency_id: r.try_get("agency_id")?,
+        status: r.try_get("status")?,
+        expires_at_ms: r.try_get("expires_at_ms")?,
+        committed_cents: r.try_get("committed_cents")?,
     })
 }
 
@@ -281,15 +281,15 @@ pub(crate) const LEDGER_AUDIT_COLS: &str = "id, actor, transaction_type, agency_
 /// separate `audit_log` row. The record is the one that row held (migration
 /// 0009), with the entry's id as its own.
 pub(crate) fn ledger_audit_row(r: &AnyRow) -> Result<AuditEntry, StoreError> {
-    let id: String = r.try_get(0)?;
-    let kind: String = r.try_get(2)?;
-    let job_type: Option<String> = r.try_get(6)?;
-    let refund_of: Option<String> = r.try_get(7)?;
-    let region_id: String = r.try_get(8)?;
-    let reservation_id: Option<String> = r.try_get(9)?;
+    let id: String = r.try_get("id")?;
+    let kind: String = r.try_get("transaction_type")?;
+    let job_type: Option<String> = r.try_get("job_type")?;
+    let refund_of: Option<String> = r.try_get("refund_of")?;
+    let region_id: String = r.try_get("region_id")?;
+    let reservation_id: Option<String> = r.try_get("reservation_id")?;
     let detail = serde_json::to_value(AuditDetail {
-        amount_cents: r.try_get(4)?,
-        balance_after_cents: r.try_get(5)?,
+        amount_cents: r.try_get("amount_cents")?,
+        balance_after_cents: r.try_get("balance_after_cents")?,
         job_type: job_type.as_deref(),
         refund_of: refund_of.as_deref(),
         region_id: &region_id,
@@ -299,11 +299,11 @@ pub(crate) fn ledger_audit_row(r: &AnyRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         object_id: id.clone(),
         id,
-        actor: r.try_get(1)?,
+        actor: r.try_get("actor")?,
         action: format!("budget.{kind}"),
-        tenant_id: r.try_get(3)?,
+        tenant_id: r.try_get("agency_id")?,
         object_type: "budget_transaction".into(),
         detail,
-        created_at_ms: r.try_get(10)?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }

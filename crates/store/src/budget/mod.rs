@@ -299,7 +299,7 @@ impl Budgets {
             .fetch_all(&self.store.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get("region_id")?, r.try_get("id")?)))
             .collect()
     }
 
@@ -308,7 +308,7 @@ impl Budgets {
         let rows = sqlx::query("SELECT region_id FROM region_budgets ORDER BY region_id")
             .fetch_all(&self.store.pool)
             .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        rows.iter().map(|r| Ok(r.try_get("region_id")?)).collect()
     }
 
     /// Recomputes the region's balances from its ledger and checks every
@@ -332,20 +332,20 @@ impl Budgets {
         let entries = rows
             .iter()
             .map(|r| {
-                let kind: String = r.try_get(2)?;
-                let period: Option<String> = r.try_get(6)?;
+                let kind: String = r.try_get("transaction_type")?;
+                let period: Option<String> = r.try_get("reset_period")?;
                 Ok(LedgerEntry {
-                    id: r.try_get(0)?,
-                    seq: r.try_get(1)?,
+                    id: r.try_get("id")?,
+                    seq: r.try_get("seq")?,
                     kind: TxKind::parse(&kind)
                         .ok_or_else(|| StoreError::Corrupt(format!("transaction type {kind}")))?,
-                    amount_cents: r.try_get(3)?,
-                    delta_cents: r.try_get(4)?,
-                    balance_after_cents: r.try_get(5)?,
+                    amount_cents: r.try_get("amount_cents")?,
+                    delta_cents: r.try_get("delta_cents")?,
+                    balance_after_cents: r.try_get("balance_after_cents")?,
                     period: period.as_deref().and_then(ResetPeriod::parse),
-                    refund_of: r.try_get(7)?,
-                    idempotency_key: r.try_get(8)?,
-                    reservation_id: r.try_get(9)?,
+                    refund_of: r.try_get("refund_of")?,
+                    idempotency_key: r.try_get("idempotency_key")?,
+                    reservation_id: r.try_get("reservation_id")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -367,43 +367,43 @@ fn budget_from(region_id: &str, row: Option<&AnyRow>) -> Result<RegionBudget, St
         },
         Some(r) => RegionBudget {
             region_id: region_id.to_string(),
-            monthly_cents: r.try_get(0)?,
-            remaining_cents: r.try_get(1)?,
-            spent_today_cents: r.try_get(2)?,
-            reserved_cents: r.try_get(3)?,
-            transactions: r.try_get::<i64, _>(4)? - 1,
+            monthly_cents: r.try_get("monthly_cents")?,
+            remaining_cents: r.try_get("remaining_cents")?,
+            spent_today_cents: r.try_get("spent_today_cents")?,
+            reserved_cents: r.try_get("reserved_cents")?,
+            transactions: r.try_get::<i64, _>("next_seq")? - 1,
         },
     })
 }
 
 fn list_row(r: &AnyRow) -> Result<RegionBudget, StoreError> {
     Ok(RegionBudget {
-        region_id: r.try_get(0)?,
-        monthly_cents: r.try_get(1)?,
-        remaining_cents: r.try_get(2)?,
-        spent_today_cents: r.try_get(3)?,
-        reserved_cents: r.try_get(4)?,
-        transactions: r.try_get::<i64, _>(5)? - 1,
+        region_id: r.try_get("region_id")?,
+        monthly_cents: r.try_get("monthly_cents")?,
+        remaining_cents: r.try_get("remaining_cents")?,
+        spent_today_cents: r.try_get("spent_today_cents")?,
+        reserved_cents: r.try_get("reserved_cents")?,
+        transactions: r.try_get::<i64, _>("next_seq")? - 1,
     })
 }
 
 fn tx_row(r: &AnyRow) -> Result<BudgetTransaction, StoreError> {
     Ok(BudgetTransaction {
-        id: r.try_get(0)?,
-        region_id: r.try_get(1)?,
-        seq: r.try_get(2)?,
-        transaction_type: r.try_get(3)?,
-        amount_cents: r.try_get(4)?,
-        delta_cents: r.try_get(5)?,
-        balance_after_cents: r.try_get(6)?,
-        agency_id: r.try_get(7)?,
-        job_type: r.try_get(8)?,
-        description: r.try_get(9)?,
-        reset_period: r.try_get(10)?,
-        refund_of: r.try_get(11)?,
-        reservation_id: r.try_get(12)?,
-        idempotency_key: r.try_get(13)?,
-        actor: r.try_get(14)?,
-        created_at_ms: r.try_get(15)?,
+        id: r.try_get("id")?,
+        region_id: r.try_get("region_id")?,
+        seq: r.try_get("seq")?,
+        transaction_type: r.try_get("transaction_type")?,
+        amount_cents: r.try_get("amount_cents")?,
+        delta_cents: r.try_get("delta_cents")?,
+        balance_after_cents: r.try_get("balance_after_cents")?,
+        agency_id: r.try_get("agency_id")?,
+        job_type: r.try_get("job_type")?,
+        description: r.try_get("description")?,
+        reset_period: r.try_get("reset_period")?,
+        refund_of: r.try_get("refund_of")?,
+        reservation_id: r.try_get("reservation_id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        actor: r.try_get("actor")?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }

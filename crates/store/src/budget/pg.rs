@@ -131,14 +131,14 @@ impl BatchDb for PgBatch<'_> {
         let Some(r) = r else { return Ok(None) };
         Ok(Some(Locked {
             state: BudgetState {
-                monthly_cents: r.try_get(0)?,
-                remaining_cents: r.try_get(1)?,
-                spent_today_cents: r.try_get(2)?,
-                reserved_cents: r.try_get(3)?,
+                monthly_cents: r.try_get("monthly_cents")?,
+                remaining_cents: r.try_get("remaining_cents")?,
+                spent_today_cents: r.try_get("spent_today_cents")?,
+                reserved_cents: r.try_get("reserved_cents")?,
             },
-            next_seq: r.try_get(4)?,
-            last_day_key: r.try_get(5)?,
-            last_month_key: r.try_get(6)?,
+            next_seq: r.try_get("next_seq")?,
+            last_day_key: r.try_get("last_day_key")?,
+            last_month_key: r.try_get("last_month_key")?,
             dirty: false,
             period_starts: None,
             batch_period_starts: (0, 0),
@@ -176,14 +176,14 @@ impl BatchDb for PgBatch<'_> {
         rows.iter()
             .map(|r| {
                 Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
+                    r.try_get("idempotency_key")?,
+                    r.try_get("transaction_type")?,
                     Prior {
-                        id: r.try_get(2)?,
-                        amount_cents: r.try_get(3)?,
-                        balance_after_cents: r.try_get(4)?,
-                        job_type: r.try_get(5)?,
-                        refund_of: r.try_get(6)?,
+                        id: r.try_get("id")?,
+                        amount_cents: r.try_get("amount_cents")?,
+                        balance_after_cents: r.try_get("balance_after_cents")?,
+                        job_type: r.try_get("job_type")?,
+                        refund_of: r.try_get("refund_of")?,
                     },
                 ))
             })
@@ -197,12 +197,12 @@ impl BatchDb for PgBatch<'_> {
             .await?;
         row.map(|r| {
             Ok((
-                r.try_get(0)?,
-                r.try_get(1)?,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get(4)?,
-                r.try_get(5)?,
+                r.try_get("region_id")?,
+                r.try_get("transaction_type")?,
+                r.try_get("amount_cents")?,
+                r.try_get("agency_id")?,
+                r.try_get("job_type")?,
+                r.try_get("seq")?,
             ))
         })
         .transpose()
@@ -254,7 +254,8 @@ impl BatchDb for PgBatch<'_> {
             .bind(id)
             .fetch_optional(&mut *self.tx)
             .await?;
-        row.map(|e| Ok((e.try_get(0)?, e.try_get(1)?))).transpose()
+        row.map(|e| Ok((e.try_get("id")?, e.try_get("balance_after_cents")?)))
+            .transpose()
     }
 
     async fn persist(&mut self, st: &BatchState) -> Result<(), LedgerError> {
