@@ -15,6 +15,7 @@
 
 mod audit;
 mod budget;
+mod cache;
 mod leases;
 mod pools;
 mod proposals;
@@ -26,7 +27,6 @@ mod tenants;
 mod tokens;
 mod types;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,7 +34,10 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+use cache::{OwnerCache, SeriesCache};
+
 pub use budget::*;
+pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
 pub use leases::Fence;
 pub use scaling::{ScaleOutcome, ScaleRequest};
 pub use tenant_budget::*;
@@ -205,13 +208,14 @@ pub fn now_ms() -> i64 {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// pool id → metric → series id, for series known to exist.
-    series: std::sync::Arc<std::sync::Mutex<HashMap<String, HashMap<String, i64>>>>,
+    /// pool id → metric → series id, for series known to exist (at most
+    /// [`SERIES_CACHE_MAX`]).
+    series: std::sync::Arc<std::sync::Mutex<SeriesCache>>,
     /// Pool id → (tenant id, when read): a pool never changes tenant, so
     /// ingestion checks ownership without a query; entries live
     /// [`pools::OWNER_CACHE_TTL`] so a pool deleted through another replica is
-    /// forgotten soon.
-    owners: std::sync::Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
+    /// forgotten soon (at most [`OWNER_CACHE_MAX`] pools).
+    owners: std::sync::Arc<std::sync::Mutex<OwnerCache>>,
     /// SQLite: the database file (the budget writer opens its own connection).
     sqlite_path: Option<std::sync::Arc<std::path::PathBuf>>,
     /// The database URL (the budget writer opens its own connection).

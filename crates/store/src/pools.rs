@@ -235,7 +235,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         if let Ok(mut known) = self.series.lock() {
-            known.remove(id);
+            known.remove_pool(id);
         }
         if let Ok(mut known) = self.owners.lock() {
             known.remove(id);
@@ -283,7 +283,7 @@ impl Store {
         let mut missing = Vec::new();
         if let Ok(known) = self.owners.lock() {
             for id in ids {
-                match known.get(*id) {
+                match known.get(id) {
                     Some((tenant, at)) if at.elapsed() < OWNER_CACHE_TTL => {
                         out.insert((*id).to_string(), tenant.clone());
                     }
@@ -310,7 +310,7 @@ impl Store {
                 let (id, tenant): (String, String) =
                     (row.try_get("id")?, row.try_get("tenant_id")?);
                 if let Some(k) = known.as_mut() {
-                    k.insert(id.clone(), (tenant.clone(), now));
+                    k.insert(id.clone(), tenant.clone(), now);
                 }
                 out.insert(id, tenant);
             }

@@ -40,38 +40,47 @@ impl Store {
     /// a collision with another series moves to the next candidate.
     async fn series_ids(&self, samples: &[Sample]) -> Result<Vec<i64>> {
         let poisoned = || StoreError::Corrupt("series cache poisoned".into());
-        let lookup = |known: &HashMap<String, HashMap<String, i64>>, s: &Sample| {
-            known
-                .get(s.pool_id.as_str())
-                .and_then(|m| m.get(s.metric.as_str()))
-                .copied()
-        };
-        let missing: Vec<(String, String)> = {
+        // The ids found in the cache are kept here: the bounded cache may be
+        // cleared (by this call's inserts or another's) before they are used.
+        let (mut ids, missing): (Vec<Option<i64>>, Vec<(String, String)>) = {
             let known = self.series.lock().map_err(|_| poisoned())?;
+            let ids: Vec<Option<i64>> = samples
+                .iter()
+                .map(|s| known.get(&s.pool_id, &s.metric))
+                .collect();
             let mut m: Vec<(String, String)> = samples
                 .iter()
-                .filter(|s| lookup(&known, s).is_none())
-                .map(|s| (s.pool_id.clone(), s.metric.clone()))
+                .zip(&ids)
+                .filter(|(_, id)| id.is_none())
+                .map(|(s, _)| (s.pool_id.clone(), s.metric.clone()))
                 .collect();
             m.sort();
             m.dedup();
-            m
+            (ids, m)
         };
-        for (pool_id, metric) in missing {
-            let id = self.ensure_series(&pool_id, &metric).await?;
+        let mut created: HashMap<&str, HashMap<&str, i64>> = HashMap::new();
+        for (pool_id, metric) in &missing {
+            let id = self.ensure_series(pool_id, metric).await?;
             self.series
                 .lock()
                 .map_err(|_| poisoned())?
-                .entry(pool_id)
+                .insert(pool_id.clone(), metric.clone(), id);
+            created
+                .entry(pool_id.as_str())
                 .or_default()
-                .insert(metric, id);
+                .insert(metric.as_str(), id);
         }
-        let known = self.series.lock().map_err(|_| poisoned())?;
-        samples
-            .iter()
-            .map(|s| {
-                lookup(&known, s)
-                    .ok_or_else(|| StoreError::Corrupt("series vanished from the cache".into()))
+        for (s, id) in samples.iter().zip(ids.iter_mut()) {
+            if id.is_none() {
+                *id = created
+                    .get(s.pool_id.as_str())
+                    .and_then(|m| m.get(s.metric.as_str()))
+                    .copied();
+            }
+        }
+        ids.into_iter()
+            .map(|id| {
+                id.ok_or_else(|| StoreError::Corrupt("series vanished from the cache".into()))
             })
             .collect()
     }
