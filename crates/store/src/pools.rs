@@ -322,6 +322,7 @@ impl Store {
 /// How long a cached pool owner is trusted (see `Store::pool_tenants`).
 const OWNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The columns [`pool_row`] decodes.
 pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
 
 pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {

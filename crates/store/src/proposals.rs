@@ -183,6 +183,7 @@ impl Store {
     }
 }
 
+/// The columns [`proposal_row`] decodes.
 const PROPOSAL_COLS: &str = "id, pool_id, tenant_id, current_capacity, target_capacity, reason, decision, status, decided_by, note, event_id, created_at_ms, updated_at_ms, decided_at_ms";
 
 fn proposal_row(r: &AnyRow) -> Result<Proposal> {

@@ -240,6 +240,7 @@ pub struct ScaleOutcome {
     pub skipped: Option<String>,
 }
 
+/// The columns [`event_row`] decodes.
 const EVENT_COLS: &str = "id, pool_id, tenant_id, region, agent_type, previous_capacity, new_capacity, reason, trigger_source, metadata, actuation_status, actuation_attempts, actuation_error, actuated_at_ms, created_at_ms";
 
 fn event_row(r: &AnyRow) -> Result<ScalingEvent> {

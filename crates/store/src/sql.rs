@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 
 use crate::{Listed, Result, StoreError};
 
+/// Writes the audit entry of a mutation inside its transaction `tx`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -29,16 +30,19 @@ pub(crate) async fn audit(
     Ok(())
 }
 
+/// A new object id: a UUIDv7, so ids sort by creation time.
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// [`StoreError::NotFound`] of `what`.
 pub(crate) fn not_found(what: &str) -> StoreError {
     StoreError::NotFound {
         what: what.to_string(),
     }
 }
 
+/// `e` as a conflict described by `what` when it is one, else as itself.
 pub(crate) fn conflict_as(e: sqlx::Error, what: String) -> StoreError {
     match StoreError::from(e) {
         StoreError::Conflict { .. } => StoreError::Conflict { what },
@@ -46,14 +50,17 @@ pub(crate) fn conflict_as(e: sqlx::Error, what: String) -> StoreError {
     }
 }
 
+/// `v` as a JSON column.
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
 
+/// A JSON column's value.
 pub(crate) fn parse_json(s: &str) -> Result<serde_json::Value> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))
 }
 
+/// A page of `rows` fetched as up to `limit + 1`, decoded by `decode`.
 pub(crate) fn paginate<T>(
     rows: Vec<AnyRow>,
     limit: i64,
