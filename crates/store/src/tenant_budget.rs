@@ -36,8 +36,9 @@ use fleetscale_core::provider_budget::{
     UsageEntry, UsageError, UsageReport, UsageStatus, DEFAULT_TIER,
 };
 
+use crate::sql::{audit, new_id, not_found, paginate};
 use crate::types::ser_ms;
-use crate::{audit, new_id, not_found, paginate, rfc3339, Listed, Page, Result, Store, StoreError};
+use crate::{rfc3339, Listed, Page, Result, Store, StoreError};
 
 /// A provider budget of a tenant: its settings, this month's usage and the projection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -228,37 +229,37 @@ const PROVIDER_COLS: &str = "provider, allocation_units, price_cents_per_million
 const USAGE_COLS: &str = "id, tenant_id, provider, seq, month_key, units, used_after, limit_units, job_type, description, idempotency_key, actor, created_at_ms";
 
 fn provider_row(r: &AnyRow) -> Result<(Provider, Stored)> {
-    let name: String = r.try_get(0)?;
+    let name: String = r.try_get("provider")?;
     let p = Provider::parse(&name)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown provider {name:?}")))?;
     Ok((
         p,
         Stored {
-            allocation: r.try_get(1)?,
-            price: r.try_get(2)?,
-            hard: r.try_get::<i64, _>(3)? != 0,
-            month_key: r.try_get(4)?,
-            used: r.try_get(5)?,
-            next_seq: r.try_get(6)?,
+            allocation: r.try_get("allocation_units")?,
+            price: r.try_get("price_cents_per_million")?,
+            hard: r.try_get::<i64, _>("hard_limit")? != 0,
+            month_key: r.try_get("month_key")?,
+            used: r.try_get("used_units")?,
+            next_seq: r.try_get("next_seq")?,
         },
     ))
 }
 
 fn usage_row(r: &AnyRow) -> Result<UsageRecord> {
     Ok(UsageRecord {
-        id: r.try_get(0)?,
-        tenant_id: r.try_get(1)?,
-        provider: r.try_get(2)?,
-        seq: r.try_get(3)?,
-        month: month_label(r.try_get(4)?),
-        units: r.try_get(5)?,
-        used_after_units: r.try_get(6)?,
-        limit_units: r.try_get(7)?,
-        job_type: r.try_get(8)?,
-        description: r.try_get(9)?,
-        idempotency_key: r.try_get(10)?,
-        actor: r.try_get(11)?,
-        created_at_ms: r.try_get(12)?,
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        provider: r.try_get("provider")?,
+        seq: r.try_get("seq")?,
+        month: month_label(r.try_get("month_key")?),
+        units: r.try_get("units")?,
+        used_after_units: r.try_get("used_after")?,
+        limit_units: r.try_get("limit_units")?,
+        job_type: r.try_get("job_type")?,
+        description: r.try_get("description")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        actor: r.try_get("actor")?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }
 
@@ -312,7 +313,7 @@ impl Store {
             .bind(tenant_id)
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| parse_tier(&r.try_get::<String, _>(0)?))
+            .map(|r| parse_tier(&r.try_get::<String, _>("tier")?))
             .transpose()?;
         let rows = sqlx::query(&format!(
             "SELECT {PROVIDER_COLS} FROM tenant_provider_budgets WHERE tenant_id = $1"
@@ -349,7 +350,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         {
-            tiers.insert(r.try_get(0)?, parse_tier(&r.try_get::<String, _>(1)?)?);
+            tiers.insert(
+                r.try_get("tenant_id")?,
+                parse_tier(&r.try_get::<String, _>("tier")?)?,
+            );
         }
         let mut rows: HashMap<String, HashMap<Provider, Stored>> = HashMap::new();
         for r in sqlx::query(&format!(
@@ -361,7 +365,7 @@ impl Store {
         .await?
         {
             let (p, row) = provider_row(&r)?;
-            rows.entry(r.try_get(7)?).or_default().insert(p, row);
+            rows.entry(r.try_get("tenant_id")?).or_default().insert(p, row);
         }
         let empty = HashMap::new();
         Ok(Listed {
@@ -408,7 +412,7 @@ impl Store {
         .bind(tenant_id)
         .fetch_one(&mut **tx)
         .await?;
-        parse_tier(&row.try_get::<String, _>(0)?)
+        parse_tier(&row.try_get::<String, _>("tier")?)
     }
 
     /// Sets a tenant's tier (audited `budget.tier`); allocations without an
@@ -698,15 +702,15 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?
         {
-            let name: String = r.try_get(0)?;
+            let name: String = r.try_get("provider")?;
             let p = Provider::parse(&name)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown provider {name:?}")))?;
             entries.entry(p).or_default().push(UsageEntry {
-                seq: r.try_get(1)?,
-                month_key: r.try_get(2)?,
-                units: r.try_get(3)?,
-                used_after: r.try_get(4)?,
-                limit_units: r.try_get(5)?,
+                seq: r.try_get("seq")?,
+                month_key: r.try_get("month_key")?,
+                units: r.try_get("units")?,
+                used_after: r.try_get("used_after")?,
+                limit_units: r.try_get("limit_units")?,
             });
         }
         tx.commit().await?;

@@ -22,6 +22,7 @@ conformance!(
     a_refund_goes_back_to_the_period_that_paid,
     concurrent_spends_never_overdraw,
     budget_batches_interleave_with_other_store_writes,
+    budget_reads_decode_their_columns_by_name,
 );
 
 async fn region(s: &Store) -> (Budgets, String) {
@@ -880,4 +881,74 @@ async fn postgres_writer_reconnects_after_its_connection_dies() {
     assert!(replay.replayed);
     assert_eq!(b.budget(&r).await.unwrap().remaining_cents, 1_000 - 10 - 25);
     assert!(b.check_ledger(&r).await.unwrap().ok);
+}
+
+/// The budget reads not covered elsewhere decode each column by its name:
+/// the budgets list, the ledger, a reservation and the budgeted regions.
+async fn budget_reads_decode_their_columns_by_name(s: Store) {
+    let (b, r) = region(&s).await;
+    let now = now_ms();
+    b.apply_one(&r, allocate(1_000), "admin", now)
+        .await
+        .unwrap();
+    let held = b
+        .apply_one(
+            &r,
+            BudgetOp::Reserve {
+                amount_cents: 300,
+                job_type: "orchestration".into(),
+                agency_id: Some("agency-1".into()),
+                idempotency_key: Some("k1".into()),
+                expires_at_ms: now + 60_000,
+            },
+            "op",
+            now,
+        )
+        .await
+        .unwrap();
+    let res = b.reservation(&held.reservation.unwrap().id).await.unwrap();
+    assert_eq!(
+        (
+            res.region_id.as_str(),
+            res.amount_cents,
+            res.job_type.as_str(),
+            res.agency_id.as_deref(),
+            res.status.as_str(),
+            res.expires_at_ms,
+            res.committed_cents
+        ),
+        (
+            r.as_str(),
+            300,
+            "orchestration",
+            Some("agency-1"),
+            "held",
+            now + 60_000,
+            None
+        )
+    );
+    let listed = b.list(&Page::default()).await.unwrap();
+    let mine = listed.items.iter().find(|x| x.region_id == r).unwrap();
+    assert_eq!(
+        (
+            mine.monthly_cents,
+            mine.remaining_cents,
+            mine.reserved_cents,
+            mine.transactions
+        ),
+        (1_000, 700, 300, 2)
+    );
+    let txs = b.transactions(&r, None, &Page::default()).await.unwrap();
+    assert_eq!(txs.items.len(), 2);
+    assert_eq!(
+        (
+            txs.items[0].transaction_type.as_str(),
+            txs.items[0].amount_cents,
+            txs.items[0].balance_after_cents,
+            txs.items[0].agency_id.as_deref(),
+            txs.items[0].actor.as_str()
+        ),
+        ("reserve", 300, 700, Some("agency-1"), "op")
+    );
+    assert!(b.budget_regions().await.unwrap().contains(&r));
 }

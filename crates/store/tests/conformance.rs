@@ -26,6 +26,7 @@ conformance!(
     two_admins_revoking_each_other_leave_one,
     pool_policies_and_sample_reads,
     policy_pool_samples_read_every_pool_at_once,
+    reads_decode_their_columns_by_name,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -669,4 +670,41 @@ async fn unusable_database_urls_are_refused_at_open() {
             Ok(_) => panic!("{url}: opened"),
         }
     }
+}
+
+/// Reads not covered elsewhere decode each column by its name: samples,
+/// pool owners and pending proposals come back field for field.
+async fn reads_decode_their_columns_by_name(s: Store) {
+    let (tenant, pool) = tenant_and_pool(&s, 60).await;
+    let now = now_ms();
+    let sample = |ts_ms, value| Sample {
+        pool_id: pool.id.clone(),
+        metric: "throughput".into(),
+        ts_ms,
+        value,
+    };
+    s.insert_samples(&[sample(now - 2_000, 1.5), sample(now - 1_000, 2.5)])
+        .await
+        .unwrap();
+    let read = s
+        .samples(&pool.id, "throughput", now - 10_000, now, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(
+        (
+            read[1].pool_id.as_str(),
+            read[1].metric.as_str(),
+            read[1].ts_ms,
+            read[1].value
+        ),
+        (pool.id.as_str(), "throughput", now - 1_000, 2.5)
+    );
+    let owners = s.pool_tenants(&[pool.id.as_str()]).await.unwrap();
+    assert_eq!(owners.get(&pool.id), Some(&tenant));
+    s.upsert_proposal(&pool, 4, "test", &serde_json::json!({}), None, now)
+        .await
+        .unwrap();
+    let pending = s.pending_proposals().await.unwrap();
+    assert_eq!(pending.get(&pool.id), Some(&4));
 }

@@ -69,10 +69,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use fleetscale_core::budget::{day_key, month_key, BudgetState, Cents};
 
-use crate::budget::{
-    linger, run_batch, BatchDb, BatchState, EntryRow, Job, LedgerError, Locked, Prior, Reservation,
-    TxJson, TxOutcome, MAX_BATCH, PERIOD_STARTS_SQL,
+use super::batch::{
+    linger, BatchDb, BatchState, EntryRow, Job, Locked, Prior, TxJson, PERIOD_STARTS_SQL,
 };
+use super::rules::run_batch;
+use super::types::{LedgerError, Reservation, TxOutcome, MAX_BATCH};
 use crate::{Store, StoreError};
 
 mod keys;
@@ -302,14 +303,14 @@ const RES_SELECT: &str = "SELECT id, region_id, amount_cents, job_type, agency_i
 
 fn res_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reservation> {
     Ok(Reservation {
-        id: r.get(0)?,
-        region_id: r.get(1)?,
-        amount_cents: r.get(2)?,
-        job_type: r.get(3)?,
-        agency_id: r.get(4)?,
-        status: r.get(5)?,
-        expires_at_ms: r.get(6)?,
-        committed_cents: r.get(7)?,
+        id: r.get("id")?,
+        region_id: r.get("region_id")?,
+        amount_cents: r.get("amount_cents")?,
+        job_type: r.get("job_type")?,
+        agency_id: r.get("agency_id")?,
+        status: r.get("status")?,
+        expires_at_ms: r.get("expires_at_ms")?,
+        committed_cents: r.get("committed_cents")?,
     })
 }
 
@@ -322,14 +323,14 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
                 s.query_row([rid], |r| {
                     Ok(Locked {
                         state: BudgetState {
-                            monthly_cents: r.get(0)?,
-                            remaining_cents: r.get(1)?,
-                            spent_today_cents: r.get(2)?,
-                            reserved_cents: r.get(3)?,
+                            monthly_cents: r.get("monthly_cents")?,
+                            remaining_cents: r.get("remaining_cents")?,
+                            spent_today_cents: r.get("spent_today_cents")?,
+                            reserved_cents: r.get("reserved_cents")?,
                         },
-                        next_seq: r.get(4)?,
-                        last_day_key: r.get(5)?,
-                        last_month_key: r.get(6)?,
+                        next_seq: r.get("next_seq")?,
+                        last_day_key: r.get("last_day_key")?,
+                        last_month_key: r.get("last_month_key")?,
                         dirty: false,
                         period_starts: None,
                         batch_period_starts: (0, 0),
@@ -373,7 +374,7 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
             .prepare_cached("SELECT region_id, transaction_type, amount_cents, agency_id, job_type, seq FROM region_budget_transactions WHERE id = ?1")
             .and_then(|mut s| {
                 s.query_row([id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    Ok((r.get("region_id")?, r.get("transaction_type")?, r.get("amount_cents")?, r.get("agency_id")?, r.get("job_type")?, r.get("seq")?))
                 })
                 .optional()
             })
@@ -417,7 +418,7 @@ impl<S: BuildHasher> BatchDb for LiteBatch<'_, S> {
     async fn reserve_entry(&mut self, id: &str) -> Result<Option<(String, Cents)>, LedgerError> {
         self.conn
             .prepare_cached("SELECT id, balance_after_cents FROM region_budget_transactions WHERE reservation_id = ?1 AND transaction_type = 'reserve'")
-            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get("id")?, r.get("balance_after_cents")?))).optional())
             .map_err(LedgerError::from)
     }
 
@@ -564,7 +565,7 @@ mod tests {
         let thread = std::thread::spawn(move || run(conn, wal, rx, flag));
         let allocate = |reply| Job {
             region_id: region.id.clone(),
-            op: crate::budget::BudgetOp::Allocate {
+            op: crate::budget::types::BudgetOp::Allocate {
                 amount_cents: 100,
                 description: None,
             },
@@ -676,7 +677,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_that_share_a_hash_are_told_apart() {
-        use crate::budget::BudgetOp;
+        use crate::budget::types::BudgetOp;
         let dir = std::env::temp_dir().join(format!("fs-onehash-{}", uuid::Uuid::new_v4()));
         let store = Store::open_sqlite(&dir).await.unwrap();
         let region = store.create_region("r", "EU", "test").await.unwrap();
@@ -747,7 +748,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rolled_back_batch_leaves_the_keys_as_they_were_in_every_region() {
-        use crate::budget::BudgetOp;
+        use crate::budget::types::BudgetOp;
         let dir = std::env::temp_dir().join(format!("fs-keysrb-{}", uuid::Uuid::new_v4()));
         let store = Store::open_sqlite(&dir).await.unwrap();
         let r1 = store.create_region("r1", "EU", "test").await.unwrap().id;

@@ -46,7 +46,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::budget::{NewTx, Prior};
+use crate::budget::batch::{NewTx, Prior};
 
 /// The value of a hash that two different keys share: look it up by scan.
 const AMBIGUOUS: i64 = -1;
@@ -118,7 +118,7 @@ impl<S: BuildHasher> KeyIndex<S> {
         let tx = conn.transaction()?;
         let regions: Vec<(String, i64)> = tx
             .prepare("SELECT region_id, next_seq FROM region_budgets")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([], |r| Ok((r.get("region_id")?, r.get("next_seq")?)))?
             .collect::<rusqlite::Result<_>>()?;
         self.regions.clear();
         let mut keys = 0;
@@ -160,8 +160,11 @@ impl<S: BuildHasher> KeyIndex<S> {
             )?;
             let mut rows = s.query(params![rid, keys.next_seq, next_seq])?;
             while let Some(r) = rows.next()? {
-                let hash = hasher.hash_one((r.get_ref(1)?.as_str()?, r.get_ref(2)?.as_str()?));
-                keys.insert(hash, r.get(0)?);
+                let hash = hasher.hash_one((
+                    r.get_ref("transaction_type")?.as_str()?,
+                    r.get_ref("idempotency_key")?.as_str()?,
+                ));
+                keys.insert(hash, r.get("seq")?);
                 indexed += 1;
             }
             keys.next_seq = next_seq;
@@ -189,14 +192,14 @@ impl<S: BuildHasher> KeyIndex<S> {
         };
         let row = |r: &rusqlite::Row<'_>| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, String>("idempotency_key")?,
+                r.get::<_, String>("transaction_type")?,
                 Prior {
-                    id: r.get(2)?,
-                    amount_cents: r.get(3)?,
-                    balance_after_cents: r.get(4)?,
-                    job_type: r.get(5)?,
-                    refund_of: r.get(6)?,
+                    id: r.get("id")?,
+                    amount_cents: r.get("amount_cents")?,
+                    balance_after_cents: r.get("balance_after_cents")?,
+                    job_type: r.get("job_type")?,
+                    refund_of: r.get("refund_of")?,
                 },
             ))
         };
