@@ -11,6 +11,7 @@ pub mod control;
 pub mod decision;
 pub mod forecast;
 pub mod hpa;
+pub mod lifecycle;
 pub mod observation;
 pub mod observe;
 pub mod policies;
@@ -25,6 +26,7 @@ pub use decision::{
     decide_all, decide_all_cached, decide_all_with, CombinedDecision, PerformanceTargets,
     PoolPolicies, Reason,
 };
+pub use lifecycle::{ActuationStatus, ProposalStatus, TriggerSource, UnknownValue};
 pub use observation::{
     Action, Decision, Observation, PoolBounds, QueueObservation, Sample, SlaObservation,
     WindowStats,

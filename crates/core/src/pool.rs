@@ -47,6 +47,24 @@ impl Mode {
     }
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = crate::lifecycle::UnknownValue;
+
+    fn from_str(s: &str) -> Result<Mode, Self::Err> {
+        Mode::parse(s).ok_or_else(|| crate::lifecycle::UnknownValue {
+            kind: "pool mode",
+            value: s.to_string(),
+            expected: "autonomous, recommend, frozen, ",
+        })
+    }
+}
+
 /// The body of `POST /api/v1/pools`, as sent. Missing fields take the seed
 /// defaults (min 1, max 10, desired 1, metric `throughput`, mode `recommend`).
 #[derive(Debug, Clone, Default, Deserialize)]

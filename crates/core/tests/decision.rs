@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fleetscale_core::decision::{decide_all, PerformanceTargets, PoolPolicies};
+use fleetscale_core::decision::{decide_all, Factor, PerformanceTargets, PoolPolicies};
 use fleetscale_core::policies::predictive::PredictivePolicy;
 use fleetscale_core::policies::queue::QueuePolicy;
 use fleetscale_core::policies::schedule::{ScheduleEntry, ScheduleMode, SchedulePolicy};
@@ -14,7 +14,7 @@ use fleetscale_core::pool::PoolBounds;
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
     Action, Observation, PolicySpec, QueueObservation, Sample, SlaObservation, ThresholdPolicy,
-    WindowStats,
+    TriggerSource, WindowStats,
 };
 use proptest::prelude::*;
 
@@ -71,8 +71,8 @@ fn with_queue(mut o: Observation, backlog: f64) -> Observation {
     o
 }
 
-fn factors(d: &fleetscale_core::CombinedDecision) -> Vec<&str> {
-    d.reasons.iter().map(|r| r.factor.as_str()).collect()
+fn factors(d: &fleetscale_core::CombinedDecision) -> Vec<Factor> {
+    d.reasons.iter().map(|r| r.factor).collect()
 }
 
 #[test]
@@ -83,8 +83,11 @@ fn scale_out_takes_the_maximum() {
         &with_queue(obs(4, Some(90.0)), 900.0),
     );
     assert_eq!((d.action, d.target), (Action::ScaleUp, 9));
-    assert_eq!(factors(&d), ["current_load"]);
+    assert_eq!(factors(&d), [Factor::CurrentLoad]);
     assert!(d.reasons[0].message.starts_with("queue proposes 9"));
+    assert_eq!(d.decided_by, Some(Factor::CurrentLoad));
+    assert_eq!(d.acting_policy, Some(1), "the queue policy acted");
+    assert_eq!(d.trigger_source(), TriggerSource::Autoscaler);
 }
 
 #[test]
@@ -116,7 +119,7 @@ fn scale_in_needs_the_sla_margin() {
     });
     let d = decide_all(&s, &o);
     assert_eq!(d.target, 4);
-    assert!(factors(&d).contains(&"sla_margin"));
+    assert!(factors(&d).contains(&Factor::SlaMargin));
     o.sla = Some(SlaObservation {
         response_time_ms: Some(790.0),
         ..SlaObservation::default()
@@ -136,7 +139,7 @@ fn cost_driven_scale_in() {
         "{:?}",
         d.reasons
     );
-    assert!(factors(&d).contains(&"cost_efficiency"));
+    assert!(factors(&d).contains(&Factor::CostEfficiency));
     let mut s0 = s.clone();
     s0.performance_targets.cost_optimization_weight = 0.0;
     assert_eq!(decide_all(&s0, &obs(10, Some(40.0))).target, 10);
@@ -197,10 +200,13 @@ fn predicted_spike_acts_without_current_action_and_overrides_scale_in_when_urgen
     let r = d
         .reasons
         .iter()
-        .find(|r| r.factor == "predicted_load")
+        .find(|r| r.factor == Factor::PredictedLoad)
         .unwrap();
     assert!(r.message.contains("overrides"), "{}", r.message);
     assert_eq!(r.figures["urgency"], 1.0);
+    assert_eq!(d.decided_by, Some(Factor::PredictedLoad));
+    assert_eq!(d.acting_policy, Some(1));
+    assert_eq!(d.trigger_source(), TriggerSource::Predictive);
     // Cold start 0: the spike is an hour away (urgency 1 - 1/3 <= 0.8): the
     // current-load scale-in stands (the seed's rule), the spike is noted.
     let d = decide_all(&set(vec![threshold(), predictive(0)]), &o);
@@ -213,10 +219,15 @@ fn predicted_spike_acts_without_current_action_and_overrides_scale_in_when_urgen
     let r = d
         .reasons
         .iter()
-        .find(|r| r.factor == "predicted_load")
+        .find(|r| r.factor == Factor::PredictedLoad)
         .unwrap();
     assert!(r.message.contains("not acted on yet"), "{}", r.message);
     assert!((r.figures["urgency"] - 2.0 / 3.0).abs() < 1e-9);
+    // A spike noted but not acted on does not make the scale-in predictive
+    // (a message starting "predicted spike" once labelled it so).
+    assert_eq!(d.decided_by, Some(Factor::CurrentLoad));
+    assert_eq!(d.acting_policy, Some(0));
+    assert_eq!(d.trigger_source(), TriggerSource::Autoscaler);
     // Without a current-load action the spike acts: threshold holds at 50%.
     let mut o2 = o.clone();
     o2.load = Some(WindowStats {
@@ -226,6 +237,7 @@ fn predicted_spike_acts_without_current_action_and_overrides_scale_in_when_urgen
     });
     let d = decide_all(&set(vec![threshold(), predictive(3600)]), &o2);
     assert_eq!(d.target, 10, "{:?}", d.reasons);
+    assert_eq!(d.trigger_source(), TriggerSource::Predictive);
 }
 
 #[test]
@@ -242,17 +254,26 @@ fn schedules_are_floors_then_bounds_then_safety_lock() {
     });
     let d = decide_all(&set(vec![threshold(), sched.clone()]), &obs(4, Some(90.0)));
     assert_eq!(d.target, 12);
-    assert_eq!(factors(&d), ["current_load", "schedule"]);
+    assert_eq!(factors(&d), [Factor::CurrentLoad, Factor::Schedule]);
+    assert_eq!(
+        (d.decided_by, d.acting_policy, d.trigger_source()),
+        (Some(Factor::Schedule), Some(1), TriggerSource::Schedule)
+    );
     // Bounds last: max 10.
     let mut o = obs(4, Some(90.0));
     o.bounds.max = 10;
     let d = decide_all(&set(vec![threshold(), sched.clone()]), &o);
     assert_eq!(d.target, 10);
-    assert_eq!(factors(&d), ["current_load", "schedule", "bounds"]);
+    assert_eq!(
+        factors(&d),
+        [Factor::CurrentLoad, Factor::Schedule, Factor::Bounds]
+    );
     o.safety_lock = true;
     let d = decide_all(&set(vec![threshold(), sched]), &o);
     assert_eq!((d.action, d.target), (Action::Hold, 4));
-    assert_eq!(factors(&d).last(), Some(&"safety_lock"));
+    assert_eq!(factors(&d).last(), Some(&Factor::SafetyLock));
+    assert_eq!((d.decided_by, d.acting_policy), (None, None), "a hold");
+    assert_eq!(d.trigger_source(), TriggerSource::Autoscaler);
 }
 
 #[test]
@@ -261,7 +282,7 @@ fn available_capacity_caps_scale_out() {
     o.available_instances = Some(3);
     let d = decide_all(&set(vec![queue()]), &o);
     assert_eq!(d.target, 7);
-    assert!(factors(&d).contains(&"resource_availability"));
+    assert!(factors(&d).contains(&Factor::ResourceAvailability));
 }
 
 #[test]
@@ -282,7 +303,7 @@ fn missing_metrics_block_scale_in() {
     // Threshold wants to scale in (10%), the trigger has no cpu samples.
     let d = decide_all(&set(vec![threshold(), trig]), &obs(10, Some(10.0)));
     assert_eq!(d.target, 10, "{:?}", d.reasons);
-    assert_eq!(factors(&d)[0], "data");
+    assert_eq!(factors(&d)[0], Factor::Data);
 }
 
 #[test]
@@ -537,6 +558,12 @@ proptest! {
         }
         if inputs.lock {
             prop_assert_eq!(d.target, inputs.desired);
+        }
+        // A change always names the rule that made it; a hold never does.
+        prop_assert_eq!(d.decided_by.is_some(), d.action != Action::Hold, "{:?}", d);
+        prop_assert!(d.acting_policy.is_none_or(|i| i < d.policies.len()));
+        if d.decided_by.is_none() {
+            prop_assert_eq!(d.trigger_source(), TriggerSource::Autoscaler);
         }
         prop_assert_eq!(&d, &decide_all(&spec, &o));
     }

@@ -25,7 +25,9 @@ use fleetscale_core::decision::PoolPolicies;
 use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::trace::RateSeries;
-use fleetscale_core::{Mode, Observation, PolicySpec, Sample as CoreSample, WindowStats};
+use fleetscale_core::{
+    Mode, Observation, PolicySpec, Sample as CoreSample, TriggerSource, WindowStats,
+};
 use fleetscale_store::{Fence, Pool, Sample, ScaleRequest, StoreError};
 
 use crate::metrics::{ActionLabel, SourceLabel};
@@ -460,7 +462,8 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
             } => {
                 let trigger = combined
                     .as_ref()
-                    .map_or("autoscaler", |c| c.trigger_source());
+                    .map_or(TriggerSource::Autoscaler, |c| c.trigger_source())
+                    .as_str();
                 let req = ScaleRequest {
                     pool_id: pool_id.clone(),
                     capacity: decision.target,

@@ -306,3 +306,42 @@ async fn a_cooldown_ending_mid_tick_is_acted_on_when_it_ends() {
     stop.send(true).unwrap();
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn applied_scalings_are_counted_under_their_real_trigger_source() {
+    let db = db("trigger").await;
+    let c = EngineCtx::new(db.store.clone());
+    let p = pool(&db.store, 0).await;
+    // A schedule whose window is open now sets the pool to 5.
+    let spec: fleetscale_core::PoolPolicies = serde_json::from_value(serde_json::json!({
+        "policies": [{"type": "schedule", "schedules": [{"cron": "* * * * *", "timezone": "UTC",
+            "duration_seconds": 3600, "capacity": 5, "mode": "target", "description": "batch"}]}]
+    }))
+    .unwrap();
+    db.store
+        .set_pool_policies(&p, Some(&spec), "test")
+        .await
+        .unwrap();
+    let now = c.now_ms();
+    assert!(db.store.try_lease(LEASE, "t", now, 60_000).await.unwrap());
+    let fence = fleetscale_store::Fence {
+        name: LEASE.into(),
+        holder: "t".into(),
+    };
+    let r = fleetscale_engine::control::tick_once(&c, &fence, now)
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1, "{r:?}");
+    let events = db
+        .store
+        .list_events(Some(&p), None, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(events.items[0].trigger_source, "schedule");
+    let text = c.metrics.encode();
+    assert!(
+        text.contains("fleetscale_scalings_total{trigger_source=\"schedule\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("trigger_source=\"autoscaler\""), "{text}");
+}

@@ -8,17 +8,40 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::spec::{sla_margin, PoolPolicies};
+use crate::lifecycle::{text_enum, TriggerSource};
 use crate::observation::{Action, Decision, Observation};
 use crate::policies::predictive::ModelCache;
 use crate::policies::{ceil_tol, decide, to_instances, PolicySpec};
 
+text_enum!(
+    /// A factor or rule of the decision engine, in the order they apply.
+    Factor, "reason factor", {
+        /// A policy's inputs were missing or stale.
+        Data => "data",
+        /// The load policies' proposals (rule 1).
+        CurrentLoad => "current_load",
+        /// A predictive policy's forecast (rule 2).
+        PredictedLoad => "predicted_load",
+        /// Scale-in for cost at the target utilization (rule 3).
+        CostEfficiency => "cost_efficiency",
+        /// The SLA margin a scale-in needs (rule 4).
+        SlaMargin => "sla_margin",
+        /// The instances the provider can still add (rule 5).
+        ResourceAvailability => "resource_availability",
+        /// A schedule's floor (rule 6).
+        Schedule => "schedule",
+        /// The pool's bounds (rule 7).
+        Bounds => "bounds",
+        /// An admin's safety lock (rule 7).
+        SafetyLock => "safety_lock",
+    }
+);
+
 /// One step of the reasoning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {
-    /// The factor or rule: `current_load`, `predicted_load`,
-    /// `cost_efficiency`, `sla_margin`, `resource_availability`, `schedule`,
-    /// `bounds`, `safety_lock`, `data`.
-    pub factor: String,
+    /// The factor or rule.
+    pub factor: Factor,
     /// What it concluded.
     pub message: String,
     /// The figures behind it.
@@ -41,6 +64,15 @@ pub struct CombinedDecision {
     pub reasons: Vec<Reason>,
     /// Each policy's own decision, in spec order.
     pub policies: Vec<Decision>,
+    /// The rule that set the target, when it differs from the current
+    /// capacity (`None` on a hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<Factor>,
+    /// The policy (index in spec order) whose proposal set the target, when
+    /// one did (`None` on a hold, or when a rule of its own did, such as
+    /// cost efficiency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_policy: Option<usize>,
 }
 
 fn is_load(p: &PolicySpec) -> bool {
@@ -55,7 +87,7 @@ impl CombinedDecision {
         let mut inputs = BTreeMap::new();
         for r in &self.reasons {
             for (k, v) in &r.figures {
-                inputs.insert(format!("{}.{k}", r.factor), *v);
+                inputs.insert(format!("{}.{k}", r.factor.as_str()), *v);
             }
         }
         Decision {
@@ -78,21 +110,13 @@ impl CombinedDecision {
     }
 
     /// The trigger source of an applied change: `predictive` or `schedule`
-    /// when that factor acted, else `autoscaler`.
-    pub fn trigger_source(&self) -> &'static str {
-        if self.target == self.current {
-            return "autoscaler";
-        }
-        if self
-            .reasons
-            .iter()
-            .any(|r| r.factor == "predicted_load" && r.message.starts_with("predicted spike"))
-        {
-            "predictive"
-        } else if self.reasons.iter().any(|r| r.factor == "schedule") {
-            "schedule"
-        } else {
-            "autoscaler"
+    /// when that rule set the target ([`CombinedDecision::decided_by`]),
+    /// else `autoscaler`.
+    pub fn trigger_source(&self) -> TriggerSource {
+        match self.decided_by {
+            Some(Factor::PredictedLoad) if self.target != self.current => TriggerSource::Predictive,
+            Some(Factor::Schedule) if self.target != self.current => TriggerSource::Schedule,
+            _ => TriggerSource::Autoscaler,
         }
     }
 }
@@ -145,9 +169,9 @@ pub fn decide_all_with(
     let b = obs.bounds;
     let current = b.desired;
     let mut reasons = Vec::new();
-    let mut reason = |factor: &str, message: String, figures: &[(&str, f64)]| {
+    let mut reason = |factor: Factor, message: String, figures: &[(&str, f64)]| {
         reasons.push(Reason {
-            factor: factor.into(),
+            factor,
             message,
             figures: figures
                 .iter()
@@ -158,7 +182,7 @@ pub fn decide_all_with(
     };
     let missing: Vec<&Decision> = ds.iter().filter(|d| d.data_missing).collect();
     for d in &missing {
-        reason("data", format!("{}: {}", d.policy, d.reason), &[]);
+        reason(Factor::Data, format!("{}: {}", d.policy, d.reason), &[]);
     }
     let load: Vec<(usize, &Decision)> = ds
         .iter()
@@ -167,31 +191,35 @@ pub fn decide_all_with(
         .collect();
     // `proposal`: Some(target) once a rule has chosen a change.
     let mut proposal: Option<i64> = None;
+    // The rule (and policy) behind `proposal`, then behind the target.
+    let mut decided: Option<(Factor, Option<usize>)> = None;
     let mut conf: f64 = 1.0;
     // 1. Current load.
     let up = load
         .iter()
         .filter(|(_, d)| d.target > current)
         .max_by_key(|(_, d)| d.target);
-    if let Some((_, d)) = up {
+    if let Some((i, d)) = up {
         proposal = Some(d.target);
+        decided = Some((Factor::CurrentLoad, Some(*i)));
         conf = d.confidence;
         reason(
-            "current_load",
+            Factor::CurrentLoad,
             format!("{} proposes {}: {}", d.policy, d.target, d.reason),
             &[("target", d.target as f64)],
         );
     } else if !load.is_empty() && missing.is_empty() && load.iter().all(|(_, d)| d.target < current)
     {
-        let (_, d) = load
+        let (i, d) = load
             .iter()
             .max_by_key(|(_, d)| d.target)
             .copied()
             .unwrap_or((0, &ds[0]));
         proposal = Some(d.target);
+        decided = Some((Factor::CurrentLoad, Some(i)));
         conf = load.iter().map(|(_, d)| d.confidence).fold(1.0, f64::min);
         reason(
-            "current_load",
+            Factor::CurrentLoad,
             format!(
                 "every load policy proposes less; least reduction {} by {}: {}",
                 d.target, d.policy, d.reason
@@ -200,7 +228,7 @@ pub fn decide_all_with(
         );
     } else if !load.is_empty() {
         reason(
-            "current_load",
+            Factor::CurrentLoad,
             "no change agreed by the load policies".into(),
             &[("current", current as f64)],
         );
@@ -220,17 +248,18 @@ pub fn decide_all_with(
             match proposal {
                 None => {
                     proposal = Some(d.target);
+                    decided = Some((Factor::PredictedLoad, Some(i)));
                     conf = d.confidence;
-                    reason("predicted_load", format!("predicted spike: {}", d.reason), &figs);
+                    reason(Factor::PredictedLoad, format!("predicted spike: {}", d.reason), &figs);
                 }
                 Some(p) if urgency > spike_threshold(spec) => {
                     let t = p.max(d.target);
                     if p < current || d.target > p {
                         conf = d.confidence;
+                        decided = Some((Factor::PredictedLoad, Some(i)));
                     }
                     proposal = Some(t);
-                    reason(
-                        "predicted_load",
+                    reason(Factor::PredictedLoad,
                         format!(
                             "predicted spike with urgency {urgency:.2} > {}: overrides the current-load action, target {t}; {}",
                             spike_threshold(spec),
@@ -241,14 +270,13 @@ pub fn decide_all_with(
                 }
                 Some(p) if p < current => {
                     proposal = None;
-                    reason(
-                        "predicted_load",
+                    decided = None;
+                    reason(Factor::PredictedLoad,
                         format!("predicted spike (urgency {urgency:.2}) vetoes the scale-in: {}", d.reason),
                         &figs,
                     );
                 }
-                Some(_) => reason(
-                    "predicted_load",
+                Some(_) => reason(Factor::PredictedLoad,
                     format!("predicted spike noted (urgency {urgency:.2}); current-load scale-out stands: {}", d.reason),
                     &figs,
                 ),
@@ -256,7 +284,7 @@ pub fn decide_all_with(
         } else if let Some(p) = proposal.filter(|p| *p < current && d.target > *p) {
             proposal = Some(d.target.min(current));
             reason(
-                "predicted_load",
+                Factor::PredictedLoad,
                 format!(
                     "predicted demand needs {}: scale-in limited (from {p})",
                     d.target
@@ -265,7 +293,7 @@ pub fn decide_all_with(
             );
         } else if d.inputs.get("spike_expected") == Some(&1.0) {
             reason(
-                "predicted_load",
+                Factor::PredictedLoad,
                 format!(
                     "predicted spike later (urgency {urgency:.2} <= {}): not acted on yet; {}",
                     spike_threshold(spec),
@@ -274,7 +302,7 @@ pub fn decide_all_with(
                 &figs,
             );
         } else if d.action == Action::Hold && d.inputs.contains_key("would_target") {
-            reason("predicted_load", d.reason.clone(), &figs);
+            reason(Factor::PredictedLoad, d.reason.clone(), &figs);
         }
     }
     // 3. Cost efficiency.
@@ -318,15 +346,15 @@ pub fn decide_all_with(
                 ];
                 if highest > current {
                     reason(
-                        "cost_efficiency",
+                        Factor::CostEfficiency,
                         format!("scale-in possible but a policy proposes {highest}"),
                         &figs,
                     );
                 } else if target < current {
                     proposal = Some(target);
+                    decided = Some((Factor::CostEfficiency, None));
                     conf = 1.0;
-                    reason(
-                        "cost_efficiency",
+                    reason(Factor::CostEfficiency,
                         format!(
                             "load {:.1} fits in {needed} at {}% utilization: scale in to {target} (weight {})",
                             l.mean, t.target_utilization_percent, t.cost_optimization_weight
@@ -342,7 +370,7 @@ pub fn decide_all_with(
         let ok = match sla_margin(t, obs) {
             Ok(None) => {
                 reason(
-                    "sla_margin",
+                    Factor::SlaMargin,
                     "no SLA targets set: scale-in allowed".into(),
                     &[],
                 );
@@ -350,7 +378,7 @@ pub fn decide_all_with(
             }
             Ok(Some(m)) if m > spec.scale_in_sla_margin => {
                 reason(
-                    "sla_margin",
+                    Factor::SlaMargin,
                     format!(
                         "SLA margin {m:.2} > {}: scale-in to {p} allowed",
                         spec.scale_in_sla_margin
@@ -361,7 +389,7 @@ pub fn decide_all_with(
             }
             Ok(Some(m)) => {
                 reason(
-                    "sla_margin",
+                    Factor::SlaMargin,
                     format!(
                         "SLA margin {m:.2} <= {}: no scale-in",
                         spec.scale_in_sla_margin
@@ -372,7 +400,7 @@ pub fn decide_all_with(
             }
             Err(e) => {
                 reason(
-                    "sla_margin",
+                    Factor::SlaMargin,
                     format!("SLA margin unknown ({e}): no scale-in"),
                     &[],
                 );
@@ -381,6 +409,7 @@ pub fn decide_all_with(
         };
         if !ok {
             proposal = None;
+            decided = None;
         }
     }
     let mut target = proposal.unwrap_or(current);
@@ -389,7 +418,7 @@ pub fn decide_all_with(
         if target > current.saturating_add(a) {
             let capped = current.saturating_add(a);
             reason(
-                "resource_availability",
+                Factor::ResourceAvailability,
                 format!("only {a} more instance(s) available: {target} capped to {capped}"),
                 &[("available_instances", a as f64)],
             );
@@ -397,13 +426,14 @@ pub fn decide_all_with(
         }
     }
     // 6. Schedules as floors.
-    for p in &spec.policies {
+    for (i, p) in spec.policies.iter().enumerate() {
         if let PolicySpec::Schedule(s) = p {
             let (tg, fl, _) = s.levels(obs.now_ms);
             if let Some(floor) = tg.max(fl) {
                 if target < floor {
+                    decided = Some((Factor::Schedule, Some(i)));
                     reason(
-                        "schedule",
+                        Factor::Schedule,
                         format!("schedule floor {floor} raises {target}"),
                         &[("floor", floor as f64)],
                     );
@@ -416,7 +446,7 @@ pub fn decide_all_with(
     let clamped = b.clamp(target);
     if clamped != target {
         reason(
-            "bounds",
+            Factor::Bounds,
             format!("{target} clamped to [{}, {}]: {clamped}", b.min, b.max),
             &[("min", b.min as f64), ("max", b.max as f64)],
         );
@@ -424,7 +454,7 @@ pub fn decide_all_with(
     let mut target = clamped;
     if obs.safety_lock && target != current {
         reason(
-            "safety_lock",
+            Factor::SafetyLock,
             format!("safety lock: stays at {current} (would be {target})"),
             &[],
         );
@@ -439,6 +469,9 @@ pub fn decide_all_with(
         std::cmp::Ordering::Less => Action::ScaleDown,
         std::cmp::Ordering::Equal => Action::Hold,
     };
+    if action == Action::Hold {
+        decided = None;
+    }
     let coverage = if ds.is_empty() {
         0.0
     } else {
@@ -461,6 +494,8 @@ pub fn decide_all_with(
         confidence: if confidence.is_nan() { 0.0 } else { confidence },
         reasons,
         policies: ds,
+        decided_by: decided.map(|(f, _)| f),
+        acting_policy: decided.and_then(|(_, i)| i),
     }
 }
 
