@@ -153,7 +153,7 @@ impl Actuator {
             capacity: ev.new_capacity,
             previous_capacity: ev.previous_capacity,
             reason: &ev.reason,
-            trigger_source: &ev.trigger_source,
+            trigger_source: ev.trigger_source.as_str(),
             created_at: rfc3339(ev.created_at_ms),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();

@@ -26,7 +26,7 @@ use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
-    Mode, Observation, PolicySpec, Sample as CoreSample, TriggerSource, WindowStats,
+    ActuationStatus, Observation, PolicySpec, Sample as CoreSample, TriggerSource, WindowStats,
 };
 use fleetscale_store::{Fence, Pool, Sample, ScaleRequest, StoreError};
 
@@ -291,7 +291,7 @@ pub async fn observe(
         }
         out.push(PoolState {
             id: p.id.clone(),
-            mode: Mode::parse(&p.mode).unwrap_or(Mode::Recommend),
+            mode: p.mode,
             safety_lock: p.safety_lock,
             policy: PolicySpec::Threshold(p.scaling_policy),
             combined: p.policies.clone(),
@@ -462,23 +462,17 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
             } => {
                 let trigger = combined
                     .as_ref()
-                    .map_or(TriggerSource::Autoscaler, |c| c.trigger_source())
-                    .as_str();
+                    .map_or(TriggerSource::Autoscaler, |c| c.trigger_source());
                 let req = ScaleRequest {
                     pool_id: pool_id.clone(),
                     capacity: decision.target,
                     reason: decision.reason.clone(),
-                    trigger_source: trigger.into(),
+                    trigger_source: trigger,
                     metadata: serde_json::json!({ "policy": decision.policy, "decision": decision, "combined": combined }),
                     actor: "engine".into(),
                     expect_desired: Some(decision.current),
                     respect_safety_lock: true,
-                    actuation_status: if ctx.actuator.is_active() {
-                        "pending"
-                    } else {
-                        "none"
-                    }
-                    .into(),
+                    actuation_status: ActuationStatus::initial(ctx.actuator.is_active()),
                     fence: Some(fence.clone()),
                     now_ms: now,
                 };
@@ -487,7 +481,7 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
                         report.applied += 1;
                         m.scalings
                             .get_or_create(&SourceLabel {
-                                trigger_source: trigger.into(),
+                                trigger_source: trigger.as_str().into(),
                             })
                             .inc();
                     }

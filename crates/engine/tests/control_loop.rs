@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use fleetscale_core::NewPool;
+use fleetscale_core::{ActuationStatus, NewPool, TriggerSource};
 use fleetscale_engine::{EngineConfig, EngineCtx, TokioClock, LEASE};
 use fleetscale_store::{Sample, ScaleRequest, Store};
 
@@ -269,12 +269,12 @@ async fn a_cooldown_ending_mid_tick_is_acted_on_when_it_ends() {
             pool_id: p.clone(),
             capacity: 2,
             reason: "setup".into(),
-            trigger_source: "manual".into(),
+            trigger_source: TriggerSource::Manual,
             metadata: serde_json::Value::Null,
             actor: "test".into(),
             expect_desired: None,
             respect_safety_lock: false,
-            actuation_status: "none".into(),
+            actuation_status: ActuationStatus::None,
             fence: None,
             now_ms: start - 59_700,
         })
@@ -337,7 +337,7 @@ async fn applied_scalings_are_counted_under_their_real_trigger_source() {
         .list_events(Some(&p), None, &Default::default())
         .await
         .unwrap();
-    assert_eq!(events.items[0].trigger_source, "schedule");
+    assert_eq!(events.items[0].trigger_source, TriggerSource::Schedule);
     let text = c.metrics.encode();
     assert!(
         text.contains("fleetscale_scalings_total{trigger_source=\"schedule\"} 1"),

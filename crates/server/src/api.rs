@@ -21,7 +21,10 @@ use fleetscale_core::decision::{decide_all, validate_observation, PoolPolicies};
 use fleetscale_core::policy::utilization_pct;
 use fleetscale_core::pool::MAX_CAPACITY_LIMIT;
 use fleetscale_core::rebalance::{self, RebalancePool, Strategy};
-use fleetscale_core::{decide, NewPool, Observation, PolicySpec, PoolPatch, Violations};
+use fleetscale_core::{
+    decide, ActuationStatus, NewPool, Observation, PolicySpec, PoolPatch, ProposalStatus,
+    TriggerSource, Violations,
+};
 use fleetscale_store::{now_ms, rfc3339, Listed, Page, Pool, Sample, ScaleRequest};
 
 use crate::auth::{generate_token, hash_token, Principal, Role};
@@ -238,6 +241,16 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// The `status` filter as a proposal status; anything else is a 400
+    /// naming the parameter and the values allowed.
+    pub fn proposal_status(&self) -> ApiResult<Option<ProposalStatus>> {
+        self.status
+            .as_deref()
+            .map(str::parse::<ProposalStatus>)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(format!("bad query parameter: status: {e}")))
+    }
+
     /// The page these parameters ask for (limit 1..=1000).
     pub fn page(&self) -> ApiResult<Page> {
         let limit = match self.limit {
@@ -844,7 +857,7 @@ async fn scale(
             pool_id: pool.id.clone(),
             capacity: b.capacity,
             reason: b.reason.clone(),
-            trigger_source: "manual".into(),
+            trigger_source: TriggerSource::Manual,
             metadata: json!({}),
             actor: who.name.clone(),
             expect_desired: None,
@@ -859,7 +872,7 @@ async fn scale(
             .metrics
             .scalings
             .get_or_create(&SourceLabel {
-                trigger_source: "manual".into(),
+                trigger_source: TriggerSource::Manual.as_str().into(),
             })
             .inc();
     }
@@ -871,13 +884,8 @@ async fn scale(
     })))
 }
 
-fn actuation_status(s: &AppState) -> String {
-    if s.engine.actuator.is_active() {
-        "pending"
-    } else {
-        "none"
-    }
-    .into()
+fn actuation_status(s: &AppState) -> ActuationStatus {
+    ActuationStatus::initial(s.engine.actuator.is_active())
 }
 
 /// Parameters of the capacity assessment.
@@ -1077,7 +1085,7 @@ async fn rebalance(
                 pool_id: m.pool_id.clone(),
                 capacity: m.to,
                 reason: m.reason.clone(),
-                trigger_source: "rebalance".into(),
+                trigger_source: TriggerSource::Rebalance,
                 metadata: json!({"strategy": strategy}),
                 actor: who.name.clone(),
                 expect_desired: Some(m.from),
@@ -1093,7 +1101,7 @@ async fn rebalance(
                 .metrics
                 .scalings
                 .get_or_create(&SourceLabel {
-                    trigger_source: "rebalance".into(),
+                    trigger_source: TriggerSource::Rebalance.as_str().into(),
                 })
                 .inc();
         }
@@ -1255,7 +1263,7 @@ async fn list_proposals(
     Ok(Json(
         s.engine
             .store
-            .list_proposals(tenant.as_deref(), q.status.as_deref(), &q.page()?)
+            .list_proposals(tenant.as_deref(), q.proposal_status()?, &q.page()?)
             .await?,
     ))
 }
@@ -1329,7 +1337,7 @@ async fn settle(
     who.require(Role::Operator)?;
     let p = s.engine.store.get_proposal(&id).await?;
     who.see(&p.tenant_id, "proposal")?;
-    if p.status != "pending" {
+    if p.status != ProposalStatus::Pending {
         return Err(ApiError::Conflict {
             code: "not_pending",
             detail: format!("proposal is {}, not pending", p.status),
@@ -1345,7 +1353,7 @@ async fn settle(
                 pool_id: p.pool_id.clone(),
                 capacity: p.target_capacity,
                 reason: p.reason.clone(),
-                trigger_source: "recommendation".into(),
+                trigger_source: TriggerSource::Recommendation,
                 metadata: json!({"proposal_id": p.id, "decision": p.decision}),
                 actor: who.name.clone(),
                 expect_desired: None,

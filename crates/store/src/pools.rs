@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use fleetscale_core::ValidPool;
 
-use crate::sql::{audit, conflict_as, new_id, not_found, paginate, to_json};
+use crate::sql::{audit, conflict_as, new_id, not_found, paginate, parse_text, to_json};
 use crate::{now_ms, Listed, Page, Pool, Result, Sample, Store, StoreError};
 
 impl Store {
@@ -381,7 +381,7 @@ pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
         desired_capacity: r.try_get("desired_capacity")?,
         capacity_per_instance: r.try_get("capacity_per_instance")?,
         metric: r.try_get("metric")?,
-        mode: r.try_get("mode")?,
+        mode: parse_text(r, "mode")?,
         scaling_policy: serde_json::from_str(&policy)
             .map_err(|e| StoreError::Corrupt(format!("pool policy: {e}")))?,
         safety_lock: lock != 0,

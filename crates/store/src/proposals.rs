@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::sql::{audit, new_id, not_found, paginate, parse_json};
+use fleetscale_core::ProposalStatus;
+
+use crate::sql::{audit, new_id, not_found, paginate, parse_json, parse_text};
 use crate::{Fence, Listed, Page, Pool, Proposal, Result, Store, StoreError};
 
 impl Store {
@@ -122,14 +124,14 @@ impl Store {
     pub async fn list_proposals(
         &self,
         tenant_id: Option<&str>,
-        status: Option<&str>,
+        status: Option<ProposalStatus>,
         page: &Page,
     ) -> Result<Listed<Proposal>> {
         let rows = sqlx::query(&format!(
             "SELECT {PROPOSAL_COLS} FROM proposals WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
         ))
         .bind(tenant_id.unwrap_or(""))
-        .bind(status.unwrap_or(""))
+        .bind(status.map_or("", ProposalStatus::as_str))
         .bind(page.cursor.clone().unwrap_or_default())
         .bind(page.limit() + 1)
         .fetch_all(&self.pool)
@@ -151,7 +153,14 @@ impl Store {
         let mut tx = self.begin().await?;
         let res = sqlx::query("UPDATE proposals SET status=$2, decided_by=$3, note=$4, event_id=$5, decided_at_ms=$6, updated_at_ms=$6 WHERE id=$1 AND status='pending'")
             .bind(id)
-            .bind(if approved { "approved" } else { "rejected" })
+            .bind(
+                if approved {
+                    ProposalStatus::Approved
+                } else {
+                    ProposalStatus::Rejected
+                }
+                .as_str(),
+            )
             .bind(actor)
             .bind(note)
             .bind(event_id)
@@ -196,7 +205,7 @@ fn proposal_row(r: &AnyRow) -> Result<Proposal> {
         target_capacity: r.try_get("target_capacity")?,
         reason: r.try_get("reason")?,
         decision: parse_json(&decision)?,
-        status: r.try_get("status")?,
+        status: parse_text(r, "status")?,
         decided_by: r.try_get("decided_by")?,
         note: r.try_get("note")?,
         event_id: r.try_get("event_id")?,

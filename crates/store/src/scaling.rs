@@ -4,7 +4,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::pools::{pool_row, POOL_COLS};
-use crate::sql::{audit, new_id, not_found, paginate, parse_json};
+use fleetscale_core::{ActuationStatus, TriggerSource};
+
+use crate::sql::{audit, new_id, not_found, paginate, parse_json, parse_text};
 use crate::{Actuation, Fence, Listed, Page, Pool, Result, ScalingEvent, Store, StoreError};
 
 impl Store {
@@ -82,10 +84,10 @@ impl Store {
             previous_capacity: pool.desired_capacity,
             new_capacity: new,
             reason: req.reason.clone(),
-            trigger_source: req.trigger_source.clone(),
+            trigger_source: req.trigger_source,
             metadata,
             actuation: Actuation {
-                status: req.actuation_status.clone(),
+                status: req.actuation_status,
                 attempts: 0,
                 error: None,
                 actuated_at_ms: None,
@@ -101,9 +103,9 @@ impl Store {
             .bind(ev.previous_capacity)
             .bind(ev.new_capacity)
             .bind(&ev.reason)
-            .bind(&ev.trigger_source)
+            .bind(ev.trigger_source.as_str())
             .bind(ev.metadata.to_string())
-            .bind(&ev.actuation.status)
+            .bind(ev.actuation.status.as_str())
             .bind(ev.created_at_ms)
             .execute(&mut *tx)
             .await?;
@@ -192,7 +194,14 @@ impl Store {
             "UPDATE scaling_events SET actuation_status=$2, actuation_attempts=actuation_attempts+$3, actuation_error=$4, actuated_at_ms=$5 WHERE id=$1 AND actuation_status IN ('pending','failed')",
         )
         .bind(event_id)
-        .bind(if delivered { "delivered" } else { "failed" })
+        .bind(
+            if delivered {
+                ActuationStatus::Delivered
+            } else {
+                ActuationStatus::Failed
+            }
+            .as_str(),
+        )
         .bind(attempts)
         .bind(error)
         .bind(if delivered { Some(now_ms) } else { None })
@@ -211,8 +220,8 @@ pub struct ScaleRequest {
     pub capacity: i64,
     /// Why.
     pub reason: String,
-    /// `autoscaler`, `manual`, `rebalance`, `recommendation`, ...
-    pub trigger_source: String,
+    /// What causes the change.
+    pub trigger_source: TriggerSource,
     /// Extra event metadata (decision inputs, ...).
     pub metadata: serde_json::Value,
     /// Audit actor.
@@ -222,7 +231,7 @@ pub struct ScaleRequest {
     /// Refuse when the pool's safety lock is set (autoscaler writes).
     pub respect_safety_lock: bool,
     /// Initial actuation status of the event (`pending` or `none`).
-    pub actuation_status: String,
+    pub actuation_status: ActuationStatus,
     /// Fence for writes made by the control loop.
     pub fence: Option<Fence>,
     /// Time of the change, Unix ms.
@@ -254,10 +263,10 @@ fn event_row(r: &AnyRow) -> Result<ScalingEvent> {
         previous_capacity: r.try_get("previous_capacity")?,
         new_capacity: r.try_get("new_capacity")?,
         reason: r.try_get("reason")?,
-        trigger_source: r.try_get("trigger_source")?,
+        trigger_source: parse_text(r, "trigger_source")?,
         metadata: parse_json(&metadata)?,
         actuation: Actuation {
-            status: r.try_get("actuation_status")?,
+            status: parse_text(r, "actuation_status")?,
             attempts: r.try_get("actuation_attempts")?,
             error: r.try_get("actuation_error")?,
             actuated_at_ms: r.try_get("actuated_at_ms")?,

@@ -55,6 +55,19 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
 
+/// A text column naming a variant of `T` (a mode, a status, a trigger
+/// source): an unknown value is [`StoreError::Corrupt`] naming the column,
+/// never a silent default.
+pub(crate) fn parse_text<T>(r: &AnyRow, column: &str) -> Result<T>
+where
+    T: std::str::FromStr<Err = fleetscale_core::UnknownValue>,
+{
+    use sqlx::Row;
+    let s: String = r.try_get(column)?;
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+}
+
 /// A JSON column's value.
 pub(crate) fn parse_json(s: &str) -> Result<serde_json::Value> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))

@@ -2,7 +2,7 @@
 
 use serde::{Serialize, Serializer};
 
-use fleetscale_core::ThresholdPolicy;
+use fleetscale_core::{ActuationStatus, Mode, ProposalStatus, ThresholdPolicy, TriggerSource};
 
 /// Renders Unix milliseconds as an RFC 3339 UTC timestamp.
 pub fn rfc3339(ms: i64) -> String {
@@ -75,8 +75,8 @@ pub struct Pool {
     pub capacity_per_instance: f64,
     /// Load metric.
     pub metric: String,
-    /// `autonomous`, `recommend` or `frozen`.
-    pub mode: String,
+    /// How the control loop treats the pool.
+    pub mode: Mode,
     /// Threshold policy.
     pub scaling_policy: ThresholdPolicy,
     /// Set by an admin: the autoscaler may not change the pool.
@@ -104,8 +104,7 @@ impl Pool {
             bounds: self.bounds(),
             capacity_per_instance: self.capacity_per_instance,
             metric: self.metric.clone(),
-            mode: fleetscale_core::Mode::parse(&self.mode)
-                .unwrap_or(fleetscale_core::Mode::Recommend),
+            mode: self.mode,
             policy: self.scaling_policy,
         }
     }
@@ -123,8 +122,8 @@ impl Pool {
 /// Delivery state of a scaling event to the actuator.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Actuation {
-    /// `pending`, `delivered`, `failed` (will be retried), `superseded`, or `none` (no actuator).
-    pub status: String,
+    /// Where the delivery is.
+    pub status: ActuationStatus,
     /// Delivery attempts so far.
     pub attempts: i64,
     /// Last error, if any.
@@ -153,8 +152,8 @@ pub struct ScalingEvent {
     pub new_capacity: i64,
     /// Why.
     pub reason: String,
-    /// `autoscaler`, `manual`, `rebalance`, `recommendation`, ...
-    pub trigger_source: String,
+    /// What caused it.
+    pub trigger_source: TriggerSource,
     /// Decision inputs, bounds, actor.
     pub metadata: serde_json::Value,
     /// Actuation outcome.
@@ -181,8 +180,8 @@ pub struct Proposal {
     pub reason: String,
     /// The full decision behind it.
     pub decision: serde_json::Value,
-    /// `pending`, `approved`, `rejected`, `superseded`.
-    pub status: String,
+    /// Where the proposal is.
+    pub status: ProposalStatus,
     /// Who settled it.
     pub decided_by: Option<String>,
     /// Operator note.

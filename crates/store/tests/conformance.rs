@@ -5,7 +5,9 @@
 //! cluster; `scripts/test.sh` starts one). Without it the PostgreSQL tests
 //! fail loudly: they are never skipped.
 
-use fleetscale_core::{NewPool, RawThresholdPolicy};
+use fleetscale_core::{
+    ActuationStatus, NewPool, ProposalStatus, RawThresholdPolicy, TriggerSource,
+};
 use fleetscale_store::{now_ms, Fence, Page, Sample, ScaleRequest, Store, StoreError};
 
 #[macro_use]
@@ -27,6 +29,7 @@ conformance!(
     pool_policies_and_sample_reads,
     policy_pool_samples_read_every_pool_at_once,
     reads_decode_their_columns_by_name,
+    an_unknown_stored_state_is_an_error_not_a_default,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -63,12 +66,12 @@ fn req(pool_id: &str, capacity: i64) -> ScaleRequest {
         pool_id: pool_id.into(),
         capacity,
         reason: "test".into(),
-        trigger_source: "manual".into(),
+        trigger_source: TriggerSource::Manual,
         metadata: serde_json::json!({}),
         actor: "tester".into(),
         expect_desired: None,
         respect_safety_lock: false,
-        actuation_status: "pending".into(),
+        actuation_status: ActuationStatus::Pending,
         fence: None,
         now_ms: now_ms(),
     }
@@ -168,7 +171,7 @@ async fn scale_clamps_records_event_and_audit(s: Store) {
     let ev = out.event.expect("an event");
     assert_eq!((ev.previous_capacity, ev.new_capacity), (2, 5));
     assert_eq!(ev.metadata["requested_capacity"], 99);
-    assert_eq!(ev.actuation.status, "pending");
+    assert_eq!(ev.actuation.status, ActuationStatus::Pending);
     let again = s.scale(&req(&pool.id, 5)).await.unwrap();
     assert!(again.event.is_none(), "no change, no event");
     let out = s.scale(&req(&pool.id, -3)).await.unwrap();
@@ -179,7 +182,7 @@ async fn scale_clamps_records_event_and_audit(s: Store) {
         .unwrap();
     assert_eq!(evs.items.len(), 2);
     assert_eq!(evs.items[0].new_capacity, 1, "newest first");
-    assert_eq!(evs.items[1].actuation.status, "superseded");
+    assert_eq!(evs.items[1].actuation.status, ActuationStatus::Superseded);
     assert_eq!(s.get_event(&ev.id).await.unwrap().new_capacity, 5);
     let stored = s.get_pool(&pool.id).await.unwrap();
     assert_eq!(stored.desired_capacity, 1);
@@ -356,7 +359,7 @@ async fn proposals_lifecycle(s: Store) {
         .settle_proposal(&p1.id, false, "op", Some("not now"), None, 3_000)
         .await
         .unwrap();
-    assert_eq!(settled.status, "rejected");
+    assert_eq!(settled.status, ProposalStatus::Rejected);
     assert!(matches!(
         s.settle_proposal(&p1.id, true, "op", None, None, 4_000)
             .await,
@@ -368,9 +371,16 @@ async fn proposals_lifecycle(s: Store) {
         .unwrap();
     assert_ne!(p3.id, p1.id);
     s.withdraw_proposal(&pool.id, 6_000).await.unwrap();
-    assert_eq!(s.get_proposal(&p3.id).await.unwrap().status, "superseded");
+    assert_eq!(
+        s.get_proposal(&p3.id).await.unwrap().status,
+        ProposalStatus::Superseded
+    );
     let l = s
-        .list_proposals(Some(&tenant), Some("rejected"), &Page::default())
+        .list_proposals(
+            Some(&tenant),
+            Some(ProposalStatus::Rejected),
+            &Page::default(),
+        )
         .await
         .unwrap();
     assert_eq!(l.items.len(), 1);
@@ -650,6 +660,37 @@ async fn policy_pool_samples_read_every_pool_at_once(s: Store) {
             "{:?}",
             few[&p.id]
         );
+    }
+}
+
+/// A mode, trigger source or status the code does not know (a corrupt row,
+/// or one written by a newer version) is refused when read, naming the
+/// column and the values allowed; it never silently becomes `recommend`.
+async fn an_unknown_stored_state_is_an_error_not_a_default(s: Store) {
+    let (_, pool) = tenant_and_pool(&s, 60).await;
+    let ev = s.scale(&req(&pool.id, 3)).await.unwrap().event.unwrap();
+    s.exec_admin(&format!(
+        "UPDATE pools SET mode = 'turbo' WHERE id = '{}'",
+        pool.id
+    ))
+    .await
+    .unwrap();
+    match s.get_pool(&pool.id).await {
+        Err(StoreError::Corrupt(m)) => {
+            assert!(m.contains("column mode") && m.contains("\"turbo\""), "{m}");
+            assert!(m.contains("autonomous, recommend, frozen"), "{m}");
+        }
+        other => panic!("a corrupt mode was read as {other:?}"),
+    }
+    s.exec_admin(&format!(
+        "UPDATE scaling_events SET trigger_source = 'cosmic-ray' WHERE id = '{}'",
+        ev.id
+    ))
+    .await
+    .unwrap();
+    match s.get_event(&ev.id).await {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("trigger_source"), "{m}"),
+        other => panic!("a corrupt trigger source was read as {other:?}"),
     }
 }
 
