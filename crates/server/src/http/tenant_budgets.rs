@@ -25,13 +25,13 @@ use fleetscale_core::provider_budget::{
     MAX_PRICE_CENTS_PER_MILLION, MAX_USAGE_UNITS,
 };
 use fleetscale_core::Violations;
-use fleetscale_store::{now_ms, Page, ProviderSettings, UsageRecordError, UsageRequest};
+use fleetscale_store::{now_ms, ProviderSettings, UsageRecordError, UsageRequest};
+
+use super::common::{page, ApiResult};
 
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::AppState;
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// The tenant budget routes, relative to `/api/v1`, with their OpenAPI operations.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -121,21 +121,10 @@ fn usage_err(e: UsageRecordError) -> ApiError {
     }
 }
 
-fn page(limit: Option<i64>, cursor: Option<String>) -> ApiResult<Page> {
-    let limit = match limit {
-        None => None,
-        Some(l) if (1..=1000).contains(&l) => Some(l as u32),
-        Some(_) => return Err(ApiError::field("limit", "must be between 1 and 1000")),
-    };
-    Ok(Page {
-        limit,
-        cursor: cursor.filter(|c| !c.is_empty()),
-    })
-}
-
+/// The list parameters of `/budgets/tenants`; any other is a 400 naming it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+struct TenantListQuery {
     tenant_id: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
@@ -150,7 +139,7 @@ struct ListQuery {
 async fn list(
     State(s): State<AppState>,
     who: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<TenantListQuery>,
 ) -> ApiResult<Json<Value>> {
     let only = who.tenant_filter(q.tenant_id.as_deref())?;
     let page = page(q.limit, q.cursor)?;

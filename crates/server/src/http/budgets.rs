@@ -1,5 +1,6 @@
-//! The budget API (`/api/v1/regions/{id}/budget/...`, `/api/v1/budgets/...`)
-//! and the budget maintenance job (scheduled resets, reservation expiry).
+//! Region budgets (`/regions/{id}/budget/...`, `/budgets`) and the tier
+//! defaults (`/budgets/tiers`); scheduled resets and reservation expiry are
+//! the engine's budget maintenance job.
 //!
 //! Amounts are integer cents; a fractional, string, negative, zero or
 //! oversized amount is a 422 naming `amount_cents`. A spend that the budget
@@ -23,12 +24,10 @@ use fleetscale_core::budget::{
 use fleetscale_core::Violations;
 use fleetscale_store::{now_ms, rfc3339, BudgetOp, LedgerError};
 
-use crate::api::ListQuery;
+use super::common::{ApiResult, ListQuery};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::AppState;
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// The budget routes, relative to `/api/v1`, with their OpenAPI operations.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -49,7 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Reads an amount of cents from JSON, with a message for each way it can be wrong.
-pub(crate) fn cents(v: &mut Violations, field: &str, raw: &Value, allow_zero: bool) -> i64 {
+pub fn cents(v: &mut Violations, field: &str, raw: &Value, allow_zero: bool) -> i64 {
     match raw {
         Value::Null => v.push(field, "is required (an integer number of cents)"),
         Value::Number(n) => match n.as_i64() {
@@ -82,7 +81,7 @@ pub(crate) fn cents(v: &mut Violations, field: &str, raw: &Value, allow_zero: bo
     0
 }
 
-pub(crate) fn ledger_err(e: LedgerError) -> ApiError {
+fn ledger_err(e: LedgerError) -> ApiError {
     match e {
         LedgerError::Refused(b @ BudgetError::Insufficient { .. }) => ApiError::Conflict {
             code: "insufficient_budget",

@@ -1,0 +1,163 @@
+//! Scaling proposals of recommend-mode pools (`/proposals`): listed, and
+//! approved (applied and actuated) or rejected by an operator.
+
+use axum::extract::{Path, Request, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use fleetscale_store::{now_ms, ScaleRequest};
+
+use super::common::{actuation_status, ApiResult, ListQuery};
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiQuery};
+use crate::AppState;
+
+/// The proposal routes, relative to `/api/v1`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_proposals))
+        .routes(routes!(get_proposal))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+}
+
+/// List scaling proposals of recommend-mode pools.
+#[utoipa::path(get, path = "/proposals", tag = "proposals",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("pool_id" = Option<String>, Query, description = "Only this pool"), ("status" = Option<String>, Query, description = "Only this status"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 422))
+)]
+async fn list_proposals(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    Ok(Json(
+        s.engine
+            .store
+            .list_proposals(tenant.as_deref(), q.status.as_deref(), &q.page()?)
+            .await?,
+    ))
+}
+
+/// One proposal.
+#[utoipa::path(get, path = "/proposals/{id}", tag = "proposals",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The proposal.", body = Object), (status = 401), (status = 404))
+)]
+async fn get_proposal(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let p = s.engine.store.get_proposal(&id).await?;
+    who.see(&p.tenant_id, "proposal")?;
+    Ok(Json(p))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SettleBody {
+    note: Option<String>,
+}
+
+async fn settle_body(req: Request) -> ApiResult<SettleBody> {
+    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| ApiError::BadRequest("body too large".into()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(SettleBody::default());
+    }
+    crate::error::parse_json(&bytes)
+}
+
+/// Approve a pending proposal: the change is applied and actuated.
+#[utoipa::path(post, path = "/proposals/{id}/approve", tag = "proposals",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The settled proposal and its scaling event.", body = Object), (status = 401), (status = 403), (status = 404), (status = 409))
+)]
+async fn approve(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<impl IntoResponse> {
+    settle(s, who, id, true, settle_body(req).await?).await
+}
+
+/// Reject a pending proposal.
+#[utoipa::path(post, path = "/proposals/{id}/reject", tag = "proposals",
+    params(("id" = String, Path, description = "The object's id")),
+    responses((status = 200, description = "The settled proposal.", body = Object), (status = 401), (status = 403), (status = 404), (status = 409))
+)]
+async fn reject(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<impl IntoResponse> {
+    settle(s, who, id, false, settle_body(req).await?).await
+}
+
+async fn settle(
+    s: AppState,
+    who: Principal,
+    id: String,
+    approved: bool,
+    b: SettleBody,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Operator)?;
+    let p = s.engine.store.get_proposal(&id).await?;
+    who.see(&p.tenant_id, "proposal")?;
+    if p.status != "pending" {
+        return Err(ApiError::Conflict {
+            code: "not_pending",
+            detail: format!("proposal is {}, not pending", p.status),
+        });
+    }
+    let now = now_ms();
+    let mut event = None;
+    if approved {
+        let out = s
+            .engine
+            .store
+            .scale(&ScaleRequest {
+                pool_id: p.pool_id.clone(),
+                capacity: p.target_capacity,
+                reason: p.reason.clone(),
+                trigger_source: "recommendation".into(),
+                metadata: json!({"proposal_id": p.id, "decision": p.decision}),
+                actor: who.name.clone(),
+                expect_desired: None,
+                respect_safety_lock: true,
+                actuation_status: actuation_status(&s),
+                fence: None,
+                now_ms: now,
+            })
+            .await?;
+        if let Some(why) = out.skipped {
+            return Err(ApiError::Conflict {
+                code: "locked",
+                detail: format!("cannot apply: {why}"),
+            });
+        }
+        event = out.event;
+    }
+    let settled = s
+        .engine
+        .store
+        .settle_proposal(
+            &id,
+            approved,
+            &who.name,
+            b.note.as_deref(),
+            event.as_ref().map(|e| e.id.as_str()),
+            now,
+        )
+        .await?;
+    Ok(Json(json!({"proposal": settled, "event": event})))
+}
