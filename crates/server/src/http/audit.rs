@@ -1,15 +1,17 @@
 //! The audit log (`/audit`) and the control loop's status (`/engine`).
 
 use axum::extract::State;
-use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use fleetscale_store::{now_ms, rfc3339, Listed};
+use fleetscale_engine::{TaskState, TaskStatus};
+use fleetscale_store::{now_ms, rfc3339};
 
 use super::common::{ApiResult, ListQuery};
+use super::views::AuditPage;
 use crate::auth::{Principal, Role};
 use crate::error::ApiQuery;
 use crate::AppState;
@@ -24,42 +26,94 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The audit log: every mutation, who and when.
 #[utoipa::path(get, path = "/audit", tag = "audit",
     params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`.", body = Object), (status = 401), (status = 403), (status = 422))
+    responses((status = 200, description = "A page of audit entries, newest first.", body = AuditPage), (status = 401), (status = 403), (status = 422))
 )]
 async fn list_audit(
     State(s): State<AppState>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<AuditPage>> {
     who.require(Role::Admin)?;
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
-    let l: Listed<_> = s
-        .engine
-        .store
-        .list_audit(tenant.as_deref(), &q.page()?)
-        .await?;
-    Ok(Json(l))
+    let page = q.page()?;
+    let entries = s.engine.store.list_audit(tenant.as_deref(), &page).await?;
+    Ok(Json(entries.into()))
+}
+
+/// One supervised background job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    /// The job's name.
+    pub name: String,
+    /// `running`, `backing_off` (failed; waiting to be restarted) or `stopped`.
+    #[schema(value_type = String)]
+    pub state: TaskState,
+    /// Times it was restarted after a failure.
+    pub restarts: u64,
+    /// Why it last failed.
+    pub last_error: Option<String>,
+}
+
+impl From<TaskStatus> for TaskView {
+    fn from(t: TaskStatus) -> Self {
+        let TaskStatus {
+            name,
+            state,
+            restarts,
+            last_error,
+        } = t;
+        TaskView {
+            name,
+            state,
+            restarts,
+            last_error,
+        }
+    }
+}
+
+/// The control loop's status on this replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EngineView {
+    /// This replica's id.
+    pub replica_id: String,
+    /// True when this replica holds the control-loop lease.
+    pub leader: bool,
+    /// The replica holding the lease, `null` when none does.
+    pub lease_holder: Option<String>,
+    /// When that lease expires (RFC 3339).
+    pub lease_expires_at: Option<String>,
+    /// Control-loop interval, ms.
+    pub tick_ms: i64,
+    /// `none` or `webhook`.
+    pub actuator: String,
+    /// The background jobs.
+    pub tasks: Vec<TaskView>,
 }
 
 /// The control loop: leader, last tick, counts.
 #[utoipa::path(get, path = "/engine", tag = "engine",
-    responses((status = 200, description = "Engine status.", body = Object), (status = 401))
+    responses((status = 200, description = "Engine status.", body = EngineView), (status = 401))
 )]
-async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<impl IntoResponse> {
+async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<Json<EngineView>> {
     let holder = s
         .engine
         .store
         .lease_holder(fleetscale_engine::LEASE)
         .await?;
     let now = now_ms();
-    let live = holder.as_ref().filter(|(_, exp)| *exp > now);
-    Ok(Json(json!({
-        "replica_id": s.replica_id,
-        "leader": live.is_some_and(|(h, _)| *h == *s.replica_id),
-        "lease_holder": live.map(|(h, _)| h),
-        "lease_expires_at": live.map(|(_, e)| rfc3339(*e)),
-        "tick_ms": s.tick_ms,
-        "actuator": s.engine.actuator.kind(),
-        "tasks": s.supervisor.statuses(),
-    })))
+    let live = holder.filter(|(_, exp)| *exp > now);
+    Ok(Json(EngineView {
+        replica_id: s.replica_id.to_string(),
+        leader: live.as_ref().is_some_and(|(h, _)| *h == *s.replica_id),
+        lease_expires_at: live.as_ref().map(|(_, e)| rfc3339(*e)),
+        lease_holder: live.map(|(h, _)| h),
+        tick_ms: s.tick_ms,
+        actuator: s.engine.actuator.kind().into(),
+        tasks: s
+            .supervisor
+            .statuses()
+            .into_iter()
+            .map(TaskView::from)
+            .collect(),
+    }))
 }

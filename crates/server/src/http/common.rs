@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use fleetscale_engine::metrics::SourceLabel;
 use fleetscale_store::{Page, Pool};
 
 use crate::auth::Principal;
@@ -50,8 +51,11 @@ pub fn page(limit: Option<i64>, cursor: Option<String>) -> ApiResult<Page> {
     })
 }
 
+/// A 201 answer and its body.
+pub type Created<T> = (StatusCode, Json<T>);
+
 /// A 201 answer with `v` as its body.
-pub fn created<T: Serialize>(v: T) -> (StatusCode, Json<T>) {
+pub fn created<T: Serialize>(v: T) -> Created<T> {
     (StatusCode::CREATED, Json(v))
 }
 
@@ -71,4 +75,15 @@ pub fn actuation_status(s: &AppState) -> String {
         "none"
     }
     .into()
+}
+
+/// Counts one applied scaling of `trigger_source` in the Prometheus metrics.
+pub fn count_scaling(s: &AppState, trigger_source: &str) {
+    s.engine
+        .metrics
+        .scalings
+        .get_or_create(&SourceLabel {
+            trigger_source: trigger_source.into(),
+        })
+        .inc();
 }

@@ -9,6 +9,7 @@
 mod audit;
 mod budgets;
 mod common;
+mod core_schemas;
 mod metrics;
 mod pools;
 mod proposals;
@@ -16,6 +17,7 @@ mod regions;
 mod scaling;
 mod tenant_budgets;
 mod tenants;
+mod views;
 
 use std::time::Instant;
 

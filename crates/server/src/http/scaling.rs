@@ -1,23 +1,25 @@
 //! Scaling by hand (`/scale`), the capacity assessment (`/capacity`), the
 //! scaling events (`/scaling-events`) and rebalancing (`/rebalance`).
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
-use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::capacity::{self, Status, StatusThresholds};
-use fleetscale_core::policy::utilization_pct;
+use fleetscale_core::policy::{utilization_pct, WindowStats};
 use fleetscale_core::pool::MAX_CAPACITY_LIMIT;
-use fleetscale_core::rebalance::{self, RebalancePool, Strategy};
+use fleetscale_core::rebalance::{self, Move, RebalancePool, Strategy};
 use fleetscale_core::Violations;
-use fleetscale_engine::metrics::SourceLabel;
-use fleetscale_store::{now_ms, rfc3339, ScaleRequest};
+use fleetscale_store::{now_ms, rfc3339, Pool, ScaleRequest};
 
-use super::common::{actuation_status, visible_pool, ApiResult, ListQuery};
+use super::common::{actuation_status, count_scaling, visible_pool, ApiResult, ListQuery};
+use super::views::{EventPage, EventView, PoolView};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::AppState;
@@ -32,25 +34,43 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rebalance))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /scale`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScaleBody {
-    tenant_id: String,
-    pool_id: String,
-    capacity: i64,
-    reason: String,
+pub struct ScaleBody {
+    /// The pool's tenant.
+    pub tenant_id: String,
+    /// The pool.
+    pub pool_id: String,
+    /// Capacity asked for, `0..=1000000` (clamped to the pool's bounds).
+    pub capacity: i64,
+    /// Why (recorded with the event), at most 500 characters.
+    pub reason: String,
+}
+
+/// A manual scaling's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScaleView {
+    /// The pool after the change.
+    pub pool: PoolView,
+    /// The event written, `null` when the capacity did not change.
+    pub event: Option<EventView>,
+    /// The capacity asked for.
+    pub requested_capacity: i64,
+    /// True when the bounds changed what was asked for.
+    pub clamped: bool,
 }
 
 /// Set a pool's capacity by hand (clamped to its bounds, audited, actuated).
 #[utoipa::path(post, path = "/scale", tag = "scaling",
-    request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "pool_id": "POOL_ID", "capacity": 5, "reason": "launch"})),
-    responses((status = 200, description = "The scaling event.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
+    request_body(content = ScaleBody, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "pool_id": "POOL_ID", "capacity": 5, "reason": "launch"})),
+    responses((status = 200, description = "The pool and the scaling event.", body = ScaleView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
 )]
 async fn scale(
     State(s): State<AppState>,
     who: Principal,
     ApiJson(b): ApiJson<ScaleBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<ScaleView>> {
     who.require(Role::Operator)?;
     let mut v = Violations::default();
     v.check_i64("capacity", b.capacity, 0, MAX_CAPACITY_LIMIT);
@@ -64,40 +84,40 @@ async fn scale(
     let out = s
         .engine
         .store
-        .scale(&ScaleRequest {
-            pool_id: pool.id.clone(),
-            capacity: b.capacity,
-            reason: b.reason.clone(),
-            trigger_source: "manual".into(),
-            metadata: json!({}),
-            actor: who.name.clone(),
-            expect_desired: None,
-            respect_safety_lock: false,
-            actuation_status: actuation_status(&s),
-            fence: None,
-            now_ms: now_ms(),
-        })
+        .scale(&manual_scaling(&s, &who, pool, &b))
         .await?;
     if out.event.is_some() {
-        s.engine
-            .metrics
-            .scalings
-            .get_or_create(&SourceLabel {
-                trigger_source: "manual".into(),
-            })
-            .inc();
+        count_scaling(&s, "manual");
     }
-    Ok(Json(json!({
-        "pool": out.pool,
-        "event": out.event,
-        "requested_capacity": b.capacity,
-        "clamped": out.pool.desired_capacity != b.capacity,
-    })))
+    Ok(Json(ScaleView {
+        clamped: out.pool.desired_capacity != b.capacity,
+        pool: out.pool.into(),
+        event: out.event.map(EventView::from),
+        requested_capacity: b.capacity,
+    }))
 }
+
+/// The scaling `b` asks of `pool` by hand: not held back by the safety lock.
+fn manual_scaling(s: &AppState, who: &Principal, pool: Pool, b: &ScaleBody) -> ScaleRequest {
+    ScaleRequest {
+        pool_id: pool.id,
+        capacity: b.capacity,
+        reason: b.reason.clone(),
+        trigger_source: "manual".into(),
+        metadata: json!({}),
+        actor: who.name.clone(),
+        expect_desired: None,
+        respect_safety_lock: false,
+        actuation_status: actuation_status(s),
+        fence: None,
+        now_ms: now_ms(),
+    }
+}
+
 /// Parameters of the capacity assessment.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CapacityQuery {
+pub struct CapacityQuery {
     tenant_id: Option<String>,
     under_pct: Option<f64>,
     over_pct: Option<f64>,
@@ -136,17 +156,104 @@ impl CapacityQuery {
     }
 }
 
+/// The status thresholds of a capacity assessment, percent utilization.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThresholdsView {
+    /// Below this a pool is under-used.
+    pub under_pct: f64,
+    /// Above this a pool is over-loaded.
+    pub over_pct: f64,
+}
+
+impl From<StatusThresholds> for ThresholdsView {
+    fn from(t: StatusThresholds) -> Self {
+        let StatusThresholds {
+            under_pct,
+            over_pct,
+        } = t;
+        ThresholdsView {
+            under_pct,
+            over_pct,
+        }
+    }
+}
+
+/// One pool's capacity: its size, bounds, load and status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolCapacityView {
+    /// The pool.
+    pub pool_id: String,
+    /// Its region.
+    pub region: String,
+    /// Its agent type.
+    pub agent_type: String,
+    /// Desired capacity now.
+    pub current: i64,
+    /// Lower bound.
+    pub min: i64,
+    /// Upper bound.
+    pub max: i64,
+    /// Percent utilization over the policy window, `null` without fresh samples.
+    pub utilization: Option<f64>,
+    /// `under`, `optimal`, `over` or `unknown`.
+    #[schema(value_type = String)]
+    pub status: Status,
+    /// Mean load over the policy window, `null` without fresh samples.
+    pub mean_load: Option<f64>,
+}
+
+impl PoolCapacityView {
+    /// The assessment of `p` from its window statistics, at `now`.
+    fn assess(p: &Pool, stats: Option<&WindowStats>, t: StatusThresholds, now: i64) -> Self {
+        let fresh =
+            stats.filter(|w| now - w.newest_ts_ms <= p.scaling_policy.window_seconds * 1000);
+        let util = fresh
+            .and_then(|w| utilization_pct(w.mean, p.desired_capacity, p.capacity_per_instance));
+        let status = if fresh.is_some() && util.is_none() {
+            Status::Over
+        } else {
+            capacity::status(util, t)
+        };
+        PoolCapacityView {
+            pool_id: p.id.clone(),
+            region: p.region.clone(),
+            agent_type: p.agent_type.clone(),
+            current: p.desired_capacity,
+            min: p.min_capacity,
+            max: p.max_capacity,
+            utilization: util,
+            status,
+            mean_load: fresh.map(|w| w.mean),
+        }
+    }
+}
+
+/// A capacity assessment: per pool, and overall.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CapacityView {
+    /// The tenant assessed, `null` for every tenant.
+    pub tenant_id: Option<String>,
+    /// Each pool's assessment.
+    pub pools: Vec<PoolCapacityView>,
+    /// Percent of the measured pools whose status is optimal (100 when none is measured).
+    pub overall_health: f64,
+    /// The thresholds used.
+    pub thresholds: ThresholdsView,
+    /// When it was evaluated (RFC 3339).
+    pub evaluated_at: String,
+}
+
 /// Capacity assessment of a tenant's pools: utilization and status per pool
 /// (`under` below `under_pct`, `over` above `over_pct`; seed 30 / 80).
 #[utoipa::path(get, path = "/capacity", tag = "scaling",
     params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("under_pct" = Option<f64>, Query, description = "Utilization % below which a pool is under-used (default 30)"), ("over_pct" = Option<f64>, Query, description = "Utilization % above which a pool is over-loaded (default 80)")),
-    responses((status = 200, description = "Per pool and overall status.", body = Object), (status = 401), (status = 404), (status = 422))
+    responses((status = 200, description = "Per pool and overall status.", body = CapacityView), (status = 401), (status = 404), (status = 422))
 )]
 async fn capacity(
     State(s): State<AppState>,
     who: Principal,
     ApiQuery(q): ApiQuery<CapacityQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<CapacityView>> {
     let t = q.thresholds()?;
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
     if let Some(t) = &tenant {
@@ -155,93 +262,123 @@ async fn capacity(
     let now = now_ms();
     let pools = s.engine.store.all_pools(tenant.as_deref()).await?;
     let stats = s.engine.store.window_stats(tenant.as_deref(), now).await?;
-    let mut statuses = Vec::with_capacity(pools.len());
-    let items: Vec<Value> = pools
+    let pools: Vec<PoolCapacityView> = pools
         .iter()
-        .map(|p| {
-            let fresh = stats
-                .get(&p.id)
-                .filter(|w| now - w.newest_ts_ms <= p.scaling_policy.window_seconds * 1000);
-            let util = fresh
-                .and_then(|w| utilization_pct(w.mean, p.desired_capacity, p.capacity_per_instance));
-            let st = if fresh.is_some() && util.is_none() {
-                Status::Over
-            } else {
-                capacity::status(util, t)
-            };
-            statuses.push(st);
-            json!({
-                "pool_id": p.id, "region": p.region, "agent_type": p.agent_type,
-                "current": p.desired_capacity, "min": p.min_capacity, "max": p.max_capacity,
-                "utilization": util, "status": st, "mean_load": fresh.map(|w| w.mean),
-            })
-        })
+        .map(|p| PoolCapacityView::assess(p, stats.get(&p.id), t, now))
         .collect();
-    Ok(Json(json!({
-        "tenant_id": tenant,
-        "pools": items,
-        "overall_health": capacity::overall_health(&statuses),
-        "thresholds": t,
-        "evaluated_at": rfc3339(now),
-    })))
+    let statuses: Vec<Status> = pools.iter().map(|p| p.status).collect();
+    Ok(Json(CapacityView {
+        tenant_id: tenant,
+        pools,
+        overall_health: capacity::overall_health(&statuses),
+        thresholds: t.into(),
+        evaluated_at: rfc3339(now),
+    }))
 }
 
 /// List scaling events.
 #[utoipa::path(get, path = "/scaling-events", tag = "scaling",
     params(("pool_id" = Option<String>, Query, description = "Only this pool"), ("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "`{items, next_cursor}`; each event has previous_capacity, new_capacity, reason, trigger_source, metadata, created_at.", body = Object), (status = 401), (status = 422))
+    responses((status = 200, description = "A page of scaling events, newest first.", body = EventPage), (status = 401), (status = 422))
 )]
 async fn list_events(
     State(s): State<AppState>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<EventPage>> {
     let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
     if let Some(p) = &q.pool_id {
         visible_pool(&s, &who, p).await?;
     }
-    Ok(Json(
-        s.engine
-            .store
-            .list_events(q.pool_id.as_deref(), tenant.as_deref(), &q.page()?)
-            .await?,
-    ))
+    let (pool, page) = (q.pool_id.as_deref(), q.page()?);
+    let events = s.engine.store.list_events(pool, tenant.as_deref(), &page);
+    Ok(Json(events.await?.into()))
 }
 
 /// One scaling event, with its actuation outcome.
 #[utoipa::path(get, path = "/scaling-events/{id}", tag = "scaling",
     params(("id" = String, Path, description = "The object's id")),
-    responses((status = 200, description = "The event.", body = Object), (status = 401), (status = 404))
+    responses((status = 200, description = "The event.", body = EventView), (status = 401), (status = 404))
 )]
 async fn get_event(
     State(s): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<EventView>> {
     let ev = s.engine.store.get_event(&id).await?;
     who.see(&ev.tenant_id, "scaling event")?;
-    Ok(Json(ev))
+    Ok(Json(ev.into()))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /rebalance`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RebalanceBody {
-    tenant_id: String,
-    strategy: Option<String>,
+pub struct RebalanceBody {
+    /// The tenant whose pools are rebalanced.
+    pub tenant_id: String,
+    /// `proportional` (to demand; the default) or `even`.
+    pub strategy: Option<String>,
+    /// Plan only: change nothing.
     #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
+}
+
+/// A change the rebalancer makes (or would make, in a dry run).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MoveView {
+    /// The pool.
+    pub pool_id: String,
+    /// Capacity before.
+    pub from: i64,
+    /// Capacity after.
+    pub to: i64,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<Move> for MoveView {
+    fn from(m: Move) -> Self {
+        let Move {
+            pool_id,
+            from,
+            to,
+            reason,
+        } = m;
+        MoveView {
+            pool_id,
+            from,
+            to,
+            reason,
+        }
+    }
+}
+
+/// A rebalancing's plan and what was applied.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebalanceView {
+    /// Moves applied (0 in a dry run).
+    pub rebalanced: u64,
+    /// Each move in words (`region/agent_type: from → to`).
+    pub actions: Vec<String>,
+    /// The plan.
+    pub moves: Vec<MoveView>,
+    /// `proportional` or `even`.
+    #[schema(value_type = String)]
+    pub strategy: Strategy,
+    /// True when nothing was changed.
+    pub dry_run: bool,
 }
 
 /// Rebalance a tenant's capacity across its pools (demand-proportional, or even).
 #[utoipa::path(post, path = "/rebalance", tag = "scaling",
-    request_body(content = Object, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "strategy": "proportional"})),
-    responses((status = 200, description = "The plan and the changes applied.", body = Object), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
+    request_body(content = RebalanceBody, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "strategy": "proportional"})),
+    responses((status = 200, description = "The plan and the changes applied.", body = RebalanceView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
 )]
 async fn rebalance(
     State(s): State<AppState>,
     who: Principal,
     ApiJson(b): ApiJson<RebalanceBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<RebalanceView>> {
     who.require(Role::Operator)?;
     let strategy = match b.strategy.as_deref() {
         None | Some("proportional") => Strategy::Proportional,
@@ -258,7 +395,21 @@ async fn rebalance(
     let now = now_ms();
     let pools = s.engine.store.all_pools(Some(&b.tenant_id)).await?;
     let stats = s.engine.store.window_stats(Some(&b.tenant_id), now).await?;
-    let input: Vec<RebalancePool> = pools
+    let moves = rebalance::plan(&rebalance_inputs(&pools, &stats), strategy);
+    let (actions, rebalanced) =
+        apply_moves(&s, &who, &pools, &moves, strategy, b.dry_run, now).await?;
+    Ok(Json(RebalanceView {
+        rebalanced,
+        actions,
+        moves: moves.into_iter().map(MoveView::from).collect(),
+        strategy,
+        dry_run: b.dry_run,
+    }))
+}
+
+/// The rebalancer's view of `pools`: bounds, size and demand in instances.
+fn rebalance_inputs(pools: &[Pool], stats: &HashMap<String, WindowStats>) -> Vec<RebalancePool> {
+    pools
         .iter()
         .map(|p| RebalancePool {
             id: p.id.clone(),
@@ -268,11 +419,23 @@ async fn rebalance(
             desired: p.desired_capacity,
             demand: stats.get(&p.id).map(|w| w.mean / p.capacity_per_instance),
         })
-        .collect();
-    let moves = rebalance::plan(&input, strategy);
+        .collect()
+}
+
+/// Applies `moves` (unless `dry_run`), each only if its pool still has the
+/// size planned from: each move in words, and how many were applied.
+async fn apply_moves(
+    s: &AppState,
+    who: &Principal,
+    pools: &[Pool],
+    moves: &[Move],
+    strategy: Strategy,
+    dry_run: bool,
+    now: i64,
+) -> ApiResult<(Vec<String>, u64)> {
     let mut actions = Vec::new();
     let mut applied = 0;
-    for m in &moves {
+    for m in moves {
         let p = pools
             .iter()
             .find(|p| p.id == m.pool_id)
@@ -281,7 +444,7 @@ async fn rebalance(
             "{}/{}: {} → {}",
             p.region, p.agent_type, m.from, m.to
         ));
-        if b.dry_run {
+        if dry_run {
             continue;
         }
         let out = s
@@ -296,26 +459,18 @@ async fn rebalance(
                 actor: who.name.clone(),
                 expect_desired: Some(m.from),
                 respect_safety_lock: true,
-                actuation_status: actuation_status(&s),
+                actuation_status: actuation_status(s),
                 fence: None,
                 now_ms: now,
             })
             .await?;
         if out.event.is_some() {
             applied += 1;
-            s.engine
-                .metrics
-                .scalings
-                .get_or_create(&SourceLabel {
-                    trigger_source: "rebalance".into(),
-                })
-                .inc();
+            count_scaling(s, "rebalance");
         }
     }
     if actions.is_empty() {
         actions.push("No pools to rebalance".into());
     }
-    Ok(Json(json!({
-        "rebalanced": applied, "actions": actions, "moves": moves, "strategy": strategy, "dry_run": b.dry_run,
-    })))
+    Ok((actions, applied))
 }
