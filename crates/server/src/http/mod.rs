@@ -7,6 +7,7 @@
 //! [`common`], a leaf that imports nothing back from here.
 
 mod audit;
+mod budget_views;
 mod budgets;
 mod common;
 mod core_schemas;
@@ -15,6 +16,7 @@ mod pools;
 mod proposals;
 mod regions;
 mod scaling;
+mod tenant_budget_views;
 mod tenant_budgets;
 mod tenants;
 mod views;

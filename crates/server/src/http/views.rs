@@ -46,6 +46,7 @@ macro_rules! page {
         }
     };
 }
+pub(crate) use page;
 
 /// A tenant (organization).
 #[derive(Debug, Serialize, ToSchema)]
@@ -482,17 +483,18 @@ impl From<AuditEntry> for AuditView {
 page!(/// A page of audit entries.
     AuditPage of AuditView from AuditEntry);
 
+/// Asserts that the view `V` of `record` serializes exactly as `record` does.
+#[cfg(test)]
+pub(crate) fn same<R: Serialize, V: From<R> + Serialize>(record: R) {
+    let want = serde_json::to_value(&record).unwrap();
+    let got = serde_json::to_value(V::from(record)).unwrap();
+    assert_eq!(got, want);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    /// `view` serializes exactly as `record` does.
-    pub(crate) fn same<R: Serialize, V: From<R> + Serialize>(record: R) {
-        let want = serde_json::to_value(&record).unwrap();
-        let got = serde_json::to_value(V::from(record)).unwrap();
-        assert_eq!(got, want);
-    }
 
     const T: i64 = 1_764_000_000_123;
 
