@@ -95,25 +95,28 @@ pub struct EngineView {
     responses((status = 200, description = "Engine status.", body = EngineView), (status = 401))
 )]
 async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<Json<EngineView>> {
-    let holder = s
-        .engine
-        .store
-        .lease_holder(fleetscale_engine::LEASE)
-        .await?;
-    let now = now_ms();
-    let live = holder.filter(|(_, exp)| *exp > now);
-    Ok(Json(EngineView {
-        replica_id: s.replica_id.to_string(),
-        leader: live.as_ref().is_some_and(|(h, _)| *h == *s.replica_id),
-        lease_expires_at: live.as_ref().map(|(_, e)| rfc3339(*e)),
-        lease_holder: live.map(|(h, _)| h),
-        tick_ms: s.tick_ms,
-        actuator: s.engine.actuator.kind().into(),
-        tasks: s
-            .supervisor
-            .statuses()
-            .into_iter()
-            .map(TaskView::from)
-            .collect(),
-    }))
+    let holder = s.engine.store.lease_holder(fleetscale_engine::LEASE);
+    Ok(Json(EngineView::new(&s, holder.await?, now_ms())))
+}
+
+impl EngineView {
+    /// This replica's status, given the control-loop lease's `holder` and
+    /// its expiry (ignored once expired at `now`).
+    fn new(s: &AppState, holder: Option<(String, i64)>, now: i64) -> Self {
+        let live = holder.filter(|(_, exp)| *exp > now);
+        EngineView {
+            replica_id: s.replica_id.to_string(),
+            leader: live.as_ref().is_some_and(|(h, _)| *h == *s.replica_id),
+            lease_expires_at: live.as_ref().map(|(_, e)| rfc3339(*e)),
+            lease_holder: live.map(|(h, _)| h),
+            tick_ms: s.tick_ms,
+            actuator: s.engine.actuator.kind().into(),
+            tasks: s
+                .supervisor
+                .statuses()
+                .into_iter()
+                .map(TaskView::from)
+                .collect(),
+        }
+    }
 }

@@ -102,6 +102,30 @@ pub struct BudgetView {
     pub transactions: i64,
 }
 
+impl BudgetView {
+    /// The view of `b` with the month's spend breakdowns (net cents per job
+    /// type and per agency) and the region's forecast.
+    pub fn new(
+        b: RegionBudget,
+        by_job: Vec<(String, Cents)>,
+        by_agency: Vec<(String, Cents)>,
+        forecast: BudgetForecast,
+    ) -> Self {
+        BudgetView {
+            spent_this_month_cents: by_job.iter().map(|(_, c)| *c).sum(),
+            region_id: b.region_id,
+            monthly_cents: b.monthly_cents,
+            remaining_cents: b.remaining_cents,
+            spent_today_cents: b.spent_today_cents,
+            reserved_cents: b.reserved_cents,
+            forecast: forecast.into(),
+            spend_by_job_type: by_job.into_iter().collect(),
+            spend_by_agency: by_agency.into_iter().collect(),
+            transactions: b.transactions,
+        }
+    }
+}
+
 /// One ledger entry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TransactionView {
@@ -316,6 +340,16 @@ pub struct AllocatedView {
     pub balance_after_cents: Cents,
 }
 
+impl From<TxOutcome> for AllocatedView {
+    fn from(o: TxOutcome) -> Self {
+        AllocatedView {
+            transaction_id: o.transaction_id,
+            allocated_cents: o.amount_cents,
+            balance_after_cents: o.balance_after_cents,
+        }
+    }
+}
+
 /// The answer to a spend.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SpentView {
@@ -327,6 +361,17 @@ pub struct SpentView {
     pub balance_after_cents: Cents,
     /// True when the idempotency key matched an earlier spend: nothing new was charged.
     pub replayed: bool,
+}
+
+impl From<TxOutcome> for SpentView {
+    fn from(o: TxOutcome) -> Self {
+        SpentView {
+            transaction_id: o.transaction_id,
+            charged_cents: o.amount_cents,
+            balance_after_cents: o.balance_after_cents,
+            replayed: o.replayed,
+        }
+    }
 }
 
 /// The answer to a refund.
@@ -342,6 +387,17 @@ pub struct RefundedView {
     pub replayed: bool,
 }
 
+impl From<TxOutcome> for RefundedView {
+    fn from(o: TxOutcome) -> Self {
+        RefundedView {
+            transaction_id: o.transaction_id,
+            refunded_cents: o.amount_cents,
+            balance_after_cents: o.balance_after_cents,
+            replayed: o.replayed,
+        }
+    }
+}
+
 /// Whether an amount would be covered.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckView {
@@ -353,6 +409,26 @@ pub struct CheckView {
     pub remaining_cents: Cents,
     /// The answer in words.
     pub message: String,
+}
+
+impl CheckView {
+    /// Whether `amount_cents` fits `budget` now.
+    pub fn of(budget: &RegionBudget, amount_cents: Cents) -> Self {
+        let allowed = budget.state().can_spend(amount_cents);
+        let remaining_cents = budget.remaining_cents;
+        let message = match allowed {
+            true => "within budget".to_string(),
+            false => format!(
+                "insufficient budget: {amount_cents} cents requested, {remaining_cents} cents remaining"
+            ),
+        };
+        CheckView {
+            allowed,
+            amount_cents,
+            remaining_cents,
+            message,
+        }
+    }
 }
 
 /// The answer to a manual reset.
@@ -380,6 +456,18 @@ pub struct ReservedView {
     pub balance_after_cents: Cents,
     /// True when the idempotency key matched an earlier reservation: nothing new was held.
     pub replayed: bool,
+}
+
+impl From<TxOutcome> for ReservedView {
+    fn from(o: TxOutcome) -> Self {
+        ReservedView {
+            reservation: o.reservation.map(ReservationView::from),
+            transaction_id: o.transaction_id,
+            held_cents: o.amount_cents,
+            balance_after_cents: o.balance_after_cents,
+            replayed: o.replayed,
+        }
+    }
 }
 
 /// The answer to a commit: the actual cost charged, the rest released.

@@ -192,12 +192,7 @@ async fn allocate(
         amount_cents,
         description,
     };
-    let o = apply(&s, &rid, op, &who, now_ms()).await?;
-    Ok(Json(AllocatedView {
-        transaction_id: o.transaction_id,
-        allocated_cents: o.amount_cents,
-        balance_after_cents: o.balance_after_cents,
-    }))
+    Ok(Json(apply(&s, &rid, op, &who, now_ms()).await?.into()))
 }
 
 /// The body of a spend.
@@ -218,6 +213,18 @@ pub struct SpendBody {
     pub description: Option<String>,
 }
 
+impl SpendBody {
+    /// The amount, or every rule the body breaks.
+    fn check(&self) -> Result<Cents, Violations> {
+        let mut v = Violations::default();
+        let amount = cents(&mut v, "amount_cents", &self.amount_cents, false);
+        v.check_name("job_type", &self.job_type);
+        key(&mut v, &self.idempotency_key);
+        opt_text(&mut v, "description", &self.description, 500);
+        v.into_result(amount)
+    }
+}
+
 /// Spend atomically: charged in full or not at all (409 insufficient_budget); idempotent by key.
 #[utoipa::path(post, path = "/regions/{id}/budget/spend", tag = "region budgets",
     operation_id = "region_budget_spend",
@@ -232,12 +239,7 @@ async fn spend(
     ApiJson(b): ApiJson<SpendBody>,
 ) -> ApiResult<Json<SpentView>> {
     who.require(Role::Operator)?;
-    let mut v = Violations::default();
-    let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
-    v.check_name("job_type", &b.job_type);
-    key(&mut v, &b.idempotency_key);
-    opt_text(&mut v, "description", &b.description, 500);
-    v.into_result(())?;
+    let amount = b.check()?;
     let agency_id = agency(&who, b.agency_id)?;
     let rid = s.engine.budgets.region_id(&id).await?;
     let op = BudgetOp::Spend {
@@ -247,13 +249,7 @@ async fn spend(
         idempotency_key: b.idempotency_key,
         description: b.description,
     };
-    let o = apply(&s, &rid, op, &who, now_ms()).await?;
-    Ok(Json(SpentView {
-        transaction_id: o.transaction_id,
-        charged_cents: o.amount_cents,
-        balance_after_cents: o.balance_after_cents,
-        replayed: o.replayed,
-    }))
+    Ok(Json(apply(&s, &rid, op, &who, now_ms()).await?.into()))
 }
 
 /// The body of a refund.
@@ -272,6 +268,18 @@ pub struct RefundBody {
     pub description: Option<String>,
 }
 
+impl RefundBody {
+    /// The amount, or every rule the body breaks.
+    fn check(&self) -> Result<Cents, Violations> {
+        let mut v = Violations::default();
+        let amount = cents(&mut v, "amount_cents", &self.amount_cents, false);
+        v.check_text("transaction_id", &self.transaction_id, 64);
+        key(&mut v, &self.idempotency_key);
+        opt_text(&mut v, "description", &self.description, 500);
+        v.into_result(amount)
+    }
+}
+
 /// Refund (part of) a spend; never more than it charged; idempotent by key.
 #[utoipa::path(post, path = "/regions/{id}/budget/refund", tag = "region budgets",
     operation_id = "region_budget_refund",
@@ -286,12 +294,7 @@ async fn refund(
     ApiJson(b): ApiJson<RefundBody>,
 ) -> ApiResult<Json<RefundedView>> {
     who.require(Role::Operator)?;
-    let mut v = Violations::default();
-    let amount = cents(&mut v, "amount_cents", &b.amount_cents, false);
-    v.check_text("transaction_id", &b.transaction_id, 64);
-    key(&mut v, &b.idempotency_key);
-    opt_text(&mut v, "description", &b.description, 500);
-    v.into_result(())?;
+    let amount = b.check()?;
     let rid = s.engine.budgets.region_id(&id).await?;
     visible_spend(&s, &who, &b.transaction_id).await?;
     let op = BudgetOp::Refund {
@@ -300,13 +303,7 @@ async fn refund(
         idempotency_key: b.idempotency_key,
         description: b.description,
     };
-    let o = apply(&s, &rid, op, &who, now_ms()).await?;
-    Ok(Json(RefundedView {
-        transaction_id: o.transaction_id,
-        refunded_cents: o.amount_cents,
-        balance_after_cents: o.balance_after_cents,
-        replayed: o.replayed,
-    }))
+    Ok(Json(apply(&s, &rid, op, &who, now_ms()).await?.into()))
 }
 
 /// A scoped token may refund only its own agency's spends (404 otherwise).
@@ -348,19 +345,7 @@ async fn check(
     v.into_result(())?;
     let rid = s.engine.budgets.region_id(&id).await?;
     let budget = s.engine.budgets.budget(&rid).await?;
-    let allowed = budget.state().can_spend(amount);
-    let remaining = budget.remaining_cents;
-    Ok(Json(CheckView {
-        allowed,
-        amount_cents: amount,
-        remaining_cents: remaining,
-        message: match allowed {
-            true => "within budget".to_string(),
-            false => format!(
-                "insufficient budget: {amount} cents requested, {remaining} cents remaining"
-            ),
-        },
-    }))
+    Ok(Json(CheckView::of(&budget, amount)))
 }
 
 /// The body of a manual reset.
@@ -460,14 +445,7 @@ async fn reserve(
         idempotency_key: b.idempotency_key,
         expires_at_ms: expires,
     };
-    let o = apply(&s, &rid, op, &who, now).await?;
-    Ok(Json(ReservedView {
-        reservation: o.reservation.map(Into::into),
-        transaction_id: o.transaction_id,
-        held_cents: o.amount_cents,
-        balance_after_cents: o.balance_after_cents,
-        replayed: o.replayed,
-    }))
+    Ok(Json(apply(&s, &rid, op, &who, now).await?.into()))
 }
 
 /// The body of a commit.
@@ -550,31 +528,15 @@ async fn show(
 ) -> ApiResult<Json<BudgetView>> {
     let rid = s.engine.budgets.region_id(&id).await?;
     let b = s.engine.budgets.budget(&rid).await?;
-    let (by_job, by_agency) = s
-        .engine
-        .budgets
-        .spend_breakdown(&rid, who.tenant_id.as_deref())
-        .await?;
-    let spent_this_month = by_job.iter().map(|(_, c)| *c).sum::<i64>();
-    // The region's month (also for a tenant's view: it is the region's
-    // balance that runs out).
-    let month_spent = match who.tenant_id {
+    let agency = who.tenant_id.as_deref();
+    let (by_job, by_agency) = s.engine.budgets.spend_breakdown(&rid, agency).await?;
+    // The region's month, also in a tenant's view: the region's balance runs out.
+    let month_spent = match agency {
         Some(_) => region_month_spend(&s, &rid).await?,
-        None => spent_this_month,
+        None => by_job.iter().map(|(_, c)| *c).sum(),
     };
     let forecast = forecast_month(month_spent, b.remaining_cents, now_ms());
-    Ok(Json(BudgetView {
-        region_id: rid,
-        monthly_cents: b.monthly_cents,
-        remaining_cents: b.remaining_cents,
-        spent_today_cents: b.spent_today_cents,
-        reserved_cents: b.reserved_cents,
-        spent_this_month_cents: spent_this_month,
-        forecast: forecast.into(),
-        spend_by_job_type: by_job.into_iter().collect(),
-        spend_by_agency: by_agency.into_iter().collect(),
-        transactions: b.transactions,
-    }))
+    Ok(Json(BudgetView::new(b, by_job, by_agency, forecast)))
 }
 
 /// The region's net spend this month, every agency's.

@@ -232,22 +232,35 @@ async fn plan_pool(
     let now = now_ms();
     let obs = observation(&s, &pool, now).await?;
     let (d, combined) = decide_pool(&pool, &obs);
-    Ok(Json(PlanView {
-        should_scale: d.should_scale(),
-        pool_id: pool.id,
-        mode: pool.mode,
-        safety_lock: pool.safety_lock,
-        current_capacity: d.current,
-        target_capacity: d.target,
-        action: d.action,
-        reason: d.reason,
-        policy: d.policy,
-        confidence: d.confidence,
-        inputs: d.inputs,
-        combined,
-        observation: obs,
-        evaluated_at: rfc3339(now),
-    }))
+    Ok(Json(PlanView::new(pool, d, combined, obs, now)))
+}
+
+impl PlanView {
+    /// The dry run of `pool`: decision `d` (and its combination) on `obs` at `now`.
+    fn new(
+        pool: Pool,
+        d: Decision,
+        combined: Option<CombinedDecision>,
+        obs: Observation,
+        now: i64,
+    ) -> Self {
+        PlanView {
+            should_scale: d.should_scale(),
+            pool_id: pool.id,
+            mode: pool.mode,
+            safety_lock: pool.safety_lock,
+            current_capacity: d.current,
+            target_capacity: d.target,
+            action: d.action,
+            reason: d.reason,
+            policy: d.policy,
+            confidence: d.confidence,
+            inputs: d.inputs,
+            combined,
+            observation: obs,
+            evaluated_at: rfc3339(now),
+        }
+    }
 }
 
 /// A pool's effective policies and where they come from.

@@ -16,7 +16,7 @@ use fleetscale_core::policy::{utilization_pct, WindowStats};
 use fleetscale_core::pool::MAX_CAPACITY_LIMIT;
 use fleetscale_core::rebalance::{self, Move, RebalancePool, Strategy};
 use fleetscale_core::Violations;
-use fleetscale_store::{now_ms, rfc3339, Pool, ScaleRequest};
+use fleetscale_store::{now_ms, rfc3339, Pool, ScaleOutcome, ScaleRequest};
 
 use super::common::{actuation_status, count_scaling, visible_pool, ApiResult, ListQuery};
 use super::views::{EventPage, EventView, PoolView};
@@ -72,15 +72,8 @@ async fn scale(
     ApiJson(b): ApiJson<ScaleBody>,
 ) -> ApiResult<Json<ScaleView>> {
     who.require(Role::Operator)?;
-    let mut v = Violations::default();
-    v.check_i64("capacity", b.capacity, 0, MAX_CAPACITY_LIMIT);
-    v.check_text("reason", &b.reason, 500);
-    v.into_result(())?;
-    who.see(&b.tenant_id, "pool")?;
-    let pool = visible_pool(&s, &who, &b.pool_id).await?;
-    if pool.tenant_id != b.tenant_id {
-        return Err(ApiError::NotFound("pool".into()));
-    }
+    b.check()?;
+    let pool = scaled_pool(&s, &who, &b).await?;
     let out = s
         .engine
         .store
@@ -89,12 +82,39 @@ async fn scale(
     if out.event.is_some() {
         count_scaling(&s, "manual");
     }
-    Ok(Json(ScaleView {
-        clamped: out.pool.desired_capacity != b.capacity,
-        pool: out.pool.into(),
-        event: out.event.map(EventView::from),
-        requested_capacity: b.capacity,
-    }))
+    Ok(Json(ScaleView::new(out, b.capacity)))
+}
+
+impl ScaleBody {
+    /// Every rule the body breaks.
+    fn check(&self) -> Result<(), Violations> {
+        let mut v = Violations::default();
+        v.check_i64("capacity", self.capacity, 0, MAX_CAPACITY_LIMIT);
+        v.check_text("reason", &self.reason, 500);
+        v.into_result(())
+    }
+}
+
+impl ScaleView {
+    /// The answer to a manual scaling that asked for `requested`.
+    fn new(out: ScaleOutcome, requested: i64) -> Self {
+        ScaleView {
+            clamped: out.pool.desired_capacity != requested,
+            pool: out.pool.into(),
+            event: out.event.map(EventView::from),
+            requested_capacity: requested,
+        }
+    }
+}
+
+/// The pool `b` names, if `who` sees it and it is the named tenant's (404 otherwise).
+async fn scaled_pool(s: &AppState, who: &Principal, b: &ScaleBody) -> ApiResult<Pool> {
+    who.see(&b.tenant_id, "pool")?;
+    let pool = visible_pool(s, who, &b.pool_id).await?;
+    if pool.tenant_id != b.tenant_id {
+        return Err(ApiError::NotFound("pool".into()));
+    }
+    Ok(pool)
 }
 
 /// The scaling `b` asks of `pool` by hand: not held back by the safety lock.
@@ -262,18 +282,32 @@ async fn capacity(
     let now = now_ms();
     let pools = s.engine.store.all_pools(tenant.as_deref()).await?;
     let stats = s.engine.store.window_stats(tenant.as_deref(), now).await?;
-    let pools: Vec<PoolCapacityView> = pools
-        .iter()
-        .map(|p| PoolCapacityView::assess(p, stats.get(&p.id), t, now))
-        .collect();
-    let statuses: Vec<Status> = pools.iter().map(|p| p.status).collect();
-    Ok(Json(CapacityView {
-        tenant_id: tenant,
-        pools,
-        overall_health: capacity::overall_health(&statuses),
-        thresholds: t.into(),
-        evaluated_at: rfc3339(now),
-    }))
+    Ok(Json(CapacityView::assess(tenant, &pools, &stats, t, now)))
+}
+
+impl CapacityView {
+    /// The assessment of `pools` (of `tenant`, or every tenant's) from
+    /// their window statistics, at `now`.
+    fn assess(
+        tenant: Option<String>,
+        pools: &[Pool],
+        stats: &HashMap<String, WindowStats>,
+        t: StatusThresholds,
+        now: i64,
+    ) -> Self {
+        let pools: Vec<PoolCapacityView> = pools
+            .iter()
+            .map(|p| PoolCapacityView::assess(p, stats.get(&p.id), t, now))
+            .collect();
+        let statuses: Vec<Status> = pools.iter().map(|p| p.status).collect();
+        CapacityView {
+            tenant_id: tenant,
+            pools,
+            overall_health: capacity::overall_health(&statuses),
+            thresholds: t.into(),
+            evaluated_at: rfc3339(now),
+        }
+    }
 }
 
 /// List scaling events.
@@ -380,16 +414,7 @@ async fn rebalance(
     ApiJson(b): ApiJson<RebalanceBody>,
 ) -> ApiResult<Json<RebalanceView>> {
     who.require(Role::Operator)?;
-    let strategy = match b.strategy.as_deref() {
-        None | Some("proportional") => Strategy::Proportional,
-        Some("even") => Strategy::Even,
-        Some(_) => {
-            return Err(ApiError::field(
-                "strategy",
-                "must be one of proportional, even",
-            ))
-        }
-    };
+    let strategy = b.strategy()?;
     who.see(&b.tenant_id, "tenant")?;
     s.engine.store.get_tenant(&b.tenant_id).await?;
     let now = now_ms();
@@ -398,13 +423,29 @@ async fn rebalance(
     let moves = rebalance::plan(&rebalance_inputs(&pools, &stats), strategy);
     let (actions, rebalanced) =
         apply_moves(&s, &who, &pools, &moves, strategy, b.dry_run, now).await?;
+    let moves = moves.into_iter().map(MoveView::from).collect();
+    let dry_run = b.dry_run;
     Ok(Json(RebalanceView {
         rebalanced,
         actions,
-        moves: moves.into_iter().map(MoveView::from).collect(),
+        moves,
         strategy,
-        dry_run: b.dry_run,
+        dry_run,
     }))
+}
+
+impl RebalanceBody {
+    /// The strategy asked for (`proportional` when none is).
+    fn strategy(&self) -> ApiResult<Strategy> {
+        match self.strategy.as_deref() {
+            None | Some("proportional") => Ok(Strategy::Proportional),
+            Some("even") => Ok(Strategy::Even),
+            Some(_) => Err(ApiError::field(
+                "strategy",
+                "must be one of proportional, even",
+            )),
+        }
+    }
 }
 
 /// The rebalancer's view of `pools`: bounds, size and demand in instances.

@@ -412,21 +412,26 @@ async fn usage_list(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<UsagePage>> {
     who.see(&tenant, "tenant")?;
-    let provider = match q.provider.as_deref() {
-        None | Some("") => None,
-        Some(n) => Some(Provider::parse(n).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "bad query parameter: provider must be one of {PROVIDER_NAMES}"
-            ))
-        })?),
-    };
+    let provider = q.provider()?;
     let page = page(q.limit, q.cursor)?;
-    let records = s
-        .engine
-        .store
-        .usage_records(&tenant, provider, &page)
-        .await?;
-    Ok(Json(records.into()))
+    let store = &s.engine.store;
+    Ok(Json(
+        store.usage_records(&tenant, provider, &page).await?.into(),
+    ))
+}
+
+impl UsageQuery {
+    /// The provider asked for, `None` for every provider (400 when unknown).
+    fn provider(&self) -> ApiResult<Option<Provider>> {
+        match self.provider.as_deref() {
+            None | Some("") => Ok(None),
+            Some(n) => Provider::parse(n).map(Some).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "bad query parameter: provider must be one of {PROVIDER_NAMES}"
+                ))
+            }),
+        }
+    }
 }
 
 /// Replay the usage ledger per provider.

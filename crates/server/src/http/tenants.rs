@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::Violations;
-use fleetscale_store::{StoreError, TokenInfo};
+use fleetscale_store::{StoreError, TokenGrant, TokenInfo};
 
 use super::common::{created, ApiResult, Created, ListQuery};
 use super::views::{TenantPage, TenantView, TokenPage};
@@ -154,16 +154,29 @@ async fn create_token(
     let token = generate_token();
     let (hash, tenant) = (hash_token(&token), b.tenant_id.as_deref());
     let store = &s.engine.store;
-    let g = store
+    let grant = store
         .insert_token(&hash, tenant, &b.role, &b.name, &who.name)
         .await?;
-    Ok(created(NewTokenView {
-        id: g.id,
-        token,
-        tenant_id: g.tenant_id,
-        role: g.role,
-        name: g.name,
-    }))
+    Ok(created(NewTokenView::new(grant, token)))
+}
+
+impl NewTokenView {
+    /// The answer for `grant`, issued as `token`.
+    fn new(grant: TokenGrant, token: String) -> Self {
+        let TokenGrant {
+            id,
+            tenant_id,
+            role,
+            name,
+        } = grant;
+        NewTokenView {
+            id,
+            token,
+            tenant_id,
+            role,
+            name,
+        }
+    }
 }
 
 /// List the stored tokens the caller administers (never the tokens
