@@ -3,8 +3,12 @@
 //! `/metrics` and the middleware that times every request.
 //!
 //! Handlers are thin: they extract, check the caller's scope, call the core
-//! or the store, and answer. What several resources share lives in
-//! [`common`], a leaf that imports nothing back from here.
+//! or the store, and answer with a typed body, so the OpenAPI document
+//! gives every request and response its schema. The store's records are
+//! answered as the views of [`views`], [`budget_views`] and
+//! [`tenant_budget_views`]; the core's request types are described in
+//! [`core_schemas`]. What several resources share lives in [`common`], a
+//! leaf that imports nothing back from here.
 
 mod audit;
 mod budget_views;
