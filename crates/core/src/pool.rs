@@ -27,6 +27,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode.
+    pub const ALL: &'static [Mode] = &[Mode::Autonomous, Mode::Recommend, Mode::Frozen];
+
     /// The wire name of the mode.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -235,7 +235,7 @@ async fn scales_and_survives_kill9(db: Db) {
         (Some(2), Some(1))
     );
     let ts = |e: &Value| {
-        fleetscale_server::api::parse_rfc3339_ms(e["created_at"].as_str().unwrap()).unwrap()
+        fleetscale_server::http::parse_rfc3339_ms(e["created_at"].as_str().unwrap()).unwrap()
     };
     assert!(
         ts(down) - ts(up) >= 3000,

@@ -1,16 +1,14 @@
 //! fleetscale-server: the HTTP shell.
 //!
-//! It owns the HTTP API ([`api`]), authentication ([`auth`]) and the demo
+//! It owns the HTTP API ([`http`]), authentication ([`auth`]) and the demo
 //! fleet ([`demo`]); the background work (control loop, actuators, metric
 //! ingestion, budget maintenance) is `fleetscale-engine`'s. [`run`] wires
 //! them together for `fleetscale serve` and `fleetscale demo`.
 
-pub mod api;
 pub mod auth;
-pub mod budget_api;
 pub mod demo;
 pub mod error;
-pub mod tenant_budget_api;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +19,8 @@ use tokio::sync::watch;
 use fleetscale_engine::{EngineConfig, EngineCtx, Ingestor, Supervisor};
 use fleetscale_store::{Store, StoreError};
 
-pub use api::router;
 pub use fleetscale_engine::{Actuator, WebhookConfig};
+pub use http::router;
 
 /// Shared state of every handler: one allocation
 /// behind an [`Arc`], so the clone axum makes for every extractor is one

@@ -2,172 +2,18 @@
 //! case a 4xx problem naming the field, never a 500), plan, scale, capacity,
 //! proposals and rebalance, on a fresh SQLite database per test.
 
+mod support;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use fleetscale_server::auth::hash_token;
-use fleetscale_server::{router, AppState};
+use fleetscale_server::AppState;
 use fleetscale_store::Store;
 
-const ADMIN: &str = "admin-test-token";
-
-struct App {
-    state: AppState,
-    /// The test's database directory, removed when the test ends.
-    dir: std::path::PathBuf,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl App {
-    async fn new() -> App {
-        let dir = std::env::temp_dir().join(format!("fs-api-{}", uuid_like()));
-        let store = Store::open_sqlite(&dir).await.unwrap();
-        let mut state = AppState::new(store);
-        state.admin_token_hash = Some(Arc::from(hash_token(ADMIN)));
-        App { state, dir }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> (StatusCode, Value, String) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        let res = router(self.state.clone())
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let ctype = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v, ctype)
-    }
-
-    async fn admin(&self, method: &str, path: &str, body: Value) -> Value {
-        let b = body.to_string();
-        let (status, v, _) = self
-            .call(
-                method,
-                path,
-                Some(ADMIN),
-                if body.is_null() { None } else { Some(&b) },
-            )
-            .await;
-        assert!(status.is_success(), "{method} {path} -> {status}: {v}");
-        v
-    }
-
-    /// A tenant with one autonomous pool; returns (tenant id, pool id).
-    async fn fleet(&self, name: &str) -> (String, String) {
-        let t = self
-            .admin("POST", "/api/v1/tenants", json!({"name": name}))
-            .await;
-        let tid = t["id"].as_str().unwrap().to_string();
-        let (s, _, _) = self
-            .call("GET", "/api/v1/regions/eu-west", Some(ADMIN), None)
-            .await;
-        if s == StatusCode::NOT_FOUND {
-            self.admin(
-                "POST",
-                "/api/v1/regions",
-                json!({"name": "eu-west", "jurisdiction": "eu"}),
-            )
-            .await;
-        }
-        let p = self
-            .admin("POST", "/api/v1/pools", pool_body(&tid, "writer"))
-            .await;
-        (tid, p["id"].as_str().unwrap().to_string())
-    }
-
-    /// One control-loop tick now, as the lease holder.
-    async fn tick(&self) -> fleetscale_engine::control::TickReport {
-        let fence = fleetscale_store::Fence {
-            name: fleetscale_engine::control::LEASE.into(),
-            holder: "t".into(),
-        };
-        let now = fleetscale_store::now_ms();
-        assert!(self
-            .state
-            .engine
-            .store
-            .try_lease(&fence.name, &fence.holder, now, 60_000)
-            .await
-            .unwrap());
-        fleetscale_engine::control::tick_once(&self.state.engine, &fence, now)
-            .await
-            .unwrap()
-    }
-
-    async fn token(&self, tenant: &str, role: &str) -> String {
-        let v = self
-            .admin(
-                "POST",
-                "/api/v1/tokens",
-                json!({"tenant_id": tenant, "role": role, "name": format!("{role}-token")}),
-            )
-            .await;
-        v["token"].as_str().unwrap().to_string()
-    }
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ) + &format!("-{:?}", std::time::SystemTime::now())
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "")
-}
-
-fn pool_body(tenant: &str, agent_type: &str) -> Value {
-    json!({
-        "tenant_id": tenant, "region": "eu-west", "agent_type": agent_type,
-        "min_capacity": 1, "max_capacity": 5, "desired_capacity": 2,
-        "capacity_per_instance": 10, "metric": "throughput", "mode": "autonomous",
-        "scaling_policy": {"scale_up_threshold": 80, "scale_down_threshold": 30, "cooldown_seconds": 60, "increment": 1}
-    })
-}
-
-fn fields(v: &Value) -> Vec<String> {
-    v["errors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["field"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use support::{fields, fresh_dir, pool_body, App, ADMIN};
 
 #[tokio::test]
 async fn create_pool_returns_201_with_id_and_defaults() {
@@ -713,17 +559,7 @@ async fn health_ready_and_prometheus() {
         StatusCode::OK
     );
     app.fleet("acme").await;
-    let res = router(app.state.clone())
-        .oneshot(
-            Request::builder()
-                .uri("/metrics")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let (_, text) = app.text("/metrics").await;
     for name in [
         "fleetscale_ticks_total",
         "fleetscale_is_leader",
@@ -1301,7 +1137,7 @@ async fn tokens_are_listed_without_secrets_and_revoked_at_once() {
 
 #[tokio::test]
 async fn the_last_global_admin_token_is_kept_without_an_environment_token() {
-    let dir = std::env::temp_dir().join(format!("fs-api-{}", uuid_like()));
+    let dir = fresh_dir();
     let store = Store::open_sqlite(&dir).await.unwrap();
     // A server with no FLEETSCALE_ADMIN_TOKEN: one stored global admin.
     let state = AppState::new(store.clone());
@@ -1448,7 +1284,7 @@ async fn a_new_region_starts_with_the_seed_monthly_budget_on_its_ledger() {
 
 #[tokio::test]
 async fn readiness_and_region_creation_while_the_budget_writer_refuses_writes() {
-    let dir = std::env::temp_dir().join(format!("fs-api-{}", uuid_like()));
+    let dir = fresh_dir();
     let store = Store::open_sqlite(&dir).await.unwrap();
     // The budget writer opens the file a second time: take it away first,
     // so the writer finds a database without the budget tables and stops.
@@ -1539,4 +1375,22 @@ async fn readyz_reports_a_background_job_waiting_to_restart() {
         .unwrap();
     assert_eq!(task["state"], "backing_off", "{engine}");
     assert_eq!(task["restarts"], 1, "{engine}");
+}
+
+#[tokio::test]
+async fn an_unknown_proposal_status_filter_is_refused_by_name() {
+    let app = App::new().await;
+    let (s, v, _) = app
+        .call("GET", "/api/v1/proposals?status=maybe", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("status") && detail.contains("pending, approved, rejected, superseded"),
+        "{detail}"
+    );
+    let (s, v, _) = app
+        .call("GET", "/api/v1/proposals?status=pending", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }

@@ -3,129 +3,12 @@
 //! providers and tenants) is a 4xx problem naming the field and the rule;
 //! scopes and roles; hard limits over HTTP; idempotency; audit.
 
-use std::sync::Arc;
+mod support;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use fleetscale_server::auth::hash_token;
-use fleetscale_server::{router, AppState};
-use fleetscale_store::Store;
-
-const ADMIN: &str = "admin-test-token";
-
-struct App {
-    state: AppState,
-    /// The test's database directory, removed when the test ends.
-    dir: std::path::PathBuf,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl App {
-    async fn new() -> App {
-        let dir = std::env::temp_dir().join(format!("fs-tb-api-{}", uuid::Uuid::new_v4()));
-        let store = Store::open_sqlite(&dir).await.unwrap();
-        let mut state = AppState::new(store);
-        state.admin_token_hash = Some(Arc::from(hash_token(ADMIN)));
-        App { state, dir }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<&str>,
-    ) -> (StatusCode, Value, String) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"));
-        let body = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        let res = router(self.state.clone())
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let ctype = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            ctype,
-        )
-    }
-
-    /// Calls with a JSON body (or none for `Value::Null`) and expects `want`.
-    async fn expect(&self, method: &str, path: &str, token: &str, body: Value, want: u16) -> Value {
-        let b = body.to_string();
-        let (s, v, _) = self
-            .call(
-                method,
-                path,
-                token,
-                if body.is_null() { None } else { Some(&b) },
-            )
-            .await;
-        assert_eq!(s.as_u16(), want, "{method} {path} {b} -> {v}");
-        v
-    }
-
-    async fn tenant(&self, name: &str) -> String {
-        let t = self
-            .expect(
-                "POST",
-                "/api/v1/tenants",
-                ADMIN,
-                json!({ "name": name }),
-                201,
-            )
-            .await;
-        t["id"].as_str().unwrap().to_string()
-    }
-
-    async fn token(&self, tenant: &str, role: &str) -> String {
-        let v = self
-            .expect(
-                "POST",
-                "/api/v1/tokens",
-                ADMIN,
-                json!({"tenant_id": tenant, "role": role, "name": format!("{role}-token")}),
-                201,
-            )
-            .await;
-        v["token"].as_str().unwrap().to_string()
-    }
-}
-
-fn fields(v: &Value) -> Vec<String> {
-    v["errors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["field"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use support::{fields, App, ADMIN};
 
 #[tokio::test]
 async fn bad_tenant_budget_input_is_a_named_4xx_never_a_500() {
@@ -375,7 +258,7 @@ async fn bad_tenant_budget_input_is_a_named_4xx_never_a_500() {
             .call(
                 method,
                 &path,
-                ADMIN,
+                Some(ADMIN),
                 if body.is_empty() { None } else { Some(&body) },
             )
             .await;
@@ -621,6 +504,6 @@ async fn tenant_budgets_follow_scopes_and_roles() {
         .expect("GET", &format!("{pa}/usage"), &viewer, Value::Null, 200)
         .await;
     assert_eq!(usage["items"][0]["actor"], "operator-token");
-    let (s, _, _) = app.call("GET", &pa, "not-a-token", None).await;
+    let (s, _, _) = app.call("GET", &pa, Some("not-a-token"), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }

@@ -1,0 +1,122 @@
+//! The audit log (`/audit`) and the control loop's status (`/engine`).
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use fleetscale_engine::{TaskState, TaskStatus};
+use fleetscale_store::{now_ms, rfc3339};
+
+use super::common::{ApiResult, ListQuery};
+use super::views::AuditPage;
+use crate::auth::{Principal, Role};
+use crate::error::ApiQuery;
+use crate::AppState;
+
+/// The audit and engine routes, relative to `/api/v1`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_audit))
+        .routes(routes!(engine_status))
+}
+
+/// The audit log: every mutation, who and when.
+#[utoipa::path(get, path = "/audit", tag = "audit",
+    params(("tenant_id" = Option<String>, Query, description = "Only this tenant"), ("limit" = Option<i64>, Query, description = "Page size, 1-1000"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "A page of audit entries, newest first.", body = AuditPage), (status = 401), (status = 403), (status = 422))
+)]
+async fn list_audit(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    who.require(Role::Admin)?;
+    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    let page = q.page()?;
+    let entries = s.engine.store.list_audit(tenant.as_deref(), &page).await?;
+    Ok(Json(entries.into()))
+}
+
+/// One supervised background job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    /// The job's name.
+    pub name: String,
+    /// `running`, `backing_off` (failed; waiting to be restarted) or `stopped`.
+    #[schema(value_type = String)]
+    pub state: TaskState,
+    /// Times it was restarted after a failure.
+    pub restarts: u64,
+    /// Why it last failed.
+    pub last_error: Option<String>,
+}
+
+impl From<TaskStatus> for TaskView {
+    fn from(t: TaskStatus) -> Self {
+        let TaskStatus {
+            name,
+            state,
+            restarts,
+            last_error,
+        } = t;
+        TaskView {
+            name,
+            state,
+            restarts,
+            last_error,
+        }
+    }
+}
+
+/// The control loop's status on this replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EngineView {
+    /// This replica's id.
+    pub replica_id: String,
+    /// True when this replica holds the control-loop lease.
+    pub leader: bool,
+    /// The replica holding the lease, `null` when none does.
+    pub lease_holder: Option<String>,
+    /// When that lease expires (RFC 3339).
+    pub lease_expires_at: Option<String>,
+    /// Control-loop interval, ms.
+    pub tick_ms: i64,
+    /// `none` or `webhook`.
+    pub actuator: String,
+    /// The background jobs.
+    pub tasks: Vec<TaskView>,
+}
+
+/// The control loop: leader, last tick, counts.
+#[utoipa::path(get, path = "/engine", tag = "engine",
+    responses((status = 200, description = "Engine status.", body = EngineView), (status = 401))
+)]
+async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<Json<EngineView>> {
+    let holder = s.engine.store.lease_holder(fleetscale_engine::LEASE);
+    Ok(Json(EngineView::new(&s, holder.await?, now_ms())))
+}
+
+impl EngineView {
+    /// This replica's status, given the control-loop lease's `holder` and
+    /// its expiry (ignored once expired at `now`).
+    fn new(s: &AppState, holder: Option<(String, i64)>, now: i64) -> Self {
+        let live = holder.filter(|(_, exp)| *exp > now);
+        EngineView {
+            replica_id: s.replica_id.to_string(),
+            leader: live.as_ref().is_some_and(|(h, _)| *h == *s.replica_id),
+            lease_expires_at: live.as_ref().map(|(_, e)| rfc3339(*e)),
+            lease_holder: live.map(|(h, _)| h),
+            tick_ms: s.tick_ms,
+            actuator: s.engine.actuator.kind().into(),
+            tasks: s
+                .supervisor
+                .statuses()
+                .into_iter()
+                .map(TaskView::from)
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Metric ingestion (`POST /metrics`): batches of samples, checked and
+//! handed to the group-committing writer.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use fleetscale_core::Violations;
+use fleetscale_store::{now_ms, Sample};
+
+use super::common::ApiResult;
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiJson};
+use crate::AppState;
+
+/// Most samples accepted in one `POST /api/v1/metrics` batch.
+pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
+
+/// How far in the future a sample timestamp may lie (clock skew), ms.
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// The ingestion route, relative to `/api/v1`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(ingest))
+}
+
+/// The body of `POST /metrics`: a batch of samples.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsBody {
+    /// 1 to 10000 samples.
+    pub samples: Vec<SampleIn>,
+}
+
+/// One metric sample as sent.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SampleIn {
+    /// The pool measured (one the token may see).
+    pub pool_id: String,
+    /// Metric name, e.g. `throughput`.
+    pub metric: String,
+    /// Value, finite and >= 0.
+    pub value: f64,
+    /// When it was measured; now when omitted. At most 5 minutes ahead,
+    /// and not older than the retention period.
+    pub ts: Option<TsIn>,
+}
+
+/// A sample's `ts`: Unix milliseconds or RFC 3339 text. Deserialized by
+/// hand rather than as an untagged enum, which buffers every value and is
+/// the costliest part of parsing a large batch.
+pub enum TsIn {
+    /// Unix milliseconds.
+    Millis(i64),
+    /// RFC 3339 text.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for TsIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TsIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("RFC 3339 text or whole Unix milliseconds")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TsIn, E> {
+                Ok(TsIn::Millis(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TsIn, E> {
+                i64::try_from(v)
+                    .map(TsIn::Millis)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TsIn, E> {
+                Ok(TsIn::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl utoipa::PartialSchema for TsIn {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let millis = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .description(Some("Unix milliseconds"));
+        let text = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339"));
+        OneOfBuilder::new().item(millis).item(text).into()
+    }
+}
+
+impl ToSchema for TsIn {}
+
+impl MetricsBody {
+    /// The samples to store, `now` standing for a missing `ts`; every rule
+    /// a sample breaks goes into `v` (at most 20). An empty or oversized
+    /// batch is refused at once.
+    fn samples(&self, now: i64, oldest: i64, v: &mut Violations) -> ApiResult<Vec<Sample>> {
+        if self.samples.is_empty() {
+            return Err(ApiError::field("samples", "must not be empty"));
+        }
+        if self.samples.len() > MAX_SAMPLES_PER_BATCH {
+            return Err(ApiError::field(
+                "samples",
+                format!("must hold at most {MAX_SAMPLES_PER_BATCH} samples"),
+            ));
+        }
+        let mut out = Vec::with_capacity(self.samples.len());
+        for (i, x) in self.samples.iter().enumerate() {
+            if v.0.len() >= 20 {
+                break;
+            }
+            let f = |name: &str| format!("samples[{i}].{name}");
+            v.check_name(&f("metric"), &x.metric);
+            if !x.value.is_finite() {
+                v.push(f("value"), "must be a finite number");
+            } else if x.value < 0.0 {
+                v.push(f("value"), "must be >= 0");
+            }
+            let ts = match &x.ts {
+                None => Some(now),
+                Some(TsIn::Millis(ms)) => Some(*ms),
+                Some(TsIn::Text(t)) => parse_rfc3339_ms(t),
+            };
+            match ts {
+                None => v.push(f("ts"), "must be RFC 3339 or Unix milliseconds"),
+                Some(t) if t > now + MAX_FUTURE_SKEW_MS => {
+                    v.push(f("ts"), "must not be more than 5 minutes in the future")
+                }
+                Some(t) if t < oldest => v.push(f("ts"), "is older than the retention period"),
+                Some(t) => out.push(Sample {
+                    pool_id: x.pool_id.clone(),
+                    metric: x.metric.clone(),
+                    ts_ms: t,
+                    value: x.value,
+                }),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Adds to `v` every sample whose pool does not exist or is not visible to
+/// `who` (up to 20 violations in all).
+async fn check_pools(
+    s: &AppState,
+    who: &Principal,
+    samples: &[SampleIn],
+    v: &mut Violations,
+) -> ApiResult<()> {
+    let ids: HashSet<&str> = samples.iter().map(|x| x.pool_id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let owners = s.engine.store.pool_tenants(&ids).await?;
+    for (i, x) in samples.iter().enumerate() {
+        let visible = owners
+            .get(&x.pool_id)
+            .is_some_and(|t| who.see(t, "pool").is_ok());
+        if !visible && v.0.len() < 20 {
+            v.push(
+                format!("samples[{i}].pool_id"),
+                "must name an existing pool",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 timestamp into Unix milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// How many samples a batch stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestView {
+    /// Samples stored, durably, when the answer is sent.
+    pub accepted: usize,
+}
+
+/// Push metric samples (batch; `ts` defaults to now).
+#[utoipa::path(post, path = "/metrics", tag = "metrics",
+    request_body(content = MetricsBody, content_type = "application/json", example = json!({"samples": [{"pool_id": "POOL_ID", "metric": "throughput", "value": 42.5, "ts": "2026-11-25T12:00:00Z"}]})),
+    responses((status = 202, description = "How many samples were stored (durably).", body = IngestView), (status = 400), (status = 401), (status = 403), (status = 422))
+)]
+async fn ingest(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<MetricsBody>,
+) -> ApiResult<(StatusCode, Json<IngestView>)> {
+    who.require(Role::Operator)?;
+    let now = now_ms();
+    let mut v = Violations::default();
+    let samples = b.samples(now, now - s.retention_ms, &mut v)?;
+    check_pools(&s, &who, &b.samples, &mut v).await?;
+    v.into_result(())?;
+    let accepted = samples.len();
+    s.ingest
+        .submit(samples)
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    s.engine.metrics.samples_ingested.inc_by(accepted as u64);
+    Ok((StatusCode::ACCEPTED, Json(IngestView { accepted })))
+}

@@ -1,0 +1,215 @@
+//! The HTTP layer: the REST API under `/api/v1`, assembled from one module
+//! per resource, its OpenAPI document, `/healthz`, `/readyz`, Prometheus
+//! `/metrics` and the middleware that times every request.
+//!
+//! Handlers are thin: they extract, check the caller's scope, call the core
+//! or the store, and answer with a typed body, so the OpenAPI document
+//! gives every request and response its schema. The store's records are
+//! answered as the views of [`views`], [`budget_views`] and
+//! [`tenant_budget_views`]; the core's request types are described in
+//! [`core_schemas`]. What several resources share lives in [`common`], a
+//! leaf that imports nothing back from here.
+
+mod audit;
+mod budget_views;
+mod budgets;
+mod common;
+mod core_schemas;
+mod metrics;
+mod pools;
+mod proposals;
+mod regions;
+mod scaling;
+mod tenant_budget_views;
+mod tenant_budgets;
+mod tenants;
+mod views;
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use fleetscale_engine::metrics::HttpLabels;
+
+use crate::error::ApiError;
+use crate::AppState;
+use common::ApiResult;
+
+pub use metrics::{parse_rfc3339_ms, MAX_FUTURE_SKEW_MS, MAX_SAMPLES_PER_BATCH};
+
+/// The OpenAPI document's frame: info, the bearer scheme, shared schemas.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fleetscale",
+        description = "Autonomous scaling and global load balancing for fleets of AI agents. Every endpoint takes `Authorization: Bearer <token>`; errors are RFC 9457 `application/problem+json`; lists answer `{items, next_cursor}`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::Problem, crate::error::FieldProblem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The REST API (relative to `/api/v1`) and its OpenAPI document, built
+/// from the same handler declarations so the two cannot drift.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tenants::routes())
+        .merge(regions::routes())
+        .merge(pools::routes())
+        .merge(scaling::routes())
+        .merge(metrics::routes())
+        .merge(proposals::routes())
+        .merge(audit::routes())
+        .merge(budgets::routes())
+        .merge(tenant_budgets::routes());
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api)
+        .split_for_parts();
+    describe_errors(&mut doc);
+    (router, doc)
+}
+
+/// Error statuses an operation lists as bare `(status = N)`, described once.
+const ERROR_RESPONSES: [(&str, &str); 6] = [
+    ("400", "Malformed JSON or query"),
+    ("401", "Missing or unknown bearer token"),
+    ("403", "The token's role does not allow this"),
+    ("404", "Not found, or not visible to this token"),
+    ("409", "Conflicts with the current state (see `code`)"),
+    (
+        "422",
+        "Fields break validation rules (`errors` names each field and rule)",
+    ),
+];
+
+/// Gives every listed error status of every operation its description and
+/// the `application/problem+json` body every error answers with.
+fn describe_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            for (status, description) in ERROR_RESPONSES {
+                if let Some(r) = op.responses.responses.get_mut(status) {
+                    *r = RefOr::T(
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/problem+json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("Problem")))
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Builds the whole HTTP router: the API under `/api/v1` (its OpenAPI
+/// document at `/api/v1/openapi.json`, no token needed), `/healthz`,
+/// `/readyz` and Prometheus `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    let doc = std::sync::Arc::new(doc);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(api)
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                r#"{"type":"about:blank","title":"Method Not Allowed","status":405,"detail":"method not allowed on this route"}"#,
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(crate::error::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe_http))
+        .with_state(state)
+}
+
+async fn observe_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    state
+        .engine
+        .metrics
+        .http_seconds
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status,
+        })
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
+async fn readyz(State(s): State<AppState>) -> ApiResult<&'static str> {
+    s.engine
+        .store
+        .ping()
+        .await
+        .map_err(|_| ApiError::Unavailable("database is not reachable".into()))?;
+    if let Some(why) = s.engine.budgets.stopped() {
+        return Err(ApiError::Unavailable(why.into()));
+    }
+    if let Some(why) = s.supervisor.unready() {
+        return Err(ApiError::Unavailable(why));
+    }
+    Ok("ready")
+}
+
+async fn prometheus(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.engine.metrics.encode(),
+    )
+}
