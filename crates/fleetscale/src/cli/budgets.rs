@@ -1,7 +1,8 @@
 //! `fleetscale budgets ...`: region AI budgets over the REST API (show,
 //! allocate, spend, refund, check, reserve/commit/release, reset,
-//! transactions, check-ledger), the phase 66 provider tier defaults, and
-//! (`budgets tenant ...`, in `tenant_budgets`) tenant provider budgets.
+//! transactions, check-ledger); `budgets tenant ...` and `budgets tiers`
+//! (tenant provider budgets and their phase 66 tier defaults) are in
+//! `tenant_budgets`.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -359,38 +360,7 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             Ok(())
         }
         BudgetsCmd::Tenant { cmd } => tenant_budgets::run(cmd, conn).await,
-        BudgetsCmd::Tiers { tier } => {
-            let v = conn
-                .get_json(&client::with_query(
-                    "/api/v1/budgets/tiers",
-                    &[("tier", tier)],
-                ))
-                .await?;
-            match conn.output {
-                Output::Json => print_json(&v),
-                Output::Table => {
-                    let rows: Vec<Value> = v["items"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|t| {
-                            t["providers"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .map(|p| {
-                                    let mut p = p.clone();
-                                    p["tier"] = t["tier"].clone();
-                                    p
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .collect();
-                    print_table(&rows, &["tier", "provider", "monthly_allocation", "unit"]);
-                }
-            }
-            Ok(())
-        }
+        BudgetsCmd::Tiers { tier } => tenant_budgets::tiers(tier, conn).await,
     }
 }
 

@@ -1,6 +1,6 @@
 //! `fleetscale budgets tenant ...`: a tenant's phase 66 provider budgets over
 //! the REST API (show, list, set-tier, set-provider, record, usage,
-//! check-ledger).
+//! check-ledger), and `fleetscale budgets tiers`: the allocations of each tier.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -314,4 +314,39 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `fleetscale budgets tiers`: the phase 66 provider allocations per
+/// tier (one tier, or every tier).
+pub async fn tiers(tier: Option<String>, conn: Conn) -> anyhow::Result<()> {
+    let v = conn
+        .get_json(&client::with_query(
+            "/api/v1/budgets/tiers",
+            &[("tier", tier)],
+        ))
+        .await?;
+    match conn.output {
+        Output::Json => print_json(&v),
+        Output::Table => {
+            let rows: Vec<Value> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|t| {
+                    t["providers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| {
+                            let mut p = p.clone();
+                            p["tier"] = t["tier"].clone();
+                            p
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            print_table(&rows, &["tier", "provider", "monthly_allocation", "unit"]);
+        }
+    }
+    Ok(())
 }
