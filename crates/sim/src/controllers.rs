@@ -25,23 +25,17 @@ use fleetscale_core::{
     PoolPolicies, QueueObservation, Sample as MetricSample, ThresholdPolicy,
 };
 
+use crate::view::{InstState, Sample, View};
 use crate::workload::US;
-use crate::world::{InstState, View};
+
+/// Kept at its old path (`fleetscale_sim::controllers::Controller`); it lives
+/// in [`crate::view`].
+pub use crate::view::Controller;
 
 /// Metric name of the mean outstanding requests (in flight + waiting).
 pub const CONCURRENCY: &str = "concurrency";
 /// Resource name of the per-instance busy fraction (HPA's "cpu").
 pub const CPU: &str = "cpu";
-
-/// A scaling controller under test.
-pub trait Controller {
-    /// Name in the report.
-    fn name(&self) -> String;
-    /// Decision interval, µs.
-    fn period_us(&self) -> i64;
-    /// The desired capacity after a decision at `v.now_us`.
-    fn decide(&mut self, v: &View) -> i64;
-}
 
 /// Static provisioning.
 #[derive(Debug, Clone)]
@@ -100,7 +94,7 @@ fn observe(
         last_scale_up_at_ms: mem.last_up_ms,
         last_scale_down_at_ms: mem.last_down_ms,
     };
-    let concurrency = |s: &crate::world::Sample| MetricSample {
+    let concurrency = |s: &Sample| MetricSample {
         ts_ms: v.ms(s.ts_us),
         value: s.busy_mean + s.queue_mean,
     };

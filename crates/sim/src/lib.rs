@@ -10,6 +10,7 @@
 
 pub mod controllers;
 pub mod report;
+pub mod view;
 pub mod workload;
 pub mod world;
 
@@ -20,7 +21,7 @@ pub use controllers::FleetscaleTuning;
 pub use report::{PolicyResult, Report, TimelinePoint};
 pub use workload::ServiceModel;
 
-use controllers::Controller;
+use view::Controller;
 use workload::{fill_missing, Arrivals, US};
 use world::{World, WorldParams};
 

@@ -13,108 +13,18 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::controllers::Controller;
 use crate::report::{Hist, PolicyResult, TimelinePoint};
 use crate::workload::US;
+
+use crate::view::Controller;
+/// Kept at their old paths (`fleetscale_sim::world::View`, ...); they live in
+/// [`crate::view`].
+pub use crate::view::{InstState, Instance, Sample, View};
 
 /// Visible metric samples kept (20 minutes at a 15 s scrape).
 pub const SAMPLE_RING: usize = 80;
 /// Longest time simulated after the horizon to finish queued work.
 pub const DRAIN_LIMIT_US: i64 = 6 * 3600 * US;
-
-/// Lifecycle of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstState {
-    /// Launched, not ready yet (billed).
-    Provisioning,
-    /// Serving.
-    Ready,
-    /// Finishing its in-flight requests, taking no new ones (billed).
-    Draining,
-    /// Terminated.
-    Gone,
-}
-
-/// One instance.
-#[derive(Debug, Clone)]
-pub struct Instance {
-    /// Stable id (never reused).
-    pub id: u32,
-    /// Launch time, µs.
-    pub launched_us: i64,
-    /// When it is (or was) ready, µs.
-    pub ready_us: i64,
-    /// State.
-    pub state: InstState,
-    /// Busy slots.
-    pub busy: u32,
-    busy_int: f64,
-    last_us: i64,
-}
-
-/// What a scrape saw over its window, visible to controllers from `visible_us`.
-#[derive(Debug, Clone, Default)]
-pub struct Sample {
-    /// End of the window, µs.
-    pub ts_us: i64,
-    /// When controllers can see it, µs.
-    pub visible_us: i64,
-    /// Window length, µs.
-    pub window_us: i64,
-    /// Mean busy slots over the window.
-    pub busy_mean: f64,
-    /// Mean queue length over the window.
-    pub queue_mean: f64,
-    /// Queue length at the scrape.
-    pub queue_now: f64,
-    /// Busy slots at the scrape.
-    pub busy_now: f64,
-    /// Arrivals in the window.
-    pub arrivals: u64,
-    /// Requests started in the window.
-    pub started: u64,
-    /// Mean ready (serving) instances over the window.
-    pub ready_mean: f64,
-    /// Per ready instance: `(id, mean busy fraction over its part of the window)`.
-    pub per_instance: Vec<(u32, f64)>,
-}
-
-/// What a controller sees at a decision.
-pub struct View<'a> {
-    /// Now, µs from the origin.
-    pub now_us: i64,
-    /// Origin, Unix ms (add to convert).
-    pub t0_ms: i64,
-    /// Desired capacity: provisioning + ready instances.
-    pub desired: i64,
-    /// Slots per instance.
-    pub slots: u32,
-    /// Every instance not yet gone.
-    pub instances: Vec<&'a Instance>,
-    /// Visible samples, oldest first.
-    pub samples: &'a VecDeque<Sample>,
-    /// Completed history intervals of offered load (busy-slot equivalents:
-    /// work arrived / interval), oldest first, from the origin.
-    pub history: &'a [f64],
-    /// History interval, µs.
-    pub history_interval_us: i64,
-    /// Requests waiting right now (only a controller that queries the queue
-    /// itself, like a KEDA scaler, may read it).
-    pub live_queue: f64,
-    /// Requests in flight right now (same caveat).
-    pub live_in_flight: f64,
-}
-
-impl View<'_> {
-    /// Now as Unix ms.
-    pub fn now_ms(&self) -> i64 {
-        self.t0_ms + self.now_us / 1000
-    }
-    /// A time in µs from the origin as Unix ms.
-    pub fn ms(&self, us: i64) -> i64 {
-        self.t0_ms + us / 1000
-    }
-}
 
 /// Fixed parameters of a world.
 #[derive(Debug, Clone, Copy)]
@@ -590,7 +500,24 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controllers::Static;
+
+    /// Holds the capacity at `n` (what `controllers::Static` does; local so
+    /// that the world does not depend on the controllers).
+    struct Fixed {
+        n: i64,
+        period_us: i64,
+    }
+    impl Controller for Fixed {
+        fn name(&self) -> String {
+            "fixed".into()
+        }
+        fn period_us(&self) -> i64 {
+            self.period_us
+        }
+        fn decide(&mut self, _: &View) -> i64 {
+            self.n
+        }
+    }
 
     fn params(initial: i64, slots: u32, cold_s: i64) -> WorldParams {
         WorldParams {
@@ -609,7 +536,7 @@ mod tests {
     }
 
     fn run(p: WorldParams, n: i64, arrivals: &[(i64, i64)]) -> PolicyResult {
-        let mut c = Static {
+        let mut c = Fixed {
             n,
             period_us: 15 * US,
         };

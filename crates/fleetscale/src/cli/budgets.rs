@@ -1,12 +1,15 @@
 //! `fleetscale budgets ...`: region AI budgets over the REST API (show,
 //! allocate, spend, refund, check, reserve/commit/release, reset,
-//! transactions, check-ledger), the phase 66 provider tier defaults, and
-//! (`budgets tenant ...`, in `tenant_budgets`) tenant provider budgets.
+//! transactions, check-ledger); `budgets tenant ...` and `budgets tiers`
+//! (tenant provider budgets and their phase 66 tier defaults) are in
+//! `tenant_budgets`.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::client::{self, Conn, Output};
+use super::client::{self, Conn};
+use super::output::{print_json, print_table, print_violations, LedgerBroken, Output};
+use super::tenant_budgets::{self, TenantBudgetsCmd};
 
 /// Budget subcommands. `REGION` is a region's id or name; amounts are integer cents.
 #[derive(Subcommand, Debug)]
@@ -131,7 +134,7 @@ pub enum BudgetsCmd {
     /// A tenant's phase 66 provider budgets: tier, allocations, usage, projection.
     Tenant {
         #[command(subcommand)]
-        cmd: crate::tenant_budgets::TenantBudgetsCmd,
+        cmd: TenantBudgetsCmd,
     },
     /// Phase 66 provider allocations per tier.
     Tiers {
@@ -162,17 +165,6 @@ const TX_COLS: &[&str] = &[
 
 fn base(region: &str) -> String {
     format!("/api/v1/regions/{}/budget", client::encode(region))
-}
-
-/// Prints a ledger report's `violations` (`seq` and `problem` each), one a line.
-pub(crate) fn print_violations(report: &Value) {
-    for x in report["violations"].as_array().into_iter().flatten() {
-        println!(
-            "  seq {}: {}",
-            x["seq"],
-            x["problem"].as_str().unwrap_or("")
-        );
-    }
 }
 
 /// Runs one budgets subcommand.
@@ -343,7 +335,7 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                 .get_json(&format!("{}/ledger-check", base(&region)))
                 .await?;
             match conn.output {
-                Output::Json => client::print_json(&v),
+                Output::Json => print_json(&v),
                 Output::Table => {
                     println!(
                         "{} entries replayed; recomputed remaining {} cents, stored {} cents",
@@ -367,55 +359,19 @@ pub async fn run(cmd: BudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BudgetsCmd::Tenant { cmd } => crate::tenant_budgets::run(cmd, conn).await,
-        BudgetsCmd::Tiers { tier } => {
-            let v = conn
-                .get_json(&client::with_query(
-                    "/api/v1/budgets/tiers",
-                    &[("tier", tier)],
-                ))
-                .await?;
-            match conn.output {
-                Output::Json => client::print_json(&v),
-                Output::Table => {
-                    let rows: Vec<Value> = v["items"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|t| {
-                            t["providers"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .map(|p| {
-                                    let mut p = p.clone();
-                                    p["tier"] = t["tier"].clone();
-                                    p
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .collect();
-                    client::print_table(&rows, &["tier", "provider", "monthly_allocation", "unit"]);
-                }
-            }
-            Ok(())
-        }
+        BudgetsCmd::Tenant { cmd } => tenant_budgets::run(cmd, conn).await,
+        BudgetsCmd::Tiers { tier } => tenant_budgets::tiers(tier, conn).await,
     }
 }
 
-/// The ledger check found broken invariants (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("the ledger check found broken invariants")]
-pub struct LedgerBroken;
-
 fn show_reservation(conn: &Conn, v: &Value) {
     match conn.output {
-        Output::Json => client::print_json(v),
+        Output::Json => print_json(v),
         Output::Table => {
             let mut row = v["reservation"].clone();
             row["transaction_id"] = v["transaction_id"].clone();
             row["balance_after_cents"] = v["balance_after_cents"].clone();
-            client::print_table(
+            print_table(
                 std::slice::from_ref(&row),
                 &[
                     "id",

@@ -1,12 +1,12 @@
 //! `fleetscale budgets tenant ...`: a tenant's phase 66 provider budgets over
 //! the REST API (show, list, set-tier, set-provider, record, usage,
-//! check-ledger).
+//! check-ledger), and `fleetscale budgets tiers`: the allocations of each tier.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::budgets::LedgerBroken;
-use crate::client::{self, Conn, Output};
+use super::client::{self, Conn};
+use super::output::{print_json, print_table, print_violations, LedgerBroken, Output};
 
 /// Tenant provider budget subcommands. Units are whole tokens (characters for ElevenLabs).
 #[derive(Subcommand, Debug)]
@@ -126,7 +126,7 @@ fn base(tenant: &str) -> String {
 /// Prints a tenant budget: a header line, the providers, the cost projection.
 fn show_budget(conn: &Conn, v: &Value) {
     match conn.output {
-        Output::Json => client::print_json(v),
+        Output::Json => print_json(v),
         Output::Table => {
             println!(
                 "tenant {}  tier {}{}  month {}",
@@ -139,7 +139,7 @@ fn show_budget(conn: &Conn, v: &Value) {
                 },
                 v["month"].as_str().unwrap_or("?"),
             );
-            client::print_table(
+            print_table(
                 v["providers"].as_array().map(Vec::as_slice).unwrap_or(&[]),
                 PROVIDER_COLS,
             );
@@ -188,7 +188,7 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                 ))
                 .await?;
             match conn.output {
-                Output::Json => client::print_json(&v),
+                Output::Json => print_json(&v),
                 Output::Table => {
                     let rows: Vec<Value> = v["items"]
                         .as_array()
@@ -210,7 +210,7 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                         .collect();
                     let mut cols = vec!["tenant_id", "tier"];
                     cols.extend_from_slice(PROVIDER_COLS);
-                    client::print_table(&rows, &cols);
+                    print_table(&rows, &cols);
                     if let Some(c) = v["next_cursor"].as_str() {
                         println!("more: --cursor {c}");
                     }
@@ -286,7 +286,7 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                 .get_json(&format!("{}/ledger-check", base(&tenant)))
                 .await?;
             match conn.output {
-                Output::Json => client::print_json(&v),
+                Output::Json => print_json(&v),
                 Output::Table => {
                     for p in v["providers"].as_array().into_iter().flatten() {
                         println!(
@@ -296,7 +296,7 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
                             p["recomputed_used"],
                             p["stored_used"]
                         );
-                        crate::budgets::print_violations(p);
+                        print_violations(p);
                     }
                     println!(
                         "{}",
@@ -314,4 +314,39 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `fleetscale budgets tiers`: the phase 66 provider allocations per
+/// tier (one tier, or every tier).
+pub async fn tiers(tier: Option<String>, conn: Conn) -> anyhow::Result<()> {
+    let v = conn
+        .get_json(&client::with_query(
+            "/api/v1/budgets/tiers",
+            &[("tier", tier)],
+        ))
+        .await?;
+    match conn.output {
+        Output::Json => print_json(&v),
+        Output::Table => {
+            let rows: Vec<Value> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|t| {
+                    t["providers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| {
+                            let mut p = p.clone();
+                            p["tier"] = t["tier"].clone();
+                            p
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            print_table(&rows, &["tier", "provider", "monthly_allocation", "unit"]);
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,159 @@
+//! `fleetscale serve` and `fleetscale demo`: the server's flags, its log
+//! setup and the `ServerConfig` each command runs the server with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use fleetscale_server::{Actuator, ServerConfig, WebhookConfig};
+
+/// Arguments of `fleetscale serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data directory of the embedded SQLite database.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://...); overrides --data-dir.
+    #[arg(long, env = "FLEETSCALE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Control-loop interval (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    tick: Duration,
+    /// Where scaling changes go.
+    #[arg(long, value_enum, default_value_t = ActuatorKind::None)]
+    actuator: ActuatorKind,
+    /// Webhook URL (with --actuator webhook).
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Webhook HMAC secret (with --actuator webhook).
+    #[arg(long, env = "FLEETSCALE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Monthly AI budget in cents given to a region created without one
+    /// (`monthly_budget_cents`); phase 92's default; 0 gives none.
+    #[arg(long, default_value_t = fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS)]
+    region_default_budget_cents: i64,
+    /// How long metric samples are kept.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Arguments of `fleetscale demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data directory of the embedded SQLite database.
+    #[arg(long, default_value = "./demo-data")]
+    data_dir: PathBuf,
+    /// Control-loop interval.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    tick: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ActuatorKind {
+    None,
+    Webhook,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETSCALE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+fn admin_token_env() -> Option<String> {
+    std::env::var("FLEETSCALE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn sqlite_url(dir: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    Ok(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("fleetscale.db").display()
+    ))
+}
+
+/// Runs `fleetscale serve`: the server (API + control loop) until it stops.
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    init_logs(a.log_format);
+    let actuator = match a.actuator {
+        ActuatorKind::None => Actuator::None,
+        ActuatorKind::Webhook => {
+            let (Some(url), Some(secret)) = (a.webhook_url.clone(), a.webhook_secret.clone())
+            else {
+                bail!("--actuator webhook needs --webhook-url and --webhook-secret (or FLEETSCALE_WEBHOOK_SECRET)");
+            };
+            Actuator::webhook(WebhookConfig {
+                url,
+                secret,
+                timeout: Duration::from_secs(5),
+                max_attempts: 3,
+                backoff: Duration::from_millis(200),
+            })
+            .map_err(anyhow::Error::msg)?
+        }
+    };
+    let database_url = match &a.database_url {
+        Some(u) => u.clone(),
+        None => sqlite_url(&a.data_dir)?,
+    };
+    fleetscale_server::run(ServerConfig {
+        listen: a.listen,
+        database_url,
+        tick: a.tick,
+        actuator,
+        admin_token: admin_token_env(),
+        retention: a.retention,
+        demo: false,
+        region_default_budget_cents: a.region_default_budget_cents,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Runs `fleetscale demo`: the server with a demo tenant, regions, pools
+/// and synthetic load, on its own SQLite database.
+pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    init_logs(a.log_format);
+    fleetscale_server::run(ServerConfig {
+        listen: a.listen,
+        database_url: sqlite_url(&a.data_dir)?,
+        tick: a.tick,
+        actuator: Actuator::None,
+        admin_token: admin_token_env(),
+        retention: Duration::from_secs(24 * 3600),
+        demo: true,
+        region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
+    })
+    .await?;
+    Ok(())
+}
