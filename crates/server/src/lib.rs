@@ -189,7 +189,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         &state.supervisor,
         &stop_rx,
     );
-    let demo = if cfg.demo {
+    if cfg.demo {
         let tenant = demo::seed(
             &store,
             &state.engine.budgets,
@@ -197,14 +197,17 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         )
         .await?;
         eprintln!("demo fleet ready: tenant {} ({}); pools scale within a minute: GET /api/v1/pools?tenant_id={}", tenant.name, tenant.id, tenant.id);
-        Some(tokio::spawn(demo::load(
-            store.clone(),
-            tenant.id,
-            stop_rx.clone(),
-        )))
-    } else {
-        None
-    };
+        let (store, rx) = (store.clone(), stop_rx.clone());
+        state
+            .supervisor
+            .spawn("demo-load", stop_rx.clone(), move || {
+                let (store, tenant, rx) = (store.clone(), tenant.id.clone(), rx.clone());
+                async move {
+                    demo::load(store, tenant, rx).await;
+                    Ok(())
+                }
+            });
+    }
     let app = router(state.clone());
     // Answers go out at once: no Nagle delay behind an unacknowledged segment.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -221,9 +224,6 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let supervisor = state.supervisor.clone();
     drop(state);
     supervisor.join().await;
-    if let Some(d) = demo {
-        let _ = d.await;
-    }
     store.close().await;
     res
 }
