@@ -25,7 +25,6 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -37,14 +36,12 @@ use fleetscale_core::provider_budget::{
 };
 
 use crate::sql::{audit, new_id, not_found, paginate};
-use crate::types::ser_ms;
 use crate::{rfc3339, Listed, Page, Result, Store, StoreError};
 
 /// A provider budget of a tenant: its settings, this month's usage and the projection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderBudget {
     /// The month so far and its projection (allocation in force, usage, cost).
-    #[serde(flatten)]
     pub month: ProviderMonth,
     /// The phase 66 allocation of the tenant's tier.
     pub tier_default_units: i64,
@@ -57,7 +54,7 @@ pub struct ProviderBudget {
 }
 
 /// A tenant's budgets: tier, every provider, and the month's cost projection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantBudget {
     /// Tenant id.
     pub tenant_id: String,
@@ -110,7 +107,7 @@ pub struct UsageRequest {
 }
 
 /// The answer to a usage record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UsageOutcome {
     /// The ledger entry.
     pub usage_id: String,
@@ -139,7 +136,7 @@ pub struct UsageOutcome {
 }
 
 /// One usage ledger entry as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
     /// Id (UUIDv7).
     pub id: String,
@@ -166,22 +163,20 @@ pub struct UsageRecord {
     /// Who.
     pub actor: String,
     /// When.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
 }
 
 /// The usage-ledger check of one provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderLedgerReport {
     /// Provider.
     pub provider: Provider,
     /// The replay and its violations.
-    #[serde(flatten)]
     pub report: UsageReport,
 }
 
 /// The usage-ledger check of a tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantLedgerReport {
     /// Tenant id.
     pub tenant_id: String,

@@ -1,6 +1,5 @@
-//! The records the store keeps, as the API shows them.
-
-use serde::{Serialize, Serializer};
+//! The records the store keeps, as domain types: the HTTP shell decides how
+//! they are shown (its views), the store only how they are kept.
 
 use fleetscale_core::{ActuationStatus, Mode, ProposalStatus, ThresholdPolicy, TriggerSource};
 
@@ -16,32 +15,19 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// Serializes Unix milliseconds as [`rfc3339`] (for `serialize_with`).
-pub(crate) fn ser_ms<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*ms))
-}
-
-fn ser_opt_ms<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&rfc3339(*ms)),
-        None => s.serialize_none(),
-    }
-}
-
 /// A tenant (organization).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
     /// Id (UUIDv7).
     pub id: String,
     /// Unique name.
     pub name: String,
     /// Creation time.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
 }
 
 /// A region.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Region {
     /// Id (UUIDv7).
     pub id: String,
@@ -50,12 +36,11 @@ pub struct Region {
     /// Jurisdiction, e.g. `eu`.
     pub jurisdiction: String,
     /// Creation time.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
 }
 
 /// An agent pool.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     /// Id (UUIDv7).
     pub id: String,
@@ -82,13 +67,10 @@ pub struct Pool {
     /// Set by an admin: the autoscaler may not change the pool.
     pub safety_lock: bool,
     /// Last size change.
-    #[serde(rename = "last_scaled_at", serialize_with = "ser_opt_ms")]
     pub last_scaled_at_ms: Option<i64>,
     /// Creation time.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
     /// Last update.
-    #[serde(rename = "updated_at", serialize_with = "ser_ms")]
     pub updated_at_ms: i64,
     /// Combined policies; `None` runs `scaling_policy` alone.
     pub policies: Option<fleetscale_core::decision::PoolPolicies>,
@@ -120,7 +102,7 @@ impl Pool {
 }
 
 /// Delivery state of a scaling event to the actuator.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Actuation {
     /// Where the delivery is.
     pub status: ActuationStatus,
@@ -129,12 +111,11 @@ pub struct Actuation {
     /// Last error, if any.
     pub error: Option<String>,
     /// When it was delivered.
-    #[serde(rename = "actuated_at", serialize_with = "ser_opt_ms")]
     pub actuated_at_ms: Option<i64>,
 }
 
 /// A recorded change of a pool's desired capacity.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScalingEvent {
     /// Id (UUIDv7); also the actuation idempotency key.
     pub id: String,
@@ -159,12 +140,11 @@ pub struct ScalingEvent {
     /// Actuation outcome.
     pub actuation: Actuation,
     /// When it happened.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
 }
 
 /// A proposed change awaiting an operator (pools in `recommend` mode).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
     /// Id (UUIDv7).
     pub id: String,
@@ -189,18 +169,15 @@ pub struct Proposal {
     /// Scaling event created on approval.
     pub event_id: Option<String>,
     /// Creation time.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
     /// Last refresh of a pending proposal.
-    #[serde(rename = "updated_at", serialize_with = "ser_ms")]
     pub updated_at_ms: i64,
     /// When settled.
-    #[serde(rename = "decided_at", serialize_with = "ser_opt_ms")]
     pub decided_at_ms: Option<i64>,
 }
 
 /// One audited mutation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     /// Id (UUIDv7).
     pub id: String,
@@ -217,12 +194,11 @@ pub struct AuditEntry {
     /// Details.
     pub detail: serde_json::Value,
     /// When.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
 }
 
 /// An API token's grant (the token itself is only stored hashed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenGrant {
     /// Token id.
     pub id: String,
@@ -236,7 +212,7 @@ pub struct TokenGrant {
 
 /// A stored API token as listed: its grant and when it was issued (never the
 /// token or its hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     /// Token id.
     pub id: String,
@@ -247,7 +223,6 @@ pub struct TokenInfo {
     /// Human name, used as the audit actor.
     pub name: String,
     /// When it was issued.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
 }
 
@@ -281,7 +256,7 @@ impl Page {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Listed<T> {
     /// The items.
     pub items: Vec<T>,

@@ -555,7 +555,7 @@ mod tests {
     use fleetscale_core::budget::forecast_month;
     use serde_json::json;
 
-    use crate::http::views::same;
+    use crate::http::views::Golden;
 
     const T: i64 = 1_764_000_000_123;
 
@@ -595,7 +595,8 @@ mod tests {
     }
 
     #[test]
-    fn views_serialize_exactly_as_the_records() {
+    fn views_serialize_as_the_golden_answers() {
+        let mut g = Golden::new("budget_views");
         let budget = RegionBudget {
             region_id: "g".into(),
             monthly_cents: 1000,
@@ -604,22 +605,22 @@ mod tests {
             reserved_cents: 0,
             transactions: 4,
         };
-        same::<_, RegionBudgetView>(budget.clone());
-        same::<_, RegionBudgetPage>(Listed {
+        g.view::<_, RegionBudgetView>(budget.clone());
+        g.view::<_, RegionBudgetPage>(Listed {
             items: vec![budget],
             next_cursor: Some("g".into()),
         });
-        same::<_, TransactionView>(tx(None));
-        same::<_, TransactionView>(tx(Some("a")));
-        same::<_, ReservationView>(reservation(None, None));
-        same::<_, ReservationView>(reservation(Some("t"), Some(400)));
+        g.view::<_, TransactionView>(tx(None));
+        g.view::<_, TransactionView>(tx(Some("a")));
+        g.view::<_, ReservationView>(reservation(None, None));
+        g.view::<_, ReservationView>(reservation(Some("t"), Some(400)));
         let state = BudgetState {
             monthly_cents: 1,
             remaining_cents: 2,
             spent_today_cents: 3,
             reserved_cents: 4,
         };
-        same::<_, LedgerReportView>(LedgerReport {
+        g.view::<_, LedgerReportView>(LedgerReport {
             ok: false,
             entries: 9,
             recomputed: state,

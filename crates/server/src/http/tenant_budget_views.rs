@@ -435,9 +435,8 @@ impl From<TenantLedgerReport> for TenantLedgerView {
 mod tests {
     use super::*;
     use fleetscale_core::budget::Tier;
-    use serde_json::json;
 
-    use crate::http::views::same;
+    use crate::http::views::Golden;
 
     fn month(provider: Provider, priced: bool) -> ProviderMonth {
         let p = priced.then_some(300);
@@ -492,19 +491,15 @@ mod tests {
     }
 
     #[test]
-    fn views_serialize_exactly_as_the_records() {
-        same::<_, TenantBudgetView>(budget());
-        same::<_, TenantBudgetPage>(Listed {
+    fn views_serialize_as_the_golden_answers() {
+        let mut g = Golden::new("tenant_budget_views");
+        g.view::<_, TenantBudgetView>(budget());
+        g.view::<_, TenantBudgetPage>(Listed {
             items: vec![budget()],
             next_cursor: None,
         });
-        let b = budget();
-        let want = json!({
-            "tier": b.tier, "month": b.month, "items": b.providers,
-            "cost_projection": b.cost_projection, "next_cursor": null,
-        });
-        assert_eq!(serde_json::to_value(ProvidersView::from(b)).unwrap(), want);
-        same::<_, UsageOutcomeView>(UsageOutcome {
+        g.view::<_, ProvidersView>(budget());
+        g.view::<_, UsageOutcomeView>(UsageOutcome {
             usage_id: "u".into(),
             provider: Provider::Claude,
             unit: "tokens",
@@ -519,7 +514,7 @@ mod tests {
             replayed: true,
         });
         for o in [None, Some("x".to_string())] {
-            same::<_, UsageRecordView>(UsageRecord {
+            g.view::<_, UsageRecordView>(UsageRecord {
                 id: "u".into(),
                 tenant_id: "t".into(),
                 provider: "claude".into(),
@@ -535,7 +530,7 @@ mod tests {
                 created_at_ms: 1_764_000_000_123,
             });
         }
-        same::<_, TenantLedgerView>(TenantLedgerReport {
+        g.view::<_, TenantLedgerView>(TenantLedgerReport {
             tenant_id: "t".into(),
             ok: false,
             providers: vec![ProviderLedgerReport {

@@ -490,12 +490,56 @@ impl From<AuditEntry> for AuditView {
 page!(/// A page of audit entries.
     AuditPage of AuditView from AuditEntry);
 
-/// Asserts that the view `V` of `record` serializes exactly as `record` does.
+/// A golden-file check of views: the JSON of each view is kept in call
+/// order, and when the check goes out of scope the list must equal
+/// `tests/golden/{name}.json` (the API's answers as they were when the
+/// store records were still the HTTP format). `UPDATE_GOLDEN=1` rewrites
+/// the file instead.
 #[cfg(test)]
-pub(crate) fn same<R: Serialize, V: From<R> + Serialize>(record: R) {
-    let want = serde_json::to_value(&record).unwrap();
-    let got = serde_json::to_value(V::from(record)).unwrap();
-    assert_eq!(got, want);
+pub(crate) struct Golden {
+    name: &'static str,
+    got: Vec<Value>,
+}
+
+#[cfg(test)]
+impl Golden {
+    /// A check against `tests/golden/{name}.json`.
+    pub(crate) fn new(name: &'static str) -> Golden {
+        Golden {
+            name,
+            got: Vec::new(),
+        }
+    }
+
+    /// Adds the JSON of the view `V` of `record`.
+    pub(crate) fn view<R, V: From<R> + Serialize>(&mut self, record: R) {
+        self.got
+            .push(serde_json::to_value(V::from(record)).unwrap());
+    }
+}
+
+#[cfg(test)]
+impl Drop for Golden {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let path = format!(
+            "{}/tests/golden/{}.json",
+            env!("CARGO_MANIFEST_DIR"),
+            self.name
+        );
+        let got = Value::Array(std::mem::take(&mut self.got));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
+            std::fs::write(&path, text).unwrap();
+            return;
+        }
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (UPDATE_GOLDEN=1 writes it)"));
+        let want: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(got, want, "the views' JSON differs from {path}");
+    }
 }
 
 #[cfg(test)]
@@ -549,20 +593,21 @@ mod tests {
     }
 
     #[test]
-    fn views_serialize_exactly_as_the_records() {
-        same::<_, TenantView>(Tenant {
+    fn views_serialize_as_the_golden_answers() {
+        let mut g = Golden::new("views");
+        g.view::<_, TenantView>(Tenant {
             id: "t".into(),
             name: "acme".into(),
             created_at_ms: T,
         });
-        same::<_, RegionView>(Region {
+        g.view::<_, RegionView>(Region {
             id: "r".into(),
             name: "eu-west".into(),
             jurisdiction: "eu".into(),
             created_at_ms: T,
         });
         for tenant in [None, Some("t".to_string())] {
-            same::<_, TokenView>(TokenInfo {
+            g.view::<_, TokenView>(TokenInfo {
                 id: "k".into(),
                 tenant_id: tenant,
                 role: "viewer".into(),
@@ -574,12 +619,12 @@ mod tests {
             json!({"policies": [{"type": "queue", "messages_per_instance": 10}]}),
         )
         .unwrap();
-        same::<_, PoolView>(pool(None, None));
-        same::<_, PoolView>(pool(Some(T - 5), Some(policies)));
-        same::<_, EventView>(event(None, None));
-        same::<_, EventView>(event(Some("refused"), Some(T + 9)));
+        g.view::<_, PoolView>(pool(None, None));
+        g.view::<_, PoolView>(pool(Some(T - 5), Some(policies)));
+        g.view::<_, EventView>(event(None, None));
+        g.view::<_, EventView>(event(Some("refused"), Some(T + 9)));
         for (by, at) in [(None, None), (Some("ops".to_string()), Some(T + 3))] {
-            same::<_, ProposalView>(Proposal {
+            g.view::<_, ProposalView>(Proposal {
                 id: "x".into(),
                 pool_id: "p".into(),
                 tenant_id: "t".into(),
@@ -596,7 +641,7 @@ mod tests {
                 decided_at_ms: at,
             });
         }
-        same::<_, AuditView>(AuditEntry {
+        g.view::<_, AuditView>(AuditEntry {
             id: "a".into(),
             actor: "admin".into(),
             action: "pool.create".into(),
@@ -606,11 +651,11 @@ mod tests {
             detail: json!({"k": "v"}),
             created_at_ms: T,
         });
-        same::<_, PoolPage>(Listed {
+        g.view::<_, PoolPage>(Listed {
             items: vec![pool(None, None)],
             next_cursor: Some("c".into()),
         });
-        same::<_, EventPage>(Listed {
+        g.view::<_, EventPage>(Listed {
             items: vec![],
             next_cursor: None,
         });

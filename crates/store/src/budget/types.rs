@@ -1,11 +1,8 @@
 //! The budget's public types: budgets, ledger entries, reservations,
 //! operations and their errors, and the writer's stated bounds.
 
-use serde::Serialize;
-
 use fleetscale_core::budget::{BudgetError, BudgetState, Cents, ResetPeriod};
 
-use crate::types::ser_ms;
 use crate::StoreError;
 
 /// Most operations applied in one transaction (a stated bound).
@@ -68,7 +65,7 @@ impl From<rusqlite::Error> for LedgerError {
 }
 
 /// A region's budget balances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionBudget {
     /// Region id.
     pub region_id: String,
@@ -97,7 +94,7 @@ impl RegionBudget {
 }
 
 /// One ledger entry as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetTransaction {
     /// Id (UUIDv7).
     pub id: String,
@@ -130,12 +127,11 @@ pub struct BudgetTransaction {
     /// Who.
     pub actor: String,
     /// When.
-    #[serde(rename = "created_at", serialize_with = "ser_ms")]
     pub created_at_ms: i64,
 }
 
 /// A reservation (hold) of the two-step protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// Id (UUIDv7).
     pub id: String,
@@ -150,14 +146,13 @@ pub struct Reservation {
     /// held, committed, released, expired.
     pub status: String,
     /// Expiry.
-    #[serde(rename = "expires_at", serialize_with = "ser_ms")]
     pub expires_at_ms: i64,
     /// Actual cost charged by the commit.
     pub committed_cents: Option<Cents>,
 }
 
 /// The answer to a budget mutation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxOutcome {
     /// The ledger entry (for a commit: the spend, or the release if the cost was 0).
     pub transaction_id: String,
@@ -168,7 +163,6 @@ pub struct TxOutcome {
     /// True when an idempotency key matched an earlier request: nothing new happened.
     pub replayed: bool,
     /// The reservation, for reserve, commit and release.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reservation: Option<Reservation>,
 }
 
