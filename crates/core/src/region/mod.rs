@@ -6,6 +6,7 @@
 //! functions and record their values. Compliance is a hard filter applied
 //! before any score, weight, fallback, failover or ejection logic.
 
+pub mod compliance;
 pub mod mode;
 pub mod state;
 
