@@ -8,6 +8,7 @@
 
 pub mod compliance;
 pub mod mode;
+pub mod routing;
 pub mod state;
 
 /// FNV-1a 64-bit hash of `bytes` (offset basis `0xcbf29ce484222325`, prime
