@@ -7,6 +7,7 @@
 //! before any score, weight, fallback, failover or ejection logic.
 
 pub mod compliance;
+pub mod jobs;
 pub mod mode;
 pub mod routing;
 pub mod state;
