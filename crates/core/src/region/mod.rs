@@ -9,6 +9,7 @@
 pub mod compliance;
 pub mod jobs;
 pub mod mode;
+pub mod risk;
 pub mod routing;
 pub mod state;
 
