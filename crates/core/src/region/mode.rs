@@ -445,6 +445,71 @@ mod tests {
         assert_eq!(e.state, ModeState::new(Frozen, 9));
     }
 
+    fn figure() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            0.0..=100.0f64,
+            proptest::sample::select(vec![
+                9.9, 10.0, 15.0, 29.9, 30.0, 35.0, 49.9, 50.0, 55.0, 60.0, 70.0, 75.0, 85.0, 90.0
+            ])
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 1_000, ..Default::default() })]
+
+        /// Never better than the raw thresholds; improves only after two
+        /// evaluations inside the better bounds; constant figures change the
+        /// mode at most twice (one worsening, one improvement).
+        #[test]
+        fn hysteresis_invariants(
+            start in 0usize..4,
+            figures in proptest::collection::vec((figure(), figure()), 1..30),
+        ) {
+            let modes = [Normal, Cautious, Throttled, Frozen];
+            let mut s = ModeState::new(modes[start], 0);
+            let mut prev_fig: Option<(f64, f64)> = None;
+            for (t, (c, p)) in figures.iter().copied().enumerate() {
+                let e = evaluate_mode(&s, c, p, t as i64);
+                proptest::prop_assert!(e.state.mode >= raw_mode(c, p));
+                if e.state.mode < s.mode {
+                    let (pc, pp) = prev_fig.expect("an improvement needs a previous evaluation");
+                    proptest::prop_assert!(e.state.mode.holds_with_margin(c, p, HYSTERESIS_POINTS));
+                    proptest::prop_assert!(e.state.mode.holds_with_margin(pc, pp, HYSTERESIS_POINTS));
+                }
+                proptest::prop_assert_eq!(e.transition.is_some(), e.state.mode != s.mode);
+                s = e.state;
+                prev_fig = Some((c, p));
+            }
+            let (c, p) = figures[0];
+            let mut s = ModeState::new(modes[start], 0);
+            let mut changes = 0;
+            for t in 0..10 {
+                let e = evaluate_mode(&s, c, p, t);
+                changes += usize::from(e.transition.is_some());
+                s = e.state;
+            }
+            proptest::prop_assert!(changes <= 2);
+        }
+
+        /// Figures wandering less than 5 points either side of a capacity
+        /// boundary change the mode at most once (no flapping).
+        #[test]
+        fn no_flapping_within_the_margin(
+            b in proptest::sample::select(vec![10.0, 30.0, 50.0]),
+            offsets in proptest::collection::vec(-4.99..4.99f64, 1..40),
+        ) {
+            let mut s = ModeState::new(raw_mode(b + offsets[0], 0.0), 0);
+            let mut changes = 0;
+            for (t, o) in offsets.iter().enumerate() {
+                let e = evaluate_mode(&s, b + o, 0.0, t as i64);
+                changes += usize::from(e.transition.is_some());
+                s = e.state;
+            }
+            proptest::prop_assert!(changes <= 1, "{changes} changes");
+        }
+    }
+
     #[test]
     fn gating_per_mode() {
         assert_eq!(gate(Normal, 99.0, 10_000, 50), Gate::Accept { delay_ms: 0 });
