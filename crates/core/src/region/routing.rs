@@ -466,7 +466,7 @@ fn score_cmp(a: &Eval<'_>, b: &Eval<'_>) -> std::cmp::Ordering {
 fn push_named<'e, 'a>(out: &mut Vec<&'e Eval<'a>>, evals: &'e [Eval<'a>], names: &[String]) {
     for n in names {
         if let Some(e) = evals.iter().find(|e| e.name() == n.as_str()) {
-            if !out.iter().any(|o| o.name() == e.name()) {
+            if !out.iter().any(|o| std::ptr::eq(*o, e)) {
                 out.push(e);
             }
         }
@@ -535,7 +535,7 @@ fn waterfall<'e, 'a>(input: &RouteInput, compliant: &'e [Eval<'a>]) -> Vec<&'e E
             for zero in [false, true] {
                 for e in &named {
                     let w0 = weights.get(e.name()).copied() == Some(0);
-                    if w0 == zero && !out.iter().any(|o| o.name() == e.name()) {
+                    if w0 == zero && !out.iter().any(|o| std::ptr::eq(*o, *e)) {
                         out.push(e);
                     }
                 }
@@ -543,8 +543,9 @@ fn waterfall<'e, 'a>(input: &RouteInput, compliant: &'e [Eval<'a>]) -> Vec<&'e E
         }
         RoutingPolicy::Failover { order } => push_named(&mut out, compliant, order),
     }
+    // every reference points into `compliant`, so identity is address equality
     for e in by_score {
-        if !out.iter().any(|o| o.name() == e.name()) {
+        if !out.iter().any(|o| std::ptr::eq(*o, e)) {
             out.push(e);
         }
     }
