@@ -238,6 +238,62 @@ proptest! {
     }
 }
 
+/// The first eligible region among `names`, in order.
+fn first_named(
+    d: &fleetscale_core::region::routing::RouteDecision,
+    names: &[String],
+) -> Option<String> {
+    names
+        .iter()
+        .find(|n| d.candidates.iter().any(|c| c.region == **n && c.eligible))
+        .cloned()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Each policy's own order: `score` picks a highest-scored eligible
+    /// region; `failover` the first eligible named region when there is one;
+    /// `geolocation` without a country the first eligible `default` region;
+    /// `weighted` a positive-weight region whenever one is eligible.
+    #[test]
+    fn each_policy_follows_its_order(i in route_input()) {
+        let Ok(d) = route(&i) else { return Ok(()) };
+        let best = d
+            .candidates
+            .iter()
+            .filter(|c| c.eligible)
+            .filter_map(|c| c.score)
+            .fold(f64::NEG_INFINITY, f64::max);
+        match &i.routing_policy {
+            RoutingPolicy::Score { .. } => prop_assert_eq!(d.score, best),
+            RoutingPolicy::Failover { order } => {
+                if let Some(f) = first_named(&d, order) {
+                    prop_assert_eq!(&d.selected_region, &f);
+                } else {
+                    prop_assert_eq!(d.score, best);
+                }
+            }
+            RoutingPolicy::Geolocation { map } if i.client_country.is_none() => {
+                let default = map.get("default").cloned().unwrap_or_default();
+                if let Some(f) = first_named(&d, &default) {
+                    prop_assert_eq!(&d.selected_region, &f);
+                } else {
+                    prop_assert_eq!(d.score, best);
+                }
+            }
+            RoutingPolicy::Weighted { weights } => {
+                let positive: Vec<String> =
+                    weights.iter().filter(|(_, w)| **w > 0).map(|(n, _)| n.clone()).collect();
+                if first_named(&d, &positive).is_some() {
+                    prop_assert!(positive.contains(&d.selected_region));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[test]
 fn weighted_map_with_unknown_names_still_routes() {
     let i = RouteInput {
