@@ -372,3 +372,39 @@ fn ejection_after_five_failures_growing_to_300s() {
     e = e.record(false, 0);
     assert!(!e.is_ejected(0));
 }
+
+#[test]
+fn reason_text_names_policy_choice_and_figures() {
+    let d = route(&input(RoutingPolicy::default(), world())).unwrap();
+    assert_eq!(
+        d.reason,
+        "score policy: us-east is choice 1 of 3 compliant regions (score 82.0, latency 300.0 ms, capacity 100.0)"
+    );
+    let mut w = world();
+    w[1].mode = ScalingMode::Frozen;
+    w[0].pools[0].spare = 0;
+    let d = route(&input(RoutingPolicy::default(), w)).unwrap();
+    assert!(
+        d.reason
+            .ends_with("; spilled past us-east (frozen), eu-west (no_spare_capacity)"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn tenths_formatting() {
+    let table = [
+        (0.0, "0.0"),
+        (82.0, "82.0"),
+        (1.25, "1.3"),
+        (-0.04, "0.0"),
+        (-2.5, "-2.5"),
+        (99.96, "100.0"),
+        (f64::NAN, "NaN"),
+        (1e20, "100000000000000000000"),
+    ];
+    for (v, want) in table {
+        assert_eq!(Tenths(v).to_string(), want, "{v}");
+    }
+}
