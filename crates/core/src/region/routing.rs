@@ -408,6 +408,8 @@ struct Eval<'a> {
     latency_ms: f64,
     capacity: f64,
     pref: usize,
+    /// Weight under the `weighted` policy, when the policy names the region.
+    weight: Option<u32>,
 }
 
 impl Eval<'_> {
@@ -453,6 +455,10 @@ fn evaluate<'a>(input: &'a RouteInput, view: &'a RegionView) -> Eval<'a> {
         .iter()
         .position(|p| *p == view.name)
         .unwrap_or(usize::MAX);
+    let weight = match &input.routing_policy {
+        RoutingPolicy::Weighted { weights } => weights.get(&view.name).copied(),
+        _ => None,
+    };
     let b = if pref == usize::MAX { 0.0 } else { bonus };
     let score = lw * latency_score(latency_ms) + cw * capacity + b;
     let excluded = if !compliant {
@@ -474,6 +480,7 @@ fn evaluate<'a>(input: &'a RouteInput, view: &'a RegionView) -> Eval<'a> {
         latency_ms,
         capacity,
         pref,
+        weight,
     }
 }
 
@@ -530,18 +537,16 @@ fn waterfall<'e, 'a>(input: &RouteInput, compliant: &'e [Eval<'a>]) -> Vec<&'e E
                 push_named(&mut out, compliant, list);
             }
         }
-        RoutingPolicy::Weighted { weights } => {
-            let positive: Vec<(&Eval<'a>, u64)> = compliant
+        RoutingPolicy::Weighted { .. } => {
+            let positive = compliant
                 .iter()
                 .filter(|e| e.excluded.is_none())
-                .filter_map(|e| weights.get(e.name()).map(|w| (e, u64::from(*w))))
-                .filter(|(_, w)| *w > 0)
-                .collect();
-            let total: u64 = positive.iter().map(|(_, w)| w).sum();
+                .filter_map(|e| e.weight.filter(|w| *w > 0).map(|w| (e, u64::from(w))));
+            let total: u64 = positive.clone().map(|(_, w)| w).sum();
             if total > 0 {
                 let mut ticket = fnv1a64(input.request_id.as_bytes()) % total;
-                for (e, w) in &positive {
-                    if ticket < *w {
+                for (e, w) in positive {
+                    if ticket < w {
                         out.push(e);
                         break;
                     }
@@ -549,15 +554,11 @@ fn waterfall<'e, 'a>(input: &RouteInput, compliant: &'e [Eval<'a>]) -> Vec<&'e E
                 }
             }
             // then every named region, positive weights first, in score order
-            let named: Vec<&Eval<'a>> = by_score
-                .iter()
-                .copied()
-                .filter(|e| weights.contains_key(e.name()))
-                .collect();
             for zero in [false, true] {
-                for e in &named {
-                    let w0 = weights.get(e.name()).copied() == Some(0);
-                    if w0 == zero && !out.iter().any(|o| std::ptr::eq(*o, *e)) {
+                for e in &by_score {
+                    if e.weight.is_some_and(|w| (w == 0) == zero)
+                        && !out.iter().any(|o| std::ptr::eq(*o, *e))
+                    {
                         out.push(e);
                     }
                 }
