@@ -353,6 +353,39 @@ impl RouteError {
     }
 }
 
+/// Checks a route request's own fields before routing; every problem at
+/// once, each naming its field (`workload_type`, `agent_type`,
+/// `request_id`, `preferred_regions[1]`, `client_country`). Preferred
+/// regions must be among `input.regions`.
+pub fn validate_route_input(input: &RouteInput) -> Result<(), Violations> {
+    let mut v = Violations::default();
+    v.check_name("tenant_id", &input.tenant_id);
+    v.check_name("workload_type", &input.workload_type);
+    v.check_name("agent_type", &input.agent_type);
+    v.check_text("request_id", &input.request_id, 128);
+    for (i, p) in input.preferred_regions.iter().enumerate() {
+        if !input.regions.iter().any(|r| r.name == *p) {
+            v.push(
+                format!("preferred_regions[{i}]"),
+                "must name a known region",
+            );
+        }
+    }
+    if let Some(c) = &input.client_country {
+        let ok = !c.is_empty()
+            && c.len() <= 16
+            && c.split('-')
+                .all(|part| !part.is_empty() && part.chars().all(|ch| ch.is_ascii_alphanumeric()));
+        if !ok {
+            v.push(
+                "client_country",
+                "must be a country code such as DE or US-CA",
+            );
+        }
+    }
+    v.into_result(())
+}
+
 /// Mean of the last [`LATENCY_SAMPLES`] samples, [`NO_LATENCY_MS`] when none.
 #[must_use]
 pub fn mean_latency_ms(samples: &[u32]) -> f64 {

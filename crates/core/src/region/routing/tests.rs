@@ -408,3 +408,32 @@ fn tenths_formatting() {
         assert_eq!(Tenths(v).to_string(), want, "{v}");
     }
 }
+
+#[test]
+fn route_input_validation_names_fields() {
+    let mut i = input(RoutingPolicy::default(), world());
+    i.client_country = Some("US-CA".into());
+    i.preferred_regions = vec!["eu-west".into()];
+    assert!(validate_route_input(&i).is_ok());
+    i.workload_type = String::new();
+    i.agent_type = "bad type".into();
+    i.request_id = " ".into();
+    i.preferred_regions = vec!["eu-west".into(), "mars".into()];
+    i.client_country = Some("D E".into());
+    let fields: Vec<String> = validate_route_input(&i)
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "workload_type",
+            "agent_type",
+            "request_id",
+            "preferred_regions[1]",
+            "client_country"
+        ]
+    );
+}
