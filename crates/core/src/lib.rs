@@ -19,6 +19,7 @@ pub mod policy;
 pub mod pool;
 pub mod provider_budget;
 pub mod rebalance;
+pub mod region;
 pub mod trace;
 pub mod validate;
 
