@@ -121,6 +121,8 @@ pub struct TickReport {
     pub actuated: u64,
     /// Delivery series that failed.
     pub actuation_failed: u64,
+    /// Region scaling-mode transitions recorded.
+    pub region_transitions: u64,
     /// The earliest `requeue_after_ms` of the tick's decisions: when the
     /// loop should evaluate again before the next tick.
     pub requeue_after_ms: Option<i64>,
@@ -222,6 +224,9 @@ pub async fn run(
                 if let Err(e) = ctx.store.prune_samples(before).await {
                     tracing::warn!(error = %e, "pruning metric samples failed");
                 }
+                if let Err(e) = ctx.store.prune_region_samples(before).await {
+                    tracing::warn!(error = %e, "pruning region samples failed");
+                }
             }
         }
         // Sleep a poll, or less when an evaluation is due sooner.
@@ -255,8 +260,24 @@ pub use fleetscale_core::observe::{
 pub async fn observe(
     ctx: &EngineCtx,
     now: i64,
-    mut caches: Option<&mut ForecastCaches>,
+    caches: Option<&mut ForecastCaches>,
 ) -> Result<Vec<PoolState>, StoreError> {
+    Ok(observe_all(ctx, now, caches).await?.states)
+}
+
+/// What the observe phase read: the planner's pool states, and the stored
+/// pools with their window statistics (which the region refresh reuses).
+struct Observed {
+    states: Vec<PoolState>,
+    pools: Vec<Pool>,
+    stats: HashMap<String, WindowStats>,
+}
+
+async fn observe_all(
+    ctx: &EngineCtx,
+    now: i64,
+    mut caches: Option<&mut ForecastCaches>,
+) -> Result<Observed, StoreError> {
     let pools = ctx.store.all_pools(None).await?;
     let stats = ctx.store.window_stats(None, now).await?;
     let pending = ctx.store.pending_proposals().await?;
@@ -300,7 +321,11 @@ pub async fn observe(
             forecasts,
         });
     }
-    Ok(out)
+    Ok(Observed {
+        states: out,
+        pools,
+        stats,
+    })
 }
 
 /// One pool's observation now, as the control loop would see it (the plan
@@ -425,9 +450,13 @@ async fn advance_forecasts(
 /// One tick as leader: observe, plan (pure), apply the steps, actuate.
 pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickReport, StoreError> {
     let mut caches = std::mem::take(&mut *ctx.forecasts.lock().expect("forecast cache lock"));
-    let observed = observe(ctx, now, Some(&mut caches)).await;
-    let mut pools = match observed {
-        Ok(p) => p,
+    let observed = observe_all(ctx, now, Some(&mut caches)).await;
+    let Observed {
+        states: mut pools,
+        pools: stored_pools,
+        stats,
+    } = match observed {
+        Ok(o) => o,
         Err(e) => {
             *ctx.forecasts.lock().expect("forecast cache lock") = caches;
             return Err(e);
@@ -523,6 +552,8 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
     let (ok, failed) = actuate_pending(ctx, Some(fence)).await?;
     report.actuated = ok;
     report.actuation_failed = failed;
+    let regions = crate::regions::refresh(ctx, fence, now, &stored_pools, &stats).await?;
+    report.region_transitions = regions.transitions;
     Ok(report)
 }
 

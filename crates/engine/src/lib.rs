@@ -17,6 +17,7 @@ pub mod clock;
 pub mod control;
 pub mod ingest;
 pub mod metrics;
+pub mod regions;
 pub mod supervisor;
 
 use std::sync::{Arc, Mutex};

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub tick_failures: Counter,
     /// Restarts of supervised background jobs, by job.
     pub task_restarts: Family<TaskLabel, Counter>,
+    /// Region scaling-mode transitions recorded.
+    pub region_mode_transitions: Counter,
 }
 
 impl Default for Metrics {
@@ -132,6 +134,12 @@ impl Metrics {
             "Restarts of supervised background jobs after a failure or panic",
             task_restarts.clone(),
         );
+        let region_mode_transitions = Counter::default();
+        registry.register(
+            "region_mode_transitions",
+            "Region scaling-mode transitions recorded by the leader",
+            region_mode_transitions.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency",
@@ -150,6 +158,7 @@ impl Metrics {
             http_seconds,
             tick_failures,
             task_restarts,
+            region_mode_transitions,
         }
     }
 

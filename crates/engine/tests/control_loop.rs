@@ -345,3 +345,90 @@ async fn applied_scalings_are_counted_under_their_real_trigger_source() {
     );
     assert!(!text.contains("trigger_source=\"autoscaler\""), "{text}");
 }
+
+#[tokio::test]
+async fn each_tick_stores_region_state_and_modes_move_with_hysteresis() {
+    use fleetscale_core::region::mode::ScalingMode;
+    let db = db("regions").await;
+    let c = EngineCtx::new(db.store.clone());
+    let t = db.store.create_tenant("acme", "test").await.unwrap();
+    db.store
+        .create_region("eu-west", "eu", "test")
+        .await
+        .unwrap();
+    let region = db.store.get_region("eu-west").await.unwrap();
+    // A frozen pool (nothing scales it) serving posting jobs: 1 of max 10
+    // instances of 10 each.
+    let p = NewPool {
+        tenant_id: t.id,
+        region: "eu-west".into(),
+        agent_type: "posting".into(),
+        capacity_per_instance: Some(10.0),
+        mode: Some("frozen".into()),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let p = db.store.create_pool(&p, "test").await.unwrap().id;
+    let fence = fleetscale_store::Fence {
+        name: LEASE.into(),
+        holder: "t".into(),
+    };
+    let t0 = fleetscale_store::now_ms();
+    let tick = |now: i64| {
+        let (c, fence) = (c.clone(), fence.clone());
+        async move {
+            assert!(c.store.try_lease(LEASE, "t", now, 3_600_000).await.unwrap());
+            fleetscale_engine::control::tick_once(&c, &fence, now)
+                .await
+                .unwrap()
+        }
+    };
+    // 95 of 10: pressure 100, capacity score 5: frozen at once.
+    push(&db.store, &p, t0 - 1_000, 95.0).await;
+    let r = tick(t0).await;
+    assert_eq!(r.region_transitions, 1);
+    let s = db.store.region_state(&region.id).await.unwrap().unwrap();
+    assert_eq!(s.mode.mode, ScalingMode::Frozen);
+    assert_eq!(s.state.pressure.posting, 100.0);
+    assert!((s.state.capacity_score - 5.0).abs() < 1e-9);
+    assert_eq!(s.state.active_tenants, 1);
+    // The load drops to 1 (the old sample leaves the 5-minute window): the
+    // better mode must hold for two evaluations before the region leaves.
+    let later = t0 + 400_000;
+    push(&db.store, &p, later - 1_000, 1.0).await;
+    assert_eq!(tick(later).await.region_transitions, 0);
+    let s = db.store.region_state(&region.id).await.unwrap().unwrap();
+    assert_eq!(
+        s.mode.mode,
+        ScalingMode::Frozen,
+        "one good evaluation is not enough"
+    );
+    assert_eq!(s.state.pressure.posting, 10.0);
+    assert_eq!(tick(later + 5_000).await.region_transitions, 1);
+    let s = db.store.region_state(&region.id).await.unwrap().unwrap();
+    assert_eq!(s.mode.mode, ScalingMode::Normal);
+    let events = db
+        .store
+        .region_mode_events(Some(&region.id), t0 - 1, 10)
+        .await
+        .unwrap();
+    let moves: Vec<_> = events
+        .iter()
+        .map(|e| (e.transition.from, e.transition.to))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (ScalingMode::Normal, ScalingMode::Frozen),
+            (ScalingMode::Frozen, ScalingMode::Normal)
+        ]
+    );
+    // Fatigue: the region spent about 405 s of the last 24 h outside normal.
+    let fatigue = s.state.fatigue_score;
+    assert!(fatigue > 0.0 && fatigue < 1.0, "{fatigue}");
+    assert!(c
+        .metrics
+        .encode()
+        .contains("fleetscale_region_mode_transitions_total 2"));
+}

@@ -714,6 +714,14 @@ async fn cli_mirrors_the_seed_commands() {
             .starts_with("replica-"),
         "{engine}"
     );
+    let state = cli_json(&s, &["regions", "state", "eu-west"]);
+    assert_eq!(state["region"], "eu-west", "{state}");
+    assert!(
+        ["normal", "cautious", "throttled", "frozen"]
+            .contains(&state["scaling_mode"].as_str().unwrap()),
+        "{state}"
+    );
+    assert!(state["pressure"]["overall"].is_number(), "{state}");
 }
 
 #[tokio::test]

@@ -1394,3 +1394,91 @@ async fn an_unknown_proposal_status_filter_is_refused_by_name() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
+
+#[tokio::test]
+async fn region_state_is_readable_before_and_after_the_leader_stores_it() {
+    let app = App::new().await;
+    let (tid, _) = app.fleet("acme").await;
+    let posting = app
+        .admin("POST", "/api/v1/pools", pool_body(&tid, "posting"))
+        .await;
+    // Before any tick: computed for the request, not yet stored.
+    let s = app
+        .admin("GET", "/api/v1/regions/eu-west/state", Value::Null)
+        .await;
+    assert_eq!(s["region"], "eu-west");
+    assert_eq!(s["scaling_mode"], "normal");
+    assert_eq!(s["updated_at"], Value::Null, "{s}");
+    // 18 of 2 × 10 on the posting pool: pressure 90; the tick stores it.
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [{"pool_id": posting["id"], "metric": "throughput", "value": 18}]}),
+    )
+    .await;
+    app.tick().await;
+    let s = app
+        .admin("GET", "/api/v1/regions/eu-west/state", Value::Null)
+        .await;
+    assert!(s["updated_at"].is_string(), "{s}");
+    assert_eq!(s["pressure"]["posting"], 90.0, "{s}");
+    assert_eq!(s["pressure"]["overall"], 90.0, "only posting has a pool");
+    assert_eq!(s["scaling_mode"], "throttled", "pressure 90 > 75: {s}");
+    assert_eq!(s["active_tenants"], 1);
+    let (st, v, _) = app
+        .call("GET", "/api/v1/regions/mars-1/state", Some(ADMIN), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test]
+async fn region_level_samples_need_a_global_token_and_a_known_region() {
+    let app = App::new().await;
+    let (tid, _) = app.fleet("acme").await;
+    let ok = app
+        .admin(
+            "POST",
+            "/api/v1/metrics",
+            json!({"samples": [
+                {"region": "eu-west", "metric": "latency_ms", "value": 42},
+                {"region": "eu-west", "metric": "queue_depth", "value": 7}
+            ]}),
+        )
+        .await;
+    assert_eq!(ok["accepted"], 2);
+    let operator = app.token(&tid, "operator").await;
+    for (body, token, field) in [
+        (
+            json!({"samples": [{"region": "eu-west", "metric": "latency_ms", "value": 1}]}),
+            operator.as_str(),
+            "samples[0].region",
+        ),
+        (
+            json!({"samples": [{"region": "mars-1", "metric": "latency_ms", "value": 1}]}),
+            ADMIN,
+            "samples[0].region",
+        ),
+        (
+            json!({"samples": [{"metric": "latency_ms", "value": 1}]}),
+            ADMIN,
+            "samples[0].pool_id",
+        ),
+    ] {
+        let (st, v, _) = app
+            .call(
+                "POST",
+                "/api/v1/metrics",
+                Some(token),
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        assert_eq!(fields(&v), [field], "{v}");
+    }
+    // The newest region-level queue depth is the region's jobs in queue.
+    app.tick().await;
+    let s = app
+        .admin("GET", "/api/v1/regions/eu-west/state", Value::Null)
+        .await;
+    assert_eq!(s["jobs_in_queue"], 7, "{s}");
+}

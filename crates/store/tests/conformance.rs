@@ -30,6 +30,7 @@ conformance!(
     policy_pool_samples_read_every_pool_at_once,
     reads_decode_their_columns_by_name,
     an_unknown_stored_state_is_an_error_not_a_default,
+    region_state_samples_and_mode_events,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -692,6 +693,116 @@ async fn an_unknown_stored_state_is_an_error_not_a_default(s: Store) {
         Err(StoreError::Corrupt(m)) => assert!(m.contains("trigger_source"), "{m}"),
         other => panic!("a corrupt trigger source was read as {other:?}"),
     }
+}
+
+async fn region_state_samples_and_mode_events(s: Store) {
+    use fleetscale_core::region::mode::{ModeState, ModeTransition, ScalingMode};
+    use fleetscale_core::region::state::RegionState;
+    use fleetscale_store::RegionSample;
+    let (_, pool) = tenant_and_pool(&s, 60).await;
+    let region = s.get_region("eu-west").await.unwrap();
+    let sample = |ts_ms, value| RegionSample {
+        region_id: region.id.clone(),
+        metric: "latency_ms".into(),
+        ts_ms,
+        value,
+    };
+    s.insert_region_samples(&[
+        sample(1_000, 80.0),
+        sample(3_000, 120.0),
+        sample(2_000, 90.0),
+    ])
+    .await
+    .unwrap();
+    let newest = s.newest_region_samples("latency_ms", 10_000).await.unwrap();
+    assert_eq!(newest.get(&region.id), Some(&120.0));
+    let before = s.newest_region_samples("latency_ms", 2_500).await.unwrap();
+    assert_eq!(
+        before.get(&region.id),
+        Some(&90.0),
+        "only samples up to now"
+    );
+    assert_eq!(s.prune_region_samples(2_000).await.unwrap(), 1);
+
+    // Fenced: without the lease nothing is written.
+    let fence = Fence {
+        name: "control-loop".into(),
+        holder: "r1".into(),
+    };
+    let now = now_ms();
+    let state = RegionState {
+        capacity_score: 42.5,
+        warning_index: 50.0,
+        ..RegionState::default()
+    };
+    let t = ModeTransition {
+        from: ScalingMode::Normal,
+        to: ScalingMode::Throttled,
+        capacity_score: 42.5,
+        pressure: 80.0,
+        at_ms: now,
+    };
+    let mut mode = ModeState::new(ScalingMode::Throttled, now);
+    assert!(matches!(
+        s.put_region_state(&region.id, &state, &mode, Some(&t), &fence, now)
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(s.region_state(&region.id).await.unwrap().is_none());
+    assert!(s
+        .try_lease("control-loop", "r1", now, 60_000)
+        .await
+        .unwrap());
+    s.put_region_state(&region.id, &state, &mode, Some(&t), &fence, now)
+        .await
+        .unwrap();
+    mode.streak = 1;
+    s.put_region_state(&region.id, &state, &mode, None, &fence, now + 1)
+        .await
+        .unwrap();
+    let got = s.region_state(&region.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.mode, got.updated_at_ms),
+        (state, mode, now + 1)
+    );
+    assert_eq!(s.region_states().await.unwrap().len(), 1);
+    let events = s
+        .region_mode_events(Some(&region.id), now - 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "one transition recorded, not one per write"
+    );
+    assert_eq!(events[0].transition, t);
+    assert!(s
+        .region_mode_events(None, now + 1, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A pool scaled to its max within the window counts as at max.
+    assert!(s.pools_at_max_since(now - 1).await.unwrap().is_empty());
+    s.scale(&req(&pool.id, 5)).await.unwrap();
+    assert!(s
+        .pools_at_max_since(now - 1)
+        .await
+        .unwrap()
+        .contains(&pool.id));
+    s.scale(&req(&pool.id, 2)).await.unwrap();
+    assert!(
+        s.pools_at_max_since(now - 1)
+            .await
+            .unwrap()
+            .contains(&pool.id),
+        "left max within the window"
+    );
+    assert!(!s
+        .pools_at_max_since(now_ms() + 1_000)
+        .await
+        .unwrap()
+        .contains(&pool.id));
 }
 
 /// Database URLs the store cannot serve are refused at open with a message

@@ -76,6 +76,26 @@ impl ScalingMode {
     }
 }
 
+impl std::str::FromStr for ScalingMode {
+    type Err = crate::lifecycle::UnknownValue;
+
+    fn from_str(s: &str) -> Result<ScalingMode, Self::Err> {
+        [
+            ScalingMode::Normal,
+            ScalingMode::Cautious,
+            ScalingMode::Throttled,
+            ScalingMode::Frozen,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+        .ok_or_else(|| crate::lifecycle::UnknownValue {
+            kind: "scaling mode",
+            value: s.to_string(),
+            expected: "normal, cautious, throttled, frozen, ",
+        })
+    }
+}
+
 impl std::fmt::Display for ScalingMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -541,5 +561,14 @@ mod tests {
                 reason: RefuseReason::Frozen
             }
         );
+    }
+
+    #[test]
+    fn modes_parse_from_their_names_only() {
+        assert_eq!(
+            "throttled".parse::<ScalingMode>().unwrap(),
+            ScalingMode::Throttled
+        );
+        assert!("Frozen".parse::<ScalingMode>().is_err());
     }
 }

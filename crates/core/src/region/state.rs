@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mode::ScalingMode;
+use super::mode::{ModeTransition, ScalingMode};
 
 /// Milliseconds in the fatigue window (24 h).
 pub const FATIGUE_WINDOW_MS: i64 = 24 * 3_600_000;
@@ -240,6 +240,45 @@ fn clamp100(v: f64) -> f64 {
     } else {
         v.clamp(0.0, 100.0)
     }
+}
+
+/// The modes a region was in over `[from_ms, now_ms)`, from its transitions
+/// (oldest first; those outside the span are ignored) and its mode now: the
+/// input of [`fatigue_score`]. Before the first
+/// transition in the span the region was in that transition's `from` mode.
+#[must_use]
+pub fn mode_intervals(
+    transitions: &[ModeTransition],
+    current: ScalingMode,
+    from_ms: i64,
+    now_ms: i64,
+) -> Vec<ModeInterval> {
+    let inside: Vec<&ModeTransition> = transitions
+        .iter()
+        .filter(|t| t.at_ms >= from_ms && t.at_ms < now_ms)
+        .collect();
+    let mut out = Vec::with_capacity(inside.len() + 1);
+    let mut mode = inside.first().map_or(current, |t| t.from);
+    let mut start = from_ms;
+    for t in inside {
+        if t.at_ms > start {
+            out.push(ModeInterval {
+                mode,
+                from_ms: start,
+                to_ms: t.at_ms,
+            });
+        }
+        mode = t.to;
+        start = t.at_ms;
+    }
+    if now_ms > start {
+        out.push(ModeInterval {
+            mode,
+            from_ms: start,
+            to_ms: now_ms,
+        });
+    }
+    out
 }
 
 /// Computes the region state at `now_ms` (see the module doc for definitions).
@@ -467,5 +506,42 @@ mod tests {
         ];
         close(fatigue_score(&hist, now), 100.0 * 7.0 / 24.0);
         close(fatigue_score(&[], now), 0.0);
+    }
+    #[test]
+    fn mode_intervals_cover_the_span_from_the_transitions() {
+        let t = |at_ms, from, to| ModeTransition {
+            from,
+            to,
+            capacity_score: 0.0,
+            pressure: 0.0,
+            at_ms,
+        };
+        use ScalingMode::{Cautious, Frozen, Normal};
+        let iv = mode_intervals(
+            &[
+                t(50, Normal, Frozen),
+                t(130, Frozen, Cautious),
+                t(170, Cautious, Normal),
+            ],
+            Normal,
+            100,
+            200,
+        );
+        let got: Vec<_> = iv.iter().map(|i| (i.mode, i.from_ms, i.to_ms)).collect();
+        assert_eq!(
+            got,
+            [(Frozen, 100, 130), (Cautious, 130, 170), (Normal, 170, 200)]
+        );
+        let iv = mode_intervals(&[], Cautious, 100, 200);
+        assert_eq!(
+            iv.iter()
+                .map(|i| (i.mode, i.from_ms, i.to_ms))
+                .collect::<Vec<_>>(),
+            [(Cautious, 100, 200)]
+        );
+        assert_eq!(
+            "throttled".parse::<ScalingMode>().unwrap(),
+            ScalingMode::Throttled
+        );
     }
 }

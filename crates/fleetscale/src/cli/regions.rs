@@ -1,8 +1,10 @@
-//! `fleetscale regions ...`: create, list and show regions over the REST API.
+//! `fleetscale regions ...`: create, list and show regions and their live
+//! state over the REST API.
 
 use clap::Subcommand;
 
 use super::client::{self, Conn};
+use super::output::{print_json, print_table, Output};
 
 /// Columns shown for regions.
 const REGION_COLS: &[&str] = &["id", "name", "jurisdiction"];
@@ -29,7 +31,31 @@ pub enum RegionsCmd {
         /// Region id or name.
         id: String,
     },
+    /// Show a region's live state: pressures, capacity score, warning
+    /// index, fatigue and scaling mode.
+    State {
+        /// Region id or name.
+        id: String,
+    },
 }
+
+/// Columns shown for a region's state (pressures flattened).
+const STATE_COLS: &[&str] = &[
+    "region",
+    "scaling_mode",
+    "mode_since",
+    "pressure",
+    "posting",
+    "orchestration",
+    "creative",
+    "intel",
+    "capacity_score",
+    "warning_index",
+    "fatigue_score",
+    "active_tenants",
+    "jobs_in_queue",
+    "updated_at",
+];
 
 /// Runs one regions subcommand.
 pub async fn run(cmd: RegionsCmd, conn: Conn) -> anyhow::Result<()> {
@@ -57,6 +83,23 @@ pub async fn run(cmd: RegionsCmd, conn: Conn) -> anyhow::Result<()> {
                 REGION_COLS,
             )
             .await
+        }
+        RegionsCmd::State { id } => {
+            let path = format!("/api/v1/regions/{}/state", client::encode(&id));
+            let v = conn.get_json(&path).await?;
+            match conn.output {
+                Output::Json => print_json(&v),
+                Output::Table => {
+                    let mut row = v.clone();
+                    let p = &v["pressure"];
+                    row["pressure"] = p["overall"].clone();
+                    for kind in ["posting", "orchestration", "creative", "intel"] {
+                        row[kind] = p[kind].clone();
+                    }
+                    print_table(&[row], STATE_COLS);
+                }
+            }
+            Ok(())
         }
     }
 }

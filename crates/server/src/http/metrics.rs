@@ -1,7 +1,9 @@
 //! Metric ingestion (`POST /metrics`): batches of samples, checked and
-//! handed to the group-committing writer.
+//! handed to the group-committing writer. A sample names a pool, or a
+//! region (a region-level sample: the observed latency to a region, its
+//! queue), which only a global token may post.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::Violations;
-use fleetscale_store::{now_ms, Sample};
+use fleetscale_store::{now_ms, RegionSample, Sample, StoreError};
 
 use super::common::ApiResult;
 use crate::auth::{Principal, Role};
@@ -42,8 +44,14 @@ pub struct MetricsBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleIn {
-    /// The pool measured (one the token may see).
-    pub pool_id: String,
+    /// The pool measured (one the token may see); exactly one of `pool_id`
+    /// and `region` is given.
+    #[serde(default)]
+    pub pool_id: Option<String>,
+    /// The region measured, by id or name (region-level samples such as
+    /// `latency_ms`, the observed latency to the region, or `queue_depth`).
+    #[serde(default)]
+    pub region: Option<String>,
     /// Metric name, e.g. `throughput`.
     pub metric: String,
     /// Value, finite and >= 0.
@@ -106,11 +114,20 @@ impl utoipa::PartialSchema for TsIn {
 
 impl ToSchema for TsIn {}
 
+/// A region-level sample whose region is still to be resolved: its index in
+/// the batch, the region as sent, metric, time and value.
+type RegionSampleIn = (usize, String, String, i64, f64);
+
 impl MetricsBody {
-    /// The samples to store, `now` standing for a missing `ts`; every rule
-    /// a sample breaks goes into `v` (at most 20). An empty or oversized
-    /// batch is refused at once.
-    fn samples(&self, now: i64, oldest: i64, v: &mut Violations) -> ApiResult<Vec<Sample>> {
+    /// The pool samples and the region-level samples to store, `now`
+    /// standing for a missing `ts`; every rule a sample breaks goes into `v`
+    /// (at most 20). An empty or oversized batch is refused at once.
+    fn samples(
+        &self,
+        now: i64,
+        oldest: i64,
+        v: &mut Violations,
+    ) -> ApiResult<(Vec<Sample>, Vec<RegionSampleIn>)> {
         if self.samples.is_empty() {
             return Err(ApiError::field("samples", "must not be empty"));
         }
@@ -121,11 +138,18 @@ impl MetricsBody {
             ));
         }
         let mut out = Vec::with_capacity(self.samples.len());
+        let mut regional = Vec::new();
         for (i, x) in self.samples.iter().enumerate() {
             if v.0.len() >= 20 {
                 break;
             }
             let f = |name: &str| format!("samples[{i}].{name}");
+            if x.pool_id.is_some() == x.region.is_some() {
+                v.push(
+                    f("pool_id"),
+                    "exactly one of pool_id and region is required",
+                );
+            }
             v.check_name(&f("metric"), &x.metric);
             if !x.value.is_finite() {
                 v.push(f("value"), "must be a finite number");
@@ -143,15 +167,21 @@ impl MetricsBody {
                     v.push(f("ts"), "must not be more than 5 minutes in the future")
                 }
                 Some(t) if t < oldest => v.push(f("ts"), "is older than the retention period"),
-                Some(t) => out.push(Sample {
-                    pool_id: x.pool_id.clone(),
-                    metric: x.metric.clone(),
-                    ts_ms: t,
-                    value: x.value,
-                }),
+                Some(t) => match (&x.pool_id, &x.region) {
+                    (Some(pool_id), None) => out.push(Sample {
+                        pool_id: pool_id.clone(),
+                        metric: x.metric.clone(),
+                        ts_ms: t,
+                        value: x.value,
+                    }),
+                    (None, Some(region)) => {
+                        regional.push((i, region.clone(), x.metric.clone(), t, x.value))
+                    }
+                    _ => {}
+                },
             }
         }
-        Ok(out)
+        Ok((out, regional))
     }
 }
 
@@ -163,12 +193,18 @@ async fn check_pools(
     samples: &[SampleIn],
     v: &mut Violations,
 ) -> ApiResult<()> {
-    let ids: HashSet<&str> = samples.iter().map(|x| x.pool_id.as_str()).collect();
+    let ids: HashSet<&str> = samples
+        .iter()
+        .filter_map(|x| x.pool_id.as_deref())
+        .collect();
     let ids: Vec<&str> = ids.into_iter().collect();
     let owners = s.engine.store.pool_tenants(&ids).await?;
     for (i, x) in samples.iter().enumerate() {
+        let Some(pool_id) = &x.pool_id else {
+            continue;
+        };
         let visible = owners
-            .get(&x.pool_id)
+            .get(pool_id)
             .is_some_and(|t| who.see(t, "pool").is_ok());
         if !visible && v.0.len() < 20 {
             v.push(
@@ -178,6 +214,46 @@ async fn check_pools(
         }
     }
     Ok(())
+}
+
+/// Resolves the regions of region-level samples (by id or name), which only
+/// a global token may post: they feed every tenant's routing.
+async fn check_regions(
+    s: &AppState,
+    who: &Principal,
+    regional: Vec<RegionSampleIn>,
+    v: &mut Violations,
+) -> ApiResult<Vec<RegionSample>> {
+    let mut ids: HashMap<String, Option<String>> = HashMap::new();
+    let mut out = Vec::with_capacity(regional.len());
+    for (i, region, metric, ts_ms, value) in regional {
+        let field = format!("samples[{i}].region");
+        if who.tenant_id.is_some() {
+            v.push(
+                field,
+                "region-level samples need a global token (they feed every tenant's routing)",
+            );
+            continue;
+        }
+        if !ids.contains_key(&region) {
+            let id = match s.engine.store.get_region(&region).await {
+                Ok(r) => Some(r.id),
+                Err(StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            ids.insert(region.clone(), id);
+        }
+        match &ids[&region] {
+            Some(region_id) => out.push(RegionSample {
+                region_id: region_id.clone(),
+                metric,
+                ts_ms,
+                value,
+            }),
+            None => v.push(field, "must name an existing region (id or name)"),
+        }
+    }
+    Ok(out)
 }
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.
@@ -206,14 +282,18 @@ async fn ingest(
     who.require(Role::Operator)?;
     let now = now_ms();
     let mut v = Violations::default();
-    let samples = b.samples(now, now - s.retention_ms, &mut v)?;
+    let (samples, regional) = b.samples(now, now - s.retention_ms, &mut v)?;
     check_pools(&s, &who, &b.samples, &mut v).await?;
+    let regional = check_regions(&s, &who, regional, &mut v).await?;
     v.into_result(())?;
-    let accepted = samples.len();
-    s.ingest
-        .submit(samples)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let accepted = samples.len() + regional.len();
+    if !samples.is_empty() {
+        s.ingest
+            .submit(samples)
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    }
+    s.engine.store.insert_region_samples(&regional).await?;
     s.engine.metrics.samples_ingested.inc_by(accepted as u64);
     Ok((StatusCode::ACCEPTED, Json(IngestView { accepted })))
 }

@@ -18,6 +18,7 @@ mod core_schemas;
 mod metrics;
 mod pools;
 mod proposals;
+mod region_state;
 mod regions;
 mod scaling;
 mod tenant_budget_views;
@@ -76,6 +77,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::routes())
         .merge(regions::routes())
+        .merge(region_state::routes())
         .merge(pools::routes())
         .merge(scaling::routes())
         .merge(metrics::routes())

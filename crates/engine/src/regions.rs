@@ -1,0 +1,173 @@
+//! Region state, recomputed by the leader every tick: each region's
+//! pressures, capacity score, warning index and fatigue from its pools and
+//! their loads (the pure [`region_state`]), then its scaling mode through
+//! the hysteresis of [`evaluate_mode`]; the state is stored, and a mode
+//! change is recorded as a transition. Inputs are read in a few set-based
+//! queries for all regions at once.
+//!
+//! Definitions of the inputs (the figures themselves are defined in
+//! `fleetscale_core::region::state`):
+//! - a pool's load is its metric's window mean; a pool is `over` when its
+//!   utilization exceeds the capacity status threshold (80 %);
+//! - it sat at max during the last hour when it is at `max_capacity` now or
+//!   a scaling event of the last hour went to or from `max_capacity`;
+//! - `active_tenants` counts the tenants with a measured pool in the region;
+//! - `jobs_in_queue` is the newest region-level `queue_depth` sample.
+
+use std::collections::{BTreeSet, HashMap};
+
+use fleetscale_core::capacity::{self, Status, StatusThresholds};
+use fleetscale_core::policy::utilization_pct;
+use fleetscale_core::region::mode::{evaluate_mode, ModeEvaluation, ModeState, ScalingMode};
+use fleetscale_core::region::state::{
+    job_kind_of, mode_intervals, region_state, PoolLoad, RegionInput, RegionState,
+    FATIGUE_WINDOW_MS,
+};
+use fleetscale_core::WindowStats;
+use fleetscale_store::{Fence, Pool, Region, StoreError};
+
+use crate::EngineCtx;
+
+/// How far back a pool at max counts toward the warning index, ms.
+pub const AT_MAX_WINDOW_MS: i64 = 3_600_000;
+
+/// Most mode transitions read for the fatigue window (a stated bound).
+pub const MAX_MODE_EVENTS: i64 = 100_000;
+
+/// What one refresh did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegionReport {
+    /// Regions whose state was stored.
+    pub regions: u64,
+    /// Mode transitions recorded.
+    pub transitions: u64,
+}
+
+/// One region's freshly computed state and mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    /// The region.
+    pub region: Region,
+    /// Its figures now.
+    pub state: RegionState,
+    /// Its mode after this evaluation, and the transition if it changed.
+    pub eval: ModeEvaluation,
+}
+
+/// Computes every region's state at `now` (or only region id `only`) from
+/// `pools` and their window statistics, and evaluates its mode against the
+/// stored one; stores nothing.
+pub async fn compute(
+    ctx: &EngineCtx,
+    now: i64,
+    pools: &[Pool],
+    stats: &HashMap<String, WindowStats>,
+    only: Option<&str>,
+) -> Result<Vec<Computed>, StoreError> {
+    let regions: Vec<Region> = ctx
+        .store
+        .all_regions()
+        .await?
+        .into_iter()
+        .filter(|r| only.is_none_or(|id| r.id == id))
+        .collect();
+    if regions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored = ctx.store.region_states().await?;
+    let events = ctx
+        .store
+        .region_mode_events(only, now - FATIGUE_WINDOW_MS, MAX_MODE_EVENTS)
+        .await?;
+    let at_max = ctx.store.pools_at_max_since(now - AT_MAX_WINDOW_MS).await?;
+    let queues = ctx.store.newest_region_samples("queue_depth", now).await?;
+    let mut out = Vec::with_capacity(regions.len());
+    for region in regions {
+        let mut tenants = BTreeSet::new();
+        let loads: Vec<PoolLoad> = pools
+            .iter()
+            .filter(|p| p.region == region.name)
+            .map(|p| {
+                let load = stats.get(&p.id).map(|w| w.mean);
+                if load.is_some() {
+                    tenants.insert(p.tenant_id.as_str());
+                }
+                let util = load
+                    .and_then(|l| utilization_pct(l, p.desired_capacity, p.capacity_per_instance));
+                PoolLoad {
+                    job_kind: job_kind_of(&p.agent_type),
+                    agent_type: p.agent_type.clone(),
+                    desired: to_u32(p.desired_capacity),
+                    max_capacity: to_u32(p.max_capacity),
+                    capacity_per_instance: p.capacity_per_instance,
+                    load,
+                    over_capacity: capacity::status(util, StatusThresholds::default())
+                        == Status::Over,
+                    saturated_last_hour: at_max.contains(&p.id),
+                }
+            })
+            .collect();
+        let previous = stored
+            .get(&region.id)
+            .map(|s| s.mode)
+            .unwrap_or_else(|| ModeState::new(ScalingMode::Normal, now));
+        let transitions: Vec<_> = events
+            .iter()
+            .filter(|e| e.region_id == region.id)
+            .map(|e| e.transition)
+            .collect();
+        let input = RegionInput {
+            pools: loads,
+            mode_history: mode_intervals(&transitions, previous.mode, now - FATIGUE_WINDOW_MS, now),
+            active_tenants: tenants.len() as u32,
+            jobs_in_queue: queues
+                .get(&region.id)
+                .filter(|q| q.is_finite() && **q > 0.0)
+                .map_or(0, |q| q.round() as u64),
+        };
+        let state = region_state(&input, now);
+        let eval = evaluate_mode(&previous, state.capacity_score, state.pressure.overall, now);
+        out.push(Computed {
+            region,
+            state,
+            eval,
+        });
+    }
+    Ok(out)
+}
+
+/// Recomputes and stores every region's state at `now` from `pools` and
+/// their window statistics, fenced on the control-loop lease; a mode change
+/// is stored with the state, in one transaction.
+pub async fn refresh(
+    ctx: &EngineCtx,
+    fence: &Fence,
+    now: i64,
+    pools: &[Pool],
+    stats: &HashMap<String, WindowStats>,
+) -> Result<RegionReport, StoreError> {
+    let mut report = RegionReport::default();
+    for c in compute(ctx, now, pools, stats, None).await? {
+        if let Some(t) = &c.eval.transition {
+            tracing::info!(region = %c.region.name, from = %t.from, to = %t.to, capacity_score = t.capacity_score, pressure = t.pressure, "region scaling mode changed");
+            ctx.metrics.region_mode_transitions.inc();
+            report.transitions += 1;
+        }
+        ctx.store
+            .put_region_state(
+                &c.region.id,
+                &c.state,
+                &c.eval.state,
+                c.eval.transition.as_ref(),
+                fence,
+                now,
+            )
+            .await?;
+        report.regions += 1;
+    }
+    Ok(report)
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
