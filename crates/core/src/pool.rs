@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// a policy sees).
 pub use crate::observation::PoolBounds;
 use crate::policies::threshold::{RawThresholdPolicy, ThresholdPolicy};
+use crate::region::state::JobKind;
 use crate::validate::Violations;
 
 /// Largest capacity a pool may declare: a stated bound on everything.
@@ -91,6 +92,10 @@ pub struct NewPool {
     pub metric: Option<String>,
     /// Control-loop mode.
     pub mode: Option<String>,
+    /// The job kind the pool serves (`posting`, `orchestration`, `creative`
+    /// or `intel`), for its region's pressure; by default its agent type when
+    /// that is one of them.
+    pub job_kind: Option<String>,
     /// Threshold policy settings.
     pub scaling_policy: Option<RawThresholdPolicy>,
 }
@@ -111,6 +116,8 @@ pub struct PoolPatch {
     pub metric: Option<String>,
     /// New mode.
     pub mode: Option<String>,
+    /// New job kind (`posting`, `orchestration`, `creative` or `intel`).
+    pub job_kind: Option<String>,
     /// New threshold policy (replaces the old one; missing fields take defaults).
     pub scaling_policy: Option<RawThresholdPolicy>,
 }
@@ -132,6 +139,9 @@ pub struct ValidPool {
     pub metric: String,
     /// Control-loop mode.
     pub mode: Mode,
+    /// The job kind it serves, when set explicitly (else its agent type's,
+    /// see [`crate::region::state::job_kind_of`]).
+    pub job_kind: Option<JobKind>,
     /// Threshold policy.
     pub policy: ThresholdPolicy,
 }
@@ -155,6 +165,7 @@ impl NewPool {
                 cpi: self.capacity_per_instance.unwrap_or(1.0),
                 metric: self.metric.clone().unwrap_or_else(|| "throughput".into()),
                 mode: self.mode.clone(),
+                job_kind: self.job_kind.clone(),
                 policy: self.scaling_policy.clone().unwrap_or_default(),
             },
         );
@@ -187,6 +198,10 @@ impl PoolPatch {
                         .clone()
                         .unwrap_or_else(|| current.mode.as_str().to_string()),
                 ),
+                job_kind: self
+                    .job_kind
+                    .clone()
+                    .or_else(|| current.job_kind.map(|k| k.as_str().to_string())),
                 policy: self
                     .scaling_policy
                     .clone()
@@ -204,6 +219,7 @@ struct Fields {
     cpi: f64,
     metric: String,
     mode: Option<String>,
+    job_kind: Option<String>,
     policy: RawThresholdPolicy,
 }
 
@@ -239,6 +255,16 @@ fn build(
             Mode::Recommend
         }),
     };
+    let job_kind = f.job_kind.as_deref().and_then(|s| {
+        let kind = JobKind::ALL.into_iter().find(|k| k.as_str() == s);
+        if kind.is_none() {
+            v.push(
+                "job_kind",
+                "must be one of posting, orchestration, creative, intel",
+            );
+        }
+        kind
+    });
     let policy = f.policy.validate("scaling_policy", v);
     ValidPool {
         tenant_id,
@@ -252,6 +278,7 @@ fn build(
         capacity_per_instance: f.cpi,
         metric: f.metric,
         mode,
+        job_kind,
         policy,
     }
 }

@@ -95,7 +95,7 @@ pub async fn compute(
                 let util = load
                     .and_then(|l| utilization_pct(l, p.desired_capacity, p.capacity_per_instance));
                 PoolLoad {
-                    job_kind: job_kind_of(&p.agent_type),
+                    job_kind: p.job_kind.or_else(|| job_kind_of(&p.agent_type)),
                     agent_type: p.agent_type.clone(),
                     desired: to_u32(p.desired_capacity),
                     max_capacity: to_u32(p.max_capacity),

@@ -80,6 +80,7 @@ pub async fn seed(
                 capacity_per_instance: Some(10.0),
                 metric: Some("throughput".into()),
                 mode: Some("autonomous".into()),
+                job_kind: None,
                 scaling_policy: Some(RawThresholdPolicy {
                     scale_up_threshold: Some(80.0),
                     scale_down_threshold: Some(30.0),

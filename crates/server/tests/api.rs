@@ -1482,3 +1482,53 @@ async fn region_level_samples_need_a_global_token_and_a_known_region() {
         .await;
     assert_eq!(s["jobs_in_queue"], 7, "{s}");
 }
+
+#[tokio::test]
+async fn a_pools_job_kind_sets_the_pressure_it_counts_toward() {
+    let app = App::new().await;
+    let (tid, _) = app.fleet("acme").await;
+    let mut body = pool_body(&tid, "illustrator");
+    body["job_kind"] = json!("painting");
+    let (st, v, _) = app
+        .call(
+            "POST",
+            "/api/v1/pools",
+            Some(ADMIN),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(fields(&v), ["job_kind"], "{v}");
+    body["job_kind"] = json!("creative");
+    let p = app.admin("POST", "/api/v1/pools", body).await;
+    assert_eq!(p["job_kind"], "creative");
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [{"pool_id": p["id"], "metric": "throughput", "value": 10}]}),
+    )
+    .await;
+    app.tick().await;
+    let s = app
+        .admin("GET", "/api/v1/regions/eu-west/state", Value::Null)
+        .await;
+    assert_eq!(s["pressure"]["creative"], 50.0, "10 of 2 × 10: {s}");
+    // A patch keeps the kind unless it names another.
+    let pid = p["id"].as_str().unwrap();
+    let p = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/pools/{pid}"),
+            json!({"max_capacity": 8}),
+        )
+        .await;
+    assert_eq!(p["job_kind"], "creative");
+    let p = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/pools/{pid}"),
+            json!({"job_kind": "intel"}),
+        )
+        .await;
+    assert_eq!(p["job_kind"], "intel");
+}

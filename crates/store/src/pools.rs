@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use fleetscale_core::region::state::JobKind;
 use fleetscale_core::ValidPool;
 
 use crate::sql::{audit, conflict_as, new_id, not_found, paginate, parse_text, to_json};
@@ -20,7 +21,7 @@ impl Store {
         let id = new_id();
         let mut tx = self.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$13)"
+            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$14,$13)"
         ))
         .bind(&id)
         .bind(&p.tenant_id)
@@ -35,6 +36,7 @@ impl Store {
         .bind(to_json(&p.policy))
         .bind(now)
         .bind(p.policy.window_seconds)
+        .bind(p.job_kind.map(JobKind::as_str))
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_as(e, format!("a pool for region {:?} and agent type {:?} exists", p.region, p.agent_type)))?;
@@ -58,7 +60,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let res = sqlx::query(
-            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10 WHERE id=$1",
+            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10, job_kind=$11 WHERE id=$1",
         )
         .bind(id)
         .bind(p.bounds.min)
@@ -70,6 +72,7 @@ impl Store {
         .bind(to_json(&p.policy))
         .bind(p.policy.window_seconds)
         .bind(now)
+        .bind(p.job_kind.map(JobKind::as_str))
         .execute(&mut *tx)
         .await?;
         if res.rows_affected() == 0 {
@@ -366,7 +369,7 @@ impl Store {
 const OWNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The columns [`pool_row`] decodes.
-pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies";
+pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies, job_kind";
 
 pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
     let policy: String = r.try_get("scaling_policy")?;
@@ -382,6 +385,17 @@ pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
         capacity_per_instance: r.try_get("capacity_per_instance")?,
         metric: r.try_get("metric")?,
         mode: parse_text(r, "mode")?,
+        job_kind: r
+            .try_get::<Option<String>, _>("job_kind")?
+            .map(|k| {
+                JobKind::ALL
+                    .into_iter()
+                    .find(|j| j.as_str() == k)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("column job_kind: unknown job kind {k:?}"))
+                    })
+            })
+            .transpose()?,
         scaling_policy: serde_json::from_str(&policy)
             .map_err(|e| StoreError::Corrupt(format!("pool policy: {e}")))?,
         safety_lock: lock != 0,

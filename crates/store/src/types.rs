@@ -1,6 +1,7 @@
 //! The records the store keeps, as domain types: the HTTP shell decides how
 //! they are shown (its views), the store only how they are kept.
 
+use fleetscale_core::region::state::JobKind;
 use fleetscale_core::{ActuationStatus, Mode, ProposalStatus, ThresholdPolicy, TriggerSource};
 
 /// Renders Unix milliseconds as an RFC 3339 UTC timestamp.
@@ -62,6 +63,8 @@ pub struct Pool {
     pub metric: String,
     /// How the control loop treats the pool.
     pub mode: Mode,
+    /// The job kind it serves when set explicitly (else its agent type's).
+    pub job_kind: Option<JobKind>,
     /// Threshold policy.
     pub scaling_policy: ThresholdPolicy,
     /// Set by an admin: the autoscaler may not change the pool.
@@ -87,6 +90,7 @@ impl Pool {
             capacity_per_instance: self.capacity_per_instance,
             metric: self.metric.clone(),
             mode: self.mode,
+            job_kind: self.job_kind,
             policy: self.scaling_policy,
         }
     }

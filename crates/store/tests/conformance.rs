@@ -51,6 +51,7 @@ async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::P
         capacity_per_instance: Some(10.0),
         metric: Some("throughput".into()),
         mode: Some("autonomous".into()),
+        job_kind: None,
         scaling_policy: Some(RawThresholdPolicy {
             window_seconds: Some(window),
             ..Default::default()

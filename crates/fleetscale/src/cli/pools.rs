@@ -237,6 +237,11 @@ pub struct PoolSettings {
     /// autonomous, recommend or frozen.
     #[arg(long)]
     mode: Option<String>,
+    /// The job kind served, for the region's pressure: posting,
+    /// orchestration, creative or intel (default: the agent type, when it
+    /// is one of them).
+    #[arg(long)]
+    job_kind: Option<String>,
 }
 
 impl PoolSettings {
@@ -253,6 +258,7 @@ impl PoolSettings {
             ),
             ("metric", self.metric.clone().map(Value::from)),
             ("mode", self.mode.clone().map(Value::from)),
+            ("job_kind", self.job_kind.clone().map(Value::from)),
         ] {
             if let Some(v) = v {
                 body.insert(k.into(), v);
@@ -277,7 +283,7 @@ impl UpdatePool {
         self.settings.fill(&mut m);
         anyhow::ensure!(
             !m.is_empty(),
-            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode"
+            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode, --job-kind"
         );
         Ok(Value::Object(m))
     }

@@ -33,6 +33,9 @@ pub struct NewPoolSchema {
     metric: Option<String>,
     /// `autonomous`, `recommend` (the default) or `frozen`.
     mode: Option<String>,
+    /// The job kind served (`posting`, `orchestration`, `creative`, `intel`)
+    /// for the region's pressure; by default the agent type when it is one.
+    job_kind: Option<String>,
     /// Threshold policy settings.
     scaling_policy: Option<RawThresholdPolicySchema>,
 }
@@ -54,6 +57,8 @@ pub struct PoolPatchSchema {
     metric: Option<String>,
     /// New mode: `autonomous`, `recommend` or `frozen`.
     mode: Option<String>,
+    /// New job kind: `posting`, `orchestration`, `creative` or `intel`.
+    job_kind: Option<String>,
     /// New threshold policy (replaces the old one; missing fields take defaults).
     scaling_policy: Option<RawThresholdPolicySchema>,
 }

@@ -208,6 +208,10 @@ pub struct PoolView {
     /// How the control loop treats the pool.
     #[schema(value_type = PoolModeSchema)]
     pub mode: Mode,
+    /// The job kind the pool serves for its region's pressure (`posting`,
+    /// `orchestration`, `creative`, `intel`) when set; `null` takes its agent
+    /// type when that is one of them.
+    pub job_kind: Option<String>,
     /// Threshold policy.
     pub scaling_policy: ThresholdPolicyView,
     /// Set by an admin: the autoscaler may not change the pool.
@@ -236,6 +240,7 @@ impl From<Pool> for PoolView {
             capacity_per_instance,
             metric,
             mode,
+            job_kind,
             scaling_policy,
             safety_lock,
             last_scaled_at_ms,
@@ -254,6 +259,7 @@ impl From<Pool> for PoolView {
             capacity_per_instance,
             metric,
             mode,
+            job_kind: job_kind.map(|k| k.as_str().to_string()),
             scaling_policy: scaling_policy.into(),
             safety_lock,
             last_scaled_at: last_scaled_at_ms.map(ts),
@@ -561,6 +567,7 @@ mod tests {
             capacity_per_instance: 12.5,
             metric: "throughput".into(),
             mode: Mode::Autonomous,
+            job_kind: last.map(|_| fleetscale_core::region::state::JobKind::Creative),
             scaling_policy: ThresholdPolicy::default(),
             safety_lock: true,
             last_scaled_at_ms: last,
