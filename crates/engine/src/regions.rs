@@ -19,12 +19,13 @@ use std::collections::{BTreeSet, HashMap};
 use fleetscale_core::capacity::{self, Status, StatusThresholds};
 use fleetscale_core::policy::utilization_pct;
 use fleetscale_core::region::mode::{evaluate_mode, ModeEvaluation, ModeState, ScalingMode};
+use fleetscale_core::region::risk::RiskRegion;
 use fleetscale_core::region::state::{
     job_kind_of, mode_intervals, region_state, PoolLoad, RegionInput, RegionState,
     FATIGUE_WINDOW_MS,
 };
 use fleetscale_core::WindowStats;
-use fleetscale_store::{Fence, Pool, Region, StoreError};
+use fleetscale_store::{Fence, Page, Pool, Region, StoreError};
 
 use crate::EngineCtx;
 
@@ -170,4 +171,87 @@ pub async fn refresh(
 
 fn to_u32(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// One region as the health list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthRow {
+    /// The region.
+    pub region: Region,
+    /// Its state: as the leader stored it, else computed now.
+    pub state: RegionState,
+    /// Its mode.
+    pub mode: ModeState,
+    /// When the leader stored the state; `None` when computed now.
+    pub updated_at_ms: Option<i64>,
+    /// The risk inputs: the figures above, the month's budget, the peers
+    /// (other regions of the same jurisdiction, where the region's work may
+    /// move without crossing a border) and the busiest pool.
+    pub risk: RiskRegion,
+}
+
+/// Every region's state, budget and risk inputs at `now`, by name.
+pub async fn health(ctx: &EngineCtx, now: i64) -> Result<Vec<HealthRow>, StoreError> {
+    let pools = ctx.store.all_pools(None).await?;
+    let stats = ctx.store.window_stats(None, now).await?;
+    let stored = ctx.store.region_states().await?;
+    let computed = compute(ctx, now, &pools, &stats, None).await?;
+    let mut budgets: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut page = Page {
+        limit: Some(1000),
+        cursor: None,
+    };
+    loop {
+        let listed = ctx.budgets.list(&page).await?;
+        for b in &listed.items {
+            budgets.insert(b.region_id.clone(), (b.monthly_cents, b.remaining_cents));
+        }
+        match listed.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    let regions: Vec<Region> = computed.iter().map(|c| c.region.clone()).collect();
+    Ok(computed
+        .into_iter()
+        .map(|c| {
+            let (state, mode, updated_at_ms) = match stored.get(&c.region.id) {
+                Some(s) => (s.state, s.mode, Some(s.updated_at_ms)),
+                None => (c.state, c.eval.state, None),
+            };
+            let (allocated, remaining) = budgets.get(&c.region.id).copied().unwrap_or((0, 0));
+            let busiest_pool = pools
+                .iter()
+                .filter(|p| p.region == c.region.name)
+                .filter_map(|p| {
+                    let load = stats.get(&p.id)?.mean;
+                    let u = utilization_pct(load, p.desired_capacity, p.capacity_per_instance)?;
+                    Some((u, p))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.id.cmp(&a.1.id)))
+                .map(|(_, p)| p.id.clone());
+            let risk = RiskRegion {
+                name: c.region.name.clone(),
+                mode: mode.mode,
+                pressure: state.pressure.overall,
+                capacity_score: state.capacity_score,
+                fatigue_score: state.fatigue_score,
+                budget_allocated_cents: allocated,
+                budget_remaining_cents: remaining,
+                compliant_peers: regions
+                    .iter()
+                    .filter(|r| r.id != c.region.id && r.jurisdiction == c.region.jurisdiction)
+                    .map(|r| r.name.clone())
+                    .collect(),
+                busiest_pool,
+            };
+            HealthRow {
+                region: c.region,
+                state,
+                mode,
+                updated_at_ms,
+                risk,
+            }
+        })
+        .collect())
 }

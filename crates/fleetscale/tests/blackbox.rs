@@ -722,6 +722,21 @@ async fn cli_mirrors_the_seed_commands() {
         "{state}"
     );
     assert!(state["pressure"]["overall"].is_number(), "{state}");
+    let health = cli_json(
+        &s,
+        &[
+            "regions",
+            "health",
+            "--include-risk",
+            "--sort-by",
+            "pressure",
+        ],
+    );
+    assert!(
+        health["regions"].as_array().is_some_and(|r| !r.is_empty()),
+        "{health}"
+    );
+    assert!(health["global_risk"]["level"].is_string(), "{health}");
 }
 
 #[tokio::test]

@@ -1532,3 +1532,100 @@ async fn a_pools_job_kind_sets_the_pressure_it_counts_toward() {
         .await;
     assert_eq!(p["job_kind"], "intel");
 }
+
+#[tokio::test]
+async fn regions_health_sorts_and_names_conflicts_with_their_remedy() {
+    let app = App::new().await;
+    let (tid, _) = app.fleet("acme").await;
+    app.admin(
+        "POST",
+        "/api/v1/regions",
+        json!({"name": "eu-central", "jurisdiction": "eu"}),
+    )
+    .await;
+    let hot = app
+        .admin("POST", "/api/v1/pools", pool_body(&tid, "posting"))
+        .await;
+    let mut cool = pool_body(&tid, "posting");
+    cool["region"] = json!("eu-central");
+    let cool = app.admin("POST", "/api/v1/pools", cool).await;
+    // eu-west: 19 of 2 × 10 = pressure 95; eu-central: 2 of 20 = 10.
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [
+            {"pool_id": hot["id"], "metric": "throughput", "value": 19},
+            {"pool_id": cool["id"], "metric": "throughput", "value": 2}
+        ]}),
+    )
+    .await;
+    app.tick().await;
+    let h = app
+        .admin(
+            "GET",
+            "/api/v1/regions/health?sort_by=pressure&order=desc&include_risk=true",
+            Value::Null,
+        )
+        .await;
+    let names: Vec<&str> = h["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eu-west", "eu-central"], "{h}");
+    assert_eq!(
+        h["regions"][0]["scaling_mode"], "frozen",
+        "pressure 95 > 90: {h}"
+    );
+    assert!(h["regions"][0]["risk"].is_number(), "{h}");
+    let risk = &h["global_risk"];
+    let kinds: Vec<(&str, &str)> = risk["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["region"].as_str().unwrap()))
+        .collect();
+    for want in [
+        ("frozen", "eu-west"),
+        ("high_pressure", "eu-west"),
+        ("imbalance", "eu-west"),
+    ] {
+        assert!(kinds.contains(&want), "{want:?} missing: {risk}");
+    }
+    let rebalance = risk["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "rebalance")
+        .unwrap_or_else(|| panic!("no rebalance: {risk}"));
+    assert_eq!(
+        (rebalance["from"].as_str(), rebalance["to"].as_str()),
+        (Some("eu-west"), Some("eu-central"))
+    );
+    // Without include_risk there is no risk; bad parameters are 400s by name.
+    let h = app
+        .admin("GET", "/api/v1/regions/health", Value::Null)
+        .await;
+    assert_eq!(h["global_risk"], Value::Null);
+    assert_eq!(
+        h["regions"][0]["region"], "eu-central",
+        "by name by default"
+    );
+    for (q, name) in [
+        ("sort_by=size", "sort_by"),
+        ("order=up", "order"),
+        ("verbose=1", "verbose"),
+    ] {
+        let (st, v, _) = app
+            .call(
+                "GET",
+                &format!("/api/v1/regions/health?{q}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains(name), "{q}: {v}");
+    }
+}

@@ -37,7 +37,34 @@ pub enum RegionsCmd {
         /// Region id or name.
         id: String,
     },
+    /// Every region's state, budget and risk; with --include-risk the
+    /// global risk, its conflicts and the recommended actions.
+    Health {
+        /// name (default), capacity or pressure.
+        #[arg(long)]
+        sort_by: Option<String>,
+        /// asc (default) or desc.
+        #[arg(long)]
+        order: Option<String>,
+        /// Add the global risk, conflicts and recommendations.
+        #[arg(long)]
+        include_risk: bool,
+    },
 }
+
+/// Columns shown for the health list.
+const HEALTH_COLS: &[&str] = &[
+    "region",
+    "jurisdiction",
+    "scaling_mode",
+    "pressure",
+    "capacity_score",
+    "warning_index",
+    "fatigue_score",
+    "budget_remaining_cents",
+    "risk",
+    "risk_level",
+];
 
 /// Columns shown for a region's state (pressures flattened).
 const STATE_COLS: &[&str] = &[
@@ -83,6 +110,51 @@ pub async fn run(cmd: RegionsCmd, conn: Conn) -> anyhow::Result<()> {
                 REGION_COLS,
             )
             .await
+        }
+        RegionsCmd::Health {
+            sort_by,
+            order,
+            include_risk,
+        } => {
+            let path = client::with_query(
+                "/api/v1/regions/health",
+                &[
+                    ("sort_by", sort_by),
+                    ("order", order),
+                    ("include_risk", include_risk.then(|| "true".to_string())),
+                ],
+            );
+            let v = conn.get_json(&path).await?;
+            match conn.output {
+                Output::Json => print_json(&v),
+                Output::Table => {
+                    let rows: Vec<_> = v["regions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            let mut row = r.clone();
+                            row["pressure"] = r["pressure"]["overall"].clone();
+                            row
+                        })
+                        .collect();
+                    print_table(&rows, HEALTH_COLS);
+                    let risk = &v["global_risk"];
+                    if !risk.is_null() {
+                        println!(
+                            "global risk {:.1} ({})",
+                            risk["score"].as_f64().unwrap_or(0.0),
+                            risk["level"].as_str().unwrap_or("-")
+                        );
+                        let conflicts = risk["conflicts"].as_array().cloned().unwrap_or_default();
+                        print_table(&conflicts, &["severity", "type", "region", "message"]);
+                        for r in risk["recommendations"].as_array().into_iter().flatten() {
+                            println!("- {}", r["message"].as_str().unwrap_or(""));
+                        }
+                    }
+                }
+            }
+            Ok(())
         }
         RegionsCmd::State { id } => {
             let path = format!("/api/v1/regions/{}/state", client::encode(&id));

@@ -1,26 +1,31 @@
-//! A region's live state (`/regions/{id}/state`): the phase 92 pressures,
+//! A region's live state (`/regions/{id}/state`) and every region's health
+//! and risk (`/regions/health`): the phase 92 pressures,
 //! capacity score, warning index, fatigue and scaling mode that the leader
 //! recomputes every tick (see `fleetscale_engine::regions` for the inputs
 //! and `fleetscale_core::region::state` for the definitions).
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::region::mode::{ModeState, ScalingMode};
+use fleetscale_core::region::risk::{global_risk, Conflict, Level};
 use fleetscale_core::region::state::{Pressure, RegionState};
 use fleetscale_store::{now_ms, rfc3339, Region};
 
 use super::common::ApiResult;
 use crate::auth::Principal;
+use crate::error::{ApiError, ApiQuery};
 use crate::AppState;
 
 /// The region state routes, relative to `/api/v1`.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_state))
+    OpenApiRouter::new()
+        .routes(routes!(get_state))
+        .routes(routes!(health))
 }
 
 /// A region's scaling mode (`fleetscale_core::region::mode::ScalingMode`).
@@ -149,4 +154,212 @@ async fn get_state(
         &c.eval.state,
         None,
     )))
+}
+
+/// The parameters of `GET /regions/health`; any other is a 400 naming it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthQuery {
+    /// `name` (default), `capacity` or `pressure`.
+    pub sort_by: Option<String>,
+    /// `asc` (default) or `desc`.
+    pub order: Option<String>,
+    /// `true` adds the global risk, its conflicts and recommendations.
+    pub include_risk: Option<bool>,
+}
+
+/// One region in the health list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegionHealthView {
+    /// The region's state.
+    #[serde(flatten)]
+    pub state: RegionStateView,
+    /// Its jurisdiction.
+    pub jurisdiction: String,
+    /// Its AI budget remaining this month, cents (0 without a budget).
+    pub budget_remaining_cents: i64,
+    /// Budget used this month, 0–100 % of the allocation.
+    pub budget_used_pct: f64,
+    /// Region risk 0–100: 0.4 × pressure + 0.3 × (100 − capacity score) +
+    /// 0.2 × budget used % + 0.1 × fatigue (with `include_risk`).
+    pub risk: Option<f64>,
+    /// Its level: low < 25 ≤ medium < 50 ≤ high < 75 ≤ critical (with
+    /// `include_risk`).
+    pub risk_level: Option<String>,
+}
+
+/// A rule a region breaks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictView {
+    /// `low_capacity`, `high_pressure`, `low_budget`, `frozen`, `fatigue` or
+    /// `imbalance`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The region.
+    pub region: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// In words.
+    pub message: String,
+}
+
+/// The global risk: the highest region risk, every conflict and what to do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GlobalRiskView {
+    /// The highest region risk, 0–100.
+    pub score: f64,
+    /// Its level.
+    pub level: String,
+    /// Every conflict, by region then rule.
+    pub conflicts: Vec<ConflictView>,
+    /// Each names its `action` (`rebalance` with `from` and `to`,
+    /// `raise_pool_max` with `region` and `pool`, `allocate_budget` or
+    /// `review_capacity_plan` with `region`) and a `message`.
+    #[schema(value_type = Vec<Object>)]
+    pub recommendations: Vec<serde_json::Value>,
+}
+
+/// The regions' health, sorted as asked, and the global risk if asked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegionsHealthView {
+    /// The regions.
+    pub regions: Vec<RegionHealthView>,
+    /// With `include_risk=true`.
+    pub global_risk: Option<GlobalRiskView>,
+}
+
+/// Every region's state, budget and (with `include_risk=true`) risk, the
+/// conflicts found from thresholds (capacity score < 10 critical; pressure >
+/// 75 high; budget remaining < 10 % high, < 20 % medium; frozen critical;
+/// fatigue > 50 medium; imbalance: a region above 80 pressure while a peer
+/// of the same jurisdiction is below 30, medium) and recommendations naming
+/// the action and its target.
+#[utoipa::path(get, path = "/regions/health", tag = "regions",
+    params(
+        ("sort_by" = Option<String>, Query, description = "name (default), capacity or pressure"),
+        ("order" = Option<String>, Query, description = "asc (default) or desc"),
+        ("include_risk" = Option<bool>, Query, description = "Add the global risk, conflicts and recommendations")),
+    responses((status = 200, description = "The regions' health.", body = RegionsHealthView), (status = 400), (status = 401))
+)]
+async fn health(
+    State(s): State<AppState>,
+    _who: Principal,
+    ApiQuery(q): ApiQuery<HealthQuery>,
+) -> ApiResult<Json<RegionsHealthView>> {
+    let (sort, desc) = q.sorting()?;
+    let now = now_ms();
+    let rows = fleetscale_engine::regions::health(&s.engine, now).await?;
+    let risk = q.include_risk.unwrap_or(false).then(|| {
+        let g = global_risk(&rows.iter().map(|r| r.risk.clone()).collect::<Vec<_>>());
+        (
+            g.regions
+                .iter()
+                .map(|r| (r.score, r.level))
+                .collect::<Vec<_>>(),
+            GlobalRiskView {
+                score: g.score,
+                level: level_name(g.level).into(),
+                conflicts: g.conflicts.into_iter().map(conflict_view).collect(),
+                recommendations: g
+                    .recommendations
+                    .iter()
+                    .map(|r| serde_json::to_value(r).unwrap_or_default())
+                    .collect(),
+            },
+        )
+    });
+    let mut regions: Vec<RegionHealthView> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let per = risk.as_ref().map(|(per, _)| per[i]);
+            RegionHealthView {
+                jurisdiction: r.region.jurisdiction.clone(),
+                budget_remaining_cents: r.risk.budget_remaining_cents,
+                budget_used_pct: r.risk.budget_used_pct(),
+                risk: per.map(|(score, _)| score),
+                risk_level: per.map(|(_, level)| level_name(level).into()),
+                state: RegionStateView::new(r.region, r.state, &r.mode, r.updated_at_ms),
+            }
+        })
+        .collect();
+    regions.sort_by(|a, b| {
+        let o = match sort {
+            HealthSort::Name => a.state.region.cmp(&b.state.region),
+            HealthSort::Capacity => a.state.capacity_score.total_cmp(&b.state.capacity_score),
+            HealthSort::Pressure => a
+                .state
+                .pressure
+                .overall
+                .total_cmp(&b.state.pressure.overall),
+        };
+        let o = o.then_with(|| a.state.region.cmp(&b.state.region));
+        if desc {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+    let global_risk = risk.map(|(_, g)| g);
+    Ok(Json(RegionsHealthView {
+        regions,
+        global_risk,
+    }))
+}
+
+/// What the health list is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HealthSort {
+    Name,
+    Capacity,
+    Pressure,
+}
+
+impl HealthQuery {
+    /// The sort key and whether it is descending; a bad value is a 400
+    /// naming the parameter.
+    fn sorting(&self) -> ApiResult<(HealthSort, bool)> {
+        let sort = match self.sort_by.as_deref() {
+            None | Some("name") => HealthSort::Name,
+            Some("capacity") => HealthSort::Capacity,
+            Some("pressure") => HealthSort::Pressure,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "bad query parameter: sort_by must be name, capacity or pressure, not {other:?}"
+                )))
+            }
+        };
+        let desc = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "bad query parameter: order must be asc or desc, not {other:?}"
+                )))
+            }
+        };
+        Ok((sort, desc))
+    }
+}
+
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Low => "low",
+        Level::Medium => "medium",
+        Level::High => "high",
+        Level::Critical => "critical",
+    }
+}
+
+fn conflict_view(c: Conflict) -> ConflictView {
+    let kind = serde_json::to_value(c.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    ConflictView {
+        kind,
+        region: c.region,
+        severity: level_name(c.severity).into(),
+        message: c.message,
+    }
 }
