@@ -20,12 +20,13 @@ use fleetscale_core::capacity::{self, Status, StatusThresholds};
 use fleetscale_core::policy::utilization_pct;
 use fleetscale_core::region::mode::{evaluate_mode, ModeEvaluation, ModeState, ScalingMode};
 use fleetscale_core::region::risk::RiskRegion;
+use fleetscale_core::region::snapshot::PeriodType;
 use fleetscale_core::region::state::{
     job_kind_of, mode_intervals, region_state, PoolLoad, RegionInput, RegionState,
     FATIGUE_WINDOW_MS,
 };
 use fleetscale_core::WindowStats;
-use fleetscale_store::{Fence, Page, Pool, Region, StoreError};
+use fleetscale_store::{Fence, Page, Pool, Region, RegionSample, SnapshotRequest, StoreError};
 
 use crate::EngineCtx;
 
@@ -42,6 +43,8 @@ pub struct RegionReport {
     pub regions: u64,
     /// Mode transitions recorded.
     pub transitions: u64,
+    /// Period-end snapshots taken.
+    pub snapshots: u64,
 }
 
 /// One region's freshly computed state and mode.
@@ -148,7 +151,8 @@ pub async fn refresh(
     stats: &HashMap<String, WindowStats>,
 ) -> Result<RegionReport, StoreError> {
     let mut report = RegionReport::default();
-    for c in compute(ctx, now, pools, stats, None).await? {
+    let computed = compute(ctx, now, pools, stats, None).await?;
+    for c in &computed {
         if let Some(t) = &c.eval.transition {
             tracing::info!(region = %c.region.name, from = %t.from, to = %t.to, capacity_score = t.capacity_score, pressure = t.pressure, "region scaling mode changed");
             ctx.metrics.region_mode_transitions.inc();
@@ -166,7 +170,57 @@ pub async fn refresh(
             .await?;
         report.regions += 1;
     }
+    // The figures snapshots average, as region-level samples.
+    let samples: Vec<RegionSample> = computed
+        .iter()
+        .flat_map(|c| {
+            [
+                ("capacity_score", c.state.capacity_score),
+                ("pressure", c.state.pressure.overall),
+            ]
+            .map(|(metric, value)| RegionSample {
+                region_id: c.region.id.clone(),
+                metric: metric.into(),
+                ts_ms: now,
+                value,
+            })
+        })
+        .collect();
+    ctx.store.insert_region_samples(&samples).await?;
+    report.snapshots = snapshot_ended_periods(ctx, now, &computed).await?;
     Ok(report)
+}
+
+/// Takes the snapshot of every period (hourly, daily, weekly) that ended
+/// since the last one, for each region that lacks it; returns how many.
+async fn snapshot_ended_periods(
+    ctx: &EngineCtx,
+    now: i64,
+    computed: &[Computed],
+) -> Result<u64, StoreError> {
+    let mut taken = 0;
+    for period_type in PeriodType::ALL {
+        let period = period_type.last_completed(now);
+        let done = ctx
+            .store
+            .regions_with_snapshot(period_type, period.0)
+            .await?;
+        for c in computed.iter().filter(|c| !done.contains(&c.region.id)) {
+            ctx.store
+                .take_region_snapshot(&SnapshotRequest {
+                    region_id: &c.region.id,
+                    period_type,
+                    period,
+                    state: &c.state,
+                    mode: c.eval.state.mode,
+                    actor: None,
+                    now_ms: now,
+                })
+                .await?;
+            taken += 1;
+        }
+    }
+    Ok(taken)
 }
 
 fn to_u32(v: i64) -> u32 {

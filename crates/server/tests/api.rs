@@ -1629,3 +1629,95 @@ async fn regions_health_sorts_and_names_conflicts_with_their_remedy() {
         assert!(v["detail"].as_str().unwrap().contains(name), "{q}: {v}");
     }
 }
+
+#[tokio::test]
+async fn region_snapshots_average_the_period_and_keep_history() {
+    let app = App::new().await;
+    let (tid, _) = app.fleet("acme").await;
+    let posting = app
+        .admin("POST", "/api/v1/pools", pool_body(&tid, "posting"))
+        .await;
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [{"pool_id": posting["id"], "metric": "throughput", "value": 10}]}),
+    )
+    .await;
+    app.tick().await;
+    app.admin(
+        "POST",
+        "/api/v1/regions/eu-west/budget/spend",
+        json!({"amount_cents": 250, "job_type": "posting"}),
+    )
+    .await;
+    let snap = app
+        .admin(
+            "POST",
+            "/api/v1/regions/eu-west/snapshot",
+            json!({"period_type": "daily"}),
+        )
+        .await;
+    assert_eq!(snap["period_type"], "daily");
+    assert_eq!(snap["budget_used_cents"], 250, "{snap}");
+    assert_eq!(
+        snap["peak_pressure"], 50.0,
+        "10 of 2 × 10 at the tick: {snap}"
+    );
+    assert!(snap["avg_capacity"].is_number(), "{snap}");
+    let got = app
+        .admin(
+            "GET",
+            "/api/v1/regions/eu-west/snapshot?period_type=daily&include_history=true&periods=5",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(got["snapshot"]["id"], snap["id"], "{got}");
+    assert_eq!(got["summary"]["region"], "eu-west");
+    assert!(!got["history"].as_array().unwrap().is_empty(), "{got}");
+    // Bad input is a 4xx naming the field.
+    for (method, path, body, want, field) in [
+        (
+            "POST",
+            "/api/v1/regions/eu-west/snapshot",
+            json!({"period_type": "monthly"}),
+            422,
+            "period_type",
+        ),
+        (
+            "POST",
+            "/api/v1/regions/eu-west/snapshot",
+            json!({"period": "daily"}),
+            422,
+            "period",
+        ),
+        (
+            "GET",
+            "/api/v1/regions/eu-west/snapshot?periods=0",
+            Value::Null,
+            422,
+            "periods",
+        ),
+    ] {
+        let b = body.to_string();
+        let (st, v, _) = app
+            .call(
+                method,
+                path,
+                Some(ADMIN),
+                (!body.is_null()).then_some(b.as_str()),
+            )
+            .await;
+        assert_eq!(st.as_u16(), want, "{path} {body}: {v}");
+        assert!(v.to_string().contains(field), "{path}: {v}");
+    }
+    let viewer = app.token(&tid, "viewer").await;
+    let (st, _, _) = app
+        .call(
+            "POST",
+            "/api/v1/regions/eu-west/snapshot",
+            Some(&viewer),
+            Some(r#"{"period_type": "hourly"}"#),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

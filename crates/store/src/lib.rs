@@ -22,6 +22,7 @@ mod proposals;
 mod region_state;
 mod samples;
 mod scaling;
+mod snapshots;
 mod sql;
 mod tenant_budget;
 mod tenants;
@@ -42,6 +43,7 @@ pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
 pub use leases::Fence;
 pub use region_state::{RegionModeEvent, RegionSample, StoredRegionState};
 pub use scaling::{ScaleOutcome, ScaleRequest};
+pub use snapshots::{RegionSnapshot, SnapshotRequest};
 pub use tenant_budget::*;
 pub use types::*;
 

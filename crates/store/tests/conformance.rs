@@ -31,6 +31,7 @@ conformance!(
     reads_decode_their_columns_by_name,
     an_unknown_stored_state_is_an_error_not_a_default,
     region_state_samples_and_mode_events,
+    region_snapshots_figures_and_overwrite_rules,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -804,6 +805,77 @@ async fn region_state_samples_and_mode_events(s: Store) {
         .await
         .unwrap()
         .contains(&pool.id));
+}
+
+async fn region_snapshots_figures_and_overwrite_rules(s: Store) {
+    use fleetscale_core::region::mode::ScalingMode;
+    use fleetscale_core::region::snapshot::PeriodType;
+    use fleetscale_core::region::state::RegionState;
+    use fleetscale_store::{RegionSample, SnapshotRequest};
+    let _ = tenant_and_pool(&s, 60).await;
+    let region = s.get_region("eu-west").await.unwrap();
+    let point = |metric: &str, ts_ms, value| RegionSample {
+        region_id: region.id.clone(),
+        metric: metric.into(),
+        ts_ms,
+        value,
+    };
+    s.insert_region_samples(&[
+        point("capacity_score", 1_000, 40.0),
+        point("capacity_score", 2_000, 60.0),
+        point("pressure", 1_000, 70.0),
+        point("pressure", 2_000, 90.0),
+        point("pressure", 9_000, 99.0), // after the period
+    ])
+    .await
+    .unwrap();
+    let state = RegionState {
+        capacity_score: 55.0,
+        ..RegionState::default()
+    };
+    let mut req = SnapshotRequest {
+        region_id: &region.id,
+        period_type: PeriodType::Hourly,
+        period: (0, 5_000),
+        state: &state,
+        mode: ScalingMode::Cautious,
+        actor: None,
+        now_ms: 5_000,
+    };
+    let first = s.take_region_snapshot(&req).await.unwrap();
+    assert_eq!(first.avg_capacity, Some(50.0));
+    assert_eq!(first.peak_pressure, Some(90.0));
+    assert_eq!(first.budget_used_cents, 0);
+    assert_eq!((first.mode, first.state), (ScalingMode::Cautious, state));
+    // The leader never replaces a snapshot; an operator does.
+    req.period = (0, 9_500);
+    let again = s.take_region_snapshot(&req).await.unwrap();
+    assert_eq!(again, first);
+    req.actor = Some("ops");
+    let replaced = s.take_region_snapshot(&req).await.unwrap();
+    assert_eq!(replaced.peak_pressure, Some(99.0));
+    assert_eq!(replaced.period_end_ms, 9_500);
+    assert_eq!(
+        s.regions_with_snapshot(PeriodType::Hourly, 0)
+            .await
+            .unwrap(),
+        [region.id.clone()].into_iter().collect()
+    );
+    assert!(s
+        .regions_with_snapshot(PeriodType::Daily, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // No samples: no averages, yet a snapshot.
+    req.period = (3_600_000, 7_200_000);
+    let empty = s.take_region_snapshot(&req).await.unwrap();
+    assert_eq!((empty.avg_capacity, empty.peak_pressure), (None, None));
+    let history = s
+        .region_snapshots(&region.id, PeriodType::Hourly, 10)
+        .await
+        .unwrap();
+    let starts: Vec<i64> = history.iter().map(|h| h.period_start_ms).collect();
+    assert_eq!(starts, [3_600_000, 0], "newest first");
 }
 
 /// Database URLs the store cannot serve are refused at open with a message

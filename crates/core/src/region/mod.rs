@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod mode;
 pub mod risk;
 pub mod routing;
+pub mod snapshot;
 pub mod state;
 
 /// FNV-1a 64-bit hash of `bytes` (offset basis `0xcbf29ce484222325`, prime

@@ -37,6 +37,21 @@ pub enum RegionsCmd {
         /// Region id or name.
         id: String,
     },
+    /// A region's newest snapshot and history; with --take, a snapshot of
+    /// the current period so far first.
+    Snapshot {
+        /// Region id or name.
+        id: String,
+        /// hourly (default), daily or weekly.
+        #[arg(long, default_value = "hourly")]
+        period_type: String,
+        /// Take a snapshot of the current period now (operator).
+        #[arg(long)]
+        take: bool,
+        /// Show this many periods of history.
+        #[arg(long)]
+        history: Option<i64>,
+    },
     /// Every region's state, budget and risk; with --include-risk the
     /// global risk, its conflicts and the recommended actions.
     Health {
@@ -51,6 +66,18 @@ pub enum RegionsCmd {
         include_risk: bool,
     },
 }
+
+/// Columns shown for a snapshot.
+const SNAPSHOT_COLS: &[&str] = &[
+    "period_type",
+    "period_start",
+    "period_end",
+    "avg_capacity",
+    "peak_pressure",
+    "budget_used_cents",
+    "scaling_mode",
+    "taken_at",
+];
 
 /// Columns shown for the health list.
 const HEALTH_COLS: &[&str] = &[
@@ -151,6 +178,54 @@ pub async fn run(cmd: RegionsCmd, conn: Conn) -> anyhow::Result<()> {
                         for r in risk["recommendations"].as_array().into_iter().flatten() {
                             println!("- {}", r["message"].as_str().unwrap_or(""));
                         }
+                    }
+                }
+            }
+            Ok(())
+        }
+        RegionsCmd::Snapshot {
+            id,
+            period_type,
+            take,
+            history,
+        } => {
+            let base = format!("/api/v1/regions/{}/snapshot", client::encode(&id));
+            if take {
+                let body = serde_json::json!({"period_type": period_type});
+                let v = conn.post_json(&base, &body).await?;
+                if conn.output == Output::Table {
+                    print_table(&[v], SNAPSHOT_COLS);
+                    return Ok(());
+                }
+            }
+            let path = client::with_query(
+                &base,
+                &[
+                    ("period_type", Some(period_type)),
+                    ("include_history", history.map(|_| "true".to_string())),
+                    ("periods", history.map(|n| n.to_string())),
+                ],
+            );
+            let v = conn.get_json(&path).await?;
+            match conn.output {
+                Output::Json => print_json(&v),
+                Output::Table => {
+                    let snap: Vec<_> = [v["snapshot"].clone()]
+                        .into_iter()
+                        .filter(|s| !s.is_null())
+                        .collect();
+                    print_table(&snap, SNAPSHOT_COLS);
+                    if history.is_some() {
+                        let rows = v["history"].as_array().cloned().unwrap_or_default();
+                        print_table(
+                            &rows,
+                            &[
+                                "period_start",
+                                "avg_capacity",
+                                "peak_pressure",
+                                "budget_used_cents",
+                            ],
+                        );
                     }
                 }
             }

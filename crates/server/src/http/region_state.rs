@@ -13,12 +13,13 @@ use utoipa_axum::routes;
 
 use fleetscale_core::region::mode::{ModeState, ScalingMode};
 use fleetscale_core::region::risk::{global_risk, Conflict, Level};
+use fleetscale_core::region::snapshot::PeriodType;
 use fleetscale_core::region::state::{Pressure, RegionState};
-use fleetscale_store::{now_ms, rfc3339, Region};
+use fleetscale_store::{now_ms, rfc3339, Region, RegionSnapshot, SnapshotRequest};
 
-use super::common::ApiResult;
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiQuery};
+use super::common::{created, ApiResult, Created};
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::AppState;
 
 /// The region state routes, relative to `/api/v1`.
@@ -26,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_state))
         .routes(routes!(health))
+        .routes(routes!(take_snapshot, get_snapshot))
 }
 
 /// A region's scaling mode (`fleetscale_core::region::mode::ScalingMode`).
@@ -131,29 +133,8 @@ async fn get_state(
     _who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RegionStateView>> {
-    let store = &s.engine.store;
-    let region = store.get_region(&id).await?;
-    if let Some(st) = store.region_state(&region.id).await? {
-        let view = RegionStateView::new(region, st.state, &st.mode, Some(st.updated_at_ms));
-        return Ok(Json(view));
-    }
-    let now = now_ms();
-    let (pools, stats) = (
-        store.all_pools(None).await?,
-        store.window_stats(None, now).await?,
-    );
-    let computed =
-        fleetscale_engine::regions::compute(&s.engine, now, &pools, &stats, Some(&region.id));
-    let c = computed
-        .await?
-        .pop()
-        .ok_or_else(|| crate::error::ApiError::NotFound("region".into()))?;
-    Ok(Json(RegionStateView::new(
-        c.region,
-        c.state,
-        &c.eval.state,
-        None,
-    )))
+    let region = s.engine.store.get_region(&id).await?;
+    Ok(Json(summary(&s, region).await?))
 }
 
 /// The parameters of `GET /regions/health`; any other is a 400 naming it.
@@ -362,4 +343,215 @@ fn conflict_view(c: Conflict) -> ConflictView {
         severity: level_name(c.severity).into(),
         message: c.message,
     }
+}
+
+/// The body of `POST /regions/{id}/snapshot`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotBody {
+    /// `hourly`, `daily` or `weekly`.
+    pub period_type: String,
+}
+
+/// A region's figures over one period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotView {
+    /// Id (UUIDv7).
+    pub id: String,
+    /// `hourly`, `daily` or `weekly`.
+    pub period_type: String,
+    /// Start of the period (RFC 3339).
+    pub period_start: String,
+    /// End of the period, or of the part covered so far (RFC 3339).
+    pub period_end: String,
+    /// Mean capacity score over the period (`null` without data).
+    pub avg_capacity: Option<f64>,
+    /// Highest overall pressure over the period (`null` without data).
+    pub peak_pressure: Option<f64>,
+    /// Net spend of the region's budget in the period, cents.
+    pub budget_used_cents: i64,
+    /// The region's scaling mode when the snapshot was taken.
+    #[schema(value_type = ScalingModeSchema)]
+    pub scaling_mode: ScalingMode,
+    /// Its capacity score then.
+    pub capacity_score: f64,
+    /// Its overall pressure then.
+    pub pressure: f64,
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+}
+
+impl From<RegionSnapshot> for SnapshotView {
+    fn from(s: RegionSnapshot) -> Self {
+        SnapshotView {
+            id: s.id,
+            period_type: s.period_type.as_str().into(),
+            period_start: rfc3339(s.period_start_ms),
+            period_end: rfc3339(s.period_end_ms),
+            avg_capacity: s.avg_capacity,
+            peak_pressure: s.peak_pressure,
+            budget_used_cents: s.budget_used_cents,
+            scaling_mode: s.mode,
+            capacity_score: s.state.capacity_score,
+            pressure: s.state.pressure.overall,
+            taken_at: rfc3339(s.created_at_ms),
+        }
+    }
+}
+
+/// One period of a region's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotHistoryView {
+    /// Start of the period (RFC 3339).
+    pub period_start: String,
+    /// Mean capacity score (`null` without data).
+    pub avg_capacity: Option<f64>,
+    /// Highest overall pressure (`null` without data).
+    pub peak_pressure: Option<f64>,
+    /// Net budget spend, cents.
+    pub budget_used_cents: i64,
+}
+
+/// A region's current summary, its newest snapshot and its history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegionSnapshotsView {
+    /// The region's state now.
+    pub summary: RegionStateView,
+    /// The newest snapshot of the asked period type (`null` if none yet).
+    pub snapshot: Option<SnapshotView>,
+    /// The newest `periods` snapshots, newest first (with
+    /// `include_history=true`).
+    pub history: Vec<SnapshotHistoryView>,
+}
+
+/// The parameters of `GET /regions/{id}/snapshot`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotQuery {
+    /// `hourly` (default), `daily` or `weekly`.
+    pub period_type: Option<String>,
+    /// `true` adds the history.
+    pub include_history: Option<bool>,
+    /// How many periods of history, 1–1000 (default 24).
+    pub periods: Option<i64>,
+}
+
+fn period_type(raw: &str, field: &str) -> ApiResult<PeriodType> {
+    raw.parse()
+        .map_err(|e: fleetscale_core::UnknownValue| ApiError::field(field, e.to_string()))
+}
+
+/// The region's state and mode now: as the leader stored them, else
+/// computed for the request (then without an update time).
+async fn current(
+    s: &AppState,
+    region: &Region,
+) -> ApiResult<(RegionState, ModeState, Option<i64>)> {
+    let store = &s.engine.store;
+    if let Some(st) = store.region_state(&region.id).await? {
+        return Ok((st.state, st.mode, Some(st.updated_at_ms)));
+    }
+    let now = now_ms();
+    let (pools, stats) = (
+        store.all_pools(None).await?,
+        store.window_stats(None, now).await?,
+    );
+    let computed =
+        fleetscale_engine::regions::compute(&s.engine, now, &pools, &stats, Some(&region.id));
+    let c = computed
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::NotFound("region".into()))?;
+    Ok((c.state, c.eval.state, None))
+}
+
+/// The region's state now, as the state endpoint shows it.
+async fn summary(s: &AppState, region: Region) -> ApiResult<RegionStateView> {
+    let (state, mode, updated) = current(s, &region).await?;
+    Ok(RegionStateView::new(region, state, &mode, updated))
+}
+
+/// Take a snapshot of a region's current period so far (operator; audited):
+/// its average capacity score and peak pressure from the leader's
+/// per-tick figures and its net budget spend. The leader takes the final
+/// one when the period ends.
+#[utoipa::path(post, path = "/regions/{id}/snapshot", tag = "regions",
+    params(("id" = String, Path, description = "The region's id or name")),
+    request_body(content = SnapshotBody, content_type = "application/json", example = json!({"period_type": "hourly"})),
+    responses((status = 201, description = "The snapshot.", body = SnapshotView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422))
+)]
+async fn take_snapshot(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<SnapshotBody>,
+) -> ApiResult<Created<SnapshotView>> {
+    who.require(Role::Operator)?;
+    let pt = period_type(&b.period_type, "period_type")?;
+    let region = s.engine.store.get_region(&id).await?;
+    let now = now_ms();
+    let (st, mode, _) = current(&s, &region).await?;
+    let mode = mode.mode;
+    let req = SnapshotRequest {
+        region_id: &region.id,
+        period_type: pt,
+        period: (pt.bounds(now).0, now),
+        state: &st,
+        mode,
+        actor: Some(&who.name),
+        now_ms: now,
+    };
+    let taken = s.engine.store.take_region_snapshot(&req);
+    Ok(created(taken.await?.into()))
+}
+
+/// A region's summary, newest snapshot and (with `include_history=true`)
+/// the newest `periods` snapshots of `period_type`.
+#[utoipa::path(get, path = "/regions/{id}/snapshot", tag = "regions",
+    params(("id" = String, Path, description = "The region's id or name"),
+        ("period_type" = Option<String>, Query, description = "hourly (default), daily or weekly"),
+        ("include_history" = Option<bool>, Query, description = "Add the history"),
+        ("periods" = Option<i64>, Query, description = "Periods of history, 1-1000 (default 24)")),
+    responses((status = 200, description = "Summary, snapshot and history.", body = RegionSnapshotsView), (status = 400), (status = 401), (status = 404), (status = 422))
+)]
+async fn get_snapshot(
+    State(s): State<AppState>,
+    _who: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SnapshotQuery>,
+) -> ApiResult<Json<RegionSnapshotsView>> {
+    let pt = period_type(q.period_type.as_deref().unwrap_or("hourly"), "period_type")?;
+    let periods = q.periods.unwrap_or(24);
+    if !(1..=1000).contains(&periods) {
+        return Err(ApiError::field("periods", "must be between 1 and 1000"));
+    }
+    let region = s.engine.store.get_region(&id).await?;
+    let region_id = region.id.clone();
+    let summary = summary(&s, region).await?;
+    let history = q.include_history.unwrap_or(false);
+    let limit = if history { periods } else { 1 };
+    let mut snaps = s
+        .engine
+        .store
+        .region_snapshots(&region_id, pt, limit)
+        .await?;
+    let history = if history {
+        snaps
+            .iter()
+            .map(|x| SnapshotHistoryView {
+                period_start: rfc3339(x.period_start_ms),
+                avg_capacity: x.avg_capacity,
+                peak_pressure: x.peak_pressure,
+                budget_used_cents: x.budget_used_cents,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let snapshot = (!snaps.is_empty()).then(|| snaps.swap_remove(0).into());
+    Ok(Json(RegionSnapshotsView {
+        summary,
+        snapshot,
+        history,
+    }))
 }
