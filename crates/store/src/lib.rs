@@ -19,6 +19,7 @@ mod cache;
 mod leases;
 mod pools;
 mod proposals;
+mod routing;
 mod samples;
 mod scaling;
 mod sql;
@@ -39,6 +40,10 @@ use cache::{OwnerCache, SeriesCache};
 pub use budget::*;
 pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
 pub use leases::Fence;
+pub use routing::{
+    spare_instances, EjectionState, RouteWorld, RoutingFilter, RoutingRecord, TenantPolicy,
+    REGION_LATENCY_METRIC,
+};
 pub use scaling::{ScaleOutcome, ScaleRequest};
 pub use tenant_budget::*;
 pub use types::*;
