@@ -41,8 +41,8 @@ pub use budget::*;
 pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
 pub use leases::Fence;
 pub use routing::{
-    spare_instances, EjectionState, RouteWorld, RoutingFilter, RoutingRecord, TenantPolicy,
-    REGION_LATENCY_METRIC,
+    spare_instances, EjectionState, RecordedInput, RouteWorld, RoutingFilter, RoutingRecord,
+    TenantPolicy, REGION_LATENCY_METRIC,
 };
 pub use scaling::{ScaleOutcome, ScaleRequest};
 pub use tenant_budget::*;

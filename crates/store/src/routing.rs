@@ -68,6 +68,44 @@ pub struct RouteWorld {
     pub regions: Vec<RegionView>,
 }
 
+/// A route input as it is recorded: its JSON text and the value parsed
+/// back from that text.
+///
+/// serde_json's default float parsing is not always exact: parsing the
+/// shortest text of an `f64` (a policy weight) may give its neighbour. So a
+/// decision is made from the input parsed back from the text that is
+/// stored, never from the value the text was printed from: a replay parses
+/// the same text to the same value, bit for bit, and decides the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedInput {
+    json: String,
+    input: RouteInput,
+}
+
+impl RecordedInput {
+    /// Prints `input` and parses it back.
+    pub fn new(input: &RouteInput) -> Result<RecordedInput> {
+        let json = serde_json::to_string(input).map_err(|e| corrupt("route input", e))?;
+        RecordedInput::parse(json)
+    }
+
+    /// Parses a recorded text.
+    fn parse(json: String) -> Result<RecordedInput> {
+        let input = decode("column routing_decisions.input", &json)?;
+        Ok(RecordedInput { json, input })
+    }
+
+    /// The input to decide (and replay) with.
+    pub fn input(&self) -> &RouteInput {
+        &self.input
+    }
+
+    /// The recorded text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
 /// A recorded routing decision and the input that replays it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingRecord {
@@ -81,8 +119,8 @@ pub struct RoutingRecord {
     pub agent_type: String,
     /// The region chosen.
     pub selected_region: String,
-    /// Everything the decision read.
-    pub input: RouteInput,
+    /// Everything the decision read, as recorded.
+    pub input: RecordedInput,
     /// The decision.
     pub decision: RouteDecision,
     /// When it was made (Unix ms).
@@ -416,7 +454,7 @@ impl Store {
         .bind(&rec.workload_type)
         .bind(&rec.agent_type)
         .bind(&rec.selected_region)
-        .bind(to_json(&rec.input))
+        .bind(rec.input.json())
         .bind(to_json(&rec.decision))
         .bind(rec.created_at_ms)
         .execute(&self.pool)
@@ -557,7 +595,7 @@ fn decision_row(r: &AnyRow) -> Result<RoutingRecord> {
         workload_type: r.try_get("workload_type")?,
         agent_type: r.try_get("agent_type")?,
         selected_region: r.try_get("selected_region")?,
-        input: decode("column routing_decisions.input", &input)?,
+        input: RecordedInput::parse(input)?,
         decision: decode("column routing_decisions.decision", &decision)?,
         created_at_ms: r.try_get("created_at_ms")?,
     })

@@ -8,7 +8,9 @@ use fleetscale_core::region::compliance::RegionPolicy;
 use fleetscale_core::region::mode::ScalingMode;
 use fleetscale_core::region::routing::{route, Ejection, RouteInput, RoutingPolicy};
 use fleetscale_core::NewPool;
-use fleetscale_store::{Page, RoutingFilter, RoutingRecord, Sample, Store, StoreError};
+use fleetscale_store::{
+    Page, RecordedInput, RoutingFilter, RoutingRecord, Sample, Store, StoreError,
+};
 
 #[macro_use]
 mod common;
@@ -17,6 +19,7 @@ conformance!(
     tenant_policies_roundtrip_replace_and_are_audited,
     route_world_reads_regions_pools_latencies_and_ejections_at_once,
     routing_decisions_are_recorded_found_and_searched_newest_first,
+    a_recorded_input_replays_bit_for_bit_even_when_a_float_does_not_round_trip,
     ejection_updates_are_atomic_with_their_latency_sample,
 );
 
@@ -229,7 +232,8 @@ fn record(id: &str, tenant: &str, workload: &str, region: &str, at: i64) -> Rout
         ]
     }))
     .unwrap();
-    let decision = route(&input).unwrap();
+    let input = RecordedInput::new(&input).unwrap();
+    let decision = route(input.input()).unwrap();
     assert_eq!(decision.selected_region, region);
     RoutingRecord {
         id: id.into(),
@@ -241,6 +245,33 @@ fn record(id: &str, tenant: &str, workload: &str, region: &str, at: i64) -> Rout
         decision,
         created_at_ms: at,
     }
+}
+
+async fn a_recorded_input_replays_bit_for_bit_even_when_a_float_does_not_round_trip(s: Store) {
+    // serde_json (without `float_roundtrip`) parses the shortest text of
+    // this weight to its neighbour.
+    let weight = 0.985_690_694_632_869_5_f64;
+    let text = serde_json::to_string(&weight).unwrap();
+    let back: f64 = serde_json::from_str(&text).unwrap();
+    let mut r = record("d1", "t1", "chat", "eu-west", 1_000);
+    let mut input = r.input.input().clone();
+    input.routing_policy = RoutingPolicy::Score {
+        latency_weight: weight,
+        capacity_weight: 0.4,
+        preferred_bonus: 10.0,
+    };
+    r.input = RecordedInput::new(&input).unwrap();
+    r.decision = route(r.input.input()).unwrap();
+    s.insert_routing_decision(&r).await.unwrap();
+    let got = s.get_routing_decision("d1").await.unwrap();
+    assert_eq!(got.input, r.input, "the text and the value decided on");
+    let RoutingPolicy::Score { latency_weight, .. } = got.input.input().routing_policy else {
+        panic!("score policy")
+    };
+    assert_eq!(latency_weight.to_bits(), back.to_bits());
+    let replayed = route(got.input.input()).unwrap();
+    assert_eq!(replayed, r.decision, "same decision, same score bits");
+    assert_eq!(replayed.score.to_bits(), r.decision.score.to_bits());
 }
 
 async fn routing_decisions_are_recorded_found_and_searched_newest_first(s: Store) {

@@ -26,7 +26,9 @@ use fleetscale_core::region::routing::{
     latency_score, route, Candidate, Ejection, RouteError, RouteInput, LATENCY_SAMPLES,
 };
 use fleetscale_core::Violations;
-use fleetscale_store::{now_ms, rfc3339, EjectionState, RoutingFilter, RoutingRecord};
+use fleetscale_store::{
+    now_ms, rfc3339, EjectionState, RecordedInput, RoutingFilter, RoutingRecord,
+};
 
 use super::common::{page, ApiResult};
 use super::metrics::parse_rfc3339_ms;
@@ -168,7 +170,8 @@ pub struct RouteView {
 impl From<&RoutingRecord> for RouteView {
     fn from(r: &RoutingRecord) -> Self {
         let d = &r.decision;
-        let selected = r.input.regions.iter().find(|v| v.name == d.selected_region);
+        let input = r.input.input();
+        let selected = input.regions.iter().find(|v| v.name == d.selected_region);
         let pools = selected
             .map(|v| v.pools.as_slice())
             .unwrap_or_default()
@@ -189,7 +192,7 @@ impl From<&RoutingRecord> for RouteView {
             sla_context: SlaContext {
                 jurisdiction: selected.map(|v| v.jurisdiction.clone()).unwrap_or_default(),
                 region_mode: selected.map(|v| v.mode.as_str()).unwrap_or("normal").into(),
-                data_residency: r.input.region_policy.data_residency.clone(),
+                data_residency: input.region_policy.data_residency.clone(),
                 compliant_regions: d.candidates.iter().filter(|c| c.compliant).count(),
                 eligible_regions: d.candidates.iter().filter(|c| c.eligible).count(),
                 regions: d.candidates.len(),
@@ -293,14 +296,16 @@ async fn route_workload(
         regions: world.regions,
     };
     fleetscale_core::region::routing::validate_route_input(&input)?;
-    let decision = route(&input).map_err(|e| refused(&e))?;
+    // Decide on exactly what a replay will read (see `RecordedInput`).
+    let recorded = RecordedInput::new(&input)?;
+    let decision = route(recorded.input()).map_err(|e| refused(&e))?;
     let rec = RoutingRecord {
         id,
-        tenant_id: input.tenant_id.clone(),
-        workload_type: input.workload_type.clone(),
-        agent_type: input.agent_type.clone(),
+        tenant_id: input.tenant_id,
+        workload_type: input.workload_type,
+        agent_type: input.agent_type,
         selected_region: decision.selected_region.clone(),
-        input,
+        input: recorded,
         decision,
         created_at_ms: now,
     };
@@ -381,7 +386,8 @@ async fn get_decision(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RoutingDecisionView>> {
     let r = visible_decision(&s, &who, &id).await?;
-    let input = serde_json::to_value(&r.input).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let input: Value =
+        serde_json::from_str(r.input.json()).map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(Json(RoutingDecisionView {
         decision: RouteView::from(&r),
         input,
@@ -416,7 +422,7 @@ async fn replay(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReplayView>> {
     let r = visible_decision(&s, &who, &id).await?;
-    let (selected_region, code) = match route(&r.input) {
+    let (selected_region, code) = match route(r.input.input()) {
         Ok(d) => (Some(d.selected_region), None),
         Err(e) => (None, Some(e.code().to_string())),
     };
