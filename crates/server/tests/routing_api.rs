@@ -615,7 +615,7 @@ async fn bad_route_input_is_a_4xx_naming_the_field_and_records_nothing() {
             "POST",
             "/api/v1/route",
             ADMIN,
-            route_body(&tid, "chat"),
+            with("preferred_regions", Value::Null),
             200,
         )
         .await;

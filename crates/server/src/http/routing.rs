@@ -57,9 +57,9 @@ pub struct RouteBody {
     /// Agent type that must have spare capacity in the chosen region.
     pub agent_type: String,
     /// Preferred region names (must exist), first preferred first; they
-    /// get the score policy's bonus and win ties.
+    /// get the score policy's bonus and win ties. Omitted or `null`: none.
     #[serde(default)]
-    pub preferred_regions: Vec<String>,
+    pub preferred_regions: Option<Vec<String>>,
     /// Client country code (e.g. `DE`, `US-CA`), for the `geolocation` policy.
     #[serde(default)]
     pub client_country: Option<String>,
@@ -289,7 +289,7 @@ async fn route_workload(
         routing_policy: world.routing_policy.unwrap_or_default(),
         workload_type: b.workload_type,
         agent_type: b.agent_type,
-        preferred_regions: b.preferred_regions,
+        preferred_regions: b.preferred_regions.unwrap_or_default(),
         client_country: b.client_country,
         request_id: id.clone(),
         now_ms: now,
