@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use cli::client::{self, Conn};
 use cli::{
     audit, budgets, conformance, engine, forecast, metrics, output, policy_cmd, pools, proposals,
-    regions, scale, serve, simulate, tenants, tokens,
+    regions, routing, scale, serve, simulate, tenants, tokens,
 };
 
 /// mimalloc instead of glibc malloc: the server allocates per request and
@@ -68,6 +68,15 @@ enum Command {
     Proposals {
         #[command(subcommand)]
         cmd: proposals::ProposalsCmd,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Route a workload: the best compliant region that can take it (recorded).
+    Route(routing::RouteArgs),
+    /// Recorded routing decisions: inspect, search, replay, report an outcome.
+    Routing {
+        #[command(subcommand)]
+        cmd: routing::RoutingCmd,
         #[command(flatten)]
         conn: Conn,
     },
@@ -127,6 +136,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Capacity(a) => scale::capacity(a).await,
         Command::Events(a) => scale::events(a).await,
         Command::Proposals { cmd, conn } => proposals::run(cmd, conn).await,
+        Command::Route(a) => routing::route(a).await,
+        Command::Routing { cmd, conn } => routing::run(cmd, conn).await,
         Command::Metrics { cmd, conn } => metrics::run(cmd, conn).await,
         Command::Tokens { cmd, conn } => tokens::run(cmd, conn).await,
         Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,

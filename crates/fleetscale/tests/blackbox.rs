@@ -775,3 +775,191 @@ async fn rotating_the_admin_token_retires_the_old_one() {
         .unwrap();
     assert_eq!(fresh.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn cli_routes_inspects_searches_and_replays_decisions() {
+    let db = temp_dir();
+    let s = Server::start(&db, "1s", &[]).await;
+    let tid = cli_json(&s, &["tenants", "create", "router"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (name, j) in [("eu-west", "eu"), ("us-east", "us")] {
+        cli_json(&s, &["regions", "create", name, "--jurisdiction", j]);
+        cli_json(
+            &s,
+            &[
+                "pools",
+                "create",
+                "--tenant-id",
+                &tid,
+                "--region",
+                name,
+                "--agent-type",
+                "writer",
+                "--min",
+                "1",
+                "--max",
+                "5",
+                "--desired",
+                "2",
+            ],
+        );
+    }
+    // Policies: the defaults are shown as such; a file sets them.
+    let rp = cli_json(&s, &["tenants", "region-policy", &tid]);
+    assert_eq!(rp["source"], "default");
+    let file = db_file(&db, "routing.json");
+    std::fs::write(
+        &file,
+        r#"{"type": "failover", "order": ["us-east", "eu-west"]}"#,
+    )
+    .unwrap();
+    let set = cli_json(
+        &s,
+        &[
+            "tenants",
+            "routing-policy",
+            &tid,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        (&set["source"], &set["policy"]["type"]),
+        (&json!("tenant"), &json!("failover"))
+    );
+    let file = db_file(&db, "region.json");
+    std::fs::write(
+        &file,
+        r#"{"restricted_workloads": {"us-east": ["medical"]}}"#,
+    )
+    .unwrap();
+    cli_json(
+        &s,
+        &[
+            "tenants",
+            "region-policy",
+            &tid,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+
+    let d = cli_json(
+        &s,
+        &[
+            "route",
+            "--tenant-id",
+            &tid,
+            "--workload-type",
+            "medical",
+            "--agent-type",
+            "writer",
+            "--preferred-region",
+            "us-east",
+            "--client-country",
+            "DE",
+        ],
+    );
+    assert_eq!(
+        d["selected_region"], "eu-west",
+        "never the restricted region: {d}"
+    );
+    let id = d["id"].as_str().unwrap().to_string();
+    let got = cli_json(&s, &["routing", "inspect", &id]);
+    assert_eq!(got["selected_region"], "eu-west");
+    assert_eq!(got["input"]["routing_policy"]["type"], "failover");
+    let r = cli_json(&s, &["routing", "replay", &id]);
+    assert_eq!(
+        (&r["selected_region"], &r["same"]),
+        (&json!("eu-west"), &json!(true))
+    );
+    let found = cli_json(
+        &s,
+        &[
+            "routing",
+            "search",
+            "--tenant-id",
+            &tid,
+            "--selected-region",
+            "eu-west",
+        ],
+    );
+    assert_eq!(found["items"][0]["id"], id.as_str());
+
+    // Tables for people.
+    let (code, table, err) = cli(
+        &s,
+        &[
+            "route",
+            "--tenant-id",
+            &tid,
+            "--workload-type",
+            "chat",
+            "--agent-type",
+            "writer",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("us-east") && table.contains("reason: failover policy"),
+        "{table}"
+    );
+    let (code, table, err) = cli(&s, &["routing", "replay", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("true"), "{table}");
+    // A refused route is a 4xx: exit code 2, the code in the message.
+    let (code, _, err) = cli(
+        &s,
+        &[
+            "route",
+            "--tenant-id",
+            &tid,
+            "--workload-type",
+            "chat",
+            "--agent-type",
+            "painter",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no compliant region can take the work"),
+        "{err}"
+    );
+}
+
+/// A file named `name` in the server's data directory.
+fn db_file(db: &Db, name: &str) -> std::path::PathBuf {
+    match db {
+        Db::Dir(d) => d.dir().join(name),
+        Db::Url(_) => {
+            std::env::temp_dir().join(format!("fs-bb-{}-{name}", fleetscale_store::now_ms()))
+        }
+    }
+}
+
+/// Issue 15: a decision made on one replica is readable and replayable on
+/// another (PostgreSQL, two servers).
+#[tokio::test]
+async fn a_decision_made_on_one_replica_is_read_and_replayed_on_the_other() {
+    let db = fresh_postgres().await;
+    let a = Server::start(&db, "1s", &[]).await;
+    let b = Server::start(&db, "1s", &[]).await;
+    let (tid, _) = setup(&a, 5, 60).await;
+    let d = a
+        .post(
+            "/api/v1/route",
+            json!({"tenant_id": tid, "workload_type": "chat", "agent_type": "writer"}),
+        )
+        .await;
+    assert_eq!(d["selected_region"], "eu-west", "{d}");
+    let id = d["id"].as_str().unwrap();
+    let got = cli_json(&b, &["routing", "inspect", id]);
+    assert_eq!(got["candidates"], d["candidates"]);
+    let r = cli_json(&b, &["routing", "replay", id]);
+    assert_eq!(
+        (&r["selected_region"], &r["same"]),
+        (&json!("eu-west"), &json!(true))
+    );
+}

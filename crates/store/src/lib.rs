@@ -20,6 +20,7 @@ mod leases;
 mod pools;
 mod proposals;
 mod region_state;
+mod routing;
 mod samples;
 mod scaling;
 mod snapshots;
@@ -42,6 +43,10 @@ pub use budget::*;
 pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
 pub use leases::Fence;
 pub use region_state::{RegionModeEvent, RegionSample, StoredRegionState};
+pub use routing::{
+    spare_instances, EjectionState, RecordedInput, RouteWorld, RoutingFilter, RoutingRecord,
+    TenantPolicy, REGION_LATENCY_METRIC,
+};
 pub use scaling::{ScaleOutcome, ScaleRequest};
 pub use snapshots::{RegionSnapshot, SnapshotRequest};
 pub use tenant_budget::*;

@@ -16,6 +16,7 @@ pub mod policy_cmd;
 pub mod pools;
 pub mod proposals;
 pub mod regions;
+pub mod routing;
 pub mod scale;
 pub mod serve;
 pub mod simulate;

@@ -1,8 +1,12 @@
-//! `fleetscale tenants ...`: create, list and show tenants over the REST API.
+//! `fleetscale tenants ...`: create, list and show tenants, and show or set
+//! their region and routing policies, over the REST API.
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
 use super::client::{self, Conn};
+use super::routing::{tenant_policy, TenantPolicy};
 
 /// Columns shown for tenants.
 const TENANT_COLS: &[&str] = &["id", "name", "created_at"];
@@ -21,6 +25,22 @@ pub enum TenantsCmd {
     Get {
         /// Tenant id.
         id: String,
+    },
+    /// Show a tenant's region policy, or set it from a JSON file.
+    RegionPolicy {
+        /// Tenant id.
+        id: String,
+        /// JSON file with the policy (`{"allowed_jurisdictions": [..], ...}`); without it, show.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Show a tenant's routing policy, or set it from a JSON file.
+    RoutingPolicy {
+        /// Tenant id.
+        id: String,
+        /// JSON file with the policy (`{"type": "score", ...}`); without it, show.
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -42,6 +62,12 @@ pub async fn run(cmd: TenantsCmd, conn: Conn) -> anyhow::Result<()> {
                 TENANT_COLS,
             )
             .await
+        }
+        TenantsCmd::RegionPolicy { id, file } => {
+            tenant_policy(&conn, TenantPolicy::Region, &id, file).await
+        }
+        TenantsCmd::RoutingPolicy { id, file } => {
+            tenant_policy(&conn, TenantPolicy::Routing, &id, file).await
         }
     }
 }

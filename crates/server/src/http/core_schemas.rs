@@ -1,10 +1,13 @@
 //! OpenAPI schemas of the core's wire types that the API takes as they are
 //! (the core depends on no OpenAPI crate): a new pool, a pool patch, a raw
-//! threshold policy and a pool's combined policies.
+//! threshold policy, a pool's combined policies, and a tenant's region and
+//! routing policies.
 //!
 //! They document only: the core parses these bodies itself, so its messages
 //! stay its own. The tests keep each schema's fields equal to the fields
 //! the core accepts.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -164,6 +167,67 @@ pub enum ProposalStatusSchema {
     superseded,
 }
 
+/// A tenant's region policy (phase 93 GRH rules). A region is compliant
+/// for a request when its jurisdiction is allowed, equals the residency if
+/// one is set, and the workload type is not restricted there. Every field
+/// may be omitted (the default allows everything).
+#[derive(ToSchema)]
+#[schema(as = RegionPolicy)]
+#[allow(dead_code)] // documentation only: fleetscale_core::region::compliance::RegionPolicy parses it
+pub struct RegionPolicySchema {
+    /// Jurisdictions the tenant's work may run in (e.g. `["eu", "us"]`);
+    /// `null` for any, never empty.
+    allowed_jurisdictions: Option<Vec<String>>,
+    /// The one jurisdiction the tenant's data must stay in, if any (one of
+    /// `allowed_jurisdictions` when those are given).
+    data_residency: Option<String>,
+    /// Per region name (must exist), the workload types that must not run there.
+    restricted_workloads: Option<BTreeMap<String, Vec<String>>>,
+    /// The tenant's home region name for job routing (must exist), if any.
+    home_region: Option<String>,
+}
+
+/// A tenant's routing policy: an object whose `type` names it. Every
+/// policy spills like a waterfall: a region that cannot take the work is
+/// skipped for the next, and regions the policy does not name come after
+/// those it names, in score order. Region names must exist.
+#[derive(Debug, ToSchema, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = RoutingPolicy)]
+#[allow(dead_code)] // documentation only: fleetscale_core::region::routing::RoutingPolicy parses it
+pub enum RoutingPolicySchema {
+    /// Highest score first (the default): `latency_weight × max(0, 100 −
+    /// latency_ms ÷ 10) + capacity_weight × 100 × spare ÷ max`, plus
+    /// `preferred_bonus` for a preferred region.
+    Score {
+        /// Weight of the latency score, 0–1 (default 0.6).
+        latency_weight: Option<f64>,
+        /// Weight of the capacity score, 0–1 (default 0.4).
+        capacity_weight: Option<f64>,
+        /// Points added for a preferred region, 0–100 (default 10).
+        preferred_bonus: Option<f64>,
+    },
+    /// Lowest EWMA latency first; regions without samples after, in score order.
+    Latency,
+    /// The list mapped to the client's country (most specific key first),
+    /// then the `default` list (required), then the rest in score order.
+    Geolocation {
+        /// Country code (or `default`) → ordered region names.
+        map: BTreeMap<String, Vec<String>>,
+    },
+    /// A pick with probability `w ÷ Σw` over the eligible named regions,
+    /// deterministic by request id; weight 0 only when no other is eligible.
+    Weighted {
+        /// Region name → weight.
+        weights: BTreeMap<String, u32>,
+    },
+    /// The listed order.
+    Failover {
+        /// Region names, first choice first.
+        order: Vec<String>,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +309,71 @@ mod tests {
             documented::<PoolPoliciesSchema>(),
             accepted::<PoolPolicies>()
         );
+        assert_eq!(
+            documented::<RegionPolicySchema>(),
+            accepted::<fleetscale_core::region::compliance::RegionPolicy>()
+        );
+    }
+
+    /// The fields variant `kind` of a `type`-tagged enum `T` accepts, sorted.
+    fn accepted_variant<T: DeserializeOwned + std::fmt::Debug>(kind: &str) -> Vec<String> {
+        let body = format!(r#"{{"type": "{kind}", "no such field": 0}}"#);
+        let msg = serde_json::from_str::<T>(&body).unwrap_err().to_string();
+        // "expected one of `a`, `b`" or, for one field, "expected `a`"
+        let list = msg.split("expected ").nth(1).unwrap_or("");
+        let list = list.strip_prefix("one of ").unwrap_or(list);
+        let mut names: Vec<String> = list
+            .split(", ")
+            .filter_map(|n| n.split('`').nth(1).map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_routing_policy_schema_names_every_variant_and_field_the_core_accepts() {
+        use fleetscale_core::region::routing::RoutingPolicy;
+        let schema = serde_json::to_value(RoutingPolicySchema::schema()).unwrap();
+        let variants = schema["oneOf"].as_array().expect("a oneOf per variant");
+        let mut kinds = Vec::new();
+        for v in variants {
+            let kind = v["properties"]["type"]["enum"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("no type: {v}"))
+                .to_string();
+            let mut props: Vec<String> = v["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "type")
+                .cloned()
+                .collect();
+            props.sort();
+            if kind != "latency" {
+                assert_eq!(props, accepted_variant::<RoutingPolicy>(&kind), "{kind}");
+                // the documentation type itself parses the same shape
+                assert_eq!(
+                    props,
+                    accepted_variant::<RoutingPolicySchema>(&kind),
+                    "{kind}"
+                );
+            }
+            kinds.push(kind);
+        }
+        assert_eq!(
+            kinds,
+            ["score", "latency", "geolocation", "weighted", "failover"]
+        );
+        for k in &kinds {
+            let default_ok = match k.as_str() {
+                "score" | "latency" => format!(r#"{{"type": "{k}"}}"#),
+                "geolocation" => r#"{"type": "geolocation", "map": {}}"#.into(),
+                "weighted" => r#"{"type": "weighted", "weights": {}}"#.into(),
+                _ => r#"{"type": "failover", "order": []}"#.into(),
+            };
+            let core = serde_json::from_str::<RoutingPolicy>(&default_ok).unwrap();
+            assert_eq!(core.kind(), k);
+        }
+        assert!(serde_json::from_str::<RoutingPolicy>(r#"{"type": "random"}"#).is_err());
     }
 }

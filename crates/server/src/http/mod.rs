@@ -20,9 +20,11 @@ mod pools;
 mod proposals;
 mod region_state;
 mod regions;
+mod routing;
 mod scaling;
 mod tenant_budget_views;
 mod tenant_budgets;
+mod tenant_policies;
 mod tenants;
 mod views;
 
@@ -84,7 +86,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(proposals::routes())
         .merge(audit::routes())
         .merge(budgets::routes())
-        .merge(tenant_budgets::routes());
+        .merge(tenant_budgets::routes())
+        .merge(tenant_policies::routes())
+        .merge(routing::routes());
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api)
         .split_for_parts();
