@@ -15,6 +15,7 @@
 //! tick × 2^(failures − 1), at most [`MAX_TICK_BACKOFF`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -236,13 +237,17 @@ pub async fn run(
         } else {
             poll
         };
+        ctx.loop_parked.store(true, Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => break,
         }
+        ctx.loop_parked.store(false, Ordering::SeqCst);
     }
+    ctx.loop_parked.store(false, Ordering::SeqCst);
     let _ = ctx.store.release_lease(LEASE, &cfg.replica_id).await;
     ctx.metrics.is_leader.set(0);
+    ctx.loop_parked.store(true, Ordering::SeqCst);
     Ok(())
 }
 

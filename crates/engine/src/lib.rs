@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod regions;
 pub mod supervisor;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -48,6 +49,10 @@ pub struct EngineCtx {
     /// Forecast models the leader keeps between ticks (see
     /// [`control::ForecastCaches`]).
     pub forecasts: Arc<Mutex<control::ForecastCaches>>,
+    /// True while the control loop waits for its next poll (not while it
+    /// evaluates or talks to the database): tests on a paused clock move
+    /// time on only once the loop is parked.
+    pub loop_parked: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EngineCtx {
@@ -70,6 +75,7 @@ impl EngineCtx {
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(SystemClock),
             forecasts: Arc::default(),
+            loop_parked: Arc::default(),
         }
     }
 

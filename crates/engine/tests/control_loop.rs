@@ -13,6 +13,7 @@
 //! after each.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,16 +52,50 @@ fn hold_clock() -> ClockHold {
 /// Virtual time a step of [`run_for`].
 const STEP: Duration = Duration::from_millis(25);
 
-/// Moves the paused clock `d` ahead in [`STEP`]s, letting the tasks and the
-/// database settle for a millisecond of real time after each.
+/// Longest real time a control loop may take to park again after a step.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+thread_local! {
+    /// The parked flags of the control loops this test runs.
+    static LOOPS: std::cell::RefCell<Vec<Arc<AtomicBool>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Makes [`run_for`] wait for `c`'s control loop to park after each step.
+fn watch(c: &EngineCtx) {
+    LOOPS.with(|l| l.borrow_mut().push(c.loop_parked.clone()));
+}
+
+/// Stops waiting for `c`'s loop (it was aborted).
+fn unwatch(c: &EngineCtx) {
+    LOOPS.with(|l| l.borrow_mut().retain(|f| !Arc::ptr_eq(f, &c.loop_parked)));
+}
+
+fn all_parked() -> bool {
+    LOOPS.with(|l| l.borrow().iter().all(|f| f.load(Ordering::SeqCst)))
+}
+
+/// Moves the paused clock `d` ahead in [`STEP`]s. After each step, time
+/// stands still until every watched control loop has finished what the step
+/// woke it for (its database calls take real time) and waits on a timer
+/// again, so a slow disk delays the test but never changes what it sees.
 async fn run_for(d: Duration) {
     let mut left = d;
     while !left.is_zero() {
         let s = STEP.min(left);
         tokio::time::advance(s).await;
-        let until = std::time::Instant::now() + Duration::from_millis(1);
-        while std::time::Instant::now() < until {
+        let deadline = std::time::Instant::now() + SETTLE_LIMIT;
+        loop {
             tokio::task::yield_now().await;
+            if all_parked() {
+                tokio::task::yield_now().await;
+                if all_parked() {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a control loop did not park within {SETTLE_LIMIT:?}"
+            );
         }
         left -= s;
     }
@@ -145,12 +180,14 @@ async fn a_follower_takes_over_within_two_ticks_when_the_leader_dies() {
         cfg("a"),
         rx.clone(),
     ));
+    watch(&a);
     run_for(Duration::from_millis(10)).await;
     let follower = tokio::spawn(fleetscale_engine::control::run(
         b.clone(),
         cfg("b"),
         rx.clone(),
     ));
+    watch(&b);
     run_for(3 * TICK).await;
     assert_eq!(holder(&db.store).await.as_deref(), Some("a"));
     assert!(ticks(&a) >= 3, "the leader ticks every tick: {}", ticks(&a));
@@ -158,6 +195,7 @@ async fn a_follower_takes_over_within_two_ticks_when_the_leader_dies() {
     assert_eq!(b.metrics.is_leader.get(), 0);
 
     // The leader dies without releasing its lease.
+    unwatch(&a);
     leader.abort();
     let died = b.now_ms();
     while holder(&db.store).await.as_deref() != Some("b") {
@@ -172,6 +210,7 @@ async fn a_follower_takes_over_within_two_ticks_when_the_leader_dies() {
     run_for(2 * TICK).await;
     assert!(ticks(&b) >= 1, "the new leader evaluates");
     assert_eq!(b.metrics.is_leader.get(), 1);
+    unwatch(&b);
     follower.abort();
 }
 
@@ -182,6 +221,7 @@ async fn a_leader_that_loses_its_lease_stops_and_a_clean_stop_releases_it() {
     let a = ctx(&db.store);
     let (stop, rx) = watch::channel(false);
     let run = tokio::spawn(fleetscale_engine::control::run(a.clone(), cfg("a"), rx));
+    watch(&a);
     run_for(2 * TICK).await;
     assert_eq!(a.metrics.is_leader.get(), 1);
 
@@ -242,6 +282,7 @@ async fn retention_pruning_runs_on_its_one_minute_timer() {
     };
     let (stop, rx) = watch::channel(false);
     let run = tokio::spawn(fleetscale_engine::control::run(a.clone(), cfg("a"), rx));
+    watch(&a);
     run_for(TICK / 2).await;
     assert_eq!(count(&db, p.clone()).await, 2, "the first tick prunes");
     run_for(Duration::from_secs(45)).await;
@@ -286,6 +327,7 @@ async fn a_cooldown_ending_mid_tick_is_acted_on_when_it_ends() {
     cfg.tick = Duration::from_secs(10);
     let (stop, rx) = watch::channel(false);
     let run = tokio::spawn(fleetscale_engine::control::run(a.clone(), cfg, rx));
+    watch(&a);
     run_for(Duration::from_millis(100)).await;
     assert_eq!(
         db.store.get_pool(&p).await.unwrap().desired_capacity,

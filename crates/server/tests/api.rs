@@ -1352,7 +1352,7 @@ async fn readyz_reports_a_background_job_waiting_to_restart() {
         .supervisor
         .spawn("doomed", rx, || async { panic!("invariant broken") });
     let mut seen = None;
-    for _ in 0..100 {
+    for _ in 0..1000 {
         let (s, v, _) = app.call("GET", "/readyz", None, None).await;
         if s == StatusCode::SERVICE_UNAVAILABLE {
             seen = Some(v);
