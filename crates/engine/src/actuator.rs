@@ -157,39 +157,62 @@ impl Actuator {
             created_at: rfc3339(ev.created_at_ms),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let signature = sign(&config.secret, &bytes);
-        let mut delay = config.backoff;
-        let mut last_error = None;
-        for attempt in 1..=config.max_attempts {
-            let res = client
-                .post(&config.url)
-                .header("content-type", "application/json")
-                .header("idempotency-key", &ev.id)
-                .header("x-fleetscale-signature", &signature)
-                .body(bytes.clone())
-                .send()
-                .await;
-            match res {
-                Ok(r) if r.status().is_success() => {
-                    return Delivery {
-                        delivered: true,
-                        attempts: i64::from(attempt),
-                        error: None,
-                    }
+        post_signed(config, client, &ev.id, "scaling", bytes).await
+    }
+
+    /// Posts a region alert to the webhook, signed like scaling changes,
+    /// with `X-Fleetscale-Event: alert` and the alert id as idempotency key;
+    /// `None` without a webhook.
+    pub async fn notify(&self, alert_id: &str, body: &serde_json::Value) -> Option<Delivery> {
+        let Actuator::Webhook { config, client } = self else {
+            return None;
+        };
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        Some(post_signed(config, client, alert_id, "alert", bytes).await)
+    }
+}
+
+/// POSTs `bytes` to the webhook with its signature, retrying with backoff.
+async fn post_signed(
+    config: &WebhookConfig,
+    client: &reqwest::Client,
+    key: &str,
+    event: &str,
+    bytes: Vec<u8>,
+) -> Delivery {
+    let signature = sign(&config.secret, &bytes);
+    let mut delay = config.backoff;
+    let mut last_error = None;
+    for attempt in 1..=config.max_attempts {
+        let res = client
+            .post(&config.url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .header("x-fleetscale-event", event)
+            .header("x-fleetscale-signature", &signature)
+            .body(bytes.clone())
+            .send()
+            .await;
+        match res {
+            Ok(r) if r.status().is_success() => {
+                return Delivery {
+                    delivered: true,
+                    attempts: i64::from(attempt),
+                    error: None,
                 }
-                Ok(r) => last_error = Some(format!("receiver answered {}", r.status())),
-                Err(e) => last_error = Some(format!("request failed: {e}")),
             }
-            if attempt < config.max_attempts {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+            Ok(r) => last_error = Some(format!("receiver answered {}", r.status())),
+            Err(e) => last_error = Some(format!("request failed: {e}")),
         }
-        Delivery {
-            delivered: false,
-            attempts: i64::from(config.max_attempts),
-            error: last_error,
+        if attempt < config.max_attempts {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
         }
+    }
+    Delivery {
+        delivered: false,
+        attempts: i64::from(config.max_attempts),
+        error: last_error,
     }
 }
 

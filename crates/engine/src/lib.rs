@@ -17,6 +17,7 @@ pub mod clock;
 pub mod control;
 pub mod ingest;
 pub mod metrics;
+pub mod monitor;
 pub mod regions;
 pub mod supervisor;
 
@@ -86,7 +87,8 @@ impl EngineCtx {
 }
 
 /// Spawns the engine's jobs under `supervisor`: the control loop (with its
-/// retention pruning) and budget maintenance. Each stops when `shutdown`
+/// retention pruning and the region state), the region monitor and budget
+/// maintenance. Each stops when `shutdown`
 /// turns true; a job that panics is restarted with backoff.
 pub fn spawn_jobs(
     ctx: &EngineCtx,
@@ -94,6 +96,10 @@ pub fn spawn_jobs(
     supervisor: &Supervisor,
     shutdown: &watch::Receiver<bool>,
 ) {
+    let (c, rx, conf) = (ctx.clone(), shutdown.clone(), cfg.clone());
+    supervisor.spawn("region-monitor", shutdown.clone(), move || {
+        monitor::run(c.clone(), conf.clone(), rx.clone())
+    });
     let (c, rx) = (ctx.clone(), shutdown.clone());
     supervisor.spawn("control-loop", shutdown.clone(), move || {
         control::run(c.clone(), cfg.clone(), rx.clone())

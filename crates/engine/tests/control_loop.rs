@@ -474,3 +474,147 @@ async fn each_tick_stores_region_state_and_modes_move_with_hysteresis() {
         .encode()
         .contains("fleetscale_region_mode_transitions_total 2"));
 }
+
+/// A webhook receiver on loopback: answers 200 to each request and hands
+/// over its headers (lowercased) and body.
+async fn receiver() -> (String, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap_or(0));
+                while buf.len() < head_end + len {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = buf[head_end..].to_vec();
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tx.send((head, body)).await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn the_monitor_alerts_critical_regions_once_and_posts_them_signed() {
+    let db = db("monitor").await;
+    let (url, mut hooks) = receiver().await;
+    let mut c = EngineCtx::new(db.store.clone());
+    c.actuator = Arc::new(
+        fleetscale_engine::Actuator::webhook(fleetscale_engine::WebhookConfig {
+            url,
+            secret: "alert-secret".into(),
+            timeout: Duration::from_secs(5),
+            max_attempts: 1,
+            backoff: Duration::from_millis(10),
+        })
+        .unwrap(),
+    );
+    let t = db.store.create_tenant("acme", "test").await.unwrap();
+    db.store
+        .create_region("eu-west", "eu", "test")
+        .await
+        .unwrap();
+    let p = NewPool {
+        tenant_id: t.id,
+        region: "eu-west".into(),
+        agent_type: "posting".into(),
+        capacity_per_instance: Some(10.0),
+        mode: Some("frozen".into()),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let p = db.store.create_pool(&p, "test").await.unwrap().id;
+    let now = fleetscale_store::now_ms();
+    // Nothing critical yet: no alert.
+    assert_eq!(
+        fleetscale_engine::monitor::monitor_once(&c, now)
+            .await
+            .unwrap(),
+        0
+    );
+    // 95 of 10: frozen, capacity score 5.
+    push(&db.store, &p, now - 1_000, 95.0).await;
+    assert!(db.store.try_lease(LEASE, "t", now, 60_000).await.unwrap());
+    let fence = fleetscale_store::Fence {
+        name: LEASE.into(),
+        holder: "t".into(),
+    };
+    fleetscale_engine::control::tick_once(&c, &fence, now)
+        .await
+        .unwrap();
+    let raised = fleetscale_engine::monitor::monitor_once(&c, now + 1)
+        .await
+        .unwrap();
+    assert_eq!(raised, 2, "frozen and low capacity are critical");
+    let alerts = db
+        .store
+        .list_alerts(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let mut kinds: Vec<&str> = alerts.iter().map(|a| a.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["frozen", "low_capacity"]);
+    assert!(alerts
+        .iter()
+        .all(|a| a.delivery == "delivered" && a.region.as_deref() == Some("eu-west")));
+    for _ in 0..2 {
+        let (head, body) = hooks.recv().await.unwrap();
+        let sig = fleetscale_engine::actuator::sign("alert-secret", &body);
+        assert!(
+            head.contains(&format!("x-fleetscale-signature: {sig}")),
+            "{head}"
+        );
+        assert!(head.contains("x-fleetscale-event: alert"), "{head}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["level"], "critical");
+        assert!(head.contains(&format!(
+            "idempotency-key: {}",
+            v["alert_id"].as_str().unwrap()
+        )));
+    }
+    // The same conditions an hour later are alerted again, not sooner.
+    assert_eq!(
+        fleetscale_engine::monitor::monitor_once(&c, now + 600_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        fleetscale_engine::monitor::monitor_once(&c, now + 3_600_002)
+            .await
+            .unwrap(),
+        2
+    );
+}

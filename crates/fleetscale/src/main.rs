@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 
 use cli::client::{self, Conn};
 use cli::{
-    audit, budgets, conformance, engine, forecast, metrics, output, policy_cmd, pools, proposals,
-    regions, routing, scale, serve, simulate, tenants, tokens,
+    alerts, audit, budgets, conformance, engine, forecast, metrics, output, policy_cmd, pools,
+    proposals, regions, routing, scale, serve, simulate, tenants, tokens,
 };
 
 /// mimalloc instead of glibc malloc: the server allocates per request and
@@ -103,6 +103,8 @@ enum Command {
     },
     /// The audit log, newest first (every mutation: who, what, when).
     Audit(audit::AuditArgs),
+    /// Alerts the region monitor raised (critical conflicts), newest first.
+    Alerts(alerts::AlertsArgs),
     /// The control loop's status: which replica leads, tick, actuator.
     Engine {
         #[command(flatten)]
@@ -142,6 +144,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens { cmd, conn } => tokens::run(cmd, conn).await,
         Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,
         Command::Audit(a) => audit::run(a).await,
+        Command::Alerts(a) => alerts::run(a).await,
         Command::Engine { conn } => engine::run(conn).await,
         Command::Conformance { cmd } => conformance::run(cmd),
         Command::Forecast(a) => forecast::run(&a),

@@ -1721,3 +1721,47 @@ async fn region_snapshots_average_the_period_and_keep_history() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn alerts_are_listed_newest_first() {
+    let app = App::new().await;
+    let store = &app.state.engine.store;
+    let detail = json!({"global_risk": 80.0});
+    store
+        .insert_alert(
+            "critical",
+            "frozen",
+            Some("eu-west"),
+            "eu-west is frozen",
+            &detail,
+            1_000,
+        )
+        .await
+        .unwrap();
+    store
+        .insert_alert(
+            "critical",
+            "global_risk",
+            None,
+            "global risk 80.0 is critical",
+            &detail,
+            2_000,
+        )
+        .await
+        .unwrap();
+    let page = app
+        .admin("GET", "/api/v1/alerts?limit=1", Value::Null)
+        .await;
+    assert_eq!(page["items"][0]["kind"], "global_risk", "{page}");
+    assert_eq!(page["items"][0]["region"], Value::Null);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next = app
+        .admin(
+            "GET",
+            &format!("/api/v1/alerts?limit=1&cursor={cursor}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(next["items"][0]["kind"], "frozen", "{next}");
+    assert_eq!(next["items"][0]["delivery"], "none");
+}

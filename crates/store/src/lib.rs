@@ -13,6 +13,7 @@
 //! transactions `IMMEDIATE`, so writers queue on SQLite's lock and never
 //! deadlock. PostgreSQL uses a pool and row locks.
 
+mod alerts;
 mod audit;
 mod budget;
 mod cache;
@@ -39,6 +40,7 @@ use sqlx::AnyPool;
 
 use cache::{OwnerCache, SeriesCache};
 
+pub use alerts::Alert;
 pub use budget::*;
 pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
 pub use leases::Fence;

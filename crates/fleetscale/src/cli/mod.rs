@@ -4,6 +4,7 @@
 //! share; `serve`, `conformance`, `forecast`, `simulate` and `policy_cmd`
 //! run locally.
 
+pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod client;

@@ -10,6 +10,7 @@
 //! [`core_schemas`]. What several resources share lives in [`common`], a
 //! leaf that imports nothing back from here.
 
+mod alerts;
 mod audit;
 mod budget_views;
 mod budgets;
@@ -80,6 +81,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(tenants::routes())
         .merge(regions::routes())
         .merge(region_state::routes())
+        .merge(alerts::routes())
         .merge(pools::routes())
         .merge(scaling::routes())
         .merge(metrics::routes())
