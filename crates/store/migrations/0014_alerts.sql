@@ -12,3 +12,7 @@ CREATE TABLE alerts (
     created_at_ms BIGINT NOT NULL
 );
 CREATE INDEX alerts_kind_region ON alerts (kind, region, created_at_ms);
+
+-- The region state reads the last hour's scaling events every tick (pools
+-- that reached their max): by time, not by a scan of every event.
+CREATE INDEX scaling_events_created ON scaling_events (created_at_ms);
