@@ -16,7 +16,8 @@
 //!   queue outside fleetscale, 0 without one) plus the region's routed jobs
 //!   still queued (`POST /jobs/route` accepted them, `POST /jobs/{id}/done`
 //!   has not finished them), as [`fleetscale_store::jobs_in_queue`] adds
-//!   them; job routing reads the same figure.
+//!   them (one query for all regions, `jobs_in_queue_by_region`); job
+//!   routing reads the same figure.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -30,10 +31,7 @@ use fleetscale_core::region::state::{
     FATIGUE_WINDOW_MS,
 };
 use fleetscale_core::WindowStats;
-use fleetscale_store::{
-    jobs_in_queue, Fence, Page, Pool, Region, RegionSample, SnapshotRequest, StoreError,
-    QUEUE_DEPTH_METRIC,
-};
+use fleetscale_store::{Fence, Page, Pool, Region, RegionSample, SnapshotRequest, StoreError};
 
 use crate::EngineCtx;
 
@@ -91,11 +89,7 @@ pub async fn compute(
         .region_mode_events(only, now - FATIGUE_WINDOW_MS, MAX_MODE_EVENTS)
         .await?;
     let at_max = ctx.store.pools_at_max_since(now - AT_MAX_WINDOW_MS).await?;
-    let queues = ctx
-        .store
-        .newest_region_samples(QUEUE_DEPTH_METRIC, now)
-        .await?;
-    let routed = ctx.store.queued_routed_jobs_by_region().await?;
+    let queues = ctx.store.jobs_in_queue_by_region(now).await?;
     let mut out = Vec::with_capacity(regions.len());
     for region in regions {
         let mut tenants = BTreeSet::new();
@@ -135,10 +129,7 @@ pub async fn compute(
             pools: loads,
             mode_history: mode_intervals(&transitions, previous.mode, now - FATIGUE_WINDOW_MS, now),
             active_tenants: tenants.len() as u32,
-            jobs_in_queue: jobs_in_queue(
-                queues.get(&region.id).copied(),
-                routed.get(&region.id).copied().unwrap_or(0),
-            ),
+            jobs_in_queue: queues.get(&region.id).copied().unwrap_or(0),
         };
         let state = region_state(&input, now);
         let eval = evaluate_mode(&previous, state.capacity_score, state.pressure.overall, now);

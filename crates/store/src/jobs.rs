@@ -4,13 +4,14 @@
 //!
 //! # What a job route reads
 //!
-//! [`Store::job_world`] reads, in five queries whatever the number of
+//! [`Store::job_world`] reads, in four queries whatever the number of
 //! regions: the tenant and its region policy; every region with its
 //! jurisdiction, its state as the leader last stored it (`region_states`:
 //! mode, pressure per job kind, capacity score) and its budget balances
-//! (`region_budgets`); the newest region-level `queue_depth` sample of each
-//! region; the queued routed jobs per region; and the routed jobs each
-//! region finished during the last [`THROUGHPUT_WINDOW_MS`].
+//! (`region_budgets`); each region's jobs in queue (its newest region-level
+//! `queue_depth` sample and its queued routed jobs, in one query); and the
+//! routed jobs each region finished during the last
+//! [`THROUGHPUT_WINDOW_MS`].
 //!
 //! A region the leader has not computed a state for yet (no
 //! `region_states` row) reads as `normal`, with every pressure 0 and a
@@ -211,7 +212,7 @@ fn counts(rows: &[AnyRow]) -> Result<HashMap<String, u64>> {
 
 impl Store {
     /// Everything a job route for `tenant_id` at `now_ms` reads (see the
-    /// module doc), in five queries; 404 for an unknown tenant.
+    /// module doc), in four queries; 404 for an unknown tenant.
     pub async fn job_world(&self, tenant_id: &str, now_ms: i64) -> Result<JobWorld> {
         let t = sqlx::query(
             "SELECT t.id, rp.policy AS region_policy FROM tenants t \
@@ -231,10 +232,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let queue_depth = self
-            .newest_region_samples(QUEUE_DEPTH_METRIC, now_ms)
-            .await?;
-        let mut queued = self.queued_routed_jobs_by_region().await?;
+        let mut queues = self.jobs_in_queue_by_region(now_ms).await?;
         let mut done = counts(
             &sqlx::query(
                 "SELECT region_id, COUNT(*) AS n FROM routed_jobs \
@@ -285,10 +283,7 @@ impl Store {
                     mode,
                     pressure,
                     capacity_score,
-                    jobs_in_queue: jobs_in_queue(
-                        queue_depth.get(&id).copied(),
-                        queued.remove(&id).unwrap_or(0),
-                    ),
+                    jobs_in_queue: queues.remove(&id).unwrap_or(0),
                     throughput_per_min: throughput_per_min(done.remove(&id).unwrap_or(0)),
                     budget,
                     region_id: id,
@@ -301,6 +296,49 @@ impl Store {
                 .transpose()?,
             regions,
         })
+    }
+
+    /// Every region's jobs in queue at `now_ms` ([`jobs_in_queue`]: the
+    /// newest `queue_depth` sample up to `now_ms` plus the routed jobs still
+    /// queued), by region id; regions with neither are absent. One query:
+    /// the engine reads it every tick.
+    pub async fn jobs_in_queue_by_region(&self, now_ms: i64) -> Result<HashMap<String, u64>> {
+        let rows = sqlx::query(
+            "SELECT p.region_id AS region_id, p.value AS sampled, CAST(0 AS BIGINT) AS queued \
+             FROM region_points p \
+             JOIN (SELECT region_id, MAX(ts_ms) AS ts_ms FROM region_points \
+                   WHERE metric = $1 AND ts_ms <= $2 GROUP BY region_id) newest \
+               ON newest.region_id = p.region_id AND newest.ts_ms = p.ts_ms \
+             WHERE p.metric = $1 \
+             UNION ALL \
+             SELECT region_id, NULL, COUNT(*) FROM routed_jobs WHERE status = 'queued' GROUP BY region_id",
+        )
+        .bind(QUEUE_DEPTH_METRIC)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sampled: HashMap<String, f64> = HashMap::new();
+        let mut queued: HashMap<String, u64> = HashMap::new();
+        for r in &rows {
+            let id: String = r.try_get("region_id")?;
+            match r.try_get::<Option<f64>, _>("sampled")? {
+                Some(v) => {
+                    sampled.insert(id, v);
+                }
+                None => {
+                    let n: i64 = r.try_get("queued")?;
+                    queued.insert(id, u64::try_from(n).unwrap_or(0));
+                }
+            }
+        }
+        let mut out: HashMap<String, u64> = queued
+            .iter()
+            .map(|(id, n)| (id.clone(), jobs_in_queue(sampled.get(id).copied(), *n)))
+            .collect();
+        for (id, v) in sampled {
+            out.entry(id).or_insert_with(|| jobs_in_queue(Some(v), 0));
+        }
+        Ok(out)
     }
 
     /// The routed jobs still queued, per region id (regions without any are absent).

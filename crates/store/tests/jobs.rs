@@ -48,6 +48,7 @@ async fn job_world_reads_states_budgets_queues_and_throughput_at_once(s: Store) 
     let other = s.create_tenant("other", "test").await.unwrap().id;
     let eu = s.get_region("eu-west").await.unwrap().id;
     let us = s.get_region("us-east").await.unwrap().id;
+    let ap_id = s.get_region("ap-south").await.unwrap().id;
 
     // Without a policy, without states, budgets, queues or jobs.
     let w = s.job_world(&t, NOW).await.unwrap();
@@ -122,6 +123,12 @@ async fn job_world_reads_states_budgets_queues_and_throughput_at_once(s: Store) 
             ts_ms: NOW + 1_000, // not yet
             value: 50.0,
         },
+        RegionSample {
+            region_id: ap_id.clone(),
+            metric: "queue_depth".into(),
+            ts_ms: NOW - 1_000,
+            value: 3.0,
+        },
     ])
     .await
     .unwrap();
@@ -153,6 +160,7 @@ async fn job_world_reads_states_budgets_queues_and_throughput_at_once(s: Store) 
     assert_eq!(w.region_policy, Some(policy));
     let (ap, euw, usw) = (&w.regions[0], &w.regions[1], &w.regions[2]);
     assert_eq!((ap.mode, ap.capacity_score), (ScalingMode::Normal, 100.0));
+    assert_eq!(ap.jobs_in_queue, 3, "a sample without routed jobs");
     assert_eq!(
         euw.jobs_in_queue,
         4 + 2,
@@ -177,6 +185,9 @@ async fn job_world_reads_states_budgets_queues_and_throughput_at_once(s: Store) 
     );
     assert!(!r.budget_ok);
 
+    let all = s.jobs_in_queue_by_region(NOW).await.unwrap();
+    assert_eq!(all.len(), 2, "us-east has neither: {all:?}");
+    assert_eq!((all.get(&eu), all.get(&ap_id)), (Some(&6), Some(&3)));
     let queued = s.queued_routed_jobs_by_region().await.unwrap();
     assert_eq!(queued.get(&eu), Some(&2));
     assert_eq!(queued.get(&us), None);
