@@ -29,8 +29,10 @@
 //!   its region's `jobs_in_queue` until it is marked done.
 //! - **throughput** ([`throughput_per_min`]): the routed jobs of the region
 //!   marked done during the last 15 minutes `(now − 15 min, now]`, divided
-//!   by 15: jobs per minute. A region that finished none reads 0, which the
-//!   core's wait estimate counts as one job per minute.
+//!   by 15: jobs per minute, at least the core's
+//!   `MIN_THROUGHPUT_PER_MIN` (1 per minute), the rate the wait estimate
+//!   assumes without data, so that a few completions never make the
+//!   estimate worse than none.
 //! - **budget**: a region's budget covers a job when the budget check of
 //!   the budget API (`POST /regions/{id}/budget/check`, the core's
 //!   `BudgetState::can_spend`) accepts its estimated cost; a job of cost 0
@@ -49,7 +51,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use fleetscale_core::region::compliance::RegionPolicy;
-use fleetscale_core::region::jobs::JobRegion;
+use fleetscale_core::region::jobs::{JobRegion, MIN_THROUGHPUT_PER_MIN};
 use fleetscale_core::region::mode::{ScalingMode, DEFAULT_SMALL_JOB_MAX_CENTS};
 use fleetscale_core::region::state::{JobType, Pressure, RegionState};
 
@@ -75,10 +77,11 @@ pub fn jobs_in_queue(queue_depth: Option<f64>, queued_routed: u64) -> u64 {
     sampled.saturating_add(queued_routed)
 }
 
-/// Jobs per minute from the jobs done during [`THROUGHPUT_WINDOW_MS`].
+/// Jobs per minute from the jobs done during [`THROUGHPUT_WINDOW_MS`], at
+/// least [`MIN_THROUGHPUT_PER_MIN`] (see the module doc).
 #[must_use]
 pub fn throughput_per_min(done_in_window: u64) -> f64 {
-    done_in_window as f64 / (THROUGHPUT_WINDOW_MS as f64 / 60_000.0)
+    (done_in_window as f64 / (THROUGHPUT_WINDOW_MS as f64 / 60_000.0)).max(MIN_THROUGHPUT_PER_MIN)
 }
 
 /// True when `budget` covers a job of `estimated_cost_cents` (see the module doc).
@@ -162,7 +165,7 @@ pub struct JobRegionFacts {
     pub capacity_score: f64,
     /// Newest `queue_depth` sample plus the queued routed jobs.
     pub jobs_in_queue: u64,
-    /// Routed jobs done per minute over the last 15 minutes.
+    /// Routed jobs done per minute over the last 15 minutes (at least 1).
     pub throughput_per_min: f64,
     /// Budget balances (zero without a budget).
     pub budget: RegionBudget,
@@ -469,9 +472,11 @@ mod tests {
 
     #[test]
     fn throughput_is_jobs_per_minute_over_the_window() {
-        assert_eq!(throughput_per_min(0), 0.0);
+        assert_eq!(throughput_per_min(0), 1.0, "no data: the core's minimum");
+        assert_eq!(throughput_per_min(1), 1.0, "never worse than no data");
         assert_eq!(throughput_per_min(15), 1.0);
         assert_eq!(throughput_per_min(45), 3.0);
+        assert_eq!(throughput_per_min(50), 50.0 / 15.0);
     }
 
     #[test]

@@ -62,7 +62,7 @@ async fn job_world_reads_states_budgets_queues_and_throughput_at_once(s: Store) 
             "unmeasured region: {}",
             r.name
         );
-        assert_eq!(r.throughput_per_min, 0.0);
+        assert_eq!(r.throughput_per_min, 1.0, "no data: 1 per minute");
         assert_eq!(r.budget.remaining_cents, 0);
         assert!(!r.job_region(1).budget_ok, "no budget covers nothing");
         assert!(r.job_region(0).budget_ok, "a free job needs no budget");
@@ -138,17 +138,12 @@ async fn job_world_reads_states_budgets_queues_and_throughput_at_once(s: Store) 
     s.record_routed_job(&job("j2", &other, &eu, NOW - 2))
         .await
         .unwrap();
-    // us-east: three jobs done inside the window, one before it, one after now.
-    for (i, done_at) in [
-        NOW - 60_000,
-        NOW - 1,
-        NOW,
-        NOW - THROUGHPUT_WINDOW_MS,
-        NOW + 1,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    // us-east: 30 jobs done inside the window (its bounds: 1 ms after its
+    // start, now), one at its start, one after now.
+    let inside = (0..28).map(|i| NOW - 1_000 * i);
+    let bounds = [NOW - THROUGHPUT_WINDOW_MS + 1, NOW - 1];
+    let outside = [NOW - THROUGHPUT_WINDOW_MS, NOW + 1];
+    for (i, done_at) in inside.chain(bounds).chain(outside).enumerate() {
         let id = format!("u{i}");
         s.record_routed_job(&job(&id, &t, &us, NOW - THROUGHPUT_WINDOW_MS - 10))
             .await
@@ -173,7 +168,7 @@ async fn job_world_reads_states_budgets_queues_and_throughput_at_once(s: Store) 
     assert_eq!(usw.pressure, state.pressure);
     assert_eq!(usw.capacity_score, 25.0);
     assert_eq!(usw.jobs_in_queue, 0, "done jobs leave the queue");
-    assert!((usw.throughput_per_min - 3.0 / 15.0).abs() < 1e-12);
+    assert!((usw.throughput_per_min - 2.0).abs() < 1e-12, "30 in 15 min");
     let r = usw.job_region(10);
     assert_eq!(
         (
