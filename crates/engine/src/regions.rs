@@ -12,7 +12,12 @@
 //! - it sat at max during the last hour when it is at `max_capacity` now or
 //!   a scaling event of the last hour went to or from `max_capacity`;
 //! - `active_tenants` counts the tenants with a measured pool in the region;
-//! - `jobs_in_queue` is the newest region-level `queue_depth` sample.
+//! - `jobs_in_queue` is the newest region-level `queue_depth` sample (the
+//!   queue outside fleetscale, 0 without one) plus the region's routed jobs
+//!   still queued (`POST /jobs/route` accepted them, `POST /jobs/{id}/done`
+//!   has not finished them), as [`fleetscale_store::jobs_in_queue`] adds
+//!   them (one query for all regions, `jobs_in_queue_by_region`); job
+//!   routing reads the same figure.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -84,7 +89,7 @@ pub async fn compute(
         .region_mode_events(only, now - FATIGUE_WINDOW_MS, MAX_MODE_EVENTS)
         .await?;
     let at_max = ctx.store.pools_at_max_since(now - AT_MAX_WINDOW_MS).await?;
-    let queues = ctx.store.newest_region_samples("queue_depth", now).await?;
+    let queues = ctx.store.jobs_in_queue_by_region(now).await?;
     let mut out = Vec::with_capacity(regions.len());
     for region in regions {
         let mut tenants = BTreeSet::new();
@@ -124,10 +129,7 @@ pub async fn compute(
             pools: loads,
             mode_history: mode_intervals(&transitions, previous.mode, now - FATIGUE_WINDOW_MS, now),
             active_tenants: tenants.len() as u32,
-            jobs_in_queue: queues
-                .get(&region.id)
-                .filter(|q| q.is_finite() && **q > 0.0)
-                .map_or(0, |q| q.round() as u64),
+            jobs_in_queue: queues.get(&region.id).copied().unwrap_or(0),
         };
         let state = region_state(&input, now);
         let eval = evaluate_mode(&previous, state.capacity_score, state.pressure.overall, now);

@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 
 use cli::client::{self, Conn};
 use cli::{
-    alerts, audit, budgets, conformance, engine, forecast, metrics, output, policy_cmd, pools,
-    proposals, regions, routing, scale, serve, simulate, tenants, tokens,
+    alerts, audit, budgets, conformance, engine, forecast, jobs, metrics, output, policy_cmd,
+    pools, proposals, regions, routing, scale, serve, simulate, tenants, tokens,
 };
 
 /// mimalloc instead of glibc malloc: the server allocates per request and
@@ -80,6 +80,13 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Job routing (shard router): route a job to a region, mark it done.
+    Jobs {
+        #[command(subcommand)]
+        cmd: jobs::JobsCmd,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Push a metric sample.
     Metrics {
         #[command(subcommand)]
@@ -140,6 +147,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Proposals { cmd, conn } => proposals::run(cmd, conn).await,
         Command::Route(a) => routing::route(a).await,
         Command::Routing { cmd, conn } => routing::run(cmd, conn).await,
+        Command::Jobs { cmd, conn } => jobs::run(cmd, conn).await,
         Command::Metrics { cmd, conn } => metrics::run(cmd, conn).await,
         Command::Tokens { cmd, conn } => tokens::run(cmd, conn).await,
         Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,

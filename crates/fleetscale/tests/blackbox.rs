@@ -963,3 +963,152 @@ async fn a_decision_made_on_one_replica_is_read_and_replayed_on_the_other() {
         (&json!("eu-west"), &json!(true))
     );
 }
+
+#[tokio::test]
+async fn cli_routes_a_job_and_marks_it_done() {
+    let db = temp_dir();
+    let s = Server::start(&db, "1h", &[]).await;
+    let tid = cli_json(&s, &["tenants", "create", "shards"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A pool in each region, so that a tick (if one runs) measures them
+    // as idle (capacity score 100, normal) rather than as empty (frozen).
+    for (name, j) in [("eu-west", "eu"), ("us-east", "us")] {
+        cli_json(&s, &["regions", "create", name, "--jurisdiction", j]);
+        cli_json(
+            &s,
+            &[
+                "pools",
+                "create",
+                "--tenant-id",
+                &tid,
+                "--region",
+                name,
+                "--agent-type",
+                "creative",
+                "--min",
+                "1",
+                "--max",
+                "5",
+                "--desired",
+                "2",
+            ],
+        );
+    }
+    let file = db_file(&db, "jobs-region.json");
+    std::fs::write(
+        &file,
+        r#"{"home_region": "eu-west", "restricted_workloads": {"eu-west": ["intel"]}}"#,
+    )
+    .unwrap();
+    cli_json(
+        &s,
+        &[
+            "tenants",
+            "region-policy",
+            &tid,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let a = cli_json(
+        &s,
+        &[
+            "jobs",
+            "route",
+            "--tenant-id",
+            &tid,
+            "--job-type",
+            "creative",
+            "--priority",
+            "7",
+            "--estimated-cost-cents",
+            "40",
+        ],
+    );
+    assert_eq!(
+        (&a["region"], &a["fallback"], &a["priority"]),
+        (&json!("eu-west"), &json!(false), &json!(7)),
+        "{a}"
+    );
+    assert_eq!(a["shard_key"].as_str().unwrap().len(), 16);
+    let again = cli_json(
+        &s,
+        &[
+            "jobs",
+            "route",
+            "--tenant-id",
+            &tid,
+            "--job-type",
+            "creative",
+        ],
+    );
+    assert_eq!(again["shard_key"], a["shard_key"], "stable shard key");
+    // The restricted job type falls back, never to its restricted region.
+    let intel = cli_json(
+        &s,
+        &[
+            "jobs",
+            "route",
+            "--tenant-id",
+            &tid,
+            "--job-type",
+            "intel",
+            "--region",
+            "eu-west",
+        ],
+    );
+    assert_eq!(
+        (&intel["region"], &intel["fallback"]),
+        (&json!("us-east"), &json!(true)),
+        "{intel}"
+    );
+    let state = cli_json(&s, &["regions", "state", "eu-west"]);
+    assert_eq!(state["jobs_in_queue"], 2, "{state}");
+    // Tables for people; done once.
+    let id = a["id"].as_str().unwrap();
+    let (code, table, err) = cli(&s, &["jobs", "done", id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("done") && table.contains("eu-west"),
+        "{table}"
+    );
+    let state = cli_json(&s, &["regions", "state", "eu-west"]);
+    assert_eq!(state["jobs_in_queue"], 1, "{state}");
+    let (code, _, err) = cli(&s, &["jobs", "done", id]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already done"), "{err}");
+    // Bad input is a 4xx naming the field: exit code 2.
+    let (code, _, err) = cli(
+        &s,
+        &[
+            "jobs",
+            "route",
+            "--tenant-id",
+            &tid,
+            "--job-type",
+            "creative",
+            "--priority",
+            "11",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("priority"), "{err}");
+    let (code, table, err) = cli(
+        &s,
+        &[
+            "jobs",
+            "route",
+            "--tenant-id",
+            &tid,
+            "--job-type",
+            "posting",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("SHARD_KEY") && table.contains("reason: home region eu-west"),
+        "{table}"
+    );
+}

@@ -17,6 +17,7 @@ mod alerts;
 mod audit;
 mod budget;
 mod cache;
+mod jobs;
 mod leases;
 mod pools;
 mod proposals;
@@ -43,6 +44,10 @@ use cache::{OwnerCache, SeriesCache};
 pub use alerts::Alert;
 pub use budget::*;
 pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
+pub use jobs::{
+    budget_covers, jobs_in_queue, throughput_per_min, JobRegionFacts, JobStatus, JobWorld,
+    RoutedJob, QUEUE_DEPTH_METRIC, THROUGHPUT_WINDOW_MS, UNMEASURED_CAPACITY_SCORE,
+};
 pub use leases::Fence;
 pub use region_state::{RegionModeEvent, RegionSample, StoredRegionState};
 pub use routing::{

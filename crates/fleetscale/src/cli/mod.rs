@@ -11,6 +11,7 @@ pub mod client;
 pub mod conformance;
 pub mod engine;
 pub mod forecast;
+pub mod jobs;
 pub mod metrics;
 pub mod output;
 pub mod policy_cmd;

@@ -16,6 +16,7 @@ mod budget_views;
 mod budgets;
 mod common;
 mod core_schemas;
+mod jobs;
 mod metrics;
 mod pools;
 mod proposals;
@@ -90,7 +91,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(budgets::routes())
         .merge(tenant_budgets::routes())
         .merge(tenant_policies::routes())
-        .merge(routing::routes());
+        .merge(routing::routes())
+        .merge(jobs::routes());
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api)
         .split_for_parts();

@@ -92,7 +92,8 @@ pub struct RegionStateView {
     pub fatigue_score: f64,
     /// Tenants with a measured pool in the region.
     pub active_tenants: u32,
-    /// The newest region-level `queue_depth` sample.
+    /// The newest region-level `queue_depth` sample plus the region's
+    /// routed jobs still queued (`POST /jobs/route` until `POST /jobs/{id}/done`).
     pub jobs_in_queue: u64,
     /// The scaling mode (thresholds with hysteresis).
     #[schema(value_type = ScalingModeSchema)]
