@@ -256,14 +256,14 @@ fn build(
         }),
     };
     let job_kind = f.job_kind.as_deref().and_then(|s| {
-        let kind = JobKind::ALL.into_iter().find(|k| k.as_str() == s);
-        if kind.is_none() {
-            v.push(
-                "job_kind",
-                "must be one of posting, orchestration, creative, intel",
-            );
-        }
-        kind
+        s.parse::<JobKind>()
+            .map_err(|_| {
+                v.push(
+                    "job_kind",
+                    "must be one of posting, orchestration, creative, intel",
+                )
+            })
+            .ok()
     });
     let policy = f.policy.validate("scaling_policy", v);
     ValidPool {

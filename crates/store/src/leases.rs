@@ -2,7 +2,32 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
+
+/// Fails with [`StoreError::LeaseLost`] unless `fence`'s holder still holds
+/// its lease at `now_ms`, read inside `tx` (with `lock`, e.g. `FOR UPDATE`,
+/// appended to the query) so the write that follows is fenced.
+pub(crate) async fn check_fence(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    fence: &Fence,
+    now_ms: i64,
+    lock: &str,
+) -> Result<()> {
+    let held = sqlx::query(&format!(
+        "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3{lock}"
+    ))
+    .bind(&fence.name)
+    .bind(&fence.holder)
+    .bind(now_ms)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost {
+            name: fence.name.clone(),
+        }),
+    }
+}
 
 impl Store {
     /// Takes or renews the lease `name` for `holder` until `now + ttl`. Returns

@@ -388,12 +388,8 @@ pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
         job_kind: r
             .try_get::<Option<String>, _>("job_kind")?
             .map(|k| {
-                JobKind::ALL
-                    .into_iter()
-                    .find(|j| j.as_str() == k)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("column job_kind: unknown job kind {k:?}"))
-                    })
+                k.parse::<JobKind>()
+                    .map_err(|e| StoreError::Corrupt(format!("column job_kind: {e}")))
             })
             .transpose()?,
         scaling_policy: serde_json::from_str(&policy)

@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use fleetscale_core::ProposalStatus;
 
+use crate::leases::check_fence;
 use crate::sql::{audit, new_id, not_found, paginate, parse_json, parse_text};
 use crate::{Fence, Listed, Page, Pool, Proposal, Result, Store, StoreError};
 
@@ -23,19 +24,7 @@ impl Store {
     ) -> Result<Proposal> {
         let mut tx = self.begin().await?;
         if let Some(f) = fence {
-            let held = sqlx::query(
-                "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3",
-            )
-            .bind(&f.name)
-            .bind(&f.holder)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_none() {
-                return Err(StoreError::LeaseLost {
-                    name: f.name.clone(),
-                });
-            }
+            check_fence(&mut tx, f, now_ms, "").await?;
         }
         let existing =
             sqlx::query("SELECT id FROM proposals WHERE pool_id = $1 AND status = 'pending'")

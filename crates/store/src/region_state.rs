@@ -10,6 +10,7 @@ use sqlx::Row;
 use fleetscale_core::region::mode::{ModeState, ModeTransition, ScalingMode};
 use fleetscale_core::region::state::RegionState;
 
+use crate::leases::check_fence;
 use crate::sql::{new_id, parse_text, to_json};
 use crate::{Fence, Region, Result, Store, StoreError};
 
@@ -161,19 +162,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let held = sqlx::query(
-            "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3",
-        )
-        .bind(&fence.name)
-        .bind(&fence.holder)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held.is_none() {
-            return Err(StoreError::LeaseLost {
-                name: fence.name.clone(),
-            });
-        }
+        check_fence(&mut tx, fence, now_ms, "").await?;
         sqlx::query(
             "INSERT INTO region_states (region_id, state, mode, mode_state, updated_at_ms) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (region_id) DO UPDATE SET state = excluded.state, mode = excluded.mode, \

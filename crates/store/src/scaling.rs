@@ -6,8 +6,9 @@ use sqlx::Row;
 use crate::pools::{pool_row, POOL_COLS};
 use fleetscale_core::{ActuationStatus, TriggerSource};
 
+use crate::leases::check_fence;
 use crate::sql::{audit, new_id, not_found, paginate, parse_json, parse_text};
-use crate::{Actuation, Fence, Listed, Page, Pool, Result, ScalingEvent, Store, StoreError};
+use crate::{Actuation, Fence, Listed, Page, Pool, Result, ScalingEvent, Store};
 
 impl Store {
     /// Changes a pool's desired capacity (clamped to its bounds) and records the
@@ -17,20 +18,7 @@ impl Store {
     pub async fn scale(&self, req: &ScaleRequest) -> Result<ScaleOutcome> {
         let mut tx = self.begin().await?;
         if let Some(f) = &req.fence {
-            let held = sqlx::query(&format!(
-                "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND expires_at_ms > $3{}",
-                self.for_update()
-            ))
-            .bind(&f.name)
-            .bind(&f.holder)
-            .bind(req.now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_none() {
-                return Err(StoreError::LeaseLost {
-                    name: f.name.clone(),
-                });
-            }
+            check_fence(&mut tx, f, req.now_ms, self.for_update()).await?;
         }
         let row = sqlx::query(&format!(
             "SELECT {POOL_COLS} FROM pools WHERE id = $1{}",

@@ -71,6 +71,21 @@ impl JobKind {
     }
 }
 
+impl std::str::FromStr for JobKind {
+    type Err = crate::lifecycle::UnknownValue;
+
+    fn from_str(s: &str) -> Result<JobKind, Self::Err> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| crate::lifecycle::UnknownValue {
+                kind: "job kind",
+                value: s.to_string(),
+                expected: "posting, orchestration, creative, intel, ",
+            })
+    }
+}
+
 /// Default job kind of a pool: its agent type when that is exactly one of
 /// the four kind names (`posting`, `orchestration`, `creative`, `intel`),
 /// else none.

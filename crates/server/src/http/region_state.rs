@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::region::mode::{ModeState, ScalingMode};
-use fleetscale_core::region::risk::{global_risk, Conflict, Level};
+use fleetscale_core::region::risk::{global_risk, Conflict};
 use fleetscale_core::region::snapshot::PeriodType;
 use fleetscale_core::region::state::{Pressure, RegionState};
 use fleetscale_store::{now_ms, rfc3339, Region, RegionSnapshot, SnapshotRequest};
@@ -240,7 +240,7 @@ async fn health(
                 .collect::<Vec<_>>(),
             GlobalRiskView {
                 score: g.score,
-                level: level_name(g.level).into(),
+                level: wire_name(g.level),
                 conflicts: g.conflicts.into_iter().map(conflict_view).collect(),
                 recommendations: g
                     .recommendations
@@ -260,7 +260,7 @@ async fn health(
                 budget_remaining_cents: r.risk.budget_remaining_cents,
                 budget_used_pct: r.risk.budget_used_pct(),
                 risk: per.map(|(score, _)| score),
-                risk_level: per.map(|(_, level)| level_name(level).into()),
+                risk_level: per.map(|(_, level)| wire_name(level)),
                 state: RegionStateView::new(r.region, r.state, &r.mode, r.updated_at_ms),
             }
         })
@@ -324,24 +324,19 @@ impl HealthQuery {
     }
 }
 
-fn level_name(l: Level) -> &'static str {
-    match l {
-        Level::Low => "low",
-        Level::Medium => "medium",
-        Level::High => "high",
-        Level::Critical => "critical",
-    }
+/// A core enum's wire name (its snake_case serde name).
+fn wire_name<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 fn conflict_view(c: Conflict) -> ConflictView {
-    let kind = serde_json::to_value(c.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
     ConflictView {
-        kind,
+        kind: wire_name(c.kind),
         region: c.region,
-        severity: level_name(c.severity).into(),
+        severity: wire_name(c.severity),
         message: c.message,
     }
 }
