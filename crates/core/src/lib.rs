@@ -11,6 +11,7 @@ pub mod control;
 pub mod decision;
 pub mod forecast;
 pub mod hpa;
+pub mod kpa;
 pub mod lifecycle;
 pub mod observation;
 pub mod observe;

@@ -13,6 +13,7 @@ use fleetscale_core::hpa::{
     ConditionStatus, HpaBehavior, HpaScalingRules, HpaState, Pod, PodMetric, PodPhase,
     ReadyCondition,
 };
+use fleetscale_core::kpa::{KpaConfig, KpaState};
 use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
 use fleetscale_core::policies::queue::QueuePolicy;
@@ -540,5 +541,69 @@ pub fn fleetscale_default(slots: u32, cold_start_s: f64, t: FleetscaleTuning) ->
         },
         spike_urgency_threshold: 0.8,
         scale_in_sla_margin: 0.2,
+    }
+}
+
+/// Knative's metric reporting period: the queue-proxies and the activator
+/// report concurrency every second.
+pub const KPA_SCRAPE_US: i64 = US;
+/// Knative's autoscaler tick (`tickInterval`, 2 s).
+pub const KPA_TICK_US: i64 = 2 * US;
+
+/// The Knative KPA baseline ([`fleetscale_core::kpa`]): every second it
+/// records the concurrency the revision's queue-proxies and the activator
+/// report (requests in flight plus buffered, read live like KEDA's scaler
+/// reads its queue: Knative's metric path is 1 s, not a 15 s scrape), and
+/// every 2 s it runs the decider and the reconciler's scale-to-zero rules
+/// with `config-autoscaler`'s defaults.
+#[derive(Debug, Clone)]
+pub struct Kpa {
+    cfg: KpaConfig,
+    state: Option<KpaState>,
+    next_tick_us: i64,
+}
+
+impl Kpa {
+    /// KPA for pods of `container_concurrency` slots at `target_utilization`
+    /// of them (Knative's default 0.7), at most `max` pods.
+    pub fn new(container_concurrency: f64, target_utilization: f64, max: i64) -> Kpa {
+        Kpa {
+            cfg: KpaConfig {
+                container_concurrency,
+                target_utilization,
+                max_scale: max,
+                ..KpaConfig::default()
+            },
+            state: None,
+            next_tick_us: 0,
+        }
+    }
+}
+
+impl Controller for Kpa {
+    fn name(&self) -> String {
+        "kpa".into()
+    }
+    fn period_us(&self) -> i64 {
+        KPA_SCRAPE_US
+    }
+    fn decide(&mut self, v: &View) -> i64 {
+        let ready = v
+            .instances
+            .iter()
+            .filter(|i| i.state == InstState::Ready)
+            .count() as i64;
+        let now_ms = v.now_ms();
+        let s = self
+            .state
+            .get_or_insert_with(|| KpaState::new(now_ms, ready));
+        s.record(&self.cfg, now_ms, v.live_queue + v.live_in_flight);
+        if v.now_us < self.next_tick_us {
+            return v.desired;
+        }
+        self.next_tick_us = v.now_us + KPA_TICK_US;
+        s.tick(&self.cfg, now_ms, ready, v.desired)
+            .scale
+            .unwrap_or(v.desired)
     }
 }

@@ -36,7 +36,7 @@ pub enum SimError {
     #[error("invalid config: {0}")]
     Config(String),
     /// A baseline name is unknown.
-    #[error("unknown baseline {0:?}: expected hpa, keda, step or static")]
+    #[error("unknown baseline {0:?}: expected hpa, keda, kpa, step or static")]
     UnknownBaseline(String),
     /// A pool policy is invalid.
     #[error("policy {name}: {message}")]
@@ -57,6 +57,8 @@ pub enum PolicyChoice {
     Hpa,
     /// KEDA baseline.
     Keda,
+    /// Knative KPA baseline.
+    Kpa,
     /// Phase-93 threshold (step) baseline.
     Step,
     /// Static provisioning at the peak.
@@ -71,7 +73,7 @@ pub enum PolicyChoice {
 }
 
 impl PolicyChoice {
-    /// Parses a comma-separated list of baselines (`hpa,keda,step,static`).
+    /// Parses a comma-separated list of baselines (`hpa,keda,kpa,step,static`).
     pub fn parse_baselines(s: &str) -> Result<Vec<PolicyChoice>, SimError> {
         s.split(',')
             .map(str::trim)
@@ -79,6 +81,7 @@ impl PolicyChoice {
             .map(|x| match x {
                 "hpa" => Ok(PolicyChoice::Hpa),
                 "keda" => Ok(PolicyChoice::Keda),
+                "kpa" => Ok(PolicyChoice::Kpa),
                 "step" => Ok(PolicyChoice::Step),
                 "static" => Ok(PolicyChoice::Static),
                 other => Err(SimError::UnknownBaseline(other.into())),
@@ -362,6 +365,7 @@ pub fn run(
                 max,
                 period_us,
             )),
+            PolicyChoice::Kpa => Box::new(controllers::Kpa::new(f64::from(s.slots), u, max)),
             PolicyChoice::Step => Box::new(controllers::step(max, period_us)),
             PolicyChoice::Static => Box::new(controllers::Static {
                 n: s.static_n,
@@ -400,12 +404,13 @@ pub fn run(
     })
 }
 
-/// The default comparison: fleetscale and the four baselines.
+/// The default comparison: fleetscale and the five baselines.
 pub fn default_policies() -> Vec<PolicyChoice> {
     vec![
         PolicyChoice::Fleetscale,
         PolicyChoice::Hpa,
         PolicyChoice::Keda,
+        PolicyChoice::Kpa,
         PolicyChoice::Step,
         PolicyChoice::Static,
     ]

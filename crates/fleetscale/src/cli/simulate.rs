@@ -21,8 +21,8 @@ pub struct SimulateArgs {
     /// policies or of one policy. Repeatable.
     #[arg(long = "policy")]
     policies: Vec<String>,
-    /// Baselines, comma-separated, from hpa, keda, step, static.
-    #[arg(long, default_value = "hpa,keda,step,static")]
+    /// Baselines, comma-separated, from hpa, keda, kpa, step, static.
+    #[arg(long, default_value = "hpa,keda,kpa,step,static")]
     baselines: String,
     /// Latency SLO, ms (default: requests 20000; rates 3 × the mean service time).
     #[arg(long)]
