@@ -67,7 +67,10 @@ fn simulates_every_shared_trace_with_all_policies() {
             .iter()
             .map(|p| p["policy"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["fleetscale", "hpa", "keda", "kpa", "step", "static"]);
+        assert_eq!(
+            names,
+            ["fleetscale", "hpa", "keda", "kpa", "step", "static"]
+        );
         for p in names {
             let a = figure(&r, p, "slo_attainment");
             assert!((0.0..=1.0).contains(&a), "{}: {p} {a}", t.display());

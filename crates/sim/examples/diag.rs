@@ -22,11 +22,8 @@ fn main() {
     }
     let t = &mut cfg.tuning;
     let env = |n: &str| std::env::var(n).ok().and_then(|v| v.parse::<f64>().ok());
-    if let Some(v) = env("FS_SCALE_DOWN_STABILIZATION_S") {
-        t.scale_down_stabilization_s = v as i32;
-    }
-    if let Some(v) = env("FS_REACTIVE_TARGET_PER_SLOT") {
-        t.reactive_target_per_slot = v;
+    if let Some(v) = env("FS_ATTAINMENT_GOAL") {
+        t.attainment_goal = v;
     }
     let path = trace.expect("trace path");
     // The first week unless `--max-hours` says otherwise.

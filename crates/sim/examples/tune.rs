@@ -5,7 +5,7 @@
 //! `cargo run --release -p fleetscale-sim --example tune -- [--max-hours H] [--seed N] [--stretch F] [--from-hour H] [--peak-instances N] [TRACE...]`
 //!
 //! Tunables come from the environment (`FS_<FIELD>` for each field of
-//! `FleetscaleTuning`, e.g. `FS_REACTIVE_TARGET_PER_SLOT=0.9`), so a sweep
+//! `FleetscaleTuning`, e.g. `FS_ATTAINMENT_GOAL=0.995`), so a sweep
 //! is a shell loop. Traces default to every file under `../shared/traces`.
 
 use std::path::PathBuf;
@@ -62,11 +62,8 @@ fn main() {
     }
     tune!(
         predictive_utilization_percent,
-        reactive_target_per_slot,
-        max_queue_lag_s,
-        scale_down_stabilization_s,
-        scale_up_stabilization_s,
-        prediction_level
+        prediction_level,
+        attainment_goal
     );
     eprintln!("{:?}", cfg.tuning);
     let policies = [

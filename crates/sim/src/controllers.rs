@@ -10,13 +10,12 @@
 use std::collections::BTreeMap;
 
 use fleetscale_core::hpa::{
-    ConditionStatus, HpaBehavior, HpaScalingRules, HpaState, Pod, PodMetric, PodPhase,
-    ReadyCondition,
+    ConditionStatus, HpaBehavior, HpaState, Pod, PodMetric, PodPhase, ReadyCondition,
 };
 use fleetscale_core::kpa::{KpaConfig, KpaState};
 use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
-use fleetscale_core::policies::queue::QueuePolicy;
+use fleetscale_core::policies::slo::{self, SloPolicy};
 use fleetscale_core::policies::target_tracking::{
     MetricTarget, TargetTrackingPolicy, TrackedMetric,
 };
@@ -85,6 +84,7 @@ fn observe(
     mem: &Memory,
     load_window_s: i64,
     with_pods: bool,
+    slo_window_s: Option<i64>,
 ) -> Observation {
     let facts = PoolFacts {
         now_ms: v.now_ms(),
@@ -123,6 +123,9 @@ fn observe(
                 .then(|| s.started as f64 / window_s / s.ready_mean),
             observed_at_ms: v.ms(s.ts_us),
         });
+    }
+    if let Some(w) = slo_window_s {
+        slo_metrics(v, w, &mut scrape.metrics);
     }
     let mut o = observe::observation(&facts, scrape);
     o.hpa_state = mem.hpa_state.clone();
@@ -169,6 +172,35 @@ fn observe(
         }
     }
     o
+}
+
+/// The samples the `slo` policy reads, over the last `window_s` (what a
+/// service reports per scrape window: arrivals per second, the mean service
+/// time of the requests completed, completions and SLO misses, requests in
+/// flight and waiting).
+fn slo_metrics(v: &View, window_s: i64, m: &mut BTreeMap<String, Vec<MetricSample>>) {
+    let from = v.now_us - window_s * US;
+    let mut put = |name: &str, ts_ms: i64, value: f64| {
+        m.entry(name.to_string())
+            .or_default()
+            .push(MetricSample { ts_ms, value });
+    };
+    for s in v.samples.iter().filter(|s| s.ts_us > from) {
+        let ts = v.ms(s.ts_us);
+        let w = s.window_us as f64 / US as f64;
+        put(slo::ARRIVAL_RATE, ts, s.arrivals as f64 / w);
+        if s.completed > 0 {
+            put(
+                slo::SERVICE_TIME_MS,
+                ts,
+                s.service_us / s.completed as f64 / 1000.0,
+            );
+        }
+        put(slo::COMPLETED, ts, s.completed as f64);
+        put(slo::MISSED, ts, s.missed as f64);
+        put(slo::IN_FLIGHT, ts, s.busy_now);
+        put(slo::QUEUE_DEPTH, ts, s.queue_now);
+    }
 }
 
 fn needs_pods(spec: &PolicySpec) -> bool {
@@ -219,7 +251,7 @@ impl Single {
             max: self.max,
             desired: v.desired.clamp(self.min, self.max),
         };
-        let mut o = observe(v, bounds, &self.mem, self.load_window_s, self.pods);
+        let mut o = observe(v, bounds, &self.mem, self.load_window_s, self.pods, None);
         o.metrics.extend(extra.clone());
         let d = decide(&self.spec, &o);
         if let Some(s) = d.hpa_state {
@@ -377,6 +409,7 @@ pub struct Pool {
     period_us: i64,
     load_window_s: i64,
     pods: bool,
+    slo_window_s: Option<i64>,
     mem: Memory,
     models: Vec<Option<ModelCache>>,
 }
@@ -396,6 +429,14 @@ impl Pool {
         Pool {
             name: name.into(),
             pods: spec.policies.iter().any(needs_pods),
+            slo_window_s: spec
+                .policies
+                .iter()
+                .filter_map(|p| match p {
+                    PolicySpec::Slo(s) => Some(s.window_seconds()),
+                    _ => None,
+                })
+                .max(),
             models: vec![None; spec.policies.len()],
             spec,
             min,
@@ -444,7 +485,14 @@ impl Controller for Pool {
             max: self.max,
             desired: v.desired.clamp(self.min, self.max),
         };
-        let o = observe(v, bounds, &self.mem, self.load_window_s, self.pods);
+        let o = observe(
+            v,
+            bounds,
+            &self.mem,
+            self.load_window_s,
+            self.pods,
+            self.slo_window_s,
+        );
         let c = decide_all_cached(&self.spec, &o, &self.models);
         if let Some(s) = c.policies.iter().find_map(|d| d.hpa_state.clone()) {
             self.mem.hpa_state = s;
@@ -459,42 +507,46 @@ impl Controller for Pool {
 pub struct FleetscaleTuning {
     /// Utilization the predictive floor plans for, percent.
     pub predictive_utilization_percent: f64,
-    /// Outstanding requests per slot the reactive target tracks.
-    pub reactive_target_per_slot: f64,
-    /// Longest queue lag the queue policy accepts, seconds.
-    pub max_queue_lag_s: f64,
-    /// Scale-down stabilization of the reactive policy, seconds.
-    pub scale_down_stabilization_s: i32,
-    /// Scale-up stabilization of the reactive policy, seconds: it scales up
-    /// to the lowest recommendation of this window, so a single scrape's
-    /// burst (shorter than the cold start, gone before new instances serve)
-    /// does not launch a fleet that then idles through the scale-down window.
-    pub scale_up_stabilization_s: i32,
     /// Coverage of the forecast interval.
     pub prediction_level: f64,
+    /// The attainment goal of the latency SLO (the `slo` policy's knob).
+    pub attainment_goal: f64,
+    /// Whether the predictive policy sets a floor.
+    pub predictive_floor: bool,
+    /// The `slo` policy's rate window, seconds.
+    pub rate_window_s: i64,
 }
 
 impl Default for FleetscaleTuning {
     fn default() -> Self {
         FleetscaleTuning {
             predictive_utilization_percent: 90.0,
-            reactive_target_per_slot: 0.85,
-            max_queue_lag_s: 120.0,
-            scale_down_stabilization_s: 300,
-            scale_up_stabilization_s: 30,
             prediction_level: 0.8,
+            attainment_goal: 0.99,
+            predictive_floor: false,
+            rate_window_s: 300,
         }
     }
 }
 
 /// fleetscale's default pool policies for the simulator: predictive
-/// pre-scaling (a floor from the forecast of the next `cold_start`) plus
-/// reactive correction (target tracking on outstanding requests, and the
-/// queue policy bounding the queue lag).
-pub fn fleetscale_default(slots: u32, cold_start_s: f64, t: FleetscaleTuning) -> PoolPolicies {
-    let slots = f64::from(slots);
-    PoolPolicies {
-        policies: vec![
+/// pre-scaling (a floor from the forecast of the next `cold_start`) plus the
+/// `slo` policy (Erlang-C staffing for the latency goal `slo_ms` at
+/// `t.attainment_goal`, corrected by the attainment observed, with scale to
+/// zero).
+pub fn fleetscale_default(
+    slots: u32,
+    cold_start_s: f64,
+    slo_ms: f64,
+    t: FleetscaleTuning,
+) -> PoolPolicies {
+    let mut policies = vec![PolicySpec::Slo(SloPolicy {
+        rate_window_seconds: t.rate_window_s,
+        ..SloPolicy::new(f64::from(slots), cold_start_s)
+    })];
+    if t.predictive_floor {
+        policies.insert(
+            0,
             PolicySpec::Predictive(PredictivePolicy {
                 lookahead_seconds: 3600,
                 confidence_threshold: 0.0,
@@ -504,39 +556,14 @@ pub fn fleetscale_default(slots: u32, cold_start_s: f64, t: FleetscaleTuning) ->
                 prediction_level: t.prediction_level,
                 history_seconds: 28 * 86_400,
             }),
-            PolicySpec::TargetTracking(TargetTrackingPolicy {
-                metrics: vec![TrackedMetric {
-                    metric: CONCURRENCY.into(),
-                    target: MetricTarget::ExternalAverageValue {
-                        average_value: slots * t.reactive_target_per_slot,
-                    },
-                }],
-                tolerance: Some(0.05),
-                behavior: Some(HpaBehavior {
-                    scale_up: Some(HpaScalingRules {
-                        stabilization_window_s: Some(t.scale_up_stabilization_s),
-                        select_policy: None,
-                        policies: None,
-                    }),
-                    scale_down: Some(HpaScalingRules {
-                        stabilization_window_s: Some(t.scale_down_stabilization_s),
-                        select_policy: None,
-                        policies: None,
-                    }),
-                }),
-                downscale_stabilization_seconds: None,
-                max_sample_age_seconds: 120,
-            }),
-            PolicySpec::Queue(QueuePolicy {
-                messages_per_instance: slots,
-                max_queue_lag_seconds: Some(t.max_queue_lag_s),
-                scale_up_cooldown_seconds: 0,
-                scale_down_cooldown_seconds: 0,
-                max_observation_age_seconds: 120,
-            }),
-        ],
+        );
+    }
+    PoolPolicies {
+        policies,
         performance_targets: PerformanceTargets {
             cost_optimization_weight: 0.0,
+            latency_ms: Some(slo_ms),
+            attainment: Some(t.attainment_goal),
             ..PerformanceTargets::default()
         },
         spike_urgency_threshold: 0.8,

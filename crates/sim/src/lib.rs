@@ -9,6 +9,7 @@
 //! per-instance capacity. See `docs/simulation.md` for the model.
 
 pub mod controllers;
+pub mod frontier;
 pub mod report;
 pub mod view;
 pub mod workload;
@@ -18,6 +19,7 @@ use fleetscale_core::trace::{parse_trace, Trace, TraceError};
 use fleetscale_core::PoolPolicies;
 
 pub use controllers::FleetscaleTuning;
+pub use frontier::{CostAt, EqualAttainment, FrontierPoint};
 pub use report::{PolicyResult, Report, TimelinePoint};
 pub use workload::ServiceModel;
 
@@ -331,62 +333,13 @@ pub fn run(
         }
     }
     let s = setup(trace, cfg);
-    let period_us = (cfg.tick_s * US as f64) as i64;
-    let max = s.static_n * 4 + 10;
-    let params = WorldParams {
-        t0_ms: s.t0_ms,
-        slots: s.slots,
-        cold_start_us: (cfg.cold_start_s * US as f64) as i64,
-        scrape_us: (cfg.scrape_s * US as f64) as i64,
-        metrics_delay_us: (cfg.metrics_delay_s * US as f64) as i64,
-        history_us: (cfg.history_interval_s * US as f64) as i64,
-        horizon_us: s.horizon_us,
-        slo_us: (s.slo_ms * 1000.0) as i64,
-        max_queue: cfg.max_queue,
-        bucket_us: s.bucket_us,
-        initial: s.initial,
-    };
-    let u = cfg.planning_utilization;
+    let params = world_params(&s, cfg);
     let mut results = Vec::with_capacity(policies.len());
     for (i, p) in policies.iter().enumerate() {
-        let mut ctl: Box<dyn Controller> = match p {
-            PolicyChoice::Fleetscale => Box::new(controllers::Pool::new(
-                "fleetscale",
-                controllers::fleetscale_default(s.slots, cfg.cold_start_s, cfg.tuning),
-                1,
-                max,
-                period_us,
-            )),
-            PolicyChoice::Hpa => {
-                Box::new(controllers::hpa((u * 100.0).round() as i32, max, period_us))
-            }
-            PolicyChoice::Keda => Box::new(controllers::Keda::new(
-                f64::from(s.slots) * u,
-                max,
-                period_us,
-            )),
-            PolicyChoice::Kpa => Box::new(controllers::Kpa::new(f64::from(s.slots), u, max)),
-            PolicyChoice::Step => Box::new(controllers::step(max, period_us)),
-            PolicyChoice::Static => Box::new(controllers::Static {
-                n: s.static_n,
-                period_us,
-            }),
-            PolicyChoice::Pool { name, spec } => Box::new(controllers::Pool::new(
-                name,
-                spec.clone(),
-                1,
-                max,
-                period_us,
-            )),
-        };
-        let mut params = params;
-        if matches!(p, PolicyChoice::Static) {
-            params.initial = s.static_n;
-        }
-        let world = World::new(params);
-        let r = world.run(s.arrivals(cfg), ctl.as_mut(), &mut |f| progress(i, f));
+        results.push(run_policy(&s, cfg, &params, p, None, &mut |f| {
+            progress(i, f)
+        }));
         progress(i, 1.0);
-        results.push(r);
     }
     Ok(Report {
         trace: trace_name.into(),
@@ -401,7 +354,148 @@ pub fn run(
         load: s.load,
         bucket_s: s.bucket_us as f64 / US as f64,
         results,
+        frontiers: Default::default(),
+        equal_attainment: Vec::new(),
     })
+}
+
+/// The knob values a sweep runs a policy at (`--sweep`): fleetscale its
+/// attainment goal, HPA and KPA their target utilization, KEDA its target
+/// outstanding requests per instance (the same utilizations × the slots).
+/// Empty for policies without a knob (step, static, policy files).
+pub fn knob_grid(p: &PolicyChoice, slots: u32) -> Vec<f64> {
+    let utils: Vec<f64> = (10..=19).map(|k| f64::from(k) / 20.0).collect();
+    match p {
+        PolicyChoice::Fleetscale => FLEETSCALE_GOALS.to_vec(),
+        PolicyChoice::Hpa | PolicyChoice::Kpa => utils,
+        PolicyChoice::Keda => utils.iter().map(|u| u * f64::from(slots)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The attainment goals fleetscale's frontier is swept over.
+pub const FLEETSCALE_GOALS: [f64; 8] = [0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999];
+
+/// [`run`], then every policy with a knob ([`knob_grid`]) over its knob:
+/// the report's `frontiers` (one point per knob value, in grid order) and,
+/// when fleetscale is among the policies, `equal_attainment` (each other
+/// knobbed policy's default point against fleetscale's frontier).
+/// `progress(run_index, fraction)` counts the default runs first.
+pub fn sweep(
+    trace: &Trace,
+    trace_name: &str,
+    cfg: &SimConfig,
+    policies: &[PolicyChoice],
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<Report, SimError> {
+    let mut report = run(trace, trace_name, cfg, policies, progress)?;
+    let s = setup(trace, cfg);
+    let params = world_params(&s, cfg);
+    let mut k = policies.len();
+    for (p, r) in policies.iter().zip(&report.results) {
+        let grid = knob_grid(p, s.slots);
+        if grid.is_empty() {
+            continue;
+        }
+        let mut pts = Vec::with_capacity(grid.len());
+        for knob in grid {
+            let x = run_policy(&s, cfg, &params, p, Some(knob), &mut |f| progress(k, f));
+            k += 1;
+            pts.push(FrontierPoint {
+                knob,
+                slo_attainment: x.slo_attainment,
+                instance_seconds: x.instance_seconds,
+            });
+        }
+        report.frontiers.insert(r.policy.clone(), pts);
+    }
+    if let (Some(f), Some(fs)) = (
+        report.frontiers.get("fleetscale"),
+        report.results.iter().find(|r| r.policy == "fleetscale"),
+    ) {
+        let baselines: Vec<(String, f64, f64)> = report
+            .results
+            .iter()
+            .filter(|r| r.policy != "fleetscale" && report.frontiers.contains_key(&r.policy))
+            .map(|r| (r.policy.clone(), r.slo_attainment, r.instance_seconds))
+            .collect();
+        report.equal_attainment = frontier::equal_attainment(f, fs.slo_attainment, &baselines);
+    }
+    Ok(report)
+}
+
+fn world_params(s: &Setup, cfg: &SimConfig) -> WorldParams {
+    WorldParams {
+        t0_ms: s.t0_ms,
+        slots: s.slots,
+        cold_start_us: (cfg.cold_start_s * US as f64) as i64,
+        scrape_us: (cfg.scrape_s * US as f64) as i64,
+        metrics_delay_us: (cfg.metrics_delay_s * US as f64) as i64,
+        history_us: (cfg.history_interval_s * US as f64) as i64,
+        horizon_us: s.horizon_us,
+        slo_us: (s.slo_ms * 1000.0) as i64,
+        max_queue: cfg.max_queue,
+        bucket_us: s.bucket_us,
+        initial: s.initial,
+    }
+}
+
+/// One policy's run; `knob` replaces its default knob (see [`knob_grid`]).
+fn run_policy(
+    s: &Setup,
+    cfg: &SimConfig,
+    params: &WorldParams,
+    p: &PolicyChoice,
+    knob: Option<f64>,
+    progress: &mut dyn FnMut(f64),
+) -> PolicyResult {
+    let period_us = (cfg.tick_s * US as f64) as i64;
+    let max = s.static_n * 4 + 10;
+    let u = cfg.planning_utilization;
+    let slots = f64::from(s.slots);
+    let mut ctl: Box<dyn Controller> = match p {
+        PolicyChoice::Fleetscale => {
+            let mut t = cfg.tuning;
+            if let Some(k) = knob {
+                t.attainment_goal = k;
+            }
+            Box::new(controllers::Pool::new(
+                "fleetscale",
+                controllers::fleetscale_default(s.slots, cfg.cold_start_s, s.slo_ms, t),
+                0,
+                max,
+                period_us,
+            ))
+        }
+        PolicyChoice::Hpa => Box::new(controllers::hpa(
+            (knob.unwrap_or(u) * 100.0).round() as i32,
+            max,
+            period_us,
+        )),
+        PolicyChoice::Keda => Box::new(controllers::Keda::new(
+            knob.unwrap_or(slots * u),
+            max,
+            period_us,
+        )),
+        PolicyChoice::Kpa => Box::new(controllers::Kpa::new(slots, knob.unwrap_or(u), max)),
+        PolicyChoice::Step => Box::new(controllers::step(max, period_us)),
+        PolicyChoice::Static => Box::new(controllers::Static {
+            n: s.static_n,
+            period_us,
+        }),
+        PolicyChoice::Pool { name, spec } => Box::new(controllers::Pool::new(
+            name,
+            spec.clone(),
+            1,
+            max,
+            period_us,
+        )),
+    };
+    let mut params = *params;
+    if matches!(p, PolicyChoice::Static) {
+        params.initial = s.static_n;
+    }
+    World::new(params).run(s.arrivals(cfg), ctl.as_mut(), progress)
 }
 
 /// The default comparison: fleetscale and the five baselines.

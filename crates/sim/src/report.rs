@@ -1,7 +1,11 @@
 //! Results of a simulation: per policy figures, the latency histogram
 //! behind the percentiles, and the timelines the plot draws.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::frontier::{EqualAttainment, FrontierPoint};
 
 /// Buckets per natural-log unit of the latency histogram (0.5% resolution).
 const PER_LN: f64 = 200.0;
@@ -120,8 +124,14 @@ pub struct Report {
     pub load: Vec<f64>,
     /// Timeline bucket, seconds.
     pub bucket_s: f64,
-    /// One entry per policy, in the order asked.
+    /// One entry per policy, in the order asked (each at its default).
     pub results: Vec<PolicyResult>,
+    /// `--sweep`: per policy with a knob, one point per knob value.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub frontiers: BTreeMap<String, Vec<FrontierPoint>>,
+    /// `--sweep`: each baseline's default point against fleetscale's frontier.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub equal_attainment: Vec<EqualAttainment>,
 }
 
 impl Report {

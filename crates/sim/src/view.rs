@@ -59,6 +59,13 @@ pub struct Sample {
     pub arrivals: u64,
     /// Requests started in the window.
     pub started: u64,
+    /// Requests completed in the window.
+    pub completed: u64,
+    /// Of those, the ones whose latency missed the SLO (what a service
+    /// knows when a request ends).
+    pub missed: u64,
+    /// Summed service time of the completed requests, µs.
+    pub service_us: f64,
     /// Mean ready (serving) instances over the window.
     pub ready_mean: f64,
     /// Per ready instance: `(id, mean busy fraction over its part of the window)`.

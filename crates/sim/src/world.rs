@@ -21,8 +21,9 @@ use crate::view::Controller;
 /// [`crate::view`].
 pub use crate::view::{InstState, Instance, Sample, View};
 
-/// Visible metric samples kept (20 minutes at a 15 s scrape).
-pub const SAMPLE_RING: usize = 80;
+/// Visible metric samples kept (an hour and a minute at a 15 s scrape: the
+/// longest idle period of the `slo` policy, and its feedback window).
+pub const SAMPLE_RING: usize = 245;
 /// Longest time simulated after the horizon to finish queued work.
 pub const DRAIN_LIMIT_US: i64 = 6 * 3600 * US;
 
@@ -61,7 +62,7 @@ pub struct World {
     active: Vec<u32>,
     free: Vec<u32>,
     queue: VecDeque<(i64, i64)>,
-    completions: BinaryHeap<Reverse<(i64, u32)>>,
+    completions: BinaryHeap<Reverse<(i64, u32, bool, i64)>>,
     readies: VecDeque<(i64, u32)>,
     desired: i64,
     busy_total: u32,
@@ -75,6 +76,9 @@ pub struct World {
     w_ready: f64,
     w_arrivals: u64,
     w_started: u64,
+    w_completed: u64,
+    w_missed: u64,
+    w_service_us: f64,
     h_work: f64,
     history: Vec<f64>,
     pending: VecDeque<Sample>,
@@ -115,6 +119,9 @@ impl World {
             w_ready: 0.0,
             w_arrivals: 0,
             w_started: 0,
+            w_completed: 0,
+            w_missed: 0,
+            w_service_us: 0.0,
             h_work: 0.0,
             history: Vec::new(),
             pending: VecDeque::new(),
@@ -233,8 +240,13 @@ impl World {
             }
             let (arrived, service) = self.queue.pop_front().expect("non-empty");
             self.set_busy(id, 1);
-            self.completions.push(Reverse((self.now + service, id)));
             let latency = self.now - arrived + service;
+            self.completions.push(Reverse((
+                self.now + service,
+                id,
+                latency <= self.p.slo_us,
+                service,
+            )));
             self.hist.add(latency);
             self.total += 1;
             self.w_started += 1;
@@ -262,7 +274,12 @@ impl World {
         self.start_waiting();
     }
 
-    fn complete(&mut self, id: u32) {
+    fn complete(&mut self, id: u32, met: bool, service: i64) {
+        self.w_completed += 1;
+        self.w_service_us += service as f64;
+        if !met {
+            self.w_missed += 1;
+        }
         self.set_busy(id, -1);
         let inst = &mut self.insts[id as usize];
         match inst.state {
@@ -312,6 +329,9 @@ impl World {
             busy_now: f64::from(self.busy_total),
             arrivals: self.w_arrivals,
             started: self.w_started,
+            completed: self.w_completed,
+            missed: self.w_missed,
+            service_us: self.w_service_us,
             ready_mean: self.w_ready / win as f64,
             per_instance: per,
         };
@@ -320,6 +340,9 @@ impl World {
         self.w_ready = 0.0;
         self.w_arrivals = 0;
         self.w_started = 0;
+        self.w_completed = 0;
+        self.w_missed = 0;
+        self.w_service_us = 0.0;
         self.pending.push_back(s);
     }
 
@@ -444,8 +467,8 @@ impl World {
             }
             // Tie order: completions, readiness, arrivals, scrape, publish, tick.
             if t_comp == t_next {
-                let Reverse((_, id)) = self.completions.pop().expect("peeked");
-                self.complete(id);
+                let Reverse((_, id, met, service)) = self.completions.pop().expect("peeked");
+                self.complete(id, met, service);
             } else if t_ready == t_next {
                 let (_, id) = self.readies.pop_front().expect("peeked");
                 self.make_ready(id);

@@ -106,3 +106,76 @@ fn malformed_traces_name_the_line() {
         assert!(e.to_string().contains(want), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn sweep_adds_frontiers_and_leaves_results_unchanged() {
+    let t = fleetscale_core::trace::parse_trace(&synthetic()).unwrap();
+    let policies = default_policies();
+    let plain = fleetscale_sim::run(&t, "syn", &cfg(1), &policies, &mut |_, _| {}).unwrap();
+    let swept = fleetscale_sim::sweep(&t, "syn", &cfg(1), &policies, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        serde_json::to_string(&plain.results).unwrap(),
+        serde_json::to_string(&swept.results).unwrap()
+    );
+    let keys: Vec<&str> = swept.frontiers.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["fleetscale", "hpa", "keda", "kpa"]);
+    assert_eq!(
+        swept.frontiers["fleetscale"].len(),
+        fleetscale_sim::FLEETSCALE_GOALS.len()
+    );
+    let names: Vec<&str> = swept
+        .equal_attainment
+        .iter()
+        .map(|e| e.baseline.as_str())
+        .collect();
+    assert_eq!(names, ["hpa", "keda", "kpa"]);
+    let json = serde_json::to_value(swept.without_timelines()).unwrap();
+    assert!(json["frontiers"]["hpa"][0]["knob"].is_number());
+    assert!(json["frontiers"]["hpa"][0]["slo_attainment"].is_number());
+    assert!(json["frontiers"]["hpa"][0]["instance_seconds"].is_number());
+}
+
+/// Issue 16's acceptance on the short shared trace (the Azure LLM hour):
+/// for HPA, KEDA and KPA, fleetscale's instance-seconds at the baseline's
+/// default attainment are at most 0.9 × the baseline's, and fleetscale's
+/// default attainment is at least every baseline's − 0.002.
+#[test]
+fn fleetscale_beats_every_baseline_at_equal_attainment_on_the_azure_hour() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/traces/requests/azure-llm-code-2023.csv"
+    );
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("skipped: {path} not found");
+        return;
+    };
+    let t = fleetscale_core::trace::parse_trace(&text).unwrap();
+    let policies: Vec<_> = default_policies()
+        .into_iter()
+        .filter(|p| {
+            !matches!(
+                p,
+                fleetscale_sim::PolicyChoice::Step | fleetscale_sim::PolicyChoice::Static
+            )
+        })
+        .collect();
+    let r = fleetscale_sim::sweep(
+        &t,
+        "azure",
+        &SimConfig::default(),
+        &policies,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.equal_attainment.len(), 3);
+    for e in &r.equal_attainment {
+        let ratio = e.ratio.unwrap_or(f64::INFINITY);
+        assert!(ratio <= 0.9, "{}: ratio {ratio} ({e:?})", e.baseline);
+        assert!(
+            e.default_attainment_gap >= -0.002,
+            "{}: default gap {}",
+            e.baseline,
+            e.default_attainment_gap
+        );
+    }
+}

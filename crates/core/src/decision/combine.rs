@@ -124,8 +124,21 @@ impl CombinedDecision {
 /// Evaluates every policy of `spec` on `obs` and combines them (see the
 /// module docs). Pure and deterministic.
 pub fn decide_all(spec: &PoolPolicies, obs: &Observation) -> CombinedDecision {
-    let ds: Vec<Decision> = spec.policies.iter().map(|p| decide(p, obs)).collect();
+    let ds: Vec<Decision> = spec
+        .policies
+        .iter()
+        .map(|p| decide_one(spec, p, obs))
+        .collect();
     decide_all_with(spec, obs, ds)
+}
+
+/// One policy of `spec` on `obs`: [`decide`], except that an `slo` policy
+/// is given the pool's latency goal.
+fn decide_one(spec: &PoolPolicies, p: &PolicySpec, obs: &Observation) -> Decision {
+    match p {
+        PolicySpec::Slo(s) => s.decide(obs, spec.performance_targets.slo_goal()),
+        _ => decide(p, obs),
+    }
 }
 
 /// [`decide_all`] with each predictive policy deciding on its cached model
@@ -146,7 +159,7 @@ pub fn decide_all_cached(
             (PolicySpec::Predictive(pp), Some(c)) => {
                 pp.decide_with_model(obs, &c.model, c.end_ms, c.interval_ms)
             }
-            _ => decide(p, obs),
+            _ => decide_one(spec, p, obs),
         })
         .collect();
     decide_all_with(spec, obs, ds)

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::observation::Observation;
+use crate::policies::slo::SloGoal;
 use crate::policies::PolicySpec;
 use crate::validate::Violations;
 
@@ -28,6 +29,13 @@ pub struct PerformanceTargets {
     /// Maximum response time, ms.
     #[serde(default)]
     pub max_response_time_ms: Option<f64>,
+    /// Latency goal of the `slo` policy, ms: `attainment` of requests
+    /// within it (falls back to `max_response_time_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Share of requests to meet `latency_ms`, `(0, 1)` (default 0.99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attainment: Option<f64>,
     /// Minimum availability, percent.
     #[serde(default)]
     pub min_availability_percent: Option<f64>,
@@ -47,11 +55,29 @@ impl Default for PerformanceTargets {
     fn default() -> Self {
         PerformanceTargets {
             max_response_time_ms: None,
+            latency_ms: None,
+            attainment: None,
             min_availability_percent: None,
             max_error_rate: None,
             cost_optimization_weight: d_weight(),
             target_utilization_percent: d_util(),
         }
+    }
+}
+
+/// Attainment goal of a latency goal given without one.
+pub const DEFAULT_ATTAINMENT: f64 = 0.99;
+
+impl PerformanceTargets {
+    /// The latency goal of the `slo` policy: `latency_ms` (else
+    /// `max_response_time_ms`) for `attainment` (default
+    /// [`DEFAULT_ATTAINMENT`]); `None` without a latency.
+    pub fn slo_goal(&self) -> Option<SloGoal> {
+        let latency_ms = self.latency_ms.or(self.max_response_time_ms)?;
+        Some(SloGoal {
+            latency_ms,
+            attainment: self.attainment.unwrap_or(DEFAULT_ATTAINMENT),
+        })
     }
 }
 
@@ -88,6 +114,27 @@ impl PoolPolicies {
             if !(x.is_finite() && x > 0.0) {
                 v.push(f("max_response_time_ms"), "must be a number > 0");
             }
+        }
+        if let Some(x) = t.latency_ms {
+            if !(x.is_finite() && x > 0.0 && x <= 86_400_000.0) {
+                v.push(f("latency_ms"), "must be a number > 0 and <= 86400000");
+            }
+        }
+        if let Some(x) = t.attainment {
+            if !(x.is_finite() && x > 0.0 && x < 1.0) {
+                v.push(f("attainment"), "must be a number > 0 and < 1");
+            }
+            if t.latency_ms.is_none() && t.max_response_time_ms.is_none() {
+                v.push(f("latency_ms"), "required with attainment");
+            }
+        }
+        if self
+            .policies
+            .iter()
+            .any(|p| matches!(p, PolicySpec::Slo(_)))
+            && t.slo_goal().is_none()
+        {
+            v.push(f("latency_ms"), "required by an slo policy");
         }
         if let Some(x) = t.min_availability_percent {
             v.check_f64(&f("min_availability_percent"), x, 0.0, 100.0);

@@ -18,6 +18,7 @@ mod common;
 pub mod predictive;
 pub mod queue;
 pub mod schedule;
+pub mod slo;
 pub mod target_tracking;
 pub mod threshold;
 pub mod triggers;
@@ -28,6 +29,7 @@ pub use common::{
 use predictive::PredictivePolicy;
 use queue::QueuePolicy;
 use schedule::SchedulePolicy;
+use slo::SloPolicy;
 use target_tracking::TargetTrackingPolicy;
 use threshold::{ThresholdPolicy, DEFAULT_WINDOW_SECONDS};
 use triggers::TriggersPolicy;
@@ -50,6 +52,9 @@ pub enum PolicySpec {
     Schedule(SchedulePolicy),
     /// Forecast-driven pre-scaling.
     Predictive(PredictivePolicy),
+    /// Capacity for a latency goal from a queueing model (the pool's
+    /// `performance_targets.latency_ms` and `.attainment`), with scale to zero.
+    Slo(SloPolicy),
 }
 
 impl PolicySpec {
@@ -62,6 +67,7 @@ impl PolicySpec {
             PolicySpec::Queue(_) => "queue",
             PolicySpec::Schedule(_) => "schedule",
             PolicySpec::Predictive(_) => "predictive",
+            PolicySpec::Slo(_) => "slo",
         }
     }
 
@@ -79,6 +85,7 @@ impl PolicySpec {
             PolicySpec::Queue(p) => p.max_observation_age_seconds,
             PolicySpec::Schedule(_) => 0,
             PolicySpec::Predictive(p) => p.history_seconds,
+            PolicySpec::Slo(p) => p.window_seconds(),
         }
     }
 
@@ -94,6 +101,7 @@ impl PolicySpec {
             PolicySpec::Queue(p) => p.validate(prefix, v),
             PolicySpec::Schedule(p) => p.validate(prefix, v),
             PolicySpec::Predictive(p) => p.validate(prefix, v),
+            PolicySpec::Slo(p) => p.validate(prefix, v),
         }
     }
 
@@ -107,7 +115,9 @@ impl PolicySpec {
 
 /// Evaluates `spec` on `obs`. Pure and deterministic: the same inputs always
 /// give the same decision. The target is always within the pool bounds; with
-/// no (or stale) metrics the decision is to hold, never to scale down.
+/// no (or stale) metrics the decision is to hold, never to scale down. An
+/// `slo` policy needs its pool's goal: here it holds for lack of one
+/// ([`crate::decision::decide_all`] passes the goal).
 pub fn decide(spec: &PolicySpec, obs: &Observation) -> Decision {
     match spec {
         PolicySpec::Threshold(p) => p.decide(obs),
@@ -116,5 +126,6 @@ pub fn decide(spec: &PolicySpec, obs: &Observation) -> Decision {
         PolicySpec::Queue(p) => p.decide(obs),
         PolicySpec::Schedule(p) => p.decide(obs),
         PolicySpec::Predictive(p) => p.decide(obs),
+        PolicySpec::Slo(p) => p.decide(obs, None),
     }
 }

@@ -51,6 +51,12 @@ pub struct SimulateArgs {
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     output_json: bool,
+    /// Also run each policy over its knob (fleetscale: attainment goal;
+    /// HPA, KPA: target utilization; KEDA: target per instance): the
+    /// frontiers in the JSON, the comparison at equal attainment in the
+    /// table, and `--plot` draws the frontiers.
+    #[arg(long)]
+    sweep: bool,
 }
 
 fn load_policy(arg: &str) -> anyhow::Result<PolicyChoice> {
@@ -117,8 +123,15 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<()> {
             let _ = std::io::stderr().flush();
         }
     };
-    let report = fleetscale_sim::run_text(&text, &name, &cfg, &policies, &mut bar)
+    let trace = fleetscale_core::trace::parse_trace(&text)
+        .map_err(fleetscale_sim::SimError::Trace)
         .with_context(|| format!("{}", a.trace.display()))?;
+    let report = if a.sweep {
+        fleetscale_sim::sweep(&trace, &name, &cfg, &policies, &mut bar)
+    } else {
+        fleetscale_sim::run(&trace, &name, &cfg, &policies, &mut bar)
+    }
+    .with_context(|| format!("{}", a.trace.display()))?;
     if tty {
         eprintln!();
     }
@@ -127,7 +140,12 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<()> {
         std::fs::write(p, json + "\n").with_context(|| format!("cannot write {}", p.display()))?;
     }
     if let Some(p) = &a.plot {
-        std::fs::write(p, svg(&report)).with_context(|| format!("cannot write {}", p.display()))?;
+        let plot = if a.sweep {
+            frontier_svg(&report)
+        } else {
+            svg(&report)
+        };
+        std::fs::write(p, plot).with_context(|| format!("cannot write {}", p.display()))?;
     }
     if a.output_json {
         println!(
@@ -136,8 +154,147 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<()> {
         );
     } else {
         print!("{}", table(&report));
+        if !report.equal_attainment.is_empty() {
+            print!("\n{}", equal_attainment_table(&report));
+        }
     }
     Ok(())
+}
+
+/// "Instance-seconds at equal attainment, fleetscale ÷ baseline" as a
+/// Markdown table (`--sweep`).
+pub fn equal_attainment_table(r: &Report) -> String {
+    let mut s = String::from(
+        "instance-seconds at equal attainment, fleetscale ÷ baseline (fleetscale's frontier at each baseline's default attainment)\n\n",
+    );
+    s.push_str("| baseline | default att. | instance-s | fleetscale instance-s | fleetscale ÷ baseline | fleetscale default att. − baseline's |\n");
+    s.push_str("|---|---|---|---|---|---|\n");
+    for e in &r.equal_attainment {
+        let (fs, ratio) = match (e.fleetscale, e.ratio) {
+            (fleetscale_sim::CostAt::FallsShort { best_attainment }, _) => (
+                format!("falls short (best {best_attainment:.5})"),
+                "—".to_string(),
+            ),
+            (c, Some(x)) => (
+                format!(
+                    "{:.0}{}",
+                    c.instance_seconds().unwrap_or(f64::NAN),
+                    if matches!(c, fleetscale_sim::CostAt::Cheapest { .. }) {
+                        " (cheapest point)"
+                    } else {
+                        ""
+                    }
+                ),
+                format!("{x:.3}"),
+            ),
+            (c, None) => (format!("{:?}", c.instance_seconds()), "—".to_string()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.5} | {:.0} | {fs} | {ratio} | {:+.5} |",
+            e.baseline, e.slo_attainment, e.instance_seconds, e.default_attainment_gap
+        );
+    }
+    s
+}
+
+/// The frontiers as an SVG: SLO attainment on x, instance-seconds on y,
+/// one line per policy over its knob, its default point marked (a ring).
+pub fn frontier_svg(r: &Report) -> String {
+    let (w, h, pad) = (900.0, 560.0, 70.0);
+    let pts: Vec<(f64, f64)> = r
+        .frontiers
+        .values()
+        .flatten()
+        .map(|p| (p.slo_attainment, p.instance_seconds))
+        .chain(
+            r.results
+                .iter()
+                .map(|p| (p.slo_attainment, p.instance_seconds)),
+        )
+        .filter(|(a, c)| a.is_finite() && c.is_finite())
+        .collect();
+    // The x range covers the points above the lowest default attainment
+    // minus a margin (a knob that collapses would squash the rest).
+    let lowest_default = r
+        .results
+        .iter()
+        .map(|p| p.slo_attainment)
+        .fold(1.0, f64::min);
+    let x0 = (lowest_default - 0.05).max(0.0);
+    let x1 = pts.iter().map(|p| p.0).fold(x0 + 1e-4, f64::max);
+    let shown: Vec<&(f64, f64)> = pts.iter().filter(|p| p.0 >= x0).collect();
+    let y0 = 0.0;
+    let y1 = shown.iter().map(|p| p.1).fold(1.0, f64::max) * 1.05;
+    let x = |a: f64| pad + (w - 2.0 * pad) * (a - x0) / (x1 - x0).max(1e-9);
+    let y = |c: f64| h - pad - (h - 2.0 * pad) * (c - y0) / (y1 - y0).max(1e-9);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let _ = writeln!(s, "<text x=\"{pad}\" y=\"25\">{}: SLO attainment (x) vs instance-seconds (y) per knob setting; rings: defaults</text>", r.trace);
+    let _ = writeln!(
+        s,
+        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
+        h - pad,
+        w - pad,
+        h - pad
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"#000\"/>",
+        h - pad
+    );
+    for i in 0..=4 {
+        let a = x0 + (x1 - x0) * f64::from(i) / 4.0;
+        let c = y0 + (y1 - y0) * f64::from(i) / 4.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{a:.4}</text>",
+            x(a),
+            h - pad + 18.0
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{c:.0}</text>",
+            pad - 5.0,
+            y(c) + 4.0
+        );
+    }
+    for (k, (name, f)) in r.frontiers.iter().enumerate() {
+        let c = COLORS[k % COLORS.len()];
+        let mut f: Vec<_> = f.iter().filter(|p| p.slo_attainment >= x0).collect();
+        f.sort_by(|a, b| a.slo_attainment.total_cmp(&b.slo_attainment));
+        let d: Vec<String> = f
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.slo_attainment), y(p.instance_seconds)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            d.join(" ")
+        );
+        for p in &f {
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{c}\"/>",
+                x(p.slo_attainment),
+                y(p.instance_seconds)
+            );
+        }
+        if let Some(d) = r.results.iter().find(|p| &p.policy == name) {
+            if d.slo_attainment >= x0 {
+                let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"7\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"/>", x(d.slo_attainment), y(d.instance_seconds));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{name}</text>",
+            pad + 10.0,
+            pad + 15.0 * k as f64
+        );
+    }
+    s.push_str("</svg>\n");
+    s
 }
 
 /// The results as a Markdown table.

@@ -1,0 +1,743 @@
+//! SLO staffing: the capacity that meets a latency goal for a share of
+//! requests (`performance_targets.latency_ms` and `.attainment`), from a
+//! queueing model of the measured arrival rate and service time, corrected
+//! by the attainment observed. One knob, the attainment goal, moves it
+//! along its cost-versus-SLO frontier; it also scales a pool to zero and
+//! activates it. `docs/simulation.md` ("SLO staffing") documents the model.
+//!
+//! Inputs (samples in [`Observation::metrics`], newest last):
+//! [`ARRIVAL_RATE`] (requests per second over each sample's window),
+//! [`SERVICE_TIME_MS`] (mean service time of the requests completed in the
+//! window), [`COMPLETED`] and [`MISSED`] (requests completed in the window,
+//! and those of them over the latency goal), `in_flight` (requests being
+//! served) and `queue_depth` (requests waiting).
+//!
+//! The model, per decision:
+//! 1. Arrival rate `λ = max(mean over rate_window, mean over burst_window)`,
+//!    service time `S` the completion-weighted mean over the feedback
+//!    window, offered load `a = λ·S` (busy slots).
+//! 2. Peakedness `z` = the index of dispersion (variance ÷ mean) of the
+//!    per-sample arrival counts over the feedback window, at least 1 (1 for
+//!    Poisson arrivals). Hayward's approximation staffs peaked traffic as
+//!    `a/z` Erlangs on `c/z` servers.
+//! 3. Miss budget `ε = 1 − attainment`, corrected by what was observed over
+//!    the feedback window: `ε' = ε · clamp(ε / m̂, 0.1, 10)` with
+//!    `m̂ = (missed + 1) / (completed + 1/ε)` (one miss per `1/ε` requests
+//!    as the prior, so without data `ε' = ε`).
+//! 4. Slots `c`: the fewest with an Erlang-C probability of waiting longer
+//!    than the slack `D = latency − S` at most `ε'`:
+//!    `C(c/z, a/z) · exp(−(c − a)/z · D/S) ≤ ε'`, plus `q·S/D` slots to
+//!    drain a backlog of `q` within the slack. Instances `ceil(c / slots)`.
+//! 5. Scale to zero: no arrivals, nothing in flight or waiting for the idle
+//!    period → 0. The idle period is the cold start when a request arriving
+//!    at zero still meets the goal (`cold start + S ≤ latency`), else
+//!    `cold start / (1 − attainment)` (capped at one hour): long enough that
+//!    the cold starts paid on reactivation stay within the miss budget
+//!    for an arrival process that was idle that long. At zero, queued or
+//!    in-flight work activates the pool.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{ceil_tol, to_instances};
+use crate::observation::{Decision, Observation, Sample};
+use crate::validate::Violations;
+
+const NAME: &str = "slo";
+
+/// Requests per second over a sample's window.
+pub const ARRIVAL_RATE: &str = "arrival_rate";
+/// Mean service time of the requests completed in a sample's window, ms.
+pub const SERVICE_TIME_MS: &str = "service_time_ms";
+/// Requests completed in a sample's window.
+pub const COMPLETED: &str = "requests_completed";
+/// Requests completed in a sample's window whose latency missed the goal.
+pub const MISSED: &str = "requests_missed_slo";
+/// Requests being served.
+pub const IN_FLIGHT: &str = "in_flight";
+/// Requests waiting.
+pub const QUEUE_DEPTH: &str = "queue_depth";
+
+/// Longest idle period before scaling to zero, seconds.
+pub const MAX_IDLE_SECONDS: f64 = 3600.0;
+/// Highest number of slots the staffing search considers.
+const MAX_SLOTS: f64 = 1.0e6;
+
+/// A latency goal: `attainment` of requests within `latency_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SloGoal {
+    /// Latency bound, ms.
+    pub latency_ms: f64,
+    /// Share of requests to meet it, `(0, 1)`.
+    pub attainment: f64,
+}
+
+fn d_cold() -> f64 {
+    60.0
+}
+fn d_rate() -> i64 {
+    300
+}
+fn d_burst() -> i64 {
+    60
+}
+fn d_feedback() -> i64 {
+    1800
+}
+fn d_age() -> i64 {
+    120
+}
+fn d_true() -> bool {
+    true
+}
+
+/// The SLO staffing policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloPolicy {
+    /// Requests one instance serves at once, `> 0`.
+    pub concurrency_per_instance: f64,
+    /// Time for a new instance to become ready, seconds (default 60).
+    #[serde(default = "d_cold")]
+    pub cold_start_seconds: f64,
+    /// Window of the steady arrival rate, seconds (default 300).
+    #[serde(default = "d_rate")]
+    pub rate_window_seconds: i64,
+    /// Short window that catches a rise, seconds (default 60).
+    #[serde(default = "d_burst")]
+    pub burst_window_seconds: i64,
+    /// Window of the service time, peakedness and observed attainment,
+    /// seconds (default 1800).
+    #[serde(default = "d_feedback")]
+    pub feedback_window_seconds: i64,
+    /// Oldest usable arrival-rate sample, seconds (default 120).
+    #[serde(default = "d_age")]
+    pub max_observation_age_seconds: i64,
+    /// Whether an idle pool goes to zero (default true; the pool's
+    /// `min_capacity` must be 0 too).
+    #[serde(default = "d_true")]
+    pub scale_to_zero: bool,
+}
+
+impl SloPolicy {
+    /// A policy with the defaults for `concurrency_per_instance` slots and
+    /// a cold start of `cold_start_seconds`.
+    pub fn new(concurrency_per_instance: f64, cold_start_seconds: f64) -> SloPolicy {
+        SloPolicy {
+            concurrency_per_instance,
+            cold_start_seconds,
+            rate_window_seconds: d_rate(),
+            burst_window_seconds: d_burst(),
+            feedback_window_seconds: d_feedback(),
+            max_observation_age_seconds: d_age(),
+            scale_to_zero: true,
+        }
+    }
+
+    /// Records every violation under `prefix`.
+    pub fn validate(&self, prefix: &str, v: &mut Violations) {
+        let f = |n: &str| format!("{prefix}.{n}");
+        if !(self.concurrency_per_instance.is_finite()
+            && self.concurrency_per_instance > 0.0
+            && self.concurrency_per_instance <= 10_000.0)
+        {
+            v.push(f("concurrency_per_instance"), "must be > 0 and <= 10000");
+        }
+        v.check_f64(
+            &f("cold_start_seconds"),
+            self.cold_start_seconds,
+            0.0,
+            86_400.0,
+        );
+        v.check_i64(
+            &f("rate_window_seconds"),
+            self.rate_window_seconds,
+            15,
+            86_400,
+        );
+        v.check_i64(
+            &f("burst_window_seconds"),
+            self.burst_window_seconds,
+            15,
+            86_400,
+        );
+        v.check_i64(
+            &f("feedback_window_seconds"),
+            self.feedback_window_seconds,
+            60,
+            86_400,
+        );
+        v.check_i64(
+            &f("max_observation_age_seconds"),
+            self.max_observation_age_seconds,
+            1,
+            86_400,
+        );
+    }
+
+    /// Seconds of samples the policy reads.
+    pub fn window_seconds(&self) -> i64 {
+        self.rate_window_seconds
+            .max(self.burst_window_seconds)
+            .max(self.feedback_window_seconds)
+    }
+
+    /// How long a pool must be idle before it goes to zero, seconds, for a
+    /// goal and a service time `service_s`.
+    pub fn idle_seconds(&self, goal: SloGoal, service_s: f64) -> f64 {
+        let cold = self.cold_start_seconds;
+        if cold + service_s <= goal.latency_ms / 1000.0 {
+            cold.max(self.burst_window_seconds as f64)
+        } else {
+            (cold / (1.0 - goal.attainment).max(1e-6)).min(MAX_IDLE_SECONDS)
+        }
+    }
+
+    /// Evaluates the policy for `goal` (see the module docs); without a
+    /// goal it holds for lack of one.
+    pub fn decide(&self, obs: &Observation, goal: Option<SloGoal>) -> Decision {
+        let current = obs.bounds.desired;
+        let Some(goal) = goal else {
+            return Decision::no_data(
+                current,
+                NAME,
+                "No latency goal (performance_targets.latency_ms): holding".into(),
+            );
+        };
+        let now = obs.now_ms;
+        let since = |w: i64| now - w * 1000;
+        let empty = Vec::new();
+        let get = |n: &str| obs.metrics.get(n).unwrap_or(&empty);
+        let rates = get(ARRIVAL_RATE);
+        if rates
+            .last()
+            .is_none_or(|s| now - s.ts_ms > self.max_observation_age_seconds * 1000)
+        {
+            return Decision::no_data(current, NAME, "No recent arrival rate: holding".into());
+        }
+        let mean_since = |from: i64| {
+            let v: Vec<f64> = rates
+                .iter()
+                .filter(|s| s.ts_ms > from && s.value.is_finite())
+                .map(|s| s.value.max(0.0))
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let lambda_mean = mean_since(since(self.rate_window_seconds))
+            .unwrap_or(0.0)
+            .max(mean_since(since(self.burst_window_seconds)).unwrap_or(0.0));
+        // The estimate's own uncertainty (a Poisson count over the rate
+        // window), at the goal's normal quantile.
+        let lambda = if lambda_mean > 0.0 {
+            lambda_mean
+                + normal_quantile(goal.attainment)
+                    * (lambda_mean / self.rate_window_seconds as f64).sqrt()
+        } else {
+            0.0
+        };
+        let fb = since(self.feedback_window_seconds);
+        let newest_of = |n: &str| {
+            get(n)
+                .last()
+                .filter(|s| now - s.ts_ms <= self.max_observation_age_seconds * 1000)
+                .map_or(0.0, |s| s.value.max(0.0))
+        };
+        let in_flight = newest_of(IN_FLIGHT);
+        let queue = newest_of(QUEUE_DEPTH);
+        // Completions and misses over the feedback window, matched by time.
+        let completed = sum_since(get(COMPLETED), fb);
+        let missed = sum_since(get(MISSED), fb);
+        let service_s = weighted_service_s(get(SERVICE_TIME_MS), get(COMPLETED), fb);
+        let slots = self.concurrency_per_instance;
+        let mut inputs = BTreeMap::new();
+        inputs.insert("arrival_rate".into(), lambda);
+        inputs.insert("in_flight".into(), in_flight);
+        inputs.insert("queue_depth".into(), queue);
+        inputs.insert("latency_goal_ms".into(), goal.latency_ms);
+        inputs.insert("attainment_goal".into(), goal.attainment);
+        // Idle: no arrival over the idle period (and samples covering it),
+        // nothing in flight or waiting.
+        let idle_s = self.idle_seconds(goal, service_s.unwrap_or(0.0));
+        let covered = rates
+            .first()
+            .is_some_and(|s| now - s.ts_ms >= (idle_s * 1000.0) as i64);
+        let quiet = rates
+            .iter()
+            .filter(|s| s.ts_ms > now - (idle_s * 1000.0) as i64)
+            .all(|s| s.value <= 0.0);
+        inputs.insert("idle_seconds".into(), idle_s);
+        if in_flight <= 0.0 && queue <= 0.0 && lambda <= 0.0 {
+            if self.scale_to_zero && covered && quiet {
+                return Decision::to_target(
+                    obs.bounds,
+                    0,
+                    NAME,
+                    format!("Idle for {idle_s:.0}s (no arrivals, nothing in flight or waiting): idle to zero"),
+                    1.0,
+                    inputs,
+                );
+            }
+            return Decision::to_target(
+                obs.bounds,
+                current.min(1).max(i64::from(current > 0)),
+                NAME,
+                format!("No arrivals lately; zero after {idle_s:.0}s idle"),
+                1.0,
+                inputs,
+            );
+        }
+        let Some(s) = service_s else {
+            // Activation: work but no service time measured yet.
+            let need = to_instances(ceil_tol((in_flight + queue).max(1.0) / slots)).max(1);
+            inputs.insert("needed".into(), need as f64);
+            return Decision::to_target(
+                obs.bounds,
+                need.max(current),
+                NAME,
+                format!("Activation: {in_flight} in flight, {queue} waiting, service time not measured yet"),
+                0.5,
+                inputs,
+            );
+        };
+        let a = lambda * s;
+        let z = peakedness(rates, fb);
+        let eps = (1.0 - goal.attainment).clamp(1e-6, 0.5);
+        let m_hat = (missed + 1.0) / (completed + 1.0 / eps);
+        let corr = (eps / m_hat).clamp(0.1, 10.0);
+        let eps_eff = (eps * corr).clamp(1e-9, 0.5);
+        let slack = (goal.latency_ms / 1000.0 - s).max(0.1 * s).max(1e-3);
+        let c_wait = erlang_c_staffing(a, z, eps_eff, slack / s);
+        let c_backlog = queue * s / slack;
+        let c = (c_wait + c_backlog).max(in_flight.min(a.max(1.0)));
+        let need = to_instances(ceil_tol(c / slots)).max(1);
+        for (k, v) in [
+            ("service_time_s", s),
+            ("offered_load", a),
+            ("peakedness", z),
+            ("miss_budget", eps),
+            ("miss_budget_corrected", eps_eff),
+            (
+                "observed_attainment",
+                if completed > 0.0 {
+                    1.0 - missed / completed
+                } else {
+                    f64::NAN
+                },
+            ),
+            ("slots_needed", c),
+            ("needed", need as f64),
+        ] {
+            if v.is_finite() {
+                inputs.insert(k.into(), v);
+            }
+        }
+        Decision::to_target(
+            obs.bounds,
+            need,
+            NAME,
+            format!(
+                "Offered load {a:.2} (λ {lambda:.3}/s × S {s:.2}s, peakedness {z:.2}) needs {c:.1} slots for P(wait > {slack:.1}s) ≤ {eps_eff:.4} (goal {} within {} ms, corrected ×{corr:.2}): {need} instances",
+                goal.attainment, goal.latency_ms
+            ),
+            1.0,
+            inputs,
+        )
+    }
+}
+
+/// The standard normal quantile of `p` (Acklam's rational approximation,
+/// relative error below 1.2·10⁻⁹), 0 outside `(0, 1)`.
+pub fn normal_quantile(p: f64) -> f64 {
+    if !(p > 0.0 && p < 1.0) {
+        return 0.0;
+    }
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+fn sum_since(samples: &[Sample], from: i64) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.ts_ms > from && s.value.is_finite())
+        .map(|s| s.value.max(0.0))
+        .sum()
+}
+
+/// Completion-weighted mean service time, seconds, over samples newer than
+/// `from` (service time and completion samples matched by timestamp).
+fn weighted_service_s(service_ms: &[Sample], completed: &[Sample], from: i64) -> Option<f64> {
+    let mut num = 0.0;
+    let mut den = 0.0;
+    for s in service_ms
+        .iter()
+        .filter(|s| s.ts_ms > from && s.value.is_finite())
+    {
+        let w = completed
+            .iter()
+            .find(|c| c.ts_ms == s.ts_ms)
+            .map_or(1.0, |c| c.value.max(0.0));
+        num += w * s.value.max(0.0);
+        den += w;
+    }
+    (den > 0.0 && num > 0.0).then(|| num / den / 1000.0)
+}
+
+/// Index of dispersion (variance ÷ mean) of the per-sample arrival counts
+/// newer than `from`, at least 1 (1 without enough data). Counts are the
+/// rate times the gap to the previous sample.
+pub fn peakedness(rates: &[Sample], from: i64) -> f64 {
+    let counts: Vec<f64> = rates
+        .windows(2)
+        .filter(|w| w[1].ts_ms > from && w[1].ts_ms > w[0].ts_ms && w[1].value.is_finite())
+        .map(|w| w[1].value.max(0.0) * (w[1].ts_ms - w[0].ts_ms) as f64 / 1000.0)
+        .collect();
+    if counts.len() < 4 {
+        return 1.0;
+    }
+    let n = counts.len() as f64;
+    let mean = counts.iter().sum::<f64>() / n;
+    if mean <= 0.0 {
+        return 1.0;
+    }
+    let var = counts.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (var / mean).clamp(1.0, 100.0)
+}
+
+/// Erlang C: the probability that an arrival waits, with offered load `a`
+/// Erlangs on `c` servers (`c` may be fractional: the last server counts
+/// for its fraction, by interpolating between `floor(c)` and `ceil(c)`).
+/// 1 when `c <= a` (the queue grows without bound).
+pub fn erlang_c(c: f64, a: f64) -> f64 {
+    if a <= 0.0 {
+        return 0.0;
+    }
+    if c <= a {
+        return 1.0;
+    }
+    let k = c.floor();
+    let frac = c - k;
+    let at = |n: f64| -> f64 {
+        if n <= a {
+            return 1.0;
+        }
+        // Erlang B by recursion, then C = n·B / (n − a(1 − B)).
+        let mut b = 1.0;
+        let mut i = 1.0;
+        while i <= n {
+            b = a * b / (i + a * b);
+            i += 1.0;
+        }
+        (n * b / (n - a * (1.0 - b))).clamp(0.0, 1.0)
+    };
+    let lo = at(k);
+    if frac == 0.0 {
+        lo
+    } else {
+        lo + frac * (at(k + 1.0) - lo)
+    }
+}
+
+/// The fewest slots `c` (a whole number above `a`) for offered load `a`
+/// Erlangs of peakedness `z` (Hayward: `a/z` Erlangs on `c/z` servers)
+/// whose M/M/c probability of waiting longer than `slack_in_services` mean
+/// service times is at most `eps`:
+/// `C(c/z, a/z) · exp(−(c − a)/z · slack) ≤ eps`. 0 for no load. The
+/// probability falls as `c` grows, so a binary search finds it.
+pub fn erlang_c_staffing(a: f64, z: f64, eps: f64, slack_in_services: f64) -> f64 {
+    if !(a.is_finite() && a > 0.0) {
+        return 0.0;
+    }
+    let z = if z.is_finite() { z.max(1.0) } else { 1.0 };
+    let slack = slack_in_services.max(0.0);
+    let ok = |c: f64| erlang_c(c / z, a / z) * (-(c - a) / z * slack).exp() <= eps;
+    let mut lo = a.floor(); // fails: c <= a waits with probability 1
+    let mut step = 1.0;
+    let mut hi = lo + step;
+    while !ok(hi) {
+        lo = hi;
+        step *= 2.0;
+        hi = (lo + step).min(MAX_SLOTS);
+        if hi >= MAX_SLOTS {
+            return MAX_SLOTS;
+        }
+    }
+    while hi - lo > 1.0 {
+        let mid = ((lo + hi) / 2.0).floor();
+        if ok(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::PoolBounds;
+    use proptest::prelude::*;
+
+    #[test]
+    fn erlang_c_table() {
+        // Known values: C(2, 1) = 1/3; C(1, 0.5) = 0.5; C(10, 8) ≈ 0.4092.
+        let cases = [
+            (2.0, 1.0, 1.0 / 3.0),
+            (1.0, 0.5, 0.5),
+            (10.0, 8.0, 0.40918),
+            (3.0, 3.0, 1.0),
+            (5.0, 0.0, 0.0),
+        ];
+        for (c, a, want) in cases {
+            let got = erlang_c(c, a);
+            assert!(
+                (got - want).abs() < 1e-4,
+                "C({c}, {a}) = {got}, want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn normal_quantile_table() {
+        for (p, want) in [
+            (0.5, 0.0),
+            (0.8, 0.841_621),
+            (0.99, 2.326_348),
+            (0.999, 3.090_232),
+            (0.01, -2.326_348),
+            (0.0, 0.0),
+        ] {
+            assert!(
+                (normal_quantile(p) - want).abs() < 1e-5,
+                "{p}: {}",
+                normal_quantile(p)
+            );
+        }
+    }
+
+    #[test]
+    fn staffing_table() {
+        // (a, eps, slack, want c)
+        let cases = [
+            (0.0, 0.01, 1.0, 0.0),
+            // C(2,1)·e^{-1·1} = 0.123 > 0.1; C(3,1)·e^{-2} = 0.045·0.135 < 0.1.
+            (1.0, 0.1, 1.0, 3.0),
+            (1.0, 0.2, 1.0, 2.0),
+            // A long slack needs only c > a.
+            (8.0, 0.01, 50.0, 9.0),
+        ];
+        for (a, eps, slack, want) in cases {
+            assert_eq!(
+                erlang_c_staffing(a, 1.0, eps, slack),
+                want,
+                "a {a} eps {eps} slack {slack}"
+            );
+        }
+    }
+
+    fn obs(
+        now: i64,
+        desired: i64,
+        rates: &[f64],
+        service_ms: f64,
+        missed_per: f64,
+        queue: f64,
+    ) -> Observation {
+        let mut o = Observation::new(
+            now,
+            PoolBounds {
+                min: 0,
+                max: 100,
+                desired,
+            },
+        );
+        let n = rates.len() as i64;
+        let ts = |i: i64| now - (n - 1 - i) * 15_000 - 5_000;
+        let mk = |f: &dyn Fn(i64, f64) -> f64| -> Vec<Sample> {
+            rates
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Sample {
+                    ts_ms: ts(i as i64),
+                    value: f(i as i64, *r),
+                })
+                .collect()
+        };
+        o.metrics.insert(ARRIVAL_RATE.into(), mk(&|_, r| r));
+        o.metrics
+            .insert(SERVICE_TIME_MS.into(), mk(&|_, _| service_ms));
+        o.metrics.insert(COMPLETED.into(), mk(&|_, r| r * 15.0));
+        o.metrics
+            .insert(MISSED.into(), mk(&|_, r| r * 15.0 * missed_per));
+        o.metrics
+            .insert(IN_FLIGHT.into(), mk(&|_, r| r * service_ms / 1000.0));
+        o.metrics.insert(QUEUE_DEPTH.into(), mk(&|_, _| queue));
+        o
+    }
+
+    const GOAL: SloGoal = SloGoal {
+        latency_ms: 20_000.0,
+        attainment: 0.99,
+    };
+
+    #[test]
+    fn decisions_table() {
+        let p = SloPolicy::new(2.0, 60.0);
+        let steady = vec![2.0; 120];
+        let mut bursty = vec![0.5; 120];
+        for i in (0..120).step_by(8) {
+            bursty[i] = 8.0;
+        }
+        let idle = vec![0.0; 120];
+        // (name, obs, goal, want target range)
+        let cases: Vec<(
+            &str,
+            Observation,
+            Option<SloGoal>,
+            std::ops::RangeInclusive<i64>,
+        )> = vec![
+            (
+                "no goal holds",
+                obs(2_000_000, 3, &steady, 2000.0, 0.0, 0.0),
+                None,
+                3..=3,
+            ),
+            // a = 4 Erlangs, slack 9 services: c = 5..7 slots → 3..4 instances.
+            (
+                "steady Poisson load",
+                obs(2_000_000, 3, &steady, 2000.0, 0.0, 0.0),
+                Some(GOAL),
+                3..=4,
+            ),
+            (
+                "misses above the budget tighten",
+                obs(2_000_000, 3, &steady, 2000.0, 0.05, 0.0),
+                Some(GOAL),
+                3..=5,
+            ),
+            // 40 waiting × 2 s over an 18 s slack: 4.4 more slots.
+            (
+                "a backlog adds drain capacity",
+                obs(2_000_000, 3, &steady, 2000.0, 0.0, 40.0),
+                Some(GOAL),
+                5..=6,
+            ),
+            (
+                "idle for the idle period goes to zero (cold + S ≤ latency? no: 1 h)",
+                obs(2_000_000, 1, &idle, 2000.0, 0.0, 0.0),
+                Some(GOAL),
+                1..=1,
+            ),
+            (
+                "idle with a lax latency goes to zero",
+                obs(2_000_000, 1, &idle, 2000.0, 0.0, 0.0),
+                Some(SloGoal {
+                    latency_ms: 90_000.0,
+                    attainment: 0.99,
+                }),
+                0..=0,
+            ),
+            (
+                "queued work at zero activates",
+                obs(
+                    2_000_000,
+                    0,
+                    &{
+                        let mut r = idle.clone();
+                        r[119] = 0.1;
+                        r
+                    },
+                    2000.0,
+                    0.0,
+                    3.0,
+                ),
+                Some(GOAL),
+                1..=4,
+            ),
+        ];
+        for (name, o, goal, want) in cases {
+            let d = p.decide(&o, goal);
+            assert!(
+                want.contains(&d.target),
+                "{name}: {} ({})",
+                d.target,
+                d.reason
+            );
+        }
+        // Peaked staffing: more slots for peaked traffic of the same load.
+        assert!(erlang_c_staffing(4.0, 8.0, 0.01, 2.0) > erlang_c_staffing(4.0, 1.0, 0.01, 2.0));
+        // Peaked arrivals need more than Poisson ones of the same mean.
+        let mean_bursty = bursty.iter().sum::<f64>() / 120.0;
+        let flat = vec![mean_bursty; 120];
+        let a = p.decide(&obs(2_000_000, 3, &bursty, 2000.0, 0.0, 0.0), Some(GOAL));
+        let b = p.decide(&obs(2_000_000, 3, &flat, 2000.0, 0.0, 0.0), Some(GOAL));
+        assert!(
+            a.target > b.target,
+            "peaked {} vs flat {}",
+            a.target,
+            b.target
+        );
+    }
+
+    proptest! {
+        /// A higher attainment goal never asks for fewer instances.
+        #[test]
+        fn higher_goal_never_needs_less(
+            rates in proptest::collection::vec(0.0f64..20.0, 10..120),
+            service_ms in 100.0f64..60_000.0,
+            missed in 0.0f64..0.2,
+            queue in 0.0f64..50.0,
+            g1 in 0.5f64..0.999,
+            dg in 0.0f64..0.2,
+        ) {
+            let p = SloPolicy::new(4.0, 60.0);
+            let o = obs(10_000_000, 5, &rates, service_ms, missed, queue);
+            let lo = p.decide(&o, Some(SloGoal { latency_ms: 3.0 * service_ms, attainment: g1 }));
+            let hi = p.decide(&o, Some(SloGoal { latency_ms: 3.0 * service_ms, attainment: (g1 + dg).min(0.9999) }));
+            prop_assert!(hi.target >= lo.target, "{} < {}", hi.target, lo.target);
+            prop_assert!((0..=100).contains(&lo.target));
+        }
+    }
+}
