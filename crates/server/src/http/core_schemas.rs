@@ -86,7 +86,7 @@ pub struct RawThresholdPolicySchema {
 
 /// A pool's combined policies and how the engine combines them; each
 /// policy is an object whose `type` names it (`threshold`,
-/// `target_tracking`, `queue`, `schedule`, `predictive`, `triggers`).
+/// `target_tracking`, `queue`, `schedule`, `predictive`, `triggers`, `slo`).
 #[derive(ToSchema)]
 #[schema(as = PoolPolicies)]
 #[allow(dead_code)] // documentation only: fleetscale_core::decision::PoolPolicies parses and shows it
@@ -94,7 +94,8 @@ pub struct PoolPoliciesSchema {
     /// The policies, 1..=20, each `{"type": ..., settings...}`.
     #[schema(value_type = Vec<Object>)]
     policies: Vec<Value>,
-    /// Performance targets (`max_response_time_ms`, ...), optional.
+    /// Performance targets (`max_response_time_ms`, `latency_ms` and
+    /// `attainment` — the `slo` policy's goal —, ...), optional.
     #[schema(value_type = Option<Object>)]
     performance_targets: Option<Value>,
     /// Urgency above which a predicted spike overrides the current-load action (default 0.8).
