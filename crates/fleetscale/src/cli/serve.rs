@@ -8,7 +8,43 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
+use fleetscale_server::conn::HttpLimits;
 use fleetscale_server::{Actuator, ServerConfig, WebhookConfig};
+
+/// The HTTP listener's limits, shared by `serve` and `demo`.
+#[derive(Args, Debug)]
+pub struct HttpArgs {
+    /// Longest a client may take to send a request's line and headers, from
+    /// the connection's start or the first byte of a following request; the
+    /// connection is closed beyond (slow clients cannot hold it).
+    #[arg(long, env = "FLEETSCALE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Longest a request body may take to arrive once its headers have
+    /// (a 408 problem beyond).
+    #[arg(long, env = "FLEETSCALE_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_read_timeout: Duration,
+    /// A keep-alive connection idle this long between requests is closed.
+    #[arg(long, env = "FLEETSCALE_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Most client connections open at once; more wait to be accepted.
+    /// Default: the process's open-file limit (RLIMIT_NOFILE) less 256
+    /// descriptors kept for the database and the actuators, at most 8192.
+    #[arg(long, env = "FLEETSCALE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> HttpLimits {
+        let mut l = HttpLimits::defaults();
+        l.header_read_timeout = self.header_read_timeout;
+        l.body_read_timeout = self.body_read_timeout;
+        l.idle_timeout = self.idle_timeout;
+        if let Some(n) = self.max_connections {
+            l.max_connections = n;
+        }
+        l
+    }
+}
 
 /// Arguments of `fleetscale serve`.
 #[derive(Args, Debug)]
@@ -44,6 +80,8 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 /// Arguments of `fleetscale demo`.
@@ -61,6 +99,8 @@ pub struct DemoArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +175,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         retention: a.retention,
         demo: false,
         region_default_budget_cents: a.region_default_budget_cents,
+        http: a.http.limits(),
     })
     .await?;
     Ok(())
@@ -153,6 +194,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         retention: Duration::from_secs(24 * 3600),
         demo: true,
         region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
+        http: a.http.limits(),
     })
     .await?;
     Ok(())
