@@ -131,8 +131,16 @@ fn key(v: &mut Violations, k: &Option<String>) {
     }
 }
 
+/// Longest `agency_id` accepted, characters.
+pub const MAX_AGENCY_ID_CHARS: usize = 128;
+
 /// The agency charged: a scoped token charges its own tenant.
 fn agency(who: &Principal, requested: Option<String>) -> ApiResult<Option<String>> {
+    if let Some(a) = &requested {
+        let mut v = Violations::default();
+        v.check_text("agency_id", a, MAX_AGENCY_ID_CHARS);
+        v.into_result(())?;
+    }
     match (&who.tenant_id, requested) {
         (Some(own), Some(r)) if *own != r => Err(ApiError::field(
             "agency_id",
@@ -205,7 +213,8 @@ pub struct SpendBody {
     pub amount_cents: Value,
     /// Job type, for the breakdown.
     pub job_type: String,
-    /// Agency (tenant) charged; a tenant token always charges its own.
+    /// Agency (tenant) charged, at most 128 characters; a tenant token
+    /// always charges its own.
     pub agency_id: Option<String>,
     /// Idempotency key: a retry with it charges nothing more.
     pub idempotency_key: Option<String>,
@@ -394,7 +403,8 @@ pub struct ReserveBody {
     pub amount_cents: Value,
     /// Job type, for the breakdown.
     pub job_type: String,
-    /// Agency (tenant) charged; a tenant token always charges its own.
+    /// Agency (tenant) charged, at most 128 characters; a tenant token
+    /// always charges its own.
     pub agency_id: Option<String>,
     /// Idempotency key: a retry with it holds nothing more.
     pub idempotency_key: Option<String>,

@@ -65,19 +65,28 @@ async fn get_proposal(
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettleBody {
-    /// Operator note, kept with the proposal.
+    /// Operator note, kept with the proposal: at most 1000 characters.
     pub note: Option<String>,
 }
 
 async fn settle_body(req: Request) -> ApiResult<SettleBody> {
-    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+    let bytes = axum::body::to_bytes(req.into_body(), crate::error::MAX_BODY_BYTES)
         .await
-        .map_err(|_| ApiError::BadRequest("body too large".into()))?;
+        .map_err(|_| ApiError::body_too_large())?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(SettleBody::default());
     }
-    crate::error::parse_json(&bytes)
+    let b: SettleBody = crate::error::parse_json(&bytes)?;
+    if let Some(note) = &b.note {
+        let mut v = fleetscale_core::Violations::default();
+        v.check_text("note", note, MAX_NOTE_CHARS);
+        v.into_result(())?;
+    }
+    Ok(b)
 }
+
+/// Longest operator note kept with a settled proposal, characters.
+pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// A settled proposal and, for an approval, its scaling event.
 #[derive(Debug, Serialize, ToSchema)]
