@@ -228,7 +228,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// Parses a JSON document into `T`, mapping errors as [`ApiJson`] does.
+/// Every request body of the API is a JSON object: anything else (an
+/// array, which serde would otherwise read as a struct's fields in order, a
+/// string, a number) is a 422 naming `body`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        let mut v = Violations::default();
+        v.push("body", "must be a JSON object");
+        return Err(ApiError::Validation(v));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -469,3 +469,116 @@ async fn an_idempotency_key_reused_with_any_other_field_is_a_409() {
         .await;
     assert!(!t.to_string().contains("\"a2\""), "{t}");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_refused_and_changes_nothing() {
+    let app = App::new().await;
+    let tid = app.tenant("acme").await;
+    let path = format!("/api/v1/budgets/tenants/{tid}/providers/claude");
+    app.admin(
+        "PUT",
+        &path,
+        json!({"allocation_units": 5000000, "price_cents_per_million": 300, "hard_limit": true}),
+    )
+    .await;
+    let before = app.admin("GET", &path, Value::Null).await;
+    for body in ["[]", "[5000, 300, false]", "\"x\"", "5", "null", "true"] {
+        let (s, v, _) = app.call("PUT", &path, Some(ADMIN), Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        assert_eq!(support::fields(&v), ["body"], "{body}: {v}");
+    }
+    assert_eq!(app.admin("GET", &path, Value::Null).await, before);
+    // The same rule on every body, e.g. a tenant or a pool.
+    for path in ["/api/v1/tenants", "/api/v1/pools", "/api/v1/metrics"] {
+        let (s, v, _) = app.call("POST", path, Some(ADMIN), Some("[]")).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+    }
+    // Malformed JSON stays a 400.
+    let (s, _, _) = app.call("PUT", &path, Some(ADMIN), Some("[1,")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn list_filters_follow_one_rule_unknown_objects_404_invalid_values_400() {
+    let app = App::new().await;
+    let (tid, _pool) = app.fleet("acme").await;
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    for list in [
+        "/api/v1/pools",
+        "/api/v1/audit",
+        "/api/v1/tokens",
+        "/api/v1/capacity",
+        "/api/v1/scaling-events",
+        "/api/v1/proposals",
+        "/api/v1/tenants",
+        "/api/v1/budgets/tenants",
+        "/api/v1/routing",
+    ] {
+        let path = format!("{list}?tenant_id={unknown}");
+        let (s, v, _) = app.call("GET", &path, Some(ADMIN), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("tenant"),
+            "{path}: {v}"
+        );
+        // A known tenant still filters.
+        let path = format!("{list}?tenant_id={tid}");
+        let (s, v, _) = app.call("GET", &path, Some(ADMIN), None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    for list in [
+        "/api/v1/pools",
+        "/api/v1/audit",
+        "/api/v1/tokens",
+        "/api/v1/scaling-events",
+        "/api/v1/proposals",
+        "/api/v1/tenants",
+        "/api/v1/regions",
+        "/api/v1/alerts",
+        "/api/v1/budgets",
+        "/api/v1/budgets/tenants",
+        "/api/v1/routing",
+        "/api/v1/regions/eu-west/budget/transactions",
+        &format!("/api/v1/budgets/tenants/{tid}/usage"),
+    ] {
+        for cursor in [
+            "garbage",
+            "zzzz-not-a-cursor",
+            "01900000-0000-7000-8000-00000000000G",
+        ] {
+            let path = format!("{list}?cursor={cursor}");
+            let (s, v, _) = app.call("GET", &path, Some(ADMIN), None).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+            assert!(
+                v["detail"].as_str().unwrap().contains("cursor"),
+                "{path}: {v}"
+            );
+        }
+    }
+    // A cursor from a page pages on.
+    for _ in 0..3 {
+        app.tenant(&format!("t{}", uuid::Uuid::new_v4().simple()))
+            .await;
+    }
+    let first = app
+        .admin("GET", "/api/v1/tenants?limit=2", Value::Null)
+        .await;
+    let next = first["next_cursor"].as_str().unwrap();
+    let second = app
+        .admin(
+            "GET",
+            &format!("/api/v1/tenants?limit=2&cursor={next}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 2, "{second}");
+    for status in ["maybe", "PENDING"] {
+        let path = format!("/api/v1/proposals?status={status}");
+        let (s, v, _) = app.call("GET", &path, Some(ADMIN), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("status"),
+            "{path}: {v}"
+        );
+    }
+}

@@ -30,7 +30,7 @@ use super::budget_views::{
     RegionBudgetPage, ReleasedView, ReservedView, ResetView, SpentView, TierPage, TierProviderView,
     TierView, TransactionPage,
 };
-use super::common::{ApiResult, ListQuery};
+use super::common::{seq_page, ApiResult, ListQuery};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::AppState;
@@ -568,14 +568,7 @@ async fn transactions(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TransactionPage>> {
     let rid = s.engine.budgets.region_id(&id).await?;
-    let page = q.page()?;
-    if let Some(c) = &page.cursor {
-        if c.parse::<i64>().is_err() {
-            return Err(ApiError::BadRequest(
-                "bad query parameter: cursor must be a next_cursor value".into(),
-            ));
-        }
-    }
+    let page = seq_page(q.limit, q.cursor)?;
     let agency = who.tenant_id.as_deref();
     let list = s.engine.budgets.transactions(&rid, agency, &page).await?;
     Ok(Json(list.into()))

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use fleetscale_core::{ProposalStatus, TriggerSource};
 use fleetscale_store::{now_ms, Proposal, ScaleRequest, ScalingEvent};
 
-use super::common::{actuation_status, ApiResult, ListQuery};
+use super::common::{actuation_status, tenant_scope, ApiResult, ListQuery};
 use super::views::{EventView, ProposalPage, ProposalView};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiQuery};
@@ -37,7 +37,7 @@ async fn list_proposals(
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ProposalPage>> {
-    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    let tenant = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let (status, page) = (q.proposal_status()?, q.page()?);
     let proposals = s
         .engine
