@@ -1,5 +1,7 @@
 //! A newcomer's first hour, through the built binary: `serve` never spends
-//! its one-time admin token on a start that cannot bind.
+//! its one-time admin token on a start that cannot bind; its help documents
+//! every environment variable; no user-facing text (help, README, docs, the
+//! API document) names a seed document.
 
 mod support;
 
@@ -81,4 +83,111 @@ fn serve_on_a_taken_port_prints_no_token_and_keeps_it_for_the_next_start() {
     let first = generated_token(&data);
     assert!(first.as_deref().is_some_and(|t| t.len() >= 20), "{first:?}");
     assert_eq!(generated_token(&data), None);
+}
+
+/// `fleetscale ARGS --help`, as text.
+fn help(args: &[String]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?} --help failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The subcommand names listed in a help text's `Commands:` section.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Where `text` names a seed document ("phase 66", "phase-93", "GRH", "the
+/// seed's ..."): the offending lines.
+fn seed_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| {
+            let lower = l.to_ascii_lowercase();
+            let phase = lower.match_indices("phase").any(|(i, _)| {
+                let rest = lower[i + 5..].trim_start_matches([' ', '-', '_']);
+                rest.starts_with(|c: char| c.is_ascii_digit())
+            });
+            phase || l.contains("GRH") || lower.contains("seed's") || lower.contains("seed default")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn no_user_facing_text_names_a_seed_document() {
+    let mut offending = Vec::new();
+    // Every command's help, recursively.
+    let mut queue: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = 0;
+    while let Some(path) = queue.pop() {
+        let h = help(&path);
+        seen += 1;
+        offending.extend(seed_names(&h).into_iter().map(|l| format!("{path:?}: {l}")));
+        for c in subcommands(&h) {
+            let mut p = path.clone();
+            p.push(c);
+            queue.push(p);
+        }
+    }
+    assert!(seen > 30, "only {seen} help texts found");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut docs = vec![root.join("README.md")];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        docs.push(e.unwrap().path());
+    }
+    for d in docs
+        .iter()
+        .filter(|d| d.extension().is_some_and(|x| x == "md"))
+    {
+        let text = std::fs::read_to_string(d).unwrap();
+        offending.extend(
+            seed_names(&text)
+                .into_iter()
+                .map(|l| format!("{}: {l}", d.display())),
+        );
+    }
+    let (_, doc) = fleetscale_server::http::api();
+    let doc = serde_json::to_string_pretty(&doc).unwrap();
+    offending.extend(
+        seed_names(&doc)
+            .into_iter()
+            .map(|l| format!("openapi: {l}")),
+    );
+    assert!(offending.is_empty(), "{}", offending.join("\n"));
+}
+
+#[test]
+fn serve_help_documents_every_environment_variable() {
+    let h = help(&["serve".to_string()]);
+    for var in [
+        "FLEETSCALE_ADMIN_TOKEN",
+        "FLEETSCALE_DATABASE_URL",
+        "FLEETSCALE_WEBHOOK_SECRET",
+        "FLEETSCALE_HEADER_READ_TIMEOUT",
+        "FLEETSCALE_BODY_READ_TIMEOUT",
+        "FLEETSCALE_IDLE_TIMEOUT",
+        "FLEETSCALE_MAX_CONNECTIONS",
+        "FLEETSCALE_LOG",
+    ] {
+        assert!(h.contains(var), "serve --help does not name {var}:\n{h}");
+    }
+    let h = help(&["demo".to_string()]);
+    for var in [
+        "FLEETSCALE_ADMIN_TOKEN",
+        "FLEETSCALE_LOG",
+        "FLEETSCALE_MAX_CONNECTIONS",
+    ] {
+        assert!(h.contains(var), "demo --help does not name {var}:\n{h}");
+    }
 }

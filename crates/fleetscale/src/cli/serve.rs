@@ -11,6 +11,31 @@ use clap::{Args, ValueEnum};
 use fleetscale_server::conn::HttpLimits;
 use fleetscale_server::{Actuator, ServerConfig, WebhookConfig};
 
+/// The environment `serve` reads, shown after its flags in `serve --help`.
+pub const SERVE_ENV_HELP: &str = "\
+Environment:
+  FLEETSCALE_ADMIN_TOKEN          The global admin token (kept in memory only: changing it retires
+                                  the old one). Unset: the first start on a database generates an
+                                  admin token, stores it hashed and prints it once; later starts
+                                  print none (create another with `fleetscale tokens create`).
+  FLEETSCALE_DATABASE_URL         As --database-url.
+  FLEETSCALE_WEBHOOK_SECRET       As --webhook-secret.
+  FLEETSCALE_HEADER_READ_TIMEOUT  As --header-read-timeout.
+  FLEETSCALE_BODY_READ_TIMEOUT    As --body-read-timeout.
+  FLEETSCALE_IDLE_TIMEOUT         As --idle-timeout.
+  FLEETSCALE_MAX_CONNECTIONS      As --max-connections.
+  FLEETSCALE_LOG                  Log filter (tracing EnvFilter syntax), default `info,sqlx=warn`.
+Clients (the other commands) read FLEETSCALE_SERVER and FLEETSCALE_TOKEN.";
+
+/// The environment `demo` reads, shown after its flags in `demo --help`.
+pub const DEMO_ENV_HELP: &str = "\
+Environment:
+  FLEETSCALE_ADMIN_TOKEN          The admin token (unset: the first start on the data directory
+                                  generates one and prints it once, with the commands to try).
+  FLEETSCALE_HEADER_READ_TIMEOUT, FLEETSCALE_BODY_READ_TIMEOUT, FLEETSCALE_IDLE_TIMEOUT,
+  FLEETSCALE_MAX_CONNECTIONS      As the flags of the same names.
+  FLEETSCALE_LOG                  Log filter (tracing EnvFilter syntax), default `info,sqlx=warn`.";
+
 /// The HTTP listener's limits, shared by `serve` and `demo`.
 #[derive(Args, Debug)]
 pub struct HttpArgs {
@@ -71,7 +96,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETSCALE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
     /// Monthly AI budget in cents given to a region created without one
-    /// (`monthly_budget_cents`); phase 92's default; 0 gives none.
+    /// (`monthly_budget_cents`); 0 gives none.
     #[arg(long, default_value_t = fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS)]
     region_default_budget_cents: i64,
     /// How long metric samples are kept.
@@ -118,8 +143,10 @@ enum LogFormat {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETSCALE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Colour codes only on a terminal: a log file or a pipe gets plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),

@@ -612,7 +612,7 @@ struct TierQuery {
 }
 
 impl TierView {
-    /// The phase 66 allocations of `tier`, per provider.
+    /// The default allocations of `tier`, per provider.
     fn of(tier: Tier) -> TierView {
         let providers = Provider::ALL.iter().map(|&p| TierProviderView {
             provider: p,
@@ -626,7 +626,7 @@ impl TierView {
     }
 }
 
-/// Phase 66 tier allocations per provider.
+/// The default allocations per provider of each tier.
 #[utoipa::path(get, path = "/budgets/tiers", tag = "tenant budgets",
     operation_id = "budget_tiers",
     params(("tier" = Option<String>, Query, description = "Only this tier: soft_launch, hard_launch or growth")),

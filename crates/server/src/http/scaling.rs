@@ -146,7 +146,7 @@ pub struct CapacityQuery {
 }
 
 impl CapacityQuery {
-    /// The status thresholds asked for (seed defaults 30 / 80 for those
+    /// The status thresholds asked for (defaults 30 / 80 for those
     /// not given): finite, `0 <= under_pct < over_pct`.
     fn thresholds(&self) -> ApiResult<StatusThresholds> {
         let d = StatusThresholds::default();
