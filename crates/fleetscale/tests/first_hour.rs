@@ -191,3 +191,104 @@ fn serve_help_documents_every_environment_variable() {
         assert!(h.contains(var), "demo --help does not name {var}:\n{h}");
     }
 }
+
+/// Starts `demo` over `data_dir` and answers the block it prints after
+/// "Next, in another shell:" (the lines to paste), then stops it.
+fn demo_next_steps(data_dir: &std::path::Path, run: impl FnOnce(&[String])) -> Vec<String> {
+    let port = support::free_port();
+    let mut child = Command::new(bin())
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tick",
+            "1s",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env_remove("FLEETSCALE_ADMIN_TOKEN")
+        .env("FLEETSCALE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut block = Vec::new();
+        let mut inside = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("Next, in another shell:") {
+                inside = true;
+            } else if inside && line.starts_with("  ") {
+                block.push(line.trim().to_string());
+            } else if inside {
+                break;
+            }
+        }
+        let _ = tx.send(block);
+    });
+    let block = rx
+        .recv_timeout(Duration::from_secs(90))
+        .expect("the demo printed no next steps");
+    run(&block);
+    let _ = child.kill();
+    let _ = child.wait();
+    block
+}
+
+#[test]
+fn the_demos_printed_next_steps_work_pasted_into_a_new_shell() {
+    let scratch = Scratch::new("first-hour-demo");
+    let data = scratch.path("demo-data");
+    let block = demo_next_steps(&data, |block| {
+        assert!(
+            block.iter().any(
+                |l| l.starts_with("export FLEETSCALE_SERVER=http://127.0.0.1:")
+                    && l.contains(" FLEETSCALE_TOKEN=")
+            ),
+            "{block:?}"
+        );
+        let commands: Vec<&String> = block.iter().filter(|l| !l.starts_with('#')).collect();
+        assert!(commands.len() >= 4, "{block:?}");
+        // A new shell: nothing of this process's environment but the PATH.
+        let script = format!(
+            "set -e\n{}\n",
+            commands
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{script}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("chat"),
+            "the pools list shows the demo's agent types: {stdout}"
+        );
+    });
+    assert!(!block.is_empty());
+    // A restart on the same data directory cannot show the token again: it
+    // says how to get one.
+    let again = demo_next_steps(&data, |_| {});
+    assert!(
+        again.iter().any(|l| l.contains("FLEETSCALE_ADMIN_TOKEN=")),
+        "{again:?}"
+    );
+    assert!(
+        again.iter().any(|l| l.contains("fresh --data-dir")),
+        "{again:?}"
+    );
+}

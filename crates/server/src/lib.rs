@@ -138,6 +138,9 @@ pub struct ServerConfig {
     pub region_default_budget_cents: i64,
     /// The HTTP listener's time limits and connection limit.
     pub http: conn::HttpLimits,
+    /// How a shell runs the client (`fleetscale`, or its path when it is
+    /// not on the PATH), for the demo's next steps.
+    pub client_command: String,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -175,19 +178,22 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         addr: cfg.listen,
         source,
     })?;
-    match &cfg.admin_token {
+    let token = match &cfg.admin_token {
         // Kept in memory only: rotating the variable retires the old token.
-        Some(t) => state.admin_token_hash = Some(Arc::from(auth::hash_token(t))),
-        None => {
-            if !store.has_admin_token().await? {
-                let t = auth::generate_token();
-                store
-                    .ensure_admin_token(&auth::hash_token(&t), "admin")
-                    .await?;
-                eprintln!("Generated admin token (shown once; set FLEETSCALE_ADMIN_TOKEN to choose your own):\n  {t}");
-            }
+        Some(t) => {
+            state.admin_token_hash = Some(Arc::from(auth::hash_token(t)));
+            demo::TokenSource::Env
         }
-    }
+        None if !store.has_admin_token().await? => {
+            let t = auth::generate_token();
+            store
+                .ensure_admin_token(&auth::hash_token(&t), "admin")
+                .await?;
+            eprintln!("Generated admin token (shown once; set FLEETSCALE_ADMIN_TOKEN to choose your own):\n  {t}");
+            demo::TokenSource::Generated(t)
+        }
+        None => demo::TokenSource::ShownBefore,
+    };
     tracing::info!(%addr, replica = %state.replica_id, backend = ?store.backend(), "fleetscale listening");
     eprintln!("fleetscale listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -208,7 +214,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             state.region_default_budget_cents,
         )
         .await?;
-        eprintln!("demo fleet ready: tenant {} ({}); pools scale within a minute: GET /api/v1/pools?tenant_id={}", tenant.name, tenant.id, tenant.id);
+        eprintln!(
+            "demo fleet ready: tenant {} ({}); pools scale within a minute.\n{}",
+            tenant.name,
+            tenant.id,
+            demo::next_steps(addr, &tenant.id, &token, &cfg.client_command)
+        );
         let (store, rx) = (store.clone(), stop_rx.clone());
         state
             .supervisor

@@ -160,6 +160,31 @@ fn admin_token_env() -> Option<String> {
         .filter(|t| !t.trim().is_empty())
 }
 
+/// How a new shell runs this binary: `fleetscale` when that name on the
+/// PATH is this executable, its absolute path otherwise (for example when
+/// it was started as `cargo run` or `target/release/fleetscale`).
+fn client_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|e| e.canonicalize()) else {
+        return "fleetscale".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p)
+            .filter_map(|d| d.join("fleetscale").canonicalize().ok())
+            .next()
+            .is_some_and(|first| first == exe)
+    });
+    if on_path {
+        "fleetscale".into()
+    } else {
+        let s = exe.display().to_string();
+        if s.contains(|c: char| c.is_whitespace() || c == '\'') {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        } else {
+            s
+        }
+    }
+}
+
 fn sqlite_url(dir: &std::path::Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -203,6 +228,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         demo: false,
         region_default_budget_cents: a.region_default_budget_cents,
         http: a.http.limits(),
+        client_command: client_command(),
     })
     .await?;
     Ok(())
@@ -222,6 +248,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         demo: true,
         region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
         http: a.http.limits(),
+        client_command: client_command(),
     })
     .await?;
     Ok(())
