@@ -292,3 +292,28 @@ fn the_demos_printed_next_steps_work_pasted_into_a_new_shell() {
         "{again:?}"
     );
 }
+
+#[test]
+fn metrics_push_refuses_nan_locally_and_parses_negative_numbers() {
+    // No server listens here: a value that parses fails only on connecting.
+    let server = format!("http://127.0.0.1:{}", support::free_port());
+    let push = |value: &str| {
+        let out = Command::new(bin())
+            .args(["metrics", "push", "--pool-id", "p1", "--value", value])
+            .env("FLEETSCALE_SERVER", &server)
+            .env("FLEETSCALE_TOKEN", "t")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    for bad in ["NaN", "inf", "-inf"] {
+        let e = push(bad);
+        assert!(e.contains("finite"), "{bad}: {e}");
+    }
+    let e = push("-1");
+    assert!(
+        !e.contains("unexpected argument") && !e.contains("finite"),
+        "{e}"
+    );
+}

@@ -29,9 +29,11 @@ use world::{World, WorldParams};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SimError {
-    /// The trace is malformed (the message names the line).
+    /// The trace is malformed (the message names the line). The cause is
+    /// in the message and deliberately not a `#[source]`: an error chain
+    /// printed with `{:#}` would say it twice.
     #[error("trace: {0}")]
-    Trace(#[source] TraceError),
+    Trace(TraceError),
     /// A configuration value is out of range.
     #[error("invalid config: {0}")]
     Config(String),
