@@ -39,6 +39,37 @@ pub const THROUGHPUT_WINDOW_MS: i64 = 60_000;
 /// Window of the SLA figures (latency, error rate), ms.
 pub const SLA_WINDOW_MS: i64 = 300_000;
 
+/// Largest metric sample value accepted (10^15: far above any queue depth,
+/// throughput or latency in ms); ingestion refuses a larger one with a 422.
+/// With every value within it, the sums behind the window means (in the
+/// store and in [`mean`]) stay finite for any number of samples.
+pub const MAX_SAMPLE_VALUE: f64 = 1e15;
+
+/// The arithmetic mean of `values`, `None` when empty. Overflow-safe: the
+/// values are summed scaled by the largest magnitude, so the mean of any
+/// finite values is finite (two samples of `f64::MAX` average to
+/// `f64::MAX`, not infinity). A non-finite value gives a non-finite mean.
+#[must_use]
+pub fn mean(values: impl IntoIterator<Item = f64> + Clone) -> Option<f64> {
+    let (mut n, mut scale) = (0u64, 0.0f64);
+    for x in values.clone() {
+        n += 1;
+        scale = scale.max(x.abs());
+        if x.is_nan() {
+            return Some(f64::NAN);
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    if scale == 0.0 || !scale.is_finite() {
+        // All zero, or an infinity: the plain sum says it.
+        return Some(values.into_iter().sum::<f64>() / n as f64);
+    }
+    let scaled: f64 = values.into_iter().map(|x| x / scale).sum();
+    Some(scale * (scaled / n as f64))
+}
+
 /// A pool's own facts at the time of an observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoolFacts {
@@ -89,13 +120,13 @@ pub fn observation(facts: &PoolFacts, scrape: Scrape) -> Observation {
 
 /// Mean of `name`'s samples newer than `since`; `None` without any.
 fn recent_mean(metrics: &BTreeMap<String, Vec<Sample>>, name: &str, since: i64) -> Option<f64> {
-    let v: Vec<f64> = metrics
-        .get(name)?
-        .iter()
-        .filter(|s| s.ts_ms > since)
-        .map(|s| s.value)
-        .collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    mean(
+        metrics
+            .get(name)?
+            .iter()
+            .filter(|s| s.ts_ms > since)
+            .map(|s| s.value),
+    )
 }
 
 fn queue_of(
@@ -131,7 +162,7 @@ pub fn window_stats(samples: &[Sample], from_ms: i64) -> Option<WindowStats> {
     let win: Vec<&Sample> = samples.iter().filter(|s| s.ts_ms > from_ms).collect();
     let newest = win.last()?;
     Some(WindowStats {
-        mean: win.iter().map(|s| s.value).sum::<f64>() / win.len() as f64,
+        mean: mean(win.iter().map(|s| s.value))?,
         count: win.len() as u64,
         newest_ts_ms: newest.ts_ms,
     })
@@ -253,6 +284,20 @@ pub fn advance_models(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn means_of_values_at_any_finite_magnitude_do_not_overflow() {
+        let at = |v: f64, ts_ms: i64| Sample { ts_ms, value: v };
+        let w = window_stats(&[at(f64::MAX, 1), at(f64::MAX, 2)], 0).unwrap();
+        assert_eq!(w.mean, f64::MAX);
+        let w = window_stats(&[at(1.7e308, 1), at(1.7e308, 2), at(0.0, 3)], 0).unwrap();
+        assert!(w.mean.is_finite() && (w.mean - 1.7e308 / 3.0 * 2.0).abs() < 1e295);
+        let b = MAX_SAMPLE_VALUE;
+        assert_eq!(mean([b, b, b]), Some(b));
+        assert_eq!(mean([0.0, 0.0]), Some(0.0));
+        assert_eq!(mean(std::iter::empty::<f64>()), None);
+        assert_eq!(mean([1.0, 2.0, 3.0, 4.0]), Some(2.5));
+    }
+
     use super::*;
 
     fn facts(desired: i64) -> PoolFacts {

@@ -32,8 +32,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (API + control loop).
+    #[command(after_help = serve::SERVE_ENV_HELP)]
     Serve(serve::ServeArgs),
     /// Run the server with a demo tenant, three regions, nine pools and synthetic load.
+    #[command(after_help = serve::DEMO_ENV_HELP)]
     Demo(serve::DemoArgs),
     /// Tenants.
     Tenants {

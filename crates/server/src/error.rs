@@ -14,8 +14,18 @@ use serde::Serialize;
 use fleetscale_core::{FieldError, Violations};
 use fleetscale_store::StoreError;
 
-/// Largest request body accepted, in bytes (a stated bound).
+/// Largest request body accepted, in bytes (a stated bound); a larger one
+/// is a 413.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+impl ApiError {
+    /// The 413 of a body over [`MAX_BODY_BYTES`].
+    pub fn body_too_large() -> ApiError {
+        ApiError::PayloadTooLarge(format!(
+            "the request body must be at most {MAX_BODY_BYTES} bytes"
+        ))
+    }
+}
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +57,12 @@ pub enum ApiError {
     /// Wrong content type (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request body is larger than [`MAX_BODY_BYTES`] (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The request body did not arrive in time (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A dependency is not ready (503).
     #[error("{0}")]
     Unavailable(String),
@@ -72,6 +88,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -198,15 +216,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "expected a body with Content-Type: application/json".into(),
             ));
         }
-        let bytes = bytes::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("cannot read body: {e}")))?;
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::body_too_large()
+            } else {
+                ApiError::BadRequest(format!("cannot read body: {}", e.body_text()))
+            }
+        })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
 /// Parses a JSON document into `T`, mapping errors as [`ApiJson`] does.
+/// Every request body of the API is a JSON object: anything else (an
+/// array, which serde would otherwise read as a struct's fields in order, a
+/// string, a number) is a 422 naming `body`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        let mut v = Violations::default();
+        v.push("body", "must be a JSON object");
+        return Err(ApiError::Validation(v));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

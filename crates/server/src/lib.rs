@@ -6,6 +6,7 @@
 //! them together for `fleetscale serve` and `fleetscale demo`.
 
 pub mod auth;
+pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod http;
@@ -65,6 +66,8 @@ pub struct AppStateInner {
     pub retention_ms: i64,
     /// Monthly AI budget (cents) allocated to a region created without one.
     pub region_default_budget_cents: i64,
+    /// Longest a request body may take to arrive (a 408 beyond).
+    pub body_read_timeout: Duration,
 }
 
 impl AppState {
@@ -84,6 +87,7 @@ impl AppState {
             tick_ms: 5_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
+            body_read_timeout: conn::HttpLimits::DEFAULT_BODY_READ_TIMEOUT,
         }))
     }
 }
@@ -132,6 +136,11 @@ pub struct ServerConfig {
     /// Monthly AI budget (cents) allocated to a region created without one
     /// (0: none).
     pub region_default_budget_cents: i64,
+    /// The HTTP listener's time limits and connection limit.
+    pub http: conn::HttpLimits,
+    /// How a shell runs the client (`fleetscale`, or its path when it is
+    /// not on the PATH), for the demo's next steps.
+    pub client_command: String,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -153,19 +162,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         )));
     }
     state.region_default_budget_cents = cfg.region_default_budget_cents;
-    match &cfg.admin_token {
-        // Kept in memory only: rotating the variable retires the old token.
-        Some(t) => state.admin_token_hash = Some(Arc::from(auth::hash_token(t))),
-        None => {
-            if !store.has_admin_token().await? {
-                let t = auth::generate_token();
-                store
-                    .ensure_admin_token(&auth::hash_token(&t), "admin")
-                    .await?;
-                eprintln!("Generated admin token (shown once; set FLEETSCALE_ADMIN_TOKEN to choose your own):\n  {t}");
-            }
-        }
-    }
+    cfg.http
+        .validate(conn::fd_limit())
+        .map_err(ServerError::Config)?;
+    state.body_read_timeout = cfg.http.body_read_timeout;
+    // Bind before anything is written: a taken port must not cost a token
+    // that later starts never show again.
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServerError::Io {
@@ -176,6 +178,22 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         addr: cfg.listen,
         source,
     })?;
+    let token = match &cfg.admin_token {
+        // Kept in memory only: rotating the variable retires the old token.
+        Some(t) => {
+            state.admin_token_hash = Some(Arc::from(auth::hash_token(t)));
+            demo::TokenSource::Env
+        }
+        None if !store.has_admin_token().await? => {
+            let t = auth::generate_token();
+            store
+                .ensure_admin_token(&auth::hash_token(&t), "admin")
+                .await?;
+            eprintln!("Generated admin token (shown once; set FLEETSCALE_ADMIN_TOKEN to choose your own):\n  {t}");
+            demo::TokenSource::Generated(t)
+        }
+        None => demo::TokenSource::ShownBefore,
+    };
     tracing::info!(%addr, replica = %state.replica_id, backend = ?store.backend(), "fleetscale listening");
     eprintln!("fleetscale listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -196,7 +214,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             state.region_default_budget_cents,
         )
         .await?;
-        eprintln!("demo fleet ready: tenant {} ({}); pools scale within a minute: GET /api/v1/pools?tenant_id={}", tenant.name, tenant.id, tenant.id);
+        eprintln!(
+            "demo fleet ready: tenant {} ({}); pools scale within a minute.\n{}",
+            tenant.name,
+            tenant.id,
+            demo::next_steps(addr, &tenant.id, &token, &cfg.client_command)
+        );
         let (store, rx) = (store.clone(), stop_rx.clone());
         state
             .supervisor
@@ -209,16 +232,20 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             });
     }
     let app = router(state.clone());
-    // Answers go out at once: no Nagle delay behind an unacknowledged segment.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    let http = tokio::spawn(conn::serve(
+        listener,
+        app,
+        cfg.http,
+        http_stop_rx,
+        Duration::from_secs(10),
+    ));
+    shutdown_signal().await;
+    let _ = http_stop_tx.send(true);
+    let res = http.await.map_err(|e| ServerError::Io {
+        addr,
+        source: std::io::Error::other(e),
     });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
-    let res = serve
-        .await
-        .map_err(|source| ServerError::Io { addr, source });
     let _ = stop_tx.send(true);
     // The metric writer ends when the last handle to it goes with `state`.
     let supervisor = state.supervisor.clone();

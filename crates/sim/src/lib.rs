@@ -31,9 +31,11 @@ use world::{World, WorldParams};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SimError {
-    /// The trace is malformed (the message names the line).
+    /// The trace is malformed (the message names the line). The cause is
+    /// in the message and deliberately not a `#[source]`: an error chain
+    /// printed with `{:#}` would say it twice.
     #[error("trace: {0}")]
-    Trace(#[source] TraceError),
+    Trace(TraceError),
     /// A configuration value is out of range.
     #[error("invalid config: {0}")]
     Config(String),
@@ -53,7 +55,7 @@ pub enum SimError {
 /// A policy to compare.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicyChoice {
-    /// fleetscale's default: predictive pre-scaling + reactive correction.
+    /// fleetscale's default: the SLO policy (queueing model on the attainment goal).
     Fleetscale,
     /// Kubernetes HPA baseline.
     Hpa,
@@ -61,7 +63,7 @@ pub enum PolicyChoice {
     Keda,
     /// Knative KPA baseline.
     Kpa,
-    /// Phase-93 threshold (step) baseline.
+    /// The threshold (step) policy baseline.
     Step,
     /// Static provisioning at the peak.
     Static,

@@ -179,9 +179,39 @@ pub fn validate_observation(o: &Observation) -> Result<(), Violations> {
     if !(o.capacity_per_instance.is_finite() && o.capacity_per_instance >= 0.0) {
         v.push("capacity_per_instance", "must be a number >= 0");
     }
+    let max = crate::observe::MAX_SAMPLE_VALUE;
+    let mut bounded = |field: &str, x: f64| {
+        if !(x.is_finite() && (0.0..=max).contains(&x)) {
+            v.push(field, format!("must be a number between 0 and {max:e}"));
+        }
+    };
     if let Some(q) = o.queue {
-        if !(q.backlog.is_finite() && q.backlog >= 0.0) {
-            v.push("queue.backlog", "must be a number >= 0");
+        bounded("queue.backlog", q.backlog);
+        if let Some(t) = q.throughput_per_instance {
+            bounded("queue.throughput_per_instance", t);
+        }
+    }
+    if let Some(l) = o.load {
+        bounded("load.mean", l.mean);
+    }
+    if let Some(s) = o.sla {
+        for (f, x) in [
+            ("sla.response_time_ms", s.response_time_ms),
+            ("sla.availability_percent", s.availability_percent),
+            ("sla.error_rate", s.error_rate),
+        ] {
+            if let Some(x) = x {
+                bounded(f, x);
+            }
+        }
+    }
+    for (name, samples) in &o.metrics {
+        if let Some((i, s)) = samples
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !(s.value.is_finite() && (0.0..=max).contains(&s.value)))
+        {
+            bounded(&format!("metrics.{name}[{i}].value"), s.value);
         }
     }
     if let Some(a) = o.available_instances {

@@ -131,12 +131,12 @@ pub enum BudgetsCmd {
         /// Region id or name.
         region: String,
     },
-    /// A tenant's phase 66 provider budgets: tier, allocations, usage, projection.
+    /// A tenant's provider budgets: tier, allocations, usage, projection.
     Tenant {
         #[command(subcommand)]
         cmd: TenantBudgetsCmd,
     },
-    /// Phase 66 provider allocations per tier.
+    /// The default provider allocations of each scaling tier.
     Tiers {
         /// soft_launch, hard_launch or growth.
         #[arg(long)]

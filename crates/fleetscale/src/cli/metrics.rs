@@ -16,10 +16,21 @@ pub enum MetricsCmd {
         /// Metric name.
         #[arg(long, default_value = "throughput")]
         metric: String,
-        /// Value.
-        #[arg(long)]
+        /// Value: a finite number (negative ones parse, and the server
+        /// names the rule they break).
+        #[arg(long, allow_hyphen_values = true, value_parser = finite)]
         value: f64,
     },
+}
+
+/// Parses a finite number: `NaN` and infinities are refused before any
+/// request is sent.
+fn finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("must be a finite number (not NaN or infinity)".into()),
+        Err(e) => Err(format!("must be a number: {e}")),
+    }
 }
 
 /// Runs one metrics subcommand.

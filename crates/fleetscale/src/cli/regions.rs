@@ -19,8 +19,8 @@ pub enum RegionsCmd {
         /// Jurisdiction, e.g. eu.
         #[arg(long)]
         jurisdiction: String,
-        /// Its first monthly budget in cents (default: the server's, phase
-        /// 92's 100000; 0 for none).
+        /// Its first monthly budget in cents (default: the server's,
+        /// 100000 unless set; 0 for none).
         #[arg(long)]
         monthly_budget_cents: Option<i64>,
     },

@@ -8,7 +8,68 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
+use fleetscale_server::conn::HttpLimits;
 use fleetscale_server::{Actuator, ServerConfig, WebhookConfig};
+
+/// The environment `serve` reads, shown after its flags in `serve --help`.
+pub const SERVE_ENV_HELP: &str = "\
+Environment:
+  FLEETSCALE_ADMIN_TOKEN          The global admin token (kept in memory only: changing it retires
+                                  the old one). Unset: the first start on a database generates an
+                                  admin token, stores it hashed and prints it once; later starts
+                                  print none (create another with `fleetscale tokens create`).
+  FLEETSCALE_DATABASE_URL         As --database-url.
+  FLEETSCALE_WEBHOOK_SECRET       As --webhook-secret.
+  FLEETSCALE_HEADER_READ_TIMEOUT  As --header-read-timeout.
+  FLEETSCALE_BODY_READ_TIMEOUT    As --body-read-timeout.
+  FLEETSCALE_IDLE_TIMEOUT         As --idle-timeout.
+  FLEETSCALE_MAX_CONNECTIONS      As --max-connections.
+  FLEETSCALE_LOG                  Log filter (tracing EnvFilter syntax), default `info,sqlx=warn`.
+Clients (the other commands) read FLEETSCALE_SERVER and FLEETSCALE_TOKEN.";
+
+/// The environment `demo` reads, shown after its flags in `demo --help`.
+pub const DEMO_ENV_HELP: &str = "\
+Environment:
+  FLEETSCALE_ADMIN_TOKEN          The admin token (unset: the first start on the data directory
+                                  generates one and prints it once, with the commands to try).
+  FLEETSCALE_HEADER_READ_TIMEOUT, FLEETSCALE_BODY_READ_TIMEOUT, FLEETSCALE_IDLE_TIMEOUT,
+  FLEETSCALE_MAX_CONNECTIONS      As the flags of the same names.
+  FLEETSCALE_LOG                  Log filter (tracing EnvFilter syntax), default `info,sqlx=warn`.";
+
+/// The HTTP listener's limits, shared by `serve` and `demo`.
+#[derive(Args, Debug)]
+pub struct HttpArgs {
+    /// Longest a client may take to send a request's line and headers, from
+    /// the connection's start or the first byte of a following request; the
+    /// connection is closed beyond (slow clients cannot hold it).
+    #[arg(long, env = "FLEETSCALE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Longest a request body may take to arrive once its headers have
+    /// (a 408 problem beyond).
+    #[arg(long, env = "FLEETSCALE_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_read_timeout: Duration,
+    /// A keep-alive connection idle this long between requests is closed.
+    #[arg(long, env = "FLEETSCALE_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Most client connections open at once; more wait to be accepted.
+    /// Default: the process's open-file limit (RLIMIT_NOFILE) less 256
+    /// descriptors kept for the database and the actuators, at most 8192.
+    #[arg(long, env = "FLEETSCALE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> HttpLimits {
+        let mut l = HttpLimits::defaults();
+        l.header_read_timeout = self.header_read_timeout;
+        l.body_read_timeout = self.body_read_timeout;
+        l.idle_timeout = self.idle_timeout;
+        if let Some(n) = self.max_connections {
+            l.max_connections = n;
+        }
+        l
+    }
+}
 
 /// Arguments of `fleetscale serve`.
 #[derive(Args, Debug)]
@@ -35,7 +96,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETSCALE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
     /// Monthly AI budget in cents given to a region created without one
-    /// (`monthly_budget_cents`); phase 92's default; 0 gives none.
+    /// (`monthly_budget_cents`); 0 gives none.
     #[arg(long, default_value_t = fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS)]
     region_default_budget_cents: i64,
     /// How long metric samples are kept.
@@ -44,6 +105,8 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 /// Arguments of `fleetscale demo`.
@@ -61,6 +124,8 @@ pub struct DemoArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,8 +143,10 @@ enum LogFormat {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETSCALE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Colour codes only on a terminal: a log file or a pipe gets plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
@@ -91,6 +158,31 @@ fn admin_token_env() -> Option<String> {
     std::env::var("FLEETSCALE_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())
+}
+
+/// How a new shell runs this binary: `fleetscale` when that name on the
+/// PATH is this executable, its absolute path otherwise (for example when
+/// it was started as `cargo run` or `target/release/fleetscale`).
+fn client_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|e| e.canonicalize()) else {
+        return "fleetscale".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p)
+            .filter_map(|d| d.join("fleetscale").canonicalize().ok())
+            .next()
+            .is_some_and(|first| first == exe)
+    });
+    if on_path {
+        "fleetscale".into()
+    } else {
+        let s = exe.display().to_string();
+        if s.contains(|c: char| c.is_whitespace() || c == '\'') {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        } else {
+            s
+        }
+    }
 }
 
 fn sqlite_url(dir: &std::path::Path) -> anyhow::Result<String> {
@@ -135,6 +227,8 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         retention: a.retention,
         demo: false,
         region_default_budget_cents: a.region_default_budget_cents,
+        http: a.http.limits(),
+        client_command: client_command(),
     })
     .await?;
     Ok(())
@@ -153,6 +247,8 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         retention: Duration::from_secs(24 * 3600),
         demo: true,
         region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
+        http: a.http.limits(),
+        client_command: client_command(),
     })
     .await?;
     Ok(())

@@ -316,7 +316,7 @@ pub async fn run(cmd: TenantBudgetsCmd, conn: Conn) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `fleetscale budgets tiers`: the phase 66 provider allocations per
+/// Runs `fleetscale budgets tiers`: the default provider allocations per
 /// tier (one tier, or every tier).
 pub async fn tiers(tier: Option<String>, conn: Conn) -> anyhow::Result<()> {
     let v = conn

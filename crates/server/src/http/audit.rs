@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use fleetscale_engine::{TaskState, TaskStatus};
 use fleetscale_store::{now_ms, rfc3339};
 
-use super::common::{ApiResult, ListQuery};
+use super::common::{tenant_scope, ApiResult, ListQuery};
 use super::views::AuditPage;
 use crate::auth::{Principal, Role};
 use crate::error::ApiQuery;
@@ -34,7 +34,7 @@ async fn list_audit(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     who.require(Role::Admin)?;
-    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    let tenant = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let page = q.page()?;
     let entries = s.engine.store.list_audit(tenant.as_deref(), &page).await?;
     Ok(Json(entries.into()))

@@ -30,7 +30,7 @@ use super::budget_views::{
     RegionBudgetPage, ReleasedView, ReservedView, ResetView, SpentView, TierPage, TierProviderView,
     TierView, TransactionPage,
 };
-use super::common::{ApiResult, ListQuery};
+use super::common::{seq_page, ApiResult, ListQuery};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::AppState;
@@ -131,8 +131,16 @@ fn key(v: &mut Violations, k: &Option<String>) {
     }
 }
 
+/// Longest `agency_id` accepted, characters.
+pub const MAX_AGENCY_ID_CHARS: usize = 128;
+
 /// The agency charged: a scoped token charges its own tenant.
 fn agency(who: &Principal, requested: Option<String>) -> ApiResult<Option<String>> {
+    if let Some(a) = &requested {
+        let mut v = Violations::default();
+        v.check_text("agency_id", a, MAX_AGENCY_ID_CHARS);
+        v.into_result(())?;
+    }
     match (&who.tenant_id, requested) {
         (Some(own), Some(r)) if *own != r => Err(ApiError::field(
             "agency_id",
@@ -205,7 +213,8 @@ pub struct SpendBody {
     pub amount_cents: Value,
     /// Job type, for the breakdown.
     pub job_type: String,
-    /// Agency (tenant) charged; a tenant token always charges its own.
+    /// Agency (tenant) charged, at most 128 characters; a tenant token
+    /// always charges its own.
     pub agency_id: Option<String>,
     /// Idempotency key: a retry with it charges nothing more.
     pub idempotency_key: Option<String>,
@@ -394,7 +403,8 @@ pub struct ReserveBody {
     pub amount_cents: Value,
     /// Job type, for the breakdown.
     pub job_type: String,
-    /// Agency (tenant) charged; a tenant token always charges its own.
+    /// Agency (tenant) charged, at most 128 characters; a tenant token
+    /// always charges its own.
     pub agency_id: Option<String>,
     /// Idempotency key: a retry with it holds nothing more.
     pub idempotency_key: Option<String>,
@@ -558,14 +568,7 @@ async fn transactions(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TransactionPage>> {
     let rid = s.engine.budgets.region_id(&id).await?;
-    let page = q.page()?;
-    if let Some(c) = &page.cursor {
-        if c.parse::<i64>().is_err() {
-            return Err(ApiError::BadRequest(
-                "bad query parameter: cursor must be a next_cursor value".into(),
-            ));
-        }
-    }
+    let page = seq_page(q.limit, q.cursor)?;
     let agency = who.tenant_id.as_deref();
     let list = s.engine.budgets.transactions(&rid, agency, &page).await?;
     Ok(Json(list.into()))
@@ -609,7 +612,7 @@ struct TierQuery {
 }
 
 impl TierView {
-    /// The phase 66 allocations of `tier`, per provider.
+    /// The default allocations of `tier`, per provider.
     fn of(tier: Tier) -> TierView {
         let providers = Provider::ALL.iter().map(|&p| TierProviderView {
             provider: p,
@@ -623,7 +626,7 @@ impl TierView {
     }
 }
 
-/// Phase 66 tier allocations per provider.
+/// The default allocations per provider of each tier.
 #[utoipa::path(get, path = "/budgets/tiers", tag = "tenant budgets",
     operation_id = "budget_tiers",
     params(("tier" = Option<String>, Query, description = "Only this tier: soft_launch, hard_launch or growth")),

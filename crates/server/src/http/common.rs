@@ -50,16 +50,54 @@ impl ListQuery {
 }
 
 /// The page that `limit` (1..=1000) and `cursor` (empty: the first page) ask for.
+/// A cursor is the `next_cursor` of a previous page, an item id (a UUID);
+/// anything else is a 400 naming the parameter.
 pub fn page(limit: Option<i64>, cursor: Option<String>) -> ApiResult<Page> {
+    let p = seq_page(limit, None)?;
+    let cursor = cursor.filter(|c| !c.is_empty());
+    if let Some(c) = &cursor {
+        let issued = uuid::Uuid::parse_str(c).is_ok_and(|u| u.hyphenated().to_string() == *c);
+        if !issued {
+            return Err(bad_cursor());
+        }
+    }
+    Ok(Page { cursor, ..p })
+}
+
+/// As [`page`], for a list whose cursor is a ledger position (an integer).
+pub fn seq_page(limit: Option<i64>, cursor: Option<String>) -> ApiResult<Page> {
     let limit = match limit {
         None => None,
         Some(l) if (1..=1000).contains(&l) => Some(l as u32),
         Some(_) => return Err(ApiError::field("limit", "must be between 1 and 1000")),
     };
-    Ok(Page {
-        limit,
-        cursor: cursor.filter(|c| !c.is_empty()),
-    })
+    let cursor = cursor.filter(|c| !c.is_empty());
+    if cursor.as_deref().is_some_and(|c| c.parse::<i64>().is_err()) {
+        return Err(bad_cursor());
+    }
+    Ok(Page { limit, cursor })
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::BadRequest(
+        "bad query parameter: cursor: must be the next_cursor of a previous page".into(),
+    )
+}
+
+/// The tenant a list is filtered to, one rule for every list: a tenant
+/// token sees its own tenant (naming another is a 404); a global token the
+/// `tenant_id` it names, which must exist (404 otherwise), or every tenant
+/// without one (an empty `tenant_id=` names none).
+pub async fn tenant_scope(
+    s: &AppState,
+    who: &Principal,
+    requested: Option<&str>,
+) -> ApiResult<Option<String>> {
+    let t = who.tenant_filter(requested.filter(|t| !t.is_empty()))?;
+    if let (Some(t), None) = (&t, &who.tenant_id) {
+        s.engine.store.get_tenant(t).await?;
+    }
+    Ok(t)
 }
 
 /// A 201 answer and its body.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-/// The body of `POST /pools`. Missing fields take the seed defaults (min 1,
+/// The body of `POST /pools`. Missing fields take the defaults (min 1,
 /// max 10, desired 1, metric `throughput`, mode `recommend`).
 #[derive(ToSchema)]
 #[schema(as = NewPool)]
@@ -66,7 +66,7 @@ pub struct PoolPatchSchema {
     scaling_policy: Option<RawThresholdPolicySchema>,
 }
 
-/// The threshold policy as sent; missing fields take the seed defaults
+/// The threshold policy as sent; missing fields take the defaults
 /// (80 / 30, cooldown 300 s, increment 1, window 300 s).
 #[derive(ToSchema)]
 #[schema(as = RawThresholdPolicy)]
@@ -168,7 +168,7 @@ pub enum ProposalStatusSchema {
     superseded,
 }
 
-/// A tenant's region policy (phase 93 GRH rules). A region is compliant
+/// A tenant's region policy (compliance rules). A region is compliant
 /// for a request when its jurisdiction is allowed, equals the residency if
 /// one is set, and the workload type is not restricted there. Every field
 /// may be omitted (the default allows everything).

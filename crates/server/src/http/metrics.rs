@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use fleetscale_core::observe::MAX_SAMPLE_VALUE;
 use fleetscale_core::Violations;
 use fleetscale_store::{now_ms, RegionSample, Sample, StoreError};
 
@@ -54,7 +55,7 @@ pub struct SampleIn {
     pub region: Option<String>,
     /// Metric name, e.g. `throughput`.
     pub metric: String,
-    /// Value, finite and >= 0.
+    /// Value, finite, between 0 and 1e15 (the sample bound).
     pub value: f64,
     /// When it was measured; now when omitted. At most 5 minutes ahead,
     /// and not older than the retention period.
@@ -155,6 +156,11 @@ impl MetricsBody {
                 v.push(f("value"), "must be a finite number");
             } else if x.value < 0.0 {
                 v.push(f("value"), "must be >= 0");
+            } else if x.value > MAX_SAMPLE_VALUE {
+                v.push(
+                    f("value"),
+                    format!("must be at most {MAX_SAMPLE_VALUE:e} (the sample bound)"),
+                );
             }
             let ts = match &x.ts {
                 None => Some(now),

@@ -172,6 +172,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(crate::error::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe_http))
         .with_state(state)
 }
@@ -197,6 +198,51 @@ async fn observe_http(State(state): State<AppState>, req: Request, next: Next) -
         })
         .observe(started.elapsed().as_secs_f64());
     res
+}
+
+/// Reads the whole request body before the handler runs: at most
+/// [`MAX_BODY_BYTES`](crate::error::MAX_BODY_BYTES) (a 413 beyond, at once
+/// when `Content-Length` says so) within the state's `body_read_timeout`
+/// (a 408 beyond), so a client that sends its body slowly cannot hold a
+/// handler, and every body error is problem JSON.
+async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use futures::StreamExt;
+    let max = crate::error::MAX_BODY_BYTES;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return ApiError::body_too_large().into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let read = async {
+        let mut buf = Vec::new();
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::BadRequest(format!("cannot read body: {e}")))?;
+            if buf.len() + chunk.len() > max {
+                return Err(ApiError::body_too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    };
+    let limit = state.body_read_timeout;
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} ms",
+            limit.as_millis()
+        ))
+        .into_response(),
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> ApiResult<&'static str> {

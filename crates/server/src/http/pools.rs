@@ -17,7 +17,7 @@ use fleetscale_core::{
 };
 use fleetscale_store::{now_ms, rfc3339, Pool};
 
-use super::common::{created, visible_pool, ApiResult, Created, ListQuery};
+use super::common::{created, tenant_scope, visible_pool, ApiResult, Created, ListQuery};
 use super::core_schemas::{NewPoolSchema, PoolPatchSchema, PoolPoliciesSchema};
 use super::views::{PoolPage, PoolView};
 use crate::auth::{Principal, Role};
@@ -66,7 +66,7 @@ async fn list_pools(
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<PoolPage>> {
-    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    let tenant = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let page = q.page()?;
     let pools = s.engine.store.list_pools(tenant.as_deref(), &page).await?;
     Ok(Json(pools.into()))

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use fleetscale_core::{ProposalStatus, TriggerSource};
 use fleetscale_store::{now_ms, Proposal, ScaleRequest, ScalingEvent};
 
-use super::common::{actuation_status, ApiResult, ListQuery};
+use super::common::{actuation_status, tenant_scope, ApiResult, ListQuery};
 use super::views::{EventView, ProposalPage, ProposalView};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiQuery};
@@ -37,7 +37,7 @@ async fn list_proposals(
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ProposalPage>> {
-    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    let tenant = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let (status, page) = (q.proposal_status()?, q.page()?);
     let proposals = s
         .engine
@@ -65,19 +65,28 @@ async fn get_proposal(
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettleBody {
-    /// Operator note, kept with the proposal.
+    /// Operator note, kept with the proposal: at most 1000 characters.
     pub note: Option<String>,
 }
 
 async fn settle_body(req: Request) -> ApiResult<SettleBody> {
-    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+    let bytes = axum::body::to_bytes(req.into_body(), crate::error::MAX_BODY_BYTES)
         .await
-        .map_err(|_| ApiError::BadRequest("body too large".into()))?;
+        .map_err(|_| ApiError::body_too_large())?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(SettleBody::default());
     }
-    crate::error::parse_json(&bytes)
+    let b: SettleBody = crate::error::parse_json(&bytes)?;
+    if let Some(note) = &b.note {
+        let mut v = fleetscale_core::Violations::default();
+        v.check_text("note", note, MAX_NOTE_CHARS);
+        v.into_result(())?;
+    }
+    Ok(b)
 }
+
+/// Longest operator note kept with a settled proposal, characters.
+pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// A settled proposal and, for an approval, its scaling event.
 #[derive(Debug, Serialize, ToSchema)]

@@ -80,7 +80,7 @@ impl NewRegionView {
 }
 
 /// Create a region (global admin) with its first monthly AI budget:
-/// `monthly_budget_cents`, or the server's default (phase 92: 100000 cents;
+/// `monthly_budget_cents`, or the server's default (100000 cents;
 /// `serve --region-default-budget-cents`), recorded as an `allocation` ledger
 /// entry; 0 allocates nothing. The answer's `monthly_budget_cents` is what
 /// was allocated; if the region was created but the allocation failed, it

@@ -30,7 +30,7 @@ use fleetscale_store::{
     now_ms, rfc3339, EjectionState, RecordedInput, RoutingFilter, RoutingRecord,
 };
 
-use super::common::{page, ApiResult};
+use super::common::{page, tenant_scope, ApiResult};
 use super::metrics::parse_rfc3339_ms;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
@@ -351,7 +351,7 @@ async fn list_decisions(
     ApiQuery(q): ApiQuery<DecisionQuery>,
 ) -> ApiResult<Json<RoutingDecisionPage>> {
     let filter = RoutingFilter {
-        tenant_id: who.tenant_filter(q.tenant_id.as_deref().filter(|t| !t.is_empty()))?,
+        tenant_id: tenant_scope(&s, &who, q.tenant_id.as_deref()).await?,
         workload_type: q.workload_type.filter(|w| !w.is_empty()),
         selected_region: q.selected_region.filter(|r| !r.is_empty()),
         since_ms: since_ms(q.since.as_deref())?,

@@ -18,7 +18,9 @@ use fleetscale_core::rebalance::{self, Move, RebalancePool, Strategy};
 use fleetscale_core::{TriggerSource, Violations};
 use fleetscale_store::{now_ms, rfc3339, Pool, ScaleOutcome, ScaleRequest};
 
-use super::common::{actuation_status, count_scaling, visible_pool, ApiResult, ListQuery};
+use super::common::{
+    actuation_status, count_scaling, tenant_scope, visible_pool, ApiResult, ListQuery,
+};
 use super::views::{EventPage, EventView, PoolView};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
@@ -144,7 +146,7 @@ pub struct CapacityQuery {
 }
 
 impl CapacityQuery {
-    /// The status thresholds asked for (seed defaults 30 / 80 for those
+    /// The status thresholds asked for (defaults 30 / 80 for those
     /// not given): finite, `0 <= under_pct < over_pct`.
     fn thresholds(&self) -> ApiResult<StatusThresholds> {
         let d = StatusThresholds::default();
@@ -275,10 +277,7 @@ async fn capacity(
     ApiQuery(q): ApiQuery<CapacityQuery>,
 ) -> ApiResult<Json<CapacityView>> {
     let t = q.thresholds()?;
-    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
-    if let Some(t) = &tenant {
-        s.engine.store.get_tenant(t).await?;
-    }
+    let tenant = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let now = now_ms();
     let pools = s.engine.store.all_pools(tenant.as_deref()).await?;
     let stats = s.engine.store.window_stats(tenant.as_deref(), now).await?;
@@ -320,7 +319,7 @@ async fn list_events(
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<EventPage>> {
-    let tenant = who.tenant_filter(q.tenant_id.as_deref())?;
+    let tenant = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     if let Some(p) = &q.pool_id {
         visible_pool(&s, &who, p).await?;
     }

@@ -54,7 +54,7 @@ pub struct ProviderBudgetView {
     pub cost_so_far_cents: Option<Cents>,
     /// Projected cost of the month, cents (`null` when not priced).
     pub projected_cost_cents: Option<Cents>,
-    /// The phase 66 allocation of the tenant's tier.
+    /// The default allocation of the tenant's tier.
     pub tier_default_units: i64,
     /// The allocation override, `null` when the tier's default applies.
     pub allocation_override_units: Option<i64>,
@@ -155,7 +155,7 @@ pub struct TenantBudgetView {
     pub month_start: String,
     /// First instant of the next month.
     pub month_end: String,
-    /// Every provider, in the seed's order.
+    /// Every provider, in a fixed order.
     pub providers: Vec<ProviderBudgetView>,
     /// Cost so far and projected, over the priced providers.
     pub cost_projection: CostProjectionView,

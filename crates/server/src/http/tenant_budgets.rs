@@ -28,7 +28,7 @@ use fleetscale_core::provider_budget::{
 use fleetscale_core::Violations;
 use fleetscale_store::{now_ms, ProviderSettings, UsageRecordError, UsageRequest};
 
-use super::common::{page, ApiResult};
+use super::common::{page, tenant_scope, ApiResult};
 use super::tenant_budget_views::{
     ProviderBudgetView, ProvidersView, TenantBudgetPage, TenantBudgetView, TenantLedgerView,
     UsageOutcomeView, UsagePage,
@@ -146,7 +146,7 @@ async fn list(
     who: Principal,
     ApiQuery(q): ApiQuery<TenantListQuery>,
 ) -> ApiResult<Json<TenantBudgetPage>> {
-    let only = who.tenant_filter(q.tenant_id.as_deref())?;
+    let only = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let page = page(q.limit, q.cursor)?;
     let store = &s.engine.store;
     let budgets = store.list_tenant_budgets(only.as_deref(), &page, now_ms());

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use fleetscale_core::Violations;
 use fleetscale_store::{StoreError, TokenGrant, TokenInfo};
 
-use super::common::{created, ApiResult, Created, ListQuery};
+use super::common::{created, tenant_scope, ApiResult, Created, ListQuery};
 use super::views::{TenantPage, TenantView, TokenPage};
 use crate::auth::{generate_token, hash_token, Principal, Role};
 use crate::error::{ApiError, ApiJson, ApiQuery};
@@ -66,7 +66,7 @@ async fn list_tenants(
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TenantPage>> {
-    let only = who.tenant_filter(q.tenant_id.as_deref())?;
+    let only = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let page = q.page()?;
     let tenants = s.engine.store.list_tenants(only.as_deref(), &page).await?;
     Ok(Json(tenants.into()))
@@ -192,7 +192,7 @@ async fn list_tokens(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TokenPage>> {
     who.require(Role::Admin)?;
-    let only = who.tenant_filter(q.tenant_id.as_deref())?;
+    let only = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let page = q.page()?;
     let tokens = s.engine.store.list_tokens(only.as_deref(), &page).await?;
     Ok(Json(tokens.into()))

@@ -109,6 +109,11 @@ pub(crate) struct Prior {
     pub(crate) balance_after_cents: Cents,
     pub(crate) job_type: Option<String>,
     pub(crate) refund_of: Option<String>,
+    /// The agency the first request charged (a reuse naming another is a
+    /// mismatch).
+    pub(crate) agency_id: Option<String>,
+    /// The first request's description (likewise).
+    pub(crate) description: Option<String>,
 }
 
 /// A spend's refund bookkeeping: (region, charged, refunded so far, agency,

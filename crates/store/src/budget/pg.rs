@@ -184,6 +184,8 @@ impl BatchDb for PgBatch<'_> {
                         balance_after_cents: r.try_get("balance_after_cents")?,
                         job_type: r.try_get("job_type")?,
                         refund_of: r.try_get("refund_of")?,
+                        agency_id: r.try_get("agency_id")?,
+                        description: r.try_get("description")?,
                     },
                 ))
             })
@@ -373,7 +375,7 @@ fn json_insert_sql(table: &str, cols: &[(&str, &str)], param: usize) -> String {
 /// with OFFSET 0 is not flattened, and naming the kind keeps all three index
 /// columns in the probe. With `IN (SELECT ...)` the planner scanned the whole
 /// region's ledger instead (26 ms at 7.5k rows, growing).
-const IDEM_LOOKUP_PG: &str = "SELECT t.idempotency_key, t.transaction_type, t.id, t.amount_cents, t.balance_after_cents, t.job_type, t.refund_of FROM json_array_elements_text($2::json) AS k(key) CROSS JOIN (VALUES ('spend'), ('refund')) AS y(kind), LATERAL (SELECT * FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = y.kind AND idempotency_key = k.key OFFSET 0) AS t";
+const IDEM_LOOKUP_PG: &str = "SELECT t.idempotency_key, t.transaction_type, t.id, t.amount_cents, t.balance_after_cents, t.job_type, t.refund_of, t.agency_id, t.description FROM json_array_elements_text($2::json) AS k(key) CROSS JOIN (VALUES ('spend'), ('refund')) AS y(kind), LATERAL (SELECT * FROM region_budget_transactions WHERE region_id = $1 AND transaction_type = y.kind AND idempotency_key = k.key OFFSET 0) AS t";
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, LedgerError> {
     serde_json::to_string(v).map_err(|e| LedgerError::Store(StoreError::Corrupt(e.to_string())))

@@ -180,7 +180,12 @@ async fn apply_job<D: BatchDb>(
         } => {
             if let Some(k) = idempotency_key {
                 if let Some(p) = st.priors.get(&(rid.clone(), "spend", k.clone())) {
-                    if p.amount_cents != *amount_cents || p.job_type.as_deref() != Some(job_type) {
+                    // Any field that differs makes it another request.
+                    if p.amount_cents != *amount_cents
+                        || p.job_type.as_deref() != Some(job_type)
+                        || p.agency_id != *agency_id
+                        || p.description != *description
+                    {
                         return Err(LedgerError::IdempotencyMismatch { key: k.clone() });
                     }
                     return Ok(Some(TxOutcome {
@@ -227,6 +232,8 @@ async fn apply_job<D: BatchDb>(
                         balance_after_cents: bal,
                         job_type: Some(job_type.clone()),
                         refund_of: None,
+                        agency_id: agency_id.clone(),
+                        description: description.clone(),
                     },
                 );
             }
@@ -242,6 +249,7 @@ async fn apply_job<D: BatchDb>(
                 if let Some(p) = st.priors.get(&(rid.clone(), "refund", k.clone())) {
                     if p.amount_cents != *amount_cents
                         || p.refund_of.as_deref() != Some(transaction_id)
+                        || p.description != *description
                     {
                         return Err(LedgerError::IdempotencyMismatch { key: k.clone() });
                     }
@@ -303,6 +311,8 @@ async fn apply_job<D: BatchDb>(
                         balance_after_cents: bal,
                         job_type: None,
                         refund_of: Some(transaction_id.clone()),
+                        agency_id: None,
+                        description: description.clone(),
                     },
                 );
             }
@@ -321,7 +331,10 @@ async fn apply_job<D: BatchDb>(
                     None => db.reservation_by_key(&rid, k).await?,
                 };
                 if let Some(r) = prior {
-                    if r.amount_cents != *amount_cents || &r.job_type != job_type {
+                    if r.amount_cents != *amount_cents
+                        || &r.job_type != job_type
+                        || r.agency_id != *agency_id
+                    {
                         return Err(LedgerError::IdempotencyMismatch { key: k.clone() });
                     }
                     let (tid, bal) = match db.reserve_entry(&r.id).await? {

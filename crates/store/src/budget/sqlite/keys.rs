@@ -200,10 +200,12 @@ impl<S: BuildHasher> KeyIndex<S> {
                     balance_after_cents: r.get("balance_after_cents")?,
                     job_type: r.get("job_type")?,
                     refund_of: r.get("refund_of")?,
+                    agency_id: r.get("agency_id")?,
+                    description: r.get("description")?,
                 },
             ))
         };
-        const COLS: &str = "SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of FROM region_budget_transactions";
+        const COLS: &str = "SELECT idempotency_key, transaction_type, id, amount_cents, balance_after_cents, job_type, refund_of, agency_id, description FROM region_budget_transactions";
         match keys.seqs.get(&self.hash(kind, key)) {
             None => Ok(None),
             Some(&AMBIGUOUS) => conn
