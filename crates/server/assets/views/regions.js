@@ -3,7 +3,7 @@
 // with its conflicts and recommendations, and the pressure chart (the four
 // job-kind pressures with their weights in the overall figure). Click a
 // region for its state, snapshot and history.
-import { h, fill, table, num, badge, bar, kv, time, json, chart } from "/assets/ui.js";
+import { h, fill, table, num, cents, badge, bar, kv, time, json, chart } from "/assets/ui.js";
 
 const WEIGHTS = [["posting", 30], ["orchestration", 25], ["creative", 25], ["intel", 20]];
 const modeLevel = { normal: "ok", cautious: "warn", throttled: "bad", frozen: "bad" };
@@ -27,12 +27,12 @@ export default {
         h("div", { class: "grid" }, kv([
           ["Scaling mode", badge(state.scaling_mode, modeLevel[state.scaling_mode])], ["Since", time(state.mode_since)],
           ["Capacity score", num(state.capacity_score, "/ 100")], ["Overall pressure", num(state.pressure.overall, "/ 100")],
-          ["Warning index", num(state.warning_index * 100, "% of pools")], ["Fatigue", num(state.fatigue_score * 100, "% of 24 h")],
+          ["Warning index", num(state.warning_index, "% of pools")], ["Fatigue", num(state.fatigue_score, "% of 24 h")],
           ["Active tenants", num(state.active_tenants, null, 0)], ["Jobs in queue", num(state.jobs_in_queue, "jobs", 0)],
           ["Updated", time(state.updated_at)]]),
           snap && snap.snapshot ? kv([["Snapshot period", `${snap.snapshot.period_type} from`], ["", time(snap.snapshot.period_start)],
             ["Mean capacity score", num(snap.snapshot.avg_capacity)], ["Peak pressure", num(snap.snapshot.peak_pressure)],
-            ["Budget used", num(snap.snapshot.budget_used_cents / 100, "$", 2)]]) : h("p", { class: "muted" }, "No snapshot yet.")),
+            ["Budget used", cents(snap.snapshot.budget_used_cents)]]) : h("p", { class: "muted" }, "No snapshot yet.")),
         h("h2", {}, "History (hourly snapshots)"), hist.length ? chartEl : h("p", { class: "muted" }, "No hourly snapshots yet: the leader takes one as each hour ends.")));
       if (hist.length) chart(chartEl, { title: "Mean capacity score and peak pressure per hour", x: hist.map(s => Date.parse(s.period_start) / 1000), series: [
         { label: "mean capacity score", unit: "/100", values: hist.map(s => s.avg_capacity), points: true },
@@ -46,8 +46,8 @@ export default {
         { title: "Jurisdiction", cell: r => r.jurisdiction },
         { title: "Capacity score", cell: r => bar(r.capacity_score, 100, r.capacity_score < 10 ? "bad" : r.capacity_score < 30 ? "warn" : "ok", num(r.capacity_score, "/ 100")) },
         { title: "Pressure", cell: r => bar(r.pressure.overall, 100, r.pressure.overall > 75 ? "bad" : r.pressure.overall > 50 ? "warn" : "ok", num(r.pressure.overall, "/ 100")) },
-        { title: "Budget remaining", cell: r => bar(100 - r.budget_used_pct, 100, r.budget_used_pct > 90 ? "bad" : r.budget_used_pct > 80 ? "warn" : "ok", `${num(r.budget_remaining_cents / 100, "$", 2)} (${num(100 - r.budget_used_pct, "%", 0)})`) },
-        { title: "Warning index", num: true, cell: r => num(r.warning_index * 100, "%", 0) },
+        { title: "Budget remaining", cell: r => bar(100 - r.budget_used_pct, 100, r.budget_used_pct > 90 ? "bad" : r.budget_used_pct > 80 ? "warn" : "ok", `${cents(r.budget_remaining_cents)} (${num(100 - r.budget_used_pct, "%", 0)})`) },
+        { title: "Warning index", num: true, cell: r => num(r.warning_index, "%", 0) },
         { title: "Mode", cell: r => badge(r.scaling_mode, modeLevel[r.scaling_mode]) },
         { title: "Risk", cell: r => r.risk === null || r.risk === undefined ? "—" : badge(`${r.risk_level} (${num(r.risk, "", 0)})`, riskLevel[r.risk_level]) },
       ], hv.regions, { onRow: r => showRegion(r.region_id), rowAttrs: r => ({ "data-region": r.region }) }));
