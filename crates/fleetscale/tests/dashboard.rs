@@ -77,6 +77,15 @@ impl Drop for Server {
     }
 }
 
+/// One browser test at a time: the latency a test asserts must not be
+/// measured while the other one seeds 10,000 events.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    LOCK.get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -161,6 +170,7 @@ async fn dashboard_in_chromium_against_the_demo() {
     if !browser::available() {
         return;
     }
+    let _one = one_at_a_time().await;
     let shots = screenshot_dir();
     let srv = Server::start(&["demo", "--tick", "1s"]).await;
     let base = srv.url.clone();
@@ -446,6 +456,7 @@ async fn dashboard_renders_1000_pools_and_10000_events() {
     if !browser::available() {
         return;
     }
+    let _one = one_at_a_time().await;
     let srv = Server::start(&["serve", "--tick", "1h"]).await;
     let base = srv.url.clone();
     let http = client();
