@@ -219,6 +219,8 @@ pub async fn run(
             ctx.metrics
                 .tick_seconds
                 .observe(started.elapsed().as_secs_f64());
+            ctx.metrics
+                .record_last_tick(ctx.now_ms(), started.elapsed());
             if now >= next_prune {
                 next_prune = now + PRUNE_INTERVAL_MS;
                 let before = now - cfg.retention.as_millis() as i64;

@@ -67,6 +67,11 @@ pub struct Metrics {
     pub task_restarts: Family<TaskLabel, Counter>,
     /// Region scaling-mode transitions recorded.
     pub region_mode_transitions: Counter,
+    /// When this replica's last control-loop tick ended, Unix ms (0: none
+    /// yet). Read by the dashboard's engine view.
+    pub last_tick_at_ms: std::sync::atomic::AtomicI64,
+    /// How long this replica's last control-loop tick took, microseconds.
+    pub last_tick_micros: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Metrics {
@@ -159,7 +164,17 @@ impl Metrics {
             tick_failures,
             task_restarts,
             region_mode_transitions,
+            last_tick_at_ms: Default::default(),
+            last_tick_micros: Default::default(),
         }
+    }
+
+    /// Records that a tick ended at `at_ms` (Unix ms) after `took`.
+    pub fn record_last_tick(&self, at_ms: i64, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.last_tick_at_ms.store(at_ms, Relaxed);
+        self.last_tick_micros
+            .store(i64::try_from(took.as_micros()).unwrap_or(i64::MAX), Relaxed);
     }
 
     /// The OpenMetrics text exposition.

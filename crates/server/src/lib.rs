@@ -1,12 +1,13 @@
 //! fleetscale-server: the HTTP shell.
 //!
-//! It owns the HTTP API ([`http`]), authentication ([`auth`]) and the demo
-//! fleet ([`demo`]); the background work (control loop, actuators, metric
+//! It owns the HTTP API ([`http`]), authentication ([`auth`]), the web
+//! dashboard ([`dashboard`]) and the demo fleet ([`demo`]); the background work (control loop, actuators, metric
 //! ingestion, budget maintenance) is `fleetscale-engine`'s. [`run`] wires
 //! them together for `fleetscale serve` and `fleetscale demo`.
 
 pub mod auth;
 pub mod conn;
+pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod http;

@@ -57,6 +57,49 @@ impl Store {
         Ok(listed(items, limit, |a| a.id.clone()))
     }
 
+    /// Audit entries after the id `after` (exclusive; empty: from the
+    /// start), oldest first, at most `limit`, optionally of one tenant: the
+    /// same merge of `audit_log` and the budget ledger as [`Store::list_audit`],
+    /// read forwards. The live stream (`GET /api/v1/stream`) reads the
+    /// journal this way; both tables are ordered by their UUIDv7 ids.
+    pub async fn audit_after(
+        &self,
+        tenant_id: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        let tenant_id = tenant_id.filter(|t| !t.is_empty());
+        let (log_where, ledger_where) = match tenant_id {
+            Some(_) => ("tenant_id = $1", "agency_id = $1"),
+            None => ("$1 = ''", "$1 = ''"),
+        };
+        let log = sqlx::query(&format!(
+            "SELECT id, actor, action, tenant_id, object_type, object_id, detail, created_at_ms FROM audit_log WHERE {log_where} AND object_type <> 'budget_transaction' AND id > $2 ORDER BY id LIMIT $3",
+        ))
+        .bind(tenant_id.unwrap_or(""))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let ledger = sqlx::query(&format!(
+            "SELECT {} FROM region_budget_transactions WHERE {ledger_where} AND id > $2 ORDER BY id LIMIT $3",
+            budget::LEDGER_AUDIT_COLS
+        ))
+        .bind(tenant_id.unwrap_or(""))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = log
+            .iter()
+            .map(audit_row)
+            .chain(ledger.iter().map(budget::ledger_audit_row))
+            .collect::<Result<Vec<_>>>()?;
+        items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(items)
+    }
+
     /// Records an audit entry on its own (for mutations outside the store).
     pub async fn audit(
         &self,

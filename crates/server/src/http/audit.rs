@@ -88,6 +88,18 @@ pub struct EngineView {
     pub actuator: String,
     /// The background jobs.
     pub tasks: Vec<TaskView>,
+    /// Control-loop ticks this replica evaluated as leader since it started.
+    pub ticks: u64,
+    /// Ticks that failed on this replica (each backs off the next one).
+    pub tick_failures: u64,
+    /// When this replica's last tick ended (RFC 3339; `null`: none yet).
+    pub last_tick_at: Option<String>,
+    /// How long that tick took, ms.
+    pub last_tick_duration_ms: Option<f64>,
+    /// Actuation delivery series that succeeded on this replica.
+    pub actuations: u64,
+    /// Actuation delivery series that failed on this replica (webhook failures).
+    pub actuation_failures: u64,
 }
 
 /// The control loop: leader, last tick, counts.
@@ -95,15 +107,24 @@ pub struct EngineView {
     responses((status = 200, description = "Engine status.", body = EngineView), (status = 401))
 )]
 async fn engine_status(State(s): State<AppState>, _who: Principal) -> ApiResult<Json<EngineView>> {
+    Ok(Json(engine_view(&s).await?))
+}
+
+/// This replica's engine status, as `GET /engine` answers it (the live
+/// stream sends it too).
+pub(super) async fn engine_view(s: &AppState) -> ApiResult<EngineView> {
     let holder = s.engine.store.lease_holder(fleetscale_engine::LEASE);
-    Ok(Json(EngineView::new(&s, holder.await?, now_ms())))
+    Ok(EngineView::new(s, holder.await?, now_ms()))
 }
 
 impl EngineView {
     /// This replica's status, given the control-loop lease's `holder` and
     /// its expiry (ignored once expired at `now`).
     fn new(s: &AppState, holder: Option<(String, i64)>, now: i64) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
         let live = holder.filter(|(_, exp)| *exp > now);
+        let m = &s.engine.metrics;
+        let last_at = m.last_tick_at_ms.load(Relaxed);
         EngineView {
             replica_id: s.replica_id.to_string(),
             leader: live.as_ref().is_some_and(|(h, _)| *h == *s.replica_id),
@@ -117,6 +138,13 @@ impl EngineView {
                 .into_iter()
                 .map(TaskView::from)
                 .collect(),
+            ticks: m.ticks.get(),
+            tick_failures: m.tick_failures.get(),
+            last_tick_at: (last_at > 0).then(|| rfc3339(last_at)),
+            last_tick_duration_ms: (last_at > 0)
+                .then(|| m.last_tick_micros.load(Relaxed) as f64 / 1000.0),
+            actuations: m.actuations.get(),
+            actuation_failures: m.actuation_failures.get(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod budget_views;
 mod budgets;
 mod common;
 mod core_schemas;
+mod dashboard_api;
 mod jobs;
 mod metrics;
 mod pools;
@@ -24,6 +25,7 @@ mod region_state;
 mod regions;
 mod routing;
 mod scaling;
+mod stream;
 mod tenant_budget_views;
 mod tenant_budgets;
 mod tenant_policies;
@@ -92,7 +94,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(tenant_budgets::routes())
         .merge(tenant_policies::routes())
         .merge(routing::routes())
-        .merge(jobs::routes());
+        .merge(jobs::routes())
+        .merge(dashboard_api::routes())
+        .merge(stream::routes());
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api)
         .split_for_parts();
@@ -147,7 +151,8 @@ fn describe_errors(doc: &mut utoipa::openapi::OpenApi) {
 
 /// Builds the whole HTTP router: the API under `/api/v1` (its OpenAPI
 /// document at `/api/v1/openapi.json`, no token needed), `/healthz`,
-/// `/readyz` and Prometheus `/metrics`.
+/// `/readyz`, Prometheus `/metrics` and the web dashboard at `/`
+/// ([`crate::dashboard`]).
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api();
     let doc = std::sync::Arc::new(doc);
@@ -163,6 +168,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
+        .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async {
             (
