@@ -305,14 +305,21 @@ async fn dashboard_in_chromium_against_the_demo() {
 
     // A scale from the pool page reaches an open timeline through the
     // stream within 2 s. The timeline is open in a second tab.
-    let pools = get(&http, &api(&format!("/pools?tenant_id={tenant}"))).await;
-    let target = pools["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["mode"] == "autonomous")
-        .unwrap()
-        .clone();
+    // The pool is one of this test's own, in recommend mode without
+    // samples: the engine never changes its capacity, so the scale below
+    // always changes it and always records an event (the demo's autonomous
+    // pools scale every tick, and a scale to the capacity the engine has
+    // just set records nothing).
+    let (s, target) = post(
+        &http,
+        &api("/pools"),
+        &json!({"tenant_id": tenant, "region": "us-east", "agent_type": "scaled-by-hand", "min_capacity": 1,
+                "max_capacity": 20, "desired_capacity": 3, "capacity_per_instance": 10.0,
+                "metric": "throughput", "mode": "recommend"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{target}");
     let pool_id = target["id"].as_str().unwrap().to_string();
     let first = b.handle().await;
     open(&b, &base, &format!("pools/{pool_id}"), "pool").await;
