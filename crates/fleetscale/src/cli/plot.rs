@@ -1,11 +1,13 @@
-//! The plots of `fleetscale simulate --plot`, drawn with plotters' SVG
-//! backend: a timeline with one row per policy (capacity against offered
-//! load, and mean latency against the SLO), and with `--sweep` the
-//! SLO-versus-cost frontiers. Pure: a report in, SVG text out.
+//! The plots of `fleetscale simulate --plot` and `fleetscale forecast
+//! --plot`, drawn with plotters' SVG backend: a simulation's timeline with
+//! one row per policy (capacity against offered load, and mean latency
+//! against the SLO), with `--sweep` the SLO-versus-cost frontiers, and a
+//! forecast backtest's holdout. Pure: a report in, SVG text out.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use fleetscale_core::forecast::{BacktestPoint, BacktestReport};
 use fleetscale_sim::Report;
 
 /// Policy colours, in the order of the report's results.
@@ -371,6 +373,135 @@ pub fn frontier_svg(r: &Report) -> anyhow::Result<String> {
     Ok(buf)
 }
 
+/// `YYYY-MM-DD HH:MM` (UTC) of a Unix time in ms (days to a civil date
+/// by Howard Hinnant's algorithm).
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60
+    )
+}
+
+/// Time ticks over `t0..t1` (Unix ms): multiples of the smallest step
+/// among 1 h, 3 h, 6 h, 12 h, 1 d, 2 d and 7 d that gives at most 8.
+fn time_ticks(t0: i64, t1: i64) -> Vec<i64> {
+    const H: i64 = 3_600_000;
+    let step = [H, 3 * H, 6 * H, 12 * H, 24 * H, 48 * H, 168 * H]
+        .into_iter()
+        .find(|s| (t1 - t0) / s < 8)
+        .unwrap_or(168 * H);
+    let first = t0.div_euclid(step) * step + if t0.rem_euclid(step) > 0 { step } else { 0 };
+    (0..)
+        .map(|k| first + k * step)
+        .take_while(|t| *t <= t1)
+        .collect()
+}
+
+/// One series of a backtest point.
+type Field = fn(&BacktestPoint) -> f64;
+
+/// A forecast backtest's holdout: the actual series, the model's forecast
+/// with its prediction interval shaded, and the seasonal-naive baseline,
+/// over UTC time; the accuracy of both in the title.
+pub fn forecast_svg(r: &BacktestReport, level: f64) -> anyhow::Result<String> {
+    let pts = &r.points;
+    let t0 = pts.first().map_or(0, |p| p.ts_ms);
+    let t1 = pts.last().map_or(1, |p| p.ts_ms).max(t0 + 1);
+    // The interval's upper bound can dwarf the series: it counts up to 3×
+    // the forecast.
+    let y1 = pts
+        .iter()
+        .map(|p| p.actual.max(p.upper.min(p.forecast * 3.0)).max(p.baseline))
+        .filter(|v| v.is_finite())
+        .fold(1.0_f64, f64::max)
+        * 1.25;
+    let clamp = |v: f64| if v.is_finite() { v.clamp(0.0, y1) } else { 0.0 };
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (1200, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(err("background"))?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "forecast backtest over the holdout: {} MAPE {:.1}%, seasonal naive {:.1}%",
+                    r.model.name(),
+                    r.ours.mape * 100.0,
+                    r.baseline.mape * 100.0
+                ),
+                ("sans-serif", 16),
+            )
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d((t0..t1).with_key_points(time_ticks(t0, t1)), 0.0..y1)
+            .map_err(err("forecast axes"))?;
+        c.plotting_area()
+            .fill(&AREA)
+            .map_err(err("forecast area"))?;
+        c.configure_mesh()
+            .x_desc("time (UTC)")
+            .y_desc("value per interval (the trace's unit)")
+            .x_labels(7)
+            .y_labels(6)
+            .x_label_formatter(&|t| utc(*t))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(err("forecast mesh"))?;
+        let band_color = RGBColor(0x9e, 0xca, 0xe1);
+        let band: Vec<(i64, f64)> = pts
+            .iter()
+            .map(|p| (p.ts_ms, clamp(p.upper)))
+            .chain(pts.iter().rev().map(|p| (p.ts_ms, clamp(p.lower))))
+            .collect();
+        c.draw_series(std::iter::once(Polygon::new(
+            band,
+            band_color.mix(0.6).filled(),
+        )))
+        .map_err(err("interval"))?
+        .label(format!("{:.0}% prediction interval", level * 100.0))
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], band_color.filled()));
+        let series: [(&str, RGBColor, Field); 3] = [
+            ("seasonal naive", LOAD, |p| p.baseline),
+            ("actual", BLACK, |p| p.actual),
+            ("forecast", COLORS[0], |p| p.forecast),
+        ];
+        for (label, color, f) in series {
+            let line: Vec<(i64, f64)> = pts.iter().map(|p| (p.ts_ms, clamp(f(p)))).collect();
+            c.draw_series(LineSeries::new(thin(&line), color.stroke_width(1)))
+                .map_err(err(label))?
+                .label(if label == "forecast" {
+                    format!("forecast ({})", r.model.name())
+                } else {
+                    label.to_string()
+                })
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err("forecast legend"))?;
+        root.present().map_err(err("output"))?;
+    }
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -607,6 +738,25 @@ mod tests {
         );
         let t = log_ticks(3.0, 9.5);
         assert_eq!(t, vec![3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn time_ticks_fall_on_round_hours_and_days() {
+        const H: i64 = 3_600_000;
+        let t0 = 1_709_210_400_000; // 2024-02-29 12:40
+        let t = time_ticks(t0, t0 + 7 * 24 * H);
+        assert_eq!(t.len(), 7, "{t:?}");
+        assert!(t.iter().all(|x| utc(*x).ends_with("00:00")), "{t:?}");
+        let t = time_ticks(t0, t0 + 5 * H);
+        assert_eq!(utc(t[0]), "2024-02-29 13:00");
+        assert_eq!(t.len(), 5);
+    }
+
+    #[test]
+    fn utc_labels_are_civil_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(1_709_210_400_000), "2024-02-29 12:40");
+        assert_eq!(utc(-60_000), "1969-12-31 23:59");
     }
 
     #[test]
