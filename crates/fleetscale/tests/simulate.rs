@@ -240,3 +240,32 @@ fn output_paths_are_checked_before_the_run() {
     assert_eq!(std::fs::read_to_string(&keep).unwrap(), "old");
     assert!(!fresh.exists());
 }
+
+#[test]
+fn on_a_terminal_the_progress_bar_shows_an_eta_on_stderr_and_stdout_stays_json() {
+    // `script` (util-linux, in every Debian) runs the command on a
+    // pseudo-terminal; stdout goes to a file, stderr stays on the terminal.
+    let dir = support::Scratch::new("fs-sim-tty");
+    let trace = small_trace(&dir);
+    let json = dir.path("out.json");
+    let cmd = format!(
+        "{} simulate --output-json --trace '{}' > '{}'",
+        env!("CARGO_BIN_EXE_fleetscale"),
+        trace.display(),
+        json.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("run script(1)");
+    let term = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{term}");
+    assert!(
+        term.contains("ETA") && term.contains("policy 1/6"),
+        "no progress bar on the terminal: {term:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("stdout is JSON");
+    assert_eq!(report["results"].as_array().unwrap().len(), 6);
+}
