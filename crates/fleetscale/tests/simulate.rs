@@ -268,4 +268,21 @@ fn on_a_terminal_the_progress_bar_shows_an_eta_on_stderr_and_stdout_stays_json()
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("stdout is JSON");
     assert_eq!(report["results"].as_array().unwrap().len(), 6);
+    // --sweep: the bar counts the knob runs too (8 goals of fleetscale,
+    // 10 utilizations of HPA), never past its end.
+    let cmd = format!(
+        "{} simulate --sweep --baselines hpa --output-json --trace '{}' > '{}'",
+        env!("CARGO_BIN_EXE_fleetscale"),
+        trace.display(),
+        json.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("run script(1)");
+    let term = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{term}");
+    assert!(term.contains("knob run "), "{term:?}");
+    assert!(!term.contains("knob run 19/"), "{term:?}");
 }

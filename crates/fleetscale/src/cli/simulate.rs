@@ -119,7 +119,7 @@ pub fn check_writable(flag: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress bar over `n` policy runs on stderr, with the elapsed time and
+/// A progress bar over `n` runs on stderr, with the elapsed time and
 /// an ETA; hidden when stderr is not a terminal (a log or a pipe gets
 /// nothing), and never on stdout.
 fn progress(n: usize) -> ProgressBar {
@@ -169,14 +169,29 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<()> {
         .trace
         .file_stem()
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    // Runs: one per policy, and with --sweep one per knob value of each
+    // policy that has a knob (the grid's length does not depend on slots).
     let n = policies.len();
+    let runs = if a.sweep {
+        n + policies
+            .iter()
+            .map(|p| fleetscale_sim::knob_grid(p, 1).len())
+            .sum::<usize>()
+    } else {
+        n
+    };
     let trace = fleetscale_core::trace::parse_trace(&text)
         .map_err(fleetscale_sim::SimError::Trace)
         .with_context(|| format!("{}", a.trace.display()))?;
-    let pb = progress(n);
+    let pb = progress(runs);
     let mut bar = |i: usize, f: f64| {
+        let i = i.min(runs.saturating_sub(1));
         pb.set_position(((i as f64 + f.clamp(0.0, 1.0)) * 1000.0) as u64);
-        pb.set_message(format!("policy {}/{n}", (i + 1).min(n)));
+        pb.set_message(if i < n {
+            format!("policy {}/{n}", i + 1)
+        } else {
+            format!("knob run {}/{}", i + 1 - n, runs - n)
+        });
     };
     let report = if a.sweep {
         fleetscale_sim::sweep(&trace, &name, &cfg, &policies, &mut bar)
