@@ -199,7 +199,7 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             if e.downcast_ref::<output::LedgerBroken>().is_some() {
                 return ExitCode::from(3);
             }
@@ -208,5 +208,46 @@ fn main() -> ExitCode {
                 _ => ExitCode::from(1),
             }
         }
+    }
+}
+
+/// An error and its causes, `: `-separated, each said once: a cause whose
+/// text its parent already ends with (as some libraries' errors both print
+/// and return their source) is left out.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !last.is_empty() && last.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("returned from database: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_that_its_parent_already_prints_is_said_once() {
+        let io = std::io::Error::other("unable to open database file");
+        let e = anyhow::Error::new(Repeats(io)).context("storage");
+        assert_eq!(
+            error_chain(&e),
+            "storage: returned from database: unable to open database file"
+        );
+        let plain = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_chain(&plain), "outer: middle: inner");
     }
 }

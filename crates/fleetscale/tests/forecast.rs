@@ -51,6 +51,22 @@ fn nyc_taxi_beats_seasonal_naive_mape_by_a_fifth() {
     assert!(ours <= 0.8 * base, "ours {ours} vs seasonal naive {base}");
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("polyline"));
+    // Axes with descriptions and UTC time ticks, and a legend.
+    for want in [
+        "time (UTC)",
+        "value per interval (the trace&apos;s unit)",
+        "actual",
+        "seasonal naive",
+        "90% prediction interval",
+    ] {
+        assert!(
+            plot.contains(&format!("\n{want}\n</text>")),
+            "the plot lacks {want}"
+        );
+    }
+    assert!(plot.contains("\nforecast ("), "the legend names the model");
+    let ticks = plot.matches(":00\n</text>").count();
+    assert!(ticks >= 4, "{ticks} time labels");
 }
 
 #[test]

@@ -97,8 +97,9 @@ impl AppState {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// The store failed to open or answer.
-    #[error("storage: {0}")]
+    /// The store failed to open or answer (the cause is the source, not
+    /// repeated in the message: a chain printed with `{:#}` says it once).
+    #[error("storage")]
     Store(#[from] StoreError),
     /// Binding or serving failed.
     #[error("cannot serve on {addr}")]

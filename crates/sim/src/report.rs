@@ -7,49 +7,39 @@ use serde::{Deserialize, Serialize};
 
 use crate::frontier::{EqualAttainment, FrontierPoint};
 
-/// Buckets per natural-log unit of the latency histogram (0.5% resolution).
-const PER_LN: f64 = 200.0;
-/// Histogram size: covers latencies up to `e^(4400/200) µs` (about 100 h).
-const BUCKETS: usize = 4400;
+/// Highest latency the histogram tells apart, µs (100 h); longer ones count
+/// as this.
+const MAX_US: u64 = 100 * 3600 * 1_000_000;
+/// Significant decimal digits kept (0.1% resolution).
+const SIGFIG: u8 = 3;
 
-/// A log-bucketed latency histogram (µs), constant size.
+/// A latency histogram (µs) over `hdrhistogram`: fixed bounds (1 µs to
+/// 100 h, 3 significant digits), so its size is constant.
 #[derive(Debug, Clone)]
-pub struct Hist {
-    counts: Vec<u64>,
-    n: u64,
-}
+pub struct Hist(hdrhistogram::Histogram<u64>);
 
 impl Default for Hist {
     fn default() -> Self {
-        Hist {
-            counts: vec![0; BUCKETS],
-            n: 0,
-        }
+        Hist(
+            hdrhistogram::Histogram::new_with_bounds(1, MAX_US, SIGFIG)
+                .expect("constant bounds are valid"),
+        )
     }
 }
 
 impl Hist {
-    /// Adds one latency, µs.
+    /// Adds one latency, µs (negative counts as 0, beyond 100 h as 100 h).
     pub fn add(&mut self, us: i64) {
-        let b = ((us.max(0) as f64 + 1.0).ln() * PER_LN) as usize;
-        self.counts[b.min(BUCKETS - 1)] += 1;
-        self.n += 1;
+        self.0.saturating_record(us.max(0) as u64);
     }
 
-    /// The `q` quantile (µs, the bucket's midpoint; 0 when empty).
+    /// The `q` quantile (µs, the middle of its bucket; 0 when empty).
     pub fn quantile(&self, q: f64) -> f64 {
-        if self.n == 0 {
+        if self.0.is_empty() {
             return 0.0;
         }
-        let rank = ((q * self.n as f64).ceil() as u64).clamp(1, self.n);
-        let mut seen = 0;
-        for (b, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return (((b as f64 + 0.5) / PER_LN).exp() - 1.0).max(0.0);
-            }
-        }
-        0.0
+        self.0
+            .median_equivalent(self.0.value_at_quantile(q.clamp(0.0, 1.0))) as f64
     }
 }
 
@@ -151,15 +141,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_quantiles_within_half_a_percent() {
+    fn histogram_quantiles_within_a_tenth_of_a_percent() {
         let mut h = Hist::default();
         for ms in 1..=1000 {
             h.add(ms * 1000);
         }
         for (q, want) in [(0.5, 500_000.0), (0.95, 950_000.0), (0.99, 990_000.0)] {
             let got = h.quantile(q);
-            assert!((got / want - 1.0).abs() < 0.005, "q{q}: {got}");
+            assert!((got / want - 1.0).abs() < 0.001, "q{q}: {got}");
         }
         assert_eq!(Hist::default().quantile(0.5), 0.0);
+    }
+
+    #[test]
+    fn histogram_clamps_latencies_beyond_its_bounds() {
+        let mut h = Hist::default();
+        h.add(-5);
+        h.add(i64::MAX);
+        assert_eq!(h.quantile(0.0), 0.0);
+        let top = h.quantile(1.0);
+        assert!((top / MAX_US as f64 - 1.0).abs() < 0.001, "{top}");
     }
 }

@@ -2,7 +2,6 @@
 //! trace (either format of `shared/traces/README.md`) and reports MAPE and
 //! sMAPE next to seasonal naive; optionally writes JSON and an SVG plot.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -151,77 +150,7 @@ pub fn run(a: &ForecastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A small hand-written SVG: actual, forecast with its interval band, and
-/// the seasonal-naive baseline over the holdout.
-fn svg(r: &BacktestReport, level: f64) -> String {
-    let (w, h, pad) = (1200.0, 400.0, 40.0);
-    let pts = &r.points;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}"><rect width="100%" height="100%" fill="white"/>"##
-    );
-    if pts.is_empty() {
-        s.push_str("</svg>\n");
-        return s;
-    }
-    let t0 = pts[0].ts_ms as f64;
-    let t1 = (pts[pts.len() - 1].ts_ms as f64).max(t0 + 1.0);
-    let ymax = pts
-        .iter()
-        .map(|p| p.actual.max(p.upper.min(p.forecast * 3.0)).max(p.baseline))
-        .fold(1.0_f64, f64::max);
-    let x = |t: i64| pad + (t as f64 - t0) / (t1 - t0) * (w - 2.0 * pad);
-    let y = |v: f64| h - pad - v.clamp(0.0, ymax) / ymax * (h - 2.0 * pad);
-    let line = |f: &dyn Fn(&fleetscale_core::forecast::BacktestPoint) -> f64| {
-        pts.iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.ts_ms), y(f(p))))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let band: Vec<String> = pts
-        .iter()
-        .map(|p| format!("{:.1},{:.1}", x(p.ts_ms), y(p.upper)))
-        .chain(
-            pts.iter()
-                .rev()
-                .map(|p| format!("{:.1},{:.1}", x(p.ts_ms), y(p.lower))),
-        )
-        .collect();
-    let _ = write!(
-        s,
-        r##"<polygon points="{}" fill="#9ecae1" fill-opacity="0.5"/>"##,
-        band.join(" ")
-    );
-    for (f, color, label) in [
-        (
-            &(|p: &fleetscale_core::forecast::BacktestPoint| p.baseline)
-                as &dyn Fn(&fleetscale_core::forecast::BacktestPoint) -> f64,
-            "#999999",
-            "seasonal naive",
-        ),
-        (&|p| p.actual, "#000000", "actual"),
-        (&|p| p.forecast, "#d62728", "forecast"),
-    ] {
-        let _ = write!(
-            s,
-            r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1"><title>{label}</title></polyline>"##,
-            line(f)
-        );
-    }
-    let _ = write!(
-        s,
-        r##"<text x="{pad}" y="20" font-family="sans-serif" font-size="12">black: actual, red: {} ({}% interval shaded), grey: seasonal naive; MAPE {:.1}% vs {:.1}%, y max {:.0}</text></svg>"##,
-        r.model.name(),
-        (level * 100.0).round(),
-        r.ours.mape * 100.0,
-        r.baseline.mape * 100.0,
-        ymax
-    );
-    s.push('\n');
-    s
-}
-
 fn write_svg(p: &Path, r: &BacktestReport, level: f64) -> anyhow::Result<()> {
-    std::fs::write(p, svg(r, level)).with_context(|| format!("cannot write {}", p.display()))
+    let svg = super::plot::forecast_svg(r, level)?;
+    std::fs::write(p, svg).with_context(|| format!("cannot write {}", p.display()))
 }

@@ -14,6 +14,7 @@ pub mod forecast;
 pub mod jobs;
 pub mod metrics;
 pub mod output;
+pub mod plot;
 pub mod policy_cmd;
 pub mod pools;
 pub mod proposals;

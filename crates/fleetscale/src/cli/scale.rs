@@ -2,26 +2,31 @@
 //! assessing pool capacity over the REST API, and the scaling events that
 //! record every change.
 
+use std::collections::BTreeMap;
+
 use clap::Args;
+use serde_json::{json, Value};
 
 use super::client::{self, Conn};
 use super::output::{print_json, print_table, Output};
 
-/// Columns shown for capacity.
+/// Columns shown for capacity (the rows [`capacity_row`] makes).
 const CAPACITY_COLS: &[&str] = &[
     "pool_id",
     "region",
     "agent_type",
-    "current",
-    "min",
-    "max",
+    "instances",
+    "load",
     "utilization",
     "status",
 ];
 
 /// Columns shown for scaling events.
 const EVENT_COLS: &[&str] = &[
+    "id",
     "created_at",
+    "region",
+    "agent_type",
     "pool_id",
     "previous_capacity",
     "new_capacity",
@@ -53,6 +58,10 @@ pub struct RebalanceArgs {
     /// Tenant id.
     #[arg(long)]
     tenant_id: String,
+    /// Only the pools of this agent type (default: every agent type, each
+    /// rebalanced across its regions on its own).
+    #[arg(long)]
+    agent_type: Option<String>,
     /// `proportional` (to observed demand, default) or `even`.
     #[arg(long)]
     strategy: Option<String>,
@@ -146,27 +155,105 @@ pub async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
 pub async fn rebalance(a: RebalanceArgs) -> anyhow::Result<()> {
     let RebalanceArgs {
         tenant_id,
+        agent_type,
         strategy,
         dry_run,
         conn,
     } = a;
-    let body =
-        serde_json::json!({"tenant_id": tenant_id, "strategy": strategy, "dry_run": dry_run});
+    let mut body = json!({"tenant_id": tenant_id, "strategy": strategy, "dry_run": dry_run});
+    if let Some(t) = &agent_type {
+        body["agent_type"] = json!(t);
+    }
     let v = conn.post_json("/api/v1/rebalance", &body).await?;
     match conn.output {
         Output::Json => print_json(&v),
         Output::Table => {
-            println!(
-                "rebalanced {} pool(s){}",
-                v["rebalanced"],
-                if dry_run { " (dry run)" } else { "" }
-            );
-            for a in v["actions"].as_array().into_iter().flatten() {
-                println!("  {}", a.as_str().unwrap_or_default());
+            let moves = v["moves"].as_array().map_or(0, Vec::len);
+            if dry_run {
+                println!("dry run: {moves} move(s) planned, nothing changed");
+            } else {
+                println!("rebalanced {} pool(s)", v["rebalanced"]);
+            }
+            if moves == 0 {
+                // Why nothing moves, from the same pools and demand the
+                // planner saw (the capacity assessment).
+                let cap = conn
+                    .get_json(&client::with_query(
+                        "/api/v1/capacity",
+                        &[("tenant_id", Some(tenant_id))],
+                    ))
+                    .await?;
+                let pools = cap["pools"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                let even = v["strategy"] == "even";
+                for line in why_nothing_moves(pools, agent_type.as_deref(), even) {
+                    println!("  {line}");
+                }
+            } else {
+                for a in v["actions"].as_array().into_iter().flatten() {
+                    println!("  {}", a.as_str().unwrap_or_default());
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Why a rebalancing of `pools` (capacity-assessment rows: `agent_type`,
+/// `region`, `current`, `mean_load`) planned no move, one line per agent
+/// type (only `agent_type` when given): proportional rebalancing moves
+/// capacity between at least two pools of a type whose demand was measured
+/// recently; even rebalancing moves pools more than one instance from
+/// their type's mean.
+pub fn why_nothing_moves(pools: &[Value], agent_type: Option<&str>, even: bool) -> Vec<String> {
+    let mut groups: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for p in pools {
+        let t = p["agent_type"].as_str().unwrap_or_default();
+        if agent_type.is_none_or(|a| a == t) {
+            groups.entry(t).or_default().push(p);
+        }
+    }
+    if groups.is_empty() {
+        return vec![match agent_type {
+            Some(t) => format!("no pools of agent type {t}: nothing to rebalance"),
+            None => "the tenant has no pools: nothing to rebalance".into(),
+        }];
+    }
+    groups
+        .into_iter()
+        .map(|(t, g)| {
+            if g.len() < 2 {
+                let region = g[0]["region"].as_str().unwrap_or_default();
+                return format!(
+                    "{t}: one pool only (in {region}): there is no other region to move capacity to"
+                );
+            }
+            if even {
+                let total: i64 = g.iter().map(|p| p["current"].as_i64().unwrap_or(0)).sum();
+                return format!(
+                    "{t}: every pool is within 1 instance of the mean ({:.1} instances over {} regions), or at its bounds",
+                    total as f64 / g.len() as f64,
+                    g.len()
+                );
+            }
+            let measured = g.iter().filter(|p| p["mean_load"].is_number()).count();
+            if measured < 2 {
+                let unmeasured: Vec<&str> = g
+                    .iter()
+                    .filter(|p| !p["mean_load"].is_number())
+                    .map(|p| p["region"].as_str().unwrap_or_default())
+                    .collect();
+                format!(
+                    "{t}: demand is measured in {measured} of {} regions (no recent metric samples in {}); proportional rebalancing needs it in at least 2 (push metrics, or use --strategy even)",
+                    g.len(),
+                    unmeasured.join(", ")
+                )
+            } else {
+                format!(
+                    "{t}: capacity is already in proportion to the measured demand of its {measured} regions (within each pool's bounds)"
+                )
+            }
+        })
+        .collect()
 }
 
 /// Runs `fleetscale capacity`: the capacity assessment of a tenant's pools.
@@ -190,17 +277,53 @@ pub async fn capacity(a: CapacityArgs) -> anyhow::Result<()> {
     match conn.output {
         Output::Json => print_json(&v),
         Output::Table => {
-            print_table(
-                v["pools"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-                CAPACITY_COLS,
+            let (under, over) = (
+                v["thresholds"]["under_pct"].as_f64().unwrap_or(30.0),
+                v["thresholds"]["over_pct"].as_f64().unwrap_or(80.0),
             );
+            let rows: Vec<Value> = v["pools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| capacity_row(p, under, over))
+                .collect();
+            print_table(&rows, CAPACITY_COLS);
             println!(
-                "overall health: {:.1}%",
+                "overall health: {:.1}% of the pools with recent metrics are within {under}–{over}% utilization",
                 v["overall_health"].as_f64().unwrap_or(0.0)
             );
         }
     }
     Ok(())
+}
+
+/// One pool's capacity assessment as a table row in words and units:
+/// instances with their bounds, utilization in %, and the status as
+/// `overloaded` / `underused` / `ok` with the threshold it crossed, and
+/// the load in instances (utilization × desired capacity).
+pub fn capacity_row(p: &Value, under_pct: f64, over_pct: f64) -> Value {
+    let util = p["utilization"].as_f64();
+    let status = match (p["status"].as_str().unwrap_or_default(), util) {
+        ("over", Some(u)) => format!("overloaded ({u:.1}% > {over_pct}%)"),
+        ("over", None) => "overloaded (load beyond measure)".into(),
+        ("under", Some(u)) => format!("underused ({u:.1}% < {under_pct}%)"),
+        ("under", None) => "underused".into(),
+        ("optimal", _) => format!("ok ({under_pct}–{over_pct}%)"),
+        ("unknown", _) => "unknown (no recent metrics)".into(),
+        (other, _) => other.to_string(),
+    };
+    json!({
+        "pool_id": p["pool_id"],
+        "region": p["region"],
+        "agent_type": p["agent_type"],
+        "instances": format!("{} (min {}, max {})", p["current"], p["min"], p["max"]),
+        "utilization": util.map_or_else(|| "-".to_string(), |u| format!("{u:.1}%")),
+        "load": match (util, p["current"].as_f64()) {
+            (Some(u), Some(c)) => format!("{:.1} instances", u / 100.0 * c),
+            _ => "-".to_string(),
+        },
+        "status": status,
+    })
 }
 
 /// Runs `fleetscale events`: one scaling event, or a page of them.

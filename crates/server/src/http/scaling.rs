@@ -351,6 +351,10 @@ pub struct RebalanceBody {
     pub tenant_id: String,
     /// `proportional` (to demand; the default) or `even`.
     pub strategy: Option<String>,
+    /// Only the pools of this agent type (default: every agent type, each
+    /// rebalanced on its own).
+    #[serde(default)]
+    pub agent_type: Option<String>,
     /// Plan only: change nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -417,7 +421,10 @@ async fn rebalance(
     who.see(&b.tenant_id, "tenant")?;
     s.engine.store.get_tenant(&b.tenant_id).await?;
     let now = now_ms();
-    let pools = s.engine.store.all_pools(Some(&b.tenant_id)).await?;
+    let mut pools = s.engine.store.all_pools(Some(&b.tenant_id)).await?;
+    if let Some(t) = &b.agent_type {
+        pools.retain(|p| &p.agent_type == t);
+    }
     let stats = s.engine.store.window_stats(Some(&b.tenant_id), now).await?;
     let moves = rebalance::plan(&rebalance_inputs(&pools, &stats), strategy);
     let (actions, rebalanced) =
