@@ -88,6 +88,22 @@ pub struct EngineView {
     pub actuator: String,
     /// The background jobs.
     pub tasks: Vec<TaskView>,
+    /// This replica's in-memory routing view.
+    pub routing_view: RoutingViewStatus,
+}
+
+/// This replica's in-memory routing view: reloaded every tick, and before
+/// the next route after a write through this replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutingViewStatus {
+    /// Version of the snapshot in use (0 before the first load).
+    pub version: u64,
+    /// When it was loaded (RFC 3339), `null` before the first load.
+    pub loaded_at: Option<String>,
+    /// Tenants it knows.
+    pub tenants: usize,
+    /// Regions it knows.
+    pub regions: usize,
 }
 
 /// The control loop: leader, last tick, counts.
@@ -117,6 +133,15 @@ impl EngineView {
                 .into_iter()
                 .map(TaskView::from)
                 .collect(),
+            routing_view: {
+                let v = s.engine.routing_view.status();
+                RoutingViewStatus {
+                    version: v.version,
+                    loaded_at: (v.version > 0).then(|| rfc3339(v.loaded_at_ms)),
+                    tenants: v.tenants,
+                    regions: v.regions,
+                }
+            },
         }
     }
 }

@@ -2,9 +2,13 @@
 //! in a region and queues it there; `POST /jobs/{id}/done` takes it out of
 //! the queue.
 //!
-//! A route reads everything it needs in one set-based store read
-//! ([`fleetscale_store::Store::job_world`]) and decides with the core's
-//! pure [`route_job`], in this order: **compliance** (the job type is the
+//! A route reads the tenant's region policy and the regions (jurisdiction,
+//! stored mode, pressures, capacity score) from this replica's in-memory
+//! routing view ([`fleetscale_engine::routing_view`]; fresh within a tick,
+//! at once for this replica's own writes) and what changes per job
+//! (budgets, jobs in queue, throughput) from the database
+//! ([`fleetscale_store::Store::job_world_from`]), and decides with the
+//! core's pure [`route_job`], in this order: **compliance** (the job type is the
 //! workload type of the tenant's region policy; a hard filter) → **budget**
 //! (each compliant region's budget is checked against
 //! `estimated_cost_cents` without charging, as `POST
@@ -245,7 +249,12 @@ async fn route(
     let (priority, cost) = validate(&b)?;
     who.see(&b.tenant_id, "tenant")?;
     let now = now_ms();
-    let world = s.engine.store.job_world(&b.tenant_id, now).await?;
+    let view = s.engine.routing_view.for_tenant(&b.tenant_id).await?;
+    let world = s
+        .engine
+        .store
+        .job_world_from(&view.snapshot, &b.tenant_id, now)
+        .await?;
     let input = JobRouteInput {
         tenant_id: b.tenant_id,
         region: b.region,
