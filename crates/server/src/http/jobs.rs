@@ -236,6 +236,11 @@ fn refused(e: JobRouteError, world: &JobWorld, cost: i64) -> ApiError {
 
 /// Route a job: compliance, budget (checked, not charged), mode gating, then
 /// the requested or home region, else the best region for the job's kind.
+///
+/// Policies and region states are read from this replica's in-memory
+/// routing view (reloaded every tick on every replica; at once after a
+/// change made through this replica); budgets, queues and throughput are
+/// read from the database for each job.
 #[utoipa::path(post, path = "/jobs/route", tag = "jobs",
     request_body(content = JobRouteBody, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "region": "eu-west", "job_type": "creative", "priority": 5, "estimated_cost_cents": 100})),
     responses((status = 200, description = "Where the job goes; it is queued there until done.", body = JobRouteView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))

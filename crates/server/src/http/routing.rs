@@ -268,9 +268,19 @@ fn refused(e: &RouteError) -> ApiError {
 }
 
 /// Route a workload: the best compliant region that can take it.
+///
+/// Freshness: the decision reads this replica's in-memory routing view,
+/// which is reloaded every tick on every replica, so a change made through
+/// another replica is routed on within about one tick; a change made
+/// through this replica (tenant, policy, region, pool, scaling, outcome,
+/// metric or latency sample) is routed on at once by the next route.
+/// Recording: a 200 is answered only after the decision is durably
+/// committed (decisions of concurrent routes share one transaction); a 503
+/// means it could not be recorded and nothing was, so retry; a 4xx or 409
+/// records nothing.
 #[utoipa::path(post, path = "/route", tag = "routing",
     request_body(content = RouteBody, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "workload_type": "chat", "agent_type": "writer", "preferred_regions": ["eu-west"], "client_country": "DE"})),
-    responses((status = 200, description = "The decision, recorded.", body = RouteView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
+    responses((status = 200, description = "The decision, durably recorded before this answer.", body = RouteView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422), (status = 503, description = "The decision could not be recorded durably; nothing was recorded: retry."))
 )]
 async fn route_workload(
     State(s): State<AppState>,
