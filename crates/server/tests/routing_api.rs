@@ -906,3 +906,55 @@ async fn every_decision_of_a_run_in_a_changing_world_replays_to_its_region() {
         assert_eq!(r["same"], true, "seed {seed:#x}, decision {id}: {r}");
     }
 }
+
+/// When the decision's transaction fails the route is a 503 problem and
+/// nothing is recorded; the writer goes on with the next decision.
+#[tokio::test]
+async fn a_decision_that_cannot_be_recorded_is_a_503_and_nothing_is_recorded() {
+    let app = App::new().await;
+    let tid = world(&app, "acme").await;
+    let store = &app.state.engine.store;
+    store
+        .exec_admin(
+            "CREATE TRIGGER refuse_decisions BEFORE INSERT ON routing_decisions \
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+        )
+        .await
+        .unwrap();
+    let (s, p, ctype) = app
+        .call(
+            "POST",
+            "/api/v1/route",
+            Some(ADMIN),
+            Some(&route_body(&tid, "chat").to_string()),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 503, "{p}");
+    assert_eq!(ctype, "application/problem+json");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was recorded"),
+        "{p}"
+    );
+    assert!(
+        !p.to_string().contains("disk on fire"),
+        "no database text: {p}"
+    );
+    store
+        .exec_admin("DROP TRIGGER refuse_decisions")
+        .await
+        .unwrap();
+    assert!(decisions(&app, &tid).await.is_empty(), "nothing recorded");
+    let d = app
+        .expect(
+            "POST",
+            "/api/v1/route",
+            ADMIN,
+            route_body(&tid, "chat"),
+            200,
+        )
+        .await;
+    assert_eq!(decisions(&app, &tid).await[0]["id"], d["id"]);
+}
