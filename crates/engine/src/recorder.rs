@@ -1,6 +1,7 @@
 //! Group commit for routing decisions: every `POST /api/v1/route` hands its
-//! decision to one writer task through a bounded queue; the writer takes
-//! what is waiting (up to [`MAX_DECISIONS_PER_COMMIT`]), writes it in one
+//! decision to a writer task through a bounded queue (one writer on SQLite,
+//! [`POSTGRES_WRITERS`] on PostgreSQL); a free writer takes what is waiting
+//! (up to [`MAX_DECISIONS_PER_COMMIT`]), writes it in one
 //! transaction ([`Store::record_routing_decisions`]: the shared contexts
 //! once, multi-row inserts), commits, and only then answers each request.
 //! So a decision is acknowledged only once it is durable (a crash loses no
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use fleetscale_store::{RoutingRecord, Store, StoreError};
+use fleetscale_store::{Backend, RoutingRecord, Store, StoreError};
 
 use crate::supervisor::Supervisor;
 
@@ -24,6 +25,9 @@ pub const QUEUE_BOUND: usize = 4_096;
 
 /// Most decisions written in one transaction.
 pub const MAX_DECISIONS_PER_COMMIT: usize = 512;
+
+/// Writer tasks on PostgreSQL: batches in flight at once.
+pub const POSTGRES_WRITERS: usize = 4;
 
 struct Job {
     rec: RoutingRecord,
@@ -68,22 +72,39 @@ pub struct DecisionRecorder {
 }
 
 impl DecisionRecorder {
-    /// Starts the writer task over `store` under `supervisor` (needs a
-    /// tokio runtime). It ends when every handle is dropped, after
-    /// answering what it already took.
+    /// Starts the writer tasks over `store` under `supervisor` (needs a
+    /// tokio runtime): one on SQLite (one writer at a time holds its lock
+    /// anyway), [`POSTGRES_WRITERS`] on PostgreSQL, whose commits of
+    /// concurrent transactions share WAL flushes. They end when every
+    /// handle is dropped, after answering what they already took.
     pub fn start(store: Store, supervisor: &Supervisor) -> DecisionRecorder {
-        DecisionRecorder::start_with(Arc::new(store), supervisor)
+        let writers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
+        };
+        DecisionRecorder::start_with(Arc::new(store), writers, supervisor)
     }
 
-    /// As [`DecisionRecorder::start`], writing through `writer`.
-    pub fn start_with(writer: Arc<dyn BatchWriter>, supervisor: &Supervisor) -> DecisionRecorder {
+    /// As [`DecisionRecorder::start`], with `writers` tasks (at least one)
+    /// writing through `writer`. Each takes what is waiting when it is free,
+    /// so up to `writers` batches are in flight at once.
+    pub fn start_with(
+        writer: Arc<dyn BatchWriter>,
+        writers: usize,
+        supervisor: &Supervisor,
+    ) -> DecisionRecorder {
         let (tx, rx) = mpsc::channel(QUEUE_BOUND);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        // The writer stops when its queue closes, not on a signal.
+        // The writers stop when their queue closes, not on a signal.
         let (_never, no_shutdown) = watch::channel(false);
-        supervisor.spawn("routing-recorder", no_shutdown, move || {
-            run(writer.clone(), rx.clone())
-        });
+        for i in 1..=writers.max(1) {
+            let (writer, rx) = (writer.clone(), rx.clone());
+            supervisor.spawn(
+                &format!("routing-recorder-{i}"),
+                no_shutdown.clone(),
+                move || run(writer.clone(), rx.clone()),
+            );
+        }
         DecisionRecorder { tx }
     }
 
@@ -105,9 +126,19 @@ async fn run(
     writer: Arc<dyn BatchWriter>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
 ) -> Result<(), String> {
-    let mut rx = rx.lock().await;
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_DECISIONS_PER_COMMIT);
-    while rx.recv_many(&mut jobs, MAX_DECISIONS_PER_COMMIT).await > 0 {
+    loop {
+        // The queue is held only while taking a batch: another writer takes
+        // the next one while this one writes.
+        if rx
+            .lock()
+            .await
+            .recv_many(&mut jobs, MAX_DECISIONS_PER_COMMIT)
+            .await
+            == 0
+        {
+            return Ok(());
+        }
         let (recs, dones): (Vec<RoutingRecord>, Vec<_>) =
             jobs.drain(..).map(|j| (j.rec, j.done)).unzip();
         let result = writer.write(&recs).await.map_err(|e| {
@@ -118,7 +149,6 @@ async fn run(
             let _ = done.send(result.clone());
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -185,6 +215,10 @@ mod tests {
     }
 
     fn gated() -> (DecisionRecorder, Arc<Gate>, mpsc::Sender<bool>) {
+        gated_with(1)
+    }
+
+    fn gated_with(writers: usize) -> (DecisionRecorder, Arc<Gate>, mpsc::Sender<bool>) {
         let (go, commit) = mpsc::channel(16);
         let gate = Arc::new(Gate {
             started: Mutex::default(),
@@ -192,7 +226,11 @@ mod tests {
             commit: tokio::sync::Mutex::new(commit),
         });
         let sup = Supervisor::new(Arc::new(Metrics::new()));
-        (DecisionRecorder::start_with(gate.clone(), &sup), gate, go)
+        (
+            DecisionRecorder::start_with(gate.clone(), writers, &sup),
+            gate,
+            go,
+        )
     }
 
     #[tokio::test]
@@ -243,6 +281,30 @@ mod tests {
         assert_eq!(
             *gate.batches.lock().unwrap(),
             vec![vec!["kept".to_string()]]
+        );
+    }
+
+    #[tokio::test]
+    async fn with_two_writers_a_second_batch_is_written_while_the_first_waits_for_its_commit() {
+        let (rec, gate, go) = gated_with(2);
+        let send = |id: &str| {
+            let (rec, id) = (rec.clone(), id.to_string());
+            tokio::spawn(async move { rec.record(record(&id)).await })
+        };
+        let first = send("d0");
+        until(|| gate.started.lock().unwrap().len() == 1).await;
+        let second = send("d1");
+        until(|| gate.started.lock().unwrap().len() == 2).await;
+        assert!(!first.is_finished() && !second.is_finished());
+        go.send(true).await.unwrap();
+        go.send(true).await.unwrap();
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        let mut batches = gate.batches.lock().unwrap().clone();
+        batches.sort();
+        assert_eq!(
+            batches,
+            vec![vec!["d0".to_string()], vec!["d1".to_string()]]
         );
     }
 }
