@@ -18,7 +18,9 @@ pub mod control;
 pub mod ingest;
 pub mod metrics;
 pub mod monitor;
+pub mod recorder;
 pub mod regions;
+pub mod routing_view;
 pub mod supervisor;
 
 use std::sync::atomic::AtomicBool;
@@ -32,6 +34,8 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use control::{EngineConfig, TickReport, LEASE};
 pub use ingest::Ingestor;
 pub use metrics::Metrics;
+pub use recorder::{DecisionRecorder, RecordError};
+pub use routing_view::RoutingView;
 pub use supervisor::{Supervisor, TaskState, TaskStatus};
 
 /// What every engine job works over. Cloning is cheap (handles and `Arc`s).
@@ -50,6 +54,8 @@ pub struct EngineCtx {
     /// Forecast models the leader keeps between ticks (see
     /// [`control::ForecastCaches`]).
     pub forecasts: Arc<Mutex<control::ForecastCaches>>,
+    /// The in-memory routing view of this process (see [`routing_view`]).
+    pub routing_view: RoutingView,
     /// True while the control loop waits for its next poll (not while it
     /// evaluates or talks to the database): tests on a paused clock move
     /// time on only once the loop is parked.
@@ -69,12 +75,14 @@ impl EngineCtx {
     /// A context over `store` with the system clock, default metrics and no
     /// actuator. Starts the budget writer, so it needs a tokio runtime.
     pub fn new(store: Store) -> EngineCtx {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         EngineCtx {
             budgets: Budgets::start(store.clone()),
+            routing_view: RoutingView::new(store.clone(), clock.clone()),
             store,
             actuator: Arc::new(Actuator::None),
             metrics: Arc::new(Metrics::new()),
-            clock: Arc::new(SystemClock),
+            clock,
             forecasts: Arc::default(),
             loop_parked: Arc::default(),
         }
@@ -87,8 +95,9 @@ impl EngineCtx {
 }
 
 /// Spawns the engine's jobs under `supervisor`: the control loop (with its
-/// retention pruning and the region state), the region monitor and budget
-/// maintenance. Each stops when `shutdown`
+/// retention pruning and the region state), the region monitor, budget
+/// maintenance and the routing view's refresh (every tick, on every
+/// replica). Each stops when `shutdown`
 /// turns true; a job that panics is restarted with backoff.
 pub fn spawn_jobs(
     ctx: &EngineCtx,
@@ -96,6 +105,7 @@ pub fn spawn_jobs(
     supervisor: &Supervisor,
     shutdown: &watch::Receiver<bool>,
 ) {
+    let tick = cfg.tick;
     let (c, rx, conf) = (ctx.clone(), shutdown.clone(), cfg.clone());
     supervisor.spawn("region-monitor", shutdown.clone(), move || {
         monitor::run(c.clone(), conf.clone(), rx.clone())
@@ -103,6 +113,10 @@ pub fn spawn_jobs(
     let (c, rx) = (ctx.clone(), shutdown.clone());
     supervisor.spawn("control-loop", shutdown.clone(), move || {
         control::run(c.clone(), cfg.clone(), rx.clone())
+    });
+    let (view, rx) = (ctx.routing_view.clone(), shutdown.clone());
+    supervisor.spawn("routing-view", shutdown.clone(), move || {
+        routing_view::run(view.clone(), tick, rx.clone())
     });
     let (c, rx) = (ctx.clone(), shutdown.clone());
     supervisor.spawn("budget-maintenance", shutdown.clone(), move || {

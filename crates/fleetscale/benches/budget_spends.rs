@@ -20,6 +20,9 @@
 //! how many runs of each backend, each on a fresh database and server (1),
 //! followed by their median, since on a shared machine one run's rate can
 //! be ±30% off; `BENCH_CEILING=0` skips the HTTP ceiling run.
+//!
+//! The client, the ceiling run and the CPU accounting are `common`'s,
+//! shared with `routing_http`.
 
 /// The load generator allocates with mimalloc too, like the server.
 #[global_allocator]
@@ -27,6 +30,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -36,19 +41,14 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::Connection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use common::{
+    bin, ceiling_enabled, cpu_by_thread, env_count, http_ceiling, sum_threads, summary, HttpClient,
+    AUTH,
+};
 use support::{
     client, free_port, fresh_pg_url, fresh_sqlite, get, post, region_with_budget, Replica,
 };
-
-/// The server binary: this build, or `FLEETSCALE_BENCH_BIN` (to measure an
-/// older build with the same load generator, alternating runs).
-fn bin() -> String {
-    std::env::var("FLEETSCALE_BENCH_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fleetscale").to_string())
-}
 
 /// The fields of a spend answer the bench checks.
 #[derive(Deserialize)]
@@ -57,64 +57,18 @@ struct Spent {
     replayed: bool,
 }
 
-/// One client: a keep-alive HTTP/1.1 connection to one replica, written to
-/// and read from directly. Each request goes out in one `write`, and the
-/// answer is parsed with httparse (the parser hyper uses), so the load
-/// generator spends its CPU on the socket, not on a client stack: hyper's
-/// client connection costs a second task and a wake-up per request.
+/// One client spending in one region over `common`'s lean connection.
 struct SpendClient {
-    tcp: TcpStream,
-    authority: String,
+    http: HttpClient,
     path: String,
-    /// Bytes read and not yet consumed.
-    buf: Vec<u8>,
 }
 
 impl SpendClient {
     async fn connect(base: &str, region: &str) -> SpendClient {
-        let authority = base.trim_start_matches("http://").to_string();
-        let tcp = TcpStream::connect(&authority).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
         SpendClient {
-            tcp,
-            authority,
+            http: HttpClient::connect(base).await,
             path: format!("/api/v1/regions/{region}/budget/spend"),
-            buf: Vec::with_capacity(4096),
         }
-    }
-
-    /// Sends `request` and reads one whole answer: its status and body.
-    async fn roundtrip(&mut self, request: &[u8]) -> (u16, Vec<u8>) {
-        assert!(
-            self.buf.is_empty(),
-            "bytes the server sent after its last answer: the stream is out of step"
-        );
-        self.tcp.write_all(request).await.unwrap();
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut res = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(head) = res.parse(&self.buf).unwrap() {
-                let status = res.code.unwrap();
-                let len: usize = res
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                    .unwrap_or_else(|| panic!("answer {status} has no content-length"));
-                while self.buf.len() < head + len {
-                    self.read_more().await;
-                }
-                let body = self.buf[head..head + len].to_vec();
-                self.buf.drain(..head + len);
-                return (status, body);
-            }
-            self.read_more().await;
-        }
-    }
-
-    async fn read_more(&mut self) {
-        let n = self.tcp.read_buf(&mut self.buf).await.unwrap();
-        assert!(n > 0, "the server closed the connection");
     }
 
     /// One spend; panics unless it was charged exactly once.
@@ -122,92 +76,12 @@ impl SpendClient {
         let body = format!(
             r#"{{"amount_cents":{amount},"job_type":"creative","idempotency_key":"{key}"}}"#
         );
-        let request = format!(
-            "POST {} HTTP/1.1\r\nhost: {}\r\nauthorization: {AUTH}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            self.path,
-            self.authority,
-            body.len()
-        );
-        let (status, bytes) = self.roundtrip(request.as_bytes()).await;
+        let (status, bytes) = self.http.post_json(&self.path, &body).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
         let s: Spent = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(s.charged_cents, amount);
         assert!(!s.replayed, "a fresh key was replayed");
     }
-
-    /// One `GET /healthz`: the server's HTTP path alone (no token, no JSON,
-    /// no database); panics unless it answered 200.
-    async fn ping(&mut self) {
-        let request = format!("GET /healthz HTTP/1.1\r\nhost: {}\r\n\r\n", self.authority);
-        let (status, _) = self.roundtrip(request.as_bytes()).await;
-        assert_eq!(status, 200);
-    }
-}
-
-/// The same clients against `GET /healthz` of `url`: the request rate this
-/// machine's HTTP stack (client and server sharing the cores) reaches with a
-/// handler that does nothing, the ceiling for any endpoint in this bench.
-async fn http_ceiling(url: &str, pid: Option<u32>, clients: usize, duration: Duration) {
-    let server = || {
-        pid.map(|p| cpu_by_thread(&p.to_string()))
-            .unwrap_or_default()
-    };
-    let mut conns = Vec::new();
-    for _ in 0..clients {
-        conns.push(SpendClient::connect(url, "unused").await);
-    }
-    let done = Arc::new(AtomicUsize::new(0));
-    let (server_before, gen_before) = (server(), cpu_by_thread("self"));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for mut client in conns {
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            while started.elapsed() < duration {
-                client.ping().await;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let n = done.load(Ordering::Relaxed);
-    let (server_after, gen_after) = (server(), cpu_by_thread("self"));
-    println!(
-        "http ceiling: {n} GET /healthz in {secs:.1}s = {:.0} requests/s ({clients} clients, no token, no database)",
-        n as f64 / secs
-    );
-    println!(
-        "http ceiling: {}",
-        cpu_report(
-            (&server_before, &server_after),
-            (&gen_before, &gen_after),
-            (n, "request"),
-            true
-        )
-    );
-}
-
-/// CPU time (ns) the threads of process `pid` ran so far, by thread name
-/// (`/proc/PID/task/TID/schedstat`, whose first field is the time on CPU):
-/// threads that exit in between are lost, which the server's are not.
-fn cpu_by_thread(pid: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let dir = t.path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        let ns = std::fs::read_to_string(dir.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        *out.entry(name.trim().to_string()).or_default() += ns;
-    }
-    out
 }
 
 /// What the server and this load generator spent on CPU per spend between
@@ -215,7 +89,7 @@ fn cpu_by_thread(pid: &str) -> BTreeMap<String, u64> {
 /// server (`in_process`: SQLite), the rate two fully busy cores would allow
 /// at that cost: figures far less sensitive to the host's other load than
 /// the rate itself. PostgreSQL's own processes are not counted.
-fn cpu_report(
+fn spend_cpu_report(
     server: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
     loadgen: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
     (n, unit): (usize, &str),
@@ -247,8 +121,6 @@ fn cpu_report(
         total - writer - sync,
     )
 }
-
-const AUTH: &str = concat!("Bearer ", "e2e-admin-token");
 
 async fn run(
     name: &str,
@@ -354,17 +226,10 @@ async fn run(
         at(1.0)
     );
     // The replicas' threads summed by name.
-    let sum = |maps: Vec<BTreeMap<String, u64>>| {
-        let mut total = BTreeMap::new();
-        for (k, v) in maps.into_iter().flatten() {
-            *total.entry(k).or_insert(0) += v;
-        }
-        total
-    };
-    let (sb, sa) = (sum(server_before), sum(server_after));
+    let (sb, sa) = (sum_threads(server_before), sum_threads(server_after));
     println!(
         "{name}: {}",
-        cpu_report(
+        spend_cpu_report(
             (&sb, &sa),
             (&gen_before, &gen_after),
             (n, "spend"),
@@ -374,49 +239,12 @@ async fn run(
     rate
 }
 
-/// A positive whole number from the environment variable `name`, or
-/// `default` when it is unset; any other value stops the bench with a
-/// message naming the variable.
-fn env_count(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => match v.parse::<u64>() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name} must be a positive whole number, got {v:?}"),
-        },
-    }
-}
-
-/// Prints the median and range of one configuration's runs.
-fn summary(name: &str, rates: &mut [f64]) {
-    if rates.len() < 2 {
-        return;
-    }
-    rates.sort_by(f64::total_cmp);
-    let mid = rates.len() / 2;
-    let median = if rates.len().is_multiple_of(2) {
-        (rates[mid - 1] + rates[mid]) / 2.0
-    } else {
-        rates[mid]
-    };
-    println!(
-        "{name}: median of {} runs {median:.0} spends/s (min {:.0}, max {:.0})",
-        rates.len(),
-        rates[0],
-        rates[rates.len() - 1]
-    );
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let duration = Duration::from_secs(env_count("BENCH_SECS", 15));
     let rounds = env_count("BENCH_ROUNDS", 1);
     let sqlite_clients = env_count("BENCH_CLIENTS", 32) as usize;
-    let ceiling = match std::env::var("BENCH_CEILING").as_deref() {
-        Err(_) | Ok("1") => true,
-        Ok("0") => false,
-        Ok(v) => panic!("BENCH_CEILING must be 0 or 1, got {v:?}"),
-    };
+    let ceiling = ceiling_enabled();
     let bin = bin();
     println!("server binary: {bin}");
     let mut rates = Vec::new();
@@ -440,7 +268,7 @@ async fn main() {
             .await,
         );
     }
-    summary("sqlite, single node", &mut rates);
+    summary("sqlite, single node", "spends", &mut rates);
     if std::env::var_os("FLEETSCALE_TEST_PG_URL").is_none() {
         println!(
             "postgresql, two replicas: skipped, FLEETSCALE_TEST_PG_URL is not set (`scripts/pg-throwaway.sh start DIR` starts a throwaway cluster and prints its URL)"
@@ -465,5 +293,5 @@ async fn main() {
             .await,
         );
     }
-    summary("postgresql, two replicas", &mut rates);
+    summary("postgresql, two replicas", "spends", &mut rates);
 }

@@ -21,24 +21,30 @@
 //! directly, answers parsed with httparse, as in `budget_spends`), sends
 //! `POST /api/v1/route`, waits for the answer and checks it (status 200, a
 //! compliant region selected) before sending the next; no pipelining.
+//! Before the run each replica answers one warm-up route (retried while it
+//! is refused: a replica routes on another's writes within a tick, and a
+//! region measured before its pool existed is frozen for two more ticks).
 //! After the run the bench reads the recorded decisions' ids from the
 //! database and checks they are exactly the ids answered with 200 (plus the
 //! warm-ups), then reads the newest one back through `GET /routing/{id}`.
 //!
 //! Printed per run: decisions/s, the latency percentiles the clients saw
-//! (p50, p99, p99.9, max) and the CPU per decision of the server (by thread
-//! group) and of the load generator; per backend, the median and range of
-//! the runs' rates; in the first SQLite round, the HTTP ceiling (the same
-//! clients against `GET /healthz`).
+//! (p50, p99, p99.9, max), the CPU per decision of the server (by thread
+//! group) and of the load generator, and the bytes recorded per decision
+//! (the decision row's request part and compact decision, and the shared
+//! contexts spread over the decisions); per backend, the median and range
+//! of the runs' rates and p99s; in the first round of each backend, the HTTP
+//! ceiling (the same clients against `GET /healthz`), to compare within
+//! the same minutes on a shared host.
 //!
 //! Environment: `BENCH_SECS` each run's length (10), `BENCH_CLIENTS` the
 //! clients (32; split over the two replicas on PostgreSQL),
 //! `BENCH_ROUNDS` runs per backend, each on a fresh database and server (1),
-//! `BENCH_CEILING=0` skips the HTTP ceiling run, `FLEETSCALE_BENCH_BIN`
+//! `BENCH_CEILING=0` skips the HTTP ceiling runs, `FLEETSCALE_BENCH_BIN`
 //! another server binary (A/B against an older build).
 //!
-//! The load generator and the CPU accounting are copies of
-//! `budget_spends`' (kept separate so that bench's figures stay comparable).
+//! The client, the ceiling run and the CPU accounting are `common`'s,
+//! shared with `budget_spends`.
 
 /// The load generator allocates with mimalloc too, like the server.
 #[global_allocator]
@@ -46,6 +52,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,18 +63,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use common::{
+    bin, ceiling_enabled, cpu_by_thread, cpu_report, env_count, http_ceiling, median, sum_threads,
+    summary, HttpClient, AUTH,
+};
 use support::{client, free_port, fresh_pg_url, fresh_sqlite, get, post, Replica, TOKEN};
-
-/// The server binary: this build, or `FLEETSCALE_BENCH_BIN`.
-fn bin() -> String {
-    std::env::var("FLEETSCALE_BENCH_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fleetscale").to_string())
-}
-
-const AUTH: &str = concat!("Bearer ", "e2e-admin-token");
 
 /// The seeded regions: (name, jurisdiction, mean latency ms).
 const REGIONS: [(&str, &str, f64); 10] = [
@@ -189,59 +191,16 @@ struct Routed<'a> {
     selected_region: &'a str,
 }
 
-/// One client: a keep-alive HTTP/1.1 connection written to and read from
-/// directly (as in `budget_spends`).
+/// One client routing over `common`'s lean connection.
 struct RouteClient {
-    tcp: TcpStream,
-    authority: String,
-    /// Bytes read and not yet consumed.
-    buf: Vec<u8>,
+    http: HttpClient,
 }
 
 impl RouteClient {
     async fn connect(base: &str) -> RouteClient {
-        let authority = base.trim_start_matches("http://").to_string();
-        let tcp = TcpStream::connect(&authority).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
         RouteClient {
-            tcp,
-            authority,
-            buf: Vec::with_capacity(8192),
+            http: HttpClient::connect(base).await,
         }
-    }
-
-    /// Sends `request` and reads one whole answer: its status and body.
-    async fn roundtrip(&mut self, request: &[u8]) -> (u16, Vec<u8>) {
-        assert!(
-            self.buf.is_empty(),
-            "bytes the server sent after its last answer: the stream is out of step"
-        );
-        self.tcp.write_all(request).await.unwrap();
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut res = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(head) = res.parse(&self.buf).unwrap() {
-                let status = res.code.unwrap();
-                let len: usize = res
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                    .unwrap_or_else(|| panic!("answer {status} has no content-length"));
-                while self.buf.len() < head + len {
-                    self.read_more().await;
-                }
-                let body = self.buf[head..head + len].to_vec();
-                self.buf.drain(..head + len);
-                return (status, body);
-            }
-            self.read_more().await;
-        }
-    }
-
-    async fn read_more(&mut self) {
-        let n = self.tcp.read_buf(&mut self.buf).await.unwrap();
-        assert!(n > 0, "the server closed the connection");
     }
 
     /// One route; panics unless it answered 200 with a compliant region.
@@ -250,12 +209,7 @@ impl RouteClient {
         let body = format!(
             r#"{{"tenant_id":"{tenant}","workload_type":"{workload}","agent_type":"chat"}}"#
         );
-        let request = format!(
-            "POST /api/v1/route HTTP/1.1\r\nhost: {}\r\nauthorization: {AUTH}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            self.authority,
-            body.len()
-        );
-        let (status, bytes) = self.roundtrip(request.as_bytes()).await;
+        let (status, bytes) = self.http.post_json("/api/v1/route", &body).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
         let r: Routed = serde_json::from_slice(&bytes).unwrap();
         assert!(
@@ -265,129 +219,13 @@ impl RouteClient {
         );
         r.id
     }
-
-    /// One `GET /healthz`; panics unless it answered 200.
-    async fn ping(&mut self) {
-        let request = format!("GET /healthz HTTP/1.1\r\nhost: {}\r\n\r\n", self.authority);
-        let (status, _) = self.roundtrip(request.as_bytes()).await;
-        assert_eq!(status, 200);
-    }
 }
 
-/// The same clients against `GET /healthz` of `url`: the request rate this
-/// machine's HTTP stack reaches with a handler that does nothing.
-async fn http_ceiling(url: &str, pid: Option<u32>, clients: usize, duration: Duration) {
-    let server = || {
-        pid.map(|p| cpu_by_thread(&p.to_string()))
-            .unwrap_or_default()
-    };
-    let mut conns = Vec::new();
-    for _ in 0..clients {
-        conns.push(RouteClient::connect(url).await);
-    }
-    let done = Arc::new(AtomicUsize::new(0));
-    let (server_before, gen_before) = (server(), cpu_by_thread("self"));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for mut client in conns {
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            while started.elapsed() < duration {
-                client.ping().await;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let n = done.load(Ordering::Relaxed);
-    let (server_after, gen_after) = (server(), cpu_by_thread("self"));
-    println!(
-        "http ceiling: {n} GET /healthz in {secs:.1}s = {:.0} requests/s ({clients} clients, no token, no database)",
-        n as f64 / secs
-    );
-    println!(
-        "http ceiling: {}",
-        cpu_report(
-            (&server_before, &server_after),
-            (&gen_before, &gen_after),
-            (n, "request"),
-            true
-        )
-    );
-}
-
-/// CPU time (ns) the threads of process `pid` ran so far, by thread name
-/// (`/proc/PID/task/TID/schedstat`, first field).
-fn cpu_by_thread(pid: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let dir = t.path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        let ns = std::fs::read_to_string(dir.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        *out.entry(name.trim().to_string()).or_default() += ns;
-    }
-    out
-}
-
-/// CPU per operation of the server, by thread group (those over 5% of
-/// it), and of this load generator between two [`cpu_by_thread`]
-/// readings; with the database inside the server (`in_process`: SQLite),
-/// the rate two fully busy cores would allow at that cost.
-fn cpu_report(
-    server: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
-    loadgen: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
-    (n, unit): (usize, &str),
-    in_process: bool,
-) -> String {
-    let us = |ns: u64| ns as f64 / 1000.0 / n.max(1) as f64;
-    let delta = |before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>| {
-        after
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.saturating_sub(before.get(k).copied().unwrap_or(0)),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut threads = delta(server.0, server.1);
-    threads.sort_by_key(|(_, ns)| std::cmp::Reverse(*ns));
-    let total: u64 = threads.iter().map(|(_, ns)| ns).sum();
-    let groups: Vec<String> = threads
-        .iter()
-        .filter(|(_, ns)| *ns * 20 > total)
-        .map(|(k, ns)| format!("{k} {:.1}", us(*ns)))
-        .collect();
-    let gen: u64 = delta(loadgen.0, loadgen.1).iter().map(|(_, ns)| ns).sum();
-    let ceiling = if in_process {
-        format!(
-            "; two busy cores at that cost: {:.0} {unit}s/s",
-            2e6 / (us(total) + us(gen))
-        )
-    } else {
-        " (PostgreSQL's processes not counted)".to_string()
-    };
-    format!(
-        "CPU per {unit}: server {:.1} µs ({}), load generator {:.1} µs{ceiling}",
-        us(total),
-        groups.join(", "),
-        us(gen),
-    )
-}
-
-/// The ids of the decisions recorded for `tenant` in the database at `db`,
-/// and the mean length of their recorded input and decision texts (bytes).
-async fn recorded_ids(db: &str, tenant: &str) -> (HashSet<String>, (f64, f64)) {
+/// What was recorded for `tenant` in the database at `db`: the decisions'
+/// ids, and per decision the mean bytes of their rows' `input` and
+/// `decision` texts and of the shared contexts (all of `routing_contexts`,
+/// 0 with a server from before migration 0015) spread over them.
+async fn recorded_ids(db: &str, tenant: &str) -> (HashSet<String>, (f64, f64, f64)) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(db).await.unwrap();
     let rows = sqlx::query(
@@ -397,6 +235,15 @@ async fn recorded_ids(db: &str, tenant: &str) -> (HashSet<String>, (f64, f64)) {
     .fetch_all(&mut conn)
     .await
     .unwrap();
+    let contexts: i64 = match sqlx::query(
+        "SELECT CAST(COALESCE(SUM(LENGTH(input)), 0) AS BIGINT) AS n FROM routing_contexts",
+    )
+    .fetch_one(&mut conn)
+    .await
+    {
+        Ok(r) => r.get("n"),
+        Err(_) => 0,
+    };
     let (mut input, mut decision) = (0i64, 0i64);
     let ids = rows
         .iter()
@@ -407,11 +254,14 @@ async fn recorded_ids(db: &str, tenant: &str) -> (HashSet<String>, (f64, f64)) {
         })
         .collect();
     let n = rows.len().max(1) as f64;
-    (ids, (input as f64 / n, decision as f64 / n))
+    (
+        ids,
+        (input as f64 / n, decision as f64 / n, contexts as f64 / n),
+    )
 }
 
 /// One run against the replicas at `urls` (processes `pids`) on database
-/// `db`; returns the rate.
+/// `db`; returns the rate and the p99 latency (ms).
 async fn run(
     name: &str,
     urls: Vec<String>,
@@ -420,7 +270,7 @@ async fn run(
     clients: usize,
     duration: Duration,
     in_process: bool,
-) -> f64 {
+) -> (f64, f64) {
     let http = client();
     let tenant = seed(&http, &urls[0]).await;
     assert_eq!(AUTH, format!("Bearer {TOKEN}"));
@@ -429,18 +279,30 @@ async fn run(
         let mut conn = sqlx::postgres::PgConnection::connect(db).await.unwrap();
         sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
     }
-    // Warm-up: one decision per replica, recorded like the others.
+    // Warm-up: one decision per replica, recorded like the others. Until
+    // it is answered 200 a replica is not ready for the run: its routing
+    // view may predate the seeding (a replica routes on another's writes
+    // within a tick), and a region the leader measured while it had no pool
+    // yet is frozen until two ticks after its pool came (the hysteresis).
+    // Refused routes record nothing.
     let mut expected = HashSet::new();
     for u in &urls {
-        let (s, d) = post(
-            &http,
-            &format!("{u}/api/v1/route"),
-            &json!({"tenant_id": tenant, "workload_type": "chat", "agent_type": "chat"}),
-        )
-        .await
-        .unwrap();
-        assert_eq!(s, 200, "{d}");
-        expected.insert(d["id"].as_str().unwrap().to_string());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (s, d) = post(
+                &http,
+                &format!("{u}/api/v1/route"),
+                &json!({"tenant_id": tenant, "workload_type": "chat", "agent_type": "chat"}),
+            )
+            .await
+            .unwrap();
+            if s == 200 {
+                expected.insert(d["id"].as_str().unwrap().to_string());
+                break;
+            }
+            assert!(s == 409 && Instant::now() < deadline, "{u}: {s} {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let mut conns = Vec::new();
     for c in 0..clients {
@@ -489,7 +351,7 @@ async fn run(
     );
 
     // Every 200 is recorded, and nothing else is.
-    let (recorded, (input_len, decision_len)) = recorded_ids(db, &tenant).await;
+    let (recorded, (input_len, decision_len, context_len)) = recorded_ids(db, &tenant).await;
     assert_eq!(
         recorded.len(),
         expected.len(),
@@ -529,14 +391,7 @@ async fn run(
         at(0.999),
         at(1.0)
     );
-    let sum = |maps: Vec<BTreeMap<String, u64>>| {
-        let mut total = BTreeMap::new();
-        for (k, v) in maps.into_iter().flatten() {
-            *total.entry(k).or_insert(0) += v;
-        }
-        total
-    };
-    let (sb, sa) = (sum(server_before), sum(server_after));
+    let (sb, sa) = (sum_threads(server_before), sum_threads(server_after));
     println!(
         "{name}: {}",
         cpu_report(
@@ -547,40 +402,22 @@ async fn run(
         )
     );
     println!(
-        "{name}: recorded per decision: input {input_len:.0} bytes, decision {decision_len:.0} bytes of JSON text"
+        "{name}: recorded per decision: input {input_len:.0} bytes, decision {decision_len:.0} bytes, shared contexts {context_len:.1} bytes of JSON text ({:.0} in all)",
+        input_len + decision_len + context_len
     );
-    rate
+    (rate, at(0.99))
 }
 
-/// A positive whole number from the environment variable `name`, or
-/// `default` when it is unset.
-fn env_count(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => match v.parse::<u64>() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name} must be a positive whole number, got {v:?}"),
-        },
-    }
-}
-
-/// Prints the median and range of one configuration's runs.
-fn summary(name: &str, rates: &mut [f64]) {
-    if rates.len() < 2 {
+/// Prints the median of one configuration's p99 latencies.
+fn p99_summary(name: &str, p99s: &mut [f64]) {
+    if p99s.len() < 2 {
         return;
     }
-    rates.sort_by(f64::total_cmp);
-    let mid = rates.len() / 2;
-    let median = if rates.len().is_multiple_of(2) {
-        (rates[mid - 1] + rates[mid]) / 2.0
-    } else {
-        rates[mid]
-    };
+    let m = median(p99s).unwrap_or_default();
     println!(
-        "{name}: median of {} runs {median:.0} decisions/s (min {:.0}, max {:.0})",
-        rates.len(),
-        rates[0],
-        rates[rates.len() - 1]
+        "{name}: p99 median {m:.2} ms (min {:.2}, max {:.2})",
+        p99s[0],
+        p99s[p99s.len() - 1]
     );
 }
 
@@ -589,14 +426,10 @@ async fn main() {
     let duration = Duration::from_secs(env_count("BENCH_SECS", 10));
     let rounds = env_count("BENCH_ROUNDS", 1);
     let clients = env_count("BENCH_CLIENTS", 32) as usize;
-    let ceiling = match std::env::var("BENCH_CEILING").as_deref() {
-        Err(_) | Ok("1") => true,
-        Ok("0") => false,
-        Ok(v) => panic!("BENCH_CEILING must be 0 or 1, got {v:?}"),
-    };
+    let ceiling = ceiling_enabled();
     let bin = bin();
     println!("server binary: {bin}");
-    let mut rates = Vec::new();
+    let (mut rates, mut p99s) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let db = fresh_sqlite();
         let r = Replica::start(&bin, &db.url, free_port()).await;
@@ -604,44 +437,50 @@ async fn main() {
             http_ceiling(&r.url(), r.pid(), clients, duration).await;
         }
         let pids: Vec<u32> = r.pid().into_iter().collect();
-        rates.push(
-            run(
-                "sqlite, single node",
-                vec![r.url()],
-                &pids,
-                &db.url,
-                clients,
-                duration,
-                true,
-            )
-            .await,
-        );
+        let (rate, p99) = run(
+            "sqlite, single node",
+            vec![r.url()],
+            &pids,
+            &db.url,
+            clients,
+            duration,
+            true,
+        )
+        .await;
+        rates.push(rate);
+        p99s.push(p99);
     }
-    summary("sqlite, single node", &mut rates);
+    summary("sqlite, single node", "decisions", &mut rates);
+    p99_summary("sqlite, single node", &mut p99s);
     if std::env::var_os("FLEETSCALE_TEST_PG_URL").is_none() {
         println!(
             "postgresql, two replicas: skipped, FLEETSCALE_TEST_PG_URL is not set (`scripts/pg-throwaway.sh start DIR` starts a throwaway cluster and prints its URL)"
         );
         return;
     }
-    let mut rates = Vec::new();
-    for _ in 0..rounds {
+    let (mut rates, mut p99s) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
         let db = fresh_pg_url().await;
         let a = Replica::start(&bin, &db, free_port()).await;
         let b = Replica::start(&bin, &db, free_port()).await;
+        if round == 0 && ceiling {
+            // The same host minutes later: the PostgreSQL runs' own ceiling.
+            http_ceiling(&a.url(), a.pid(), clients, duration).await;
+        }
         let pids: Vec<u32> = a.pid().into_iter().chain(b.pid()).collect();
-        rates.push(
-            run(
-                "postgresql, two replicas",
-                vec![a.url(), b.url()],
-                &pids,
-                &db,
-                clients,
-                duration,
-                false,
-            )
-            .await,
-        );
+        let (rate, p99) = run(
+            "postgresql, two replicas",
+            vec![a.url(), b.url()],
+            &pids,
+            &db,
+            clients,
+            duration,
+            false,
+        )
+        .await;
+        rates.push(rate);
+        p99s.push(p99);
     }
-    summary("postgresql, two replicas", &mut rates);
+    summary("postgresql, two replicas", "decisions", &mut rates);
+    p99_summary("postgresql, two replicas", &mut p99s);
 }

@@ -964,6 +964,134 @@ async fn a_decision_made_on_one_replica_is_read_and_replayed_on_the_other() {
     );
 }
 
+/// Waits until `s`'s routing view was loaded after `after_ms` (Unix ms, the
+/// same host's clock): a reload that began after a write made elsewhere
+/// holds it. Fails after `limit` (a guard, not a measurement).
+async fn view_loaded_after(s: &Server, after_ms: i64, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let e = s.get("/api/v1/engine").await;
+        let loaded = e["routing_view"]["loaded_at"]
+            .as_str()
+            .and_then(fleetscale_server::http::parse_rfc3339_ms);
+        if loaded.is_some_and(|l| l > after_ms) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the routing view was not reloaded within {limit:?}: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 15, item 8: each replica routes from its own in-memory view. A
+/// policy change made through replica A is routed on by replica B once B
+/// reloaded its view (every tick), and a decision made on B is readable
+/// and replayable on A; job routing reads the view the same way.
+#[tokio::test]
+async fn a_policy_changed_on_one_replica_is_routed_on_by_the_other_after_its_next_reload() {
+    let db = fresh_postgres().await;
+    let a = Server::start(&db, "1s", &[]).await;
+    let b = Server::start(&db, "1s", &[]).await;
+    let (tid, _) = setup(&a, 5, 60).await;
+    a.post(
+        "/api/v1/regions",
+        json!({"name": "us-east", "jurisdiction": "us"}),
+    )
+    .await;
+    a.post(
+        "/api/v1/pools",
+        json!({
+            "tenant_id": tid, "region": "us-east", "agent_type": "writer",
+            "min_capacity": 1, "max_capacity": 5, "desired_capacity": 1,
+            "capacity_per_instance": 10, "metric": "throughput", "mode": "recommend",
+            "scaling_policy": {"scale_up_threshold": 80, "scale_down_threshold": 30,
+                               "cooldown_seconds": 60, "increment": 1}
+        }),
+    )
+    .await;
+    let route = json!({"tenant_id": tid, "workload_type": "chat", "agent_type": "writer"});
+    let put = |s: &Server, path: String, body: Value| {
+        let req = s
+            .http
+            .put(format!("{}{path}", s.base))
+            .bearer_auth(ADMIN)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 200, "PUT {path}");
+        }
+    };
+    // B routes once (its view now holds the tenant) with failover eu-west first.
+    put(
+        &a,
+        format!("/api/v1/tenants/{tid}/routing-policy"),
+        json!({"type": "failover", "order": ["eu-west", "us-east"]}),
+    )
+    .await;
+    let written = fleetscale_store::now_ms();
+    view_loaded_after(&b, written, Duration::from_secs(30)).await;
+    let d = b.post("/api/v1/route", route.clone()).await;
+    assert_eq!(d["selected_region"], "eu-west", "{d}");
+    // The policy changes through A; B routes on it after its next reload.
+    put(
+        &a,
+        format!("/api/v1/tenants/{tid}/routing-policy"),
+        json!({"type": "failover", "order": ["us-east", "eu-west"]}),
+    )
+    .await;
+    let written = fleetscale_store::now_ms();
+    view_loaded_after(&b, written, Duration::from_secs(30)).await;
+    let d = b.post("/api/v1/route", route.clone()).await;
+    assert_eq!(d["selected_region"], "us-east", "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().starts_with("failover policy"),
+        "{d}"
+    );
+    // A decision made on B reads and replays on A, with the same input.
+    let id = d["id"].as_str().unwrap();
+    let got = a.get(&format!("/api/v1/routing/{id}")).await;
+    assert_eq!(got["candidates"], d["candidates"]);
+    assert_eq!(got["input"]["routing_policy"]["order"][0], "us-east");
+    let r = a
+        .post(&format!("/api/v1/routing/{id}/replay"), json!({}))
+        .await;
+    assert_eq!(
+        (&r["selected_region"], &r["same"]),
+        (&json!("us-east"), &json!(true))
+    );
+    // Job routing: the home region set through A is where B sends the job
+    // after its next reload.
+    put(
+        &a,
+        format!("/api/v1/tenants/{tid}/region-policy"),
+        json!({"home_region": "us-east"}),
+    )
+    .await;
+    let written = fleetscale_store::now_ms();
+    view_loaded_after(&b, written, Duration::from_secs(30)).await;
+    let job = b
+        .post(
+            "/api/v1/jobs/route",
+            json!({"tenant_id": tid, "job_type": "creative", "estimated_cost_cents": 0}),
+        )
+        .await;
+    assert_eq!(
+        (&job["region"], &job["fallback"]),
+        (&json!("us-east"), &json!(false)),
+        "{job}"
+    );
+    // And A, which made the write, routes on it at once.
+    let job = a
+        .post(
+            "/api/v1/jobs/route",
+            json!({"tenant_id": tid, "job_type": "creative", "estimated_cost_cents": 0}),
+        )
+        .await;
+    assert_eq!(job["region"], "us-east", "{job}");
+}
+
 #[tokio::test]
 async fn cli_routes_a_job_and_marks_it_done() {
     let db = temp_dir();

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use fleetscale_engine::{EngineConfig, EngineCtx, Ingestor, Supervisor};
+use fleetscale_engine::{DecisionRecorder, EngineConfig, EngineCtx, Ingestor, Supervisor};
 use fleetscale_store::{Store, StoreError};
 
 pub use fleetscale_engine::{Actuator, WebhookConfig};
@@ -55,6 +55,9 @@ pub struct AppStateInner {
     pub supervisor: Supervisor,
     /// Group-committing metric writer.
     pub ingest: Ingestor,
+    /// Group-committing routing decision writer (`POST /route` answers
+    /// after its decision's commit).
+    pub recorder: DecisionRecorder,
     /// SHA-256 of the admin token given by `FLEETSCALE_ADMIN_TOKEN`, checked without a query.
     pub admin_token_hash: Option<Arc<str>>,
     /// Recently confirmed grants of stored tokens (see [`auth::TokenCache`]).
@@ -73,13 +76,15 @@ pub struct AppStateInner {
 
 impl AppState {
     /// State over `store` with default metrics, no actuator and no env admin
-    /// token. Starts the budget writer and the metric writer (supervised),
+    /// token. Starts the budget writer, the metric writer and the routing
+    /// decision writer (supervised),
     /// so it needs a tokio runtime; the control loop is not started.
     pub fn new(store: Store) -> AppState {
         let engine = EngineCtx::new(store);
         let supervisor = Supervisor::new(engine.metrics.clone());
         AppState(Arc::new(AppStateInner {
             ingest: Ingestor::start(engine.store.clone(), &supervisor),
+            recorder: DecisionRecorder::start(engine.store.clone(), &supervisor),
             engine,
             supervisor,
             admin_token_hash: None,
@@ -249,7 +254,8 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         source: std::io::Error::other(e),
     });
     let _ = stop_tx.send(true);
-    // The metric writer ends when the last handle to it goes with `state`.
+    // The metric and decision writers end when the last handles to them go
+    // with `state`.
     let supervisor = state.supervisor.clone();
     drop(state);
     supervisor.join().await;

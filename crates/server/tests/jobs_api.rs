@@ -8,11 +8,10 @@ mod support;
 
 use serde_json::{json, Value};
 
-use fleetscale_core::region::mode::{ModeState, ScalingMode};
-use fleetscale_core::region::state::{JobType, Pressure, RegionState};
-use fleetscale_store::{now_ms, Fence};
+use fleetscale_core::region::mode::ScalingMode;
+use fleetscale_core::region::state::JobType;
 
-use support::{fields, pool_body, App, ADMIN};
+use support::{fields, pool_body, set_state, App, ADMIN};
 
 const ROUTE: &str = "/api/v1/jobs/route";
 
@@ -46,37 +45,6 @@ async fn policy(app: &App, tid: &str, p: Value) {
 
 fn job(tid: &str, job_type: &str) -> Value {
     json!({"tenant_id": tid, "job_type": job_type})
-}
-
-/// Stores `region`'s state as the leader would: `mode`, with `pressure`
-/// for every kind and overall, and `capacity`.
-async fn set_state(app: &App, region: &str, mode: ScalingMode, pressure: f64, capacity: f64) {
-    let store = &app.state.engine.store;
-    let id = store.get_region(region).await.unwrap().id;
-    let now = now_ms();
-    let fence = Fence {
-        name: fleetscale_engine::control::LEASE.into(),
-        holder: "t".into(),
-    };
-    assert!(store
-        .try_lease(&fence.name, &fence.holder, now, 60_000)
-        .await
-        .unwrap());
-    let state = RegionState {
-        pressure: Pressure {
-            posting: pressure,
-            orchestration: pressure,
-            creative: pressure,
-            intel: pressure,
-            overall: pressure,
-        },
-        capacity_score: capacity,
-        ..RegionState::default()
-    };
-    store
-        .put_region_state(&id, &state, &ModeState::new(mode, now), None, &fence, now)
-        .await
-        .unwrap();
 }
 
 /// Routed jobs still queued, over every region.

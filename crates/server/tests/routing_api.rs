@@ -703,3 +703,258 @@ async fn the_openapi_document_describes_every_routing_route_and_policy() {
         "#/components/schemas/RoutingPolicy"
     );
 }
+
+/// A small deterministic generator (xorshift64*), so that a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+/// Issue 15, "Done when": replaying every stored decision of a recorded
+/// run gives the same region, while the world the run routed in kept
+/// changing: ticks, region modes, ejections, region and routing policies,
+/// latency samples, deleted, created, scaled and resized pools.
+#[tokio::test]
+async fn every_decision_of_a_run_in_a_changing_world_replays_to_its_region() {
+    let seed = 0x5eed_0015_u64;
+    let app = App::new().await;
+    let regions = [
+        ("eu-west", "eu"),
+        ("eu-north", "eu"),
+        ("us-east", "us"),
+        ("us-west", "us"),
+        ("ap-south", "ap"),
+    ];
+    for (r, j) in regions {
+        app.admin(
+            "POST",
+            "/api/v1/regions",
+            json!({"name": r, "jurisdiction": j, "monthly_budget_cents": 0}),
+        )
+        .await;
+    }
+    let tid = app.tenant("replayed").await;
+    let mut pools = Vec::new();
+    for (i, (r, _)) in regions.iter().enumerate() {
+        pools.push(pool(&app, &tid, r, "writer", 1 + i as i64 % 4).await);
+    }
+    let routing_policies = [
+        json!({"type": "score", "latency_weight": 0.7, "capacity_weight": 0.3, "preferred_bonus": 5}),
+        json!({"type": "latency"}),
+        json!({"type": "failover", "order": ["us-west", "eu-north", "eu-west"]}),
+        json!({"type": "weighted", "weights": {"eu-west": 3, "us-east": 1, "ap-south": 2}}),
+        json!({"type": "geolocation", "map": {"DE": ["eu-north"], "US-CA": ["us-west"], "default": ["us-east"]}}),
+    ];
+    let region_policies = [
+        json!({}),
+        json!({"allowed_jurisdictions": ["eu", "us"]}),
+        json!({"restricted_workloads": {"eu-west": ["medical"], "us-east": ["chat"]}}),
+        json!({"data_residency": "eu"}),
+    ];
+    let modes = [
+        fleetscale_core::region::mode::ScalingMode::Normal,
+        fleetscale_core::region::mode::ScalingMode::Cautious,
+        fleetscale_core::region::mode::ScalingMode::Throttled,
+        fleetscale_core::region::mode::ScalingMode::Frozen,
+    ];
+    let mut rng = Rng(seed);
+    let mut answered: Vec<String> = Vec::new();
+    let mut refused = 0;
+    for step in 0..240 {
+        let region = regions[rng.below(regions.len())].0;
+        match step % 10 {
+            0 => {
+                let p = &routing_policies[rng.below(routing_policies.len())];
+                app.admin(
+                    "PUT",
+                    &format!("/api/v1/tenants/{tid}/routing-policy"),
+                    p.clone(),
+                )
+                .await;
+            }
+            1 => {
+                let p = &region_policies[rng.below(region_policies.len())];
+                app.admin(
+                    "PUT",
+                    &format!("/api/v1/tenants/{tid}/region-policy"),
+                    p.clone(),
+                )
+                .await;
+            }
+            2 => {
+                let samples: Vec<Value> = (0..3)
+                    .map(|_| json!({"region": region, "metric": "latency_ms", "value": 5 + rng.below(400)}))
+                    .collect();
+                app.admin("POST", "/api/v1/metrics", json!({ "samples": samples }))
+                    .await;
+            }
+            3 => {
+                let mode = modes[rng.below(modes.len())];
+                support::set_state(&app, region, mode, 50.0, 50.0).await;
+            }
+            4 => {
+                app.tick().await;
+            }
+            5 => {
+                // Outcomes of the last decision: failures eject its region.
+                if let Some(id) = answered.last() {
+                    for _ in 0..1 + rng.below(5) {
+                        app.admin(
+                            "POST",
+                            &format!("/api/v1/routing/{id}/outcome"),
+                            json!({"success": rng.below(4) == 0, "latency_ms": rng.below(900)}),
+                        )
+                        .await;
+                    }
+                }
+            }
+            6 => {
+                let p = &pools[rng.below(pools.len())];
+                app.admin(
+                    "POST",
+                    "/api/v1/scale",
+                    json!({"tenant_id": tid, "pool_id": p, "capacity": 1 + rng.below(5), "reason": "replay test"}),
+                )
+                .await;
+            }
+            7 => {
+                let p = &pools[rng.below(pools.len())];
+                let b = app
+                    .admin("GET", &format!("/api/v1/pools/{p}"), Value::Null)
+                    .await;
+                let max = 5 + rng.below(6) as i64;
+                app.admin(
+                    "PATCH",
+                    &format!("/api/v1/pools/{p}"),
+                    json!({"max_capacity": max.max(b["desired_capacity"].as_i64().unwrap())}),
+                )
+                .await;
+            }
+            8 => {
+                // A pool deleted, then one created in its place.
+                let i = rng.below(pools.len());
+                app.admin(
+                    "DELETE",
+                    &format!("/api/v1/pools/{}", pools[i]),
+                    Value::Null,
+                )
+                .await;
+                // Desired 5 of max 5: no spare capacity.
+                let desired = [1, 2, 3, 5][rng.below(4)];
+                pools[i] = pool(&app, &tid, regions[i].0, "writer", desired).await;
+            }
+            _ => {}
+        }
+        for _ in 0..2 {
+            let mut body = route_body(&tid, ["chat", "medical"][rng.below(2)]);
+            if rng.below(3) == 0 {
+                body["preferred_regions"] = json!([regions[rng.below(regions.len())].0]);
+            }
+            body["client_country"] = json!(["DE", "US-CA", "FR", "JP"][rng.below(4)]);
+            let (s, v, _) = app
+                .call(
+                    "POST",
+                    "/api/v1/route",
+                    Some(ADMIN),
+                    Some(&body.to_string()),
+                )
+                .await;
+            match s.as_u16() {
+                200 => answered.push(v["id"].as_str().unwrap().to_string()),
+                409 => refused += 1,
+                other => panic!("seed {seed:#x}, step {step}: {other} {v}"),
+            }
+        }
+    }
+    assert!(
+        answered.len() >= 200 && refused > 0,
+        "seed {seed:#x}: {} answered, {refused} refused: the run should see both",
+        answered.len()
+    );
+    // Every answered decision, and nothing else, is stored.
+    let mut stored = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .admin(
+                "GET",
+                &format!("/api/v1/routing?tenant_id={tid}&limit=100&cursor={cursor}"),
+                Value::Null,
+            )
+            .await;
+        for d in page["items"].as_array().unwrap() {
+            stored.push(d["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    stored.reverse();
+    assert_eq!(stored, answered, "seed {seed:#x}");
+    // Every stored decision replays to the region it recorded.
+    for id in &stored {
+        let r = app
+            .admin("POST", &format!("/api/v1/routing/{id}/replay"), Value::Null)
+            .await;
+        assert_eq!(r["same"], true, "seed {seed:#x}, decision {id}: {r}");
+    }
+}
+
+/// When the decision's transaction fails the route is a 503 problem and
+/// nothing is recorded; the writer goes on with the next decision.
+#[tokio::test]
+async fn a_decision_that_cannot_be_recorded_is_a_503_and_nothing_is_recorded() {
+    let app = App::new().await;
+    let tid = world(&app, "acme").await;
+    let store = &app.state.engine.store;
+    store
+        .exec_admin(
+            "CREATE TRIGGER refuse_decisions BEFORE INSERT ON routing_decisions \
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+        )
+        .await
+        .unwrap();
+    let (s, p, ctype) = app
+        .call(
+            "POST",
+            "/api/v1/route",
+            Some(ADMIN),
+            Some(&route_body(&tid, "chat").to_string()),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 503, "{p}");
+    assert_eq!(ctype, "application/problem+json");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was recorded"),
+        "{p}"
+    );
+    assert!(
+        !p.to_string().contains("disk on fire"),
+        "no database text: {p}"
+    );
+    store
+        .exec_admin("DROP TRIGGER refuse_decisions")
+        .await
+        .unwrap();
+    assert!(decisions(&app, &tid).await.is_empty(), "nothing recorded");
+    let d = app
+        .expect(
+            "POST",
+            "/api/v1/route",
+            ADMIN,
+            route_body(&tid, "chat"),
+            200,
+        )
+        .await;
+    assert_eq!(decisions(&app, &tid).await[0]["id"], d["id"]);
+}

@@ -23,6 +23,7 @@ mod pools;
 mod proposals;
 mod region_state;
 mod routing;
+mod routing_view;
 mod samples;
 mod scaling;
 mod snapshots;
@@ -51,9 +52,10 @@ pub use jobs::{
 pub use leases::Fence;
 pub use region_state::{RegionModeEvent, RegionSample, StoredRegionState};
 pub use routing::{
-    spare_instances, EjectionState, RecordedInput, RouteWorld, RoutingFilter, RoutingRecord,
-    TenantPolicy, REGION_LATENCY_METRIC,
+    spare_instances, EjectionState, RecordedContext, RecordedInput, RouteContext, RouteRequest,
+    RouteWorld, RoutingFilter, RoutingRecord, TenantPolicy, REGION_LATENCY_METRIC,
 };
+pub use routing_view::{RoutingSnapshot, SnapshotRegion, TenantRouting};
 pub use scaling::{ScaleOutcome, ScaleRequest};
 pub use snapshots::{RegionSnapshot, SnapshotRequest};
 pub use tenant_budget::*;
@@ -236,6 +238,9 @@ pub struct Store {
     sqlite_path: Option<std::sync::Arc<std::path::PathBuf>>,
     /// The database URL (the budget writer opens its own connection).
     url: DbUrl,
+    /// Writes through this store that the routing view reads (see
+    /// [`Store::view_changes`]).
+    view_changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A database URL, kept out of `Debug` output (it may hold a password).
@@ -317,12 +322,30 @@ impl Store {
             owners: Default::default(),
             sqlite_path,
             url: DbUrl(url.into()),
+            view_changes: Default::default(),
         };
         migrator(backend, i64::MAX)
             .run(&store.pool)
             .await
             .map_err(StoreError::Migrate)?;
         Ok(store)
+    }
+
+    /// How many writes this process made through this store (and its
+    /// clones) to what the routing view reads: tenants, their region and
+    /// routing policies, regions and their stored states, pools and their
+    /// desired capacity, metric and region samples, ejections. Counted
+    /// after each such write commits, so a view loaded after reading a
+    /// count `n` (see `RoutingSnapshot`) holds every such write counted up
+    /// to `n`. Writes made by other processes are not counted.
+    pub fn view_changes(&self) -> u64 {
+        self.view_changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Counts one committed write that the routing view reads.
+    pub(crate) fn view_changed(&self) {
+        self.view_changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Which backend this store uses.
@@ -452,6 +475,21 @@ impl Store {
     #[doc(hidden)]
     pub async fn exec_admin(&self, sql: &str) -> Result<()> {
         sqlx::raw_sql(sql).execute(&self.pool).await?;
+        self.view_changed();
         Ok(())
+    }
+
+    /// The number of rows of `table` (a table name; tests check storage
+    /// layouts with it).
+    #[doc(hidden)]
+    pub async fn count_rows(&self, table: &str) -> Result<i64> {
+        use sqlx::Row;
+        if !table.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(StoreError::Config(format!("not a table name: {table:?}")));
+        }
+        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 }

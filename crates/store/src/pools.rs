@@ -52,6 +52,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.view_changed();
         self.get_pool(&id).await
     }
 
@@ -90,6 +91,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.view_changed();
         self.get_pool(id).await
     }
 
@@ -280,6 +282,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.view_changed();
         if let Ok(mut known) = self.series.lock() {
             known.remove_pool(id);
         }

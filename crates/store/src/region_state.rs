@@ -89,6 +89,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.view_changed();
         Ok(())
     }
 
@@ -189,6 +190,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.view_changed();
         Ok(())
     }
 

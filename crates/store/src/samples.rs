@@ -32,6 +32,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        self.view_changed();
         Ok(())
     }
 

@@ -115,6 +115,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.view_changed();
         let mut pool = pool;
         pool.desired_capacity = new;
         pool.last_scaled_at_ms = Some(req.now_ms);

@@ -34,6 +34,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.view_changed();
         Ok(t)
     }
 
@@ -96,6 +97,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.view_changed();
         Ok(r)
     }
 

@@ -215,3 +215,62 @@ async fn sqlite_budget_history_survives_the_key_and_audit_migrations() {
 async fn postgres_budget_history_survives_the_key_and_audit_migrations() {
     budget_history_survives_the_key_and_audit_migrations(common::fresh_pg_database().await.1).await;
 }
+
+/// A routing decision recorded before migration 0015 (its whole input and
+/// decision in the row) reads back, lists and replays the same after it,
+/// next to one recorded in the new layout.
+async fn routing_decisions_of_the_old_layout_survive_the_context_migration(url: String) {
+    use fleetscale_core::region::routing::{route, RouteInput};
+    migrate_to(&url, 14).await.expect("migrate to v14");
+    let input = serde_json::json!({
+        "tenant_id": "t-old", "region_policy": {}, "routing_policy": {"type": "score", "latency_weight": 0.7, "capacity_weight": 0.3, "preferred_bonus": 10.0},
+        "workload_type": "chat", "agent_type": "writer", "preferred_regions": [], "client_country": null,
+        "request_id": "d-old", "now_ms": 1000,
+        "regions": [
+            {"name": "eu-west", "jurisdiction": "eu", "mode": "normal", "latency_samples_ms": [100],
+             "pools": [{"pool": "p1", "agent_type": "writer", "spare": 2, "max": 5}], "ejected_until_ms": null},
+            {"name": "us-east", "jurisdiction": "us", "mode": "frozen", "latency_samples_ms": [],
+             "pools": [{"pool": "p2", "agent_type": "writer", "spare": 5, "max": 5}], "ejected_until_ms": null}
+        ]
+    });
+    let parsed: RouteInput = serde_json::from_value(input.clone()).unwrap();
+    let decision = route(&parsed).unwrap();
+    let row = format!(
+        "INSERT INTO routing_decisions (id, tenant_id, workload_type, agent_type, selected_region, input, decision, created_at_ms) \
+         VALUES ('d-old', 't-old', 'chat', 'writer', 'eu-west', '{}', '{}', 1000)",
+        input,
+        serde_json::to_string(&decision).unwrap()
+    );
+    fleetscale_store::exec_raw(&url, &[row.as_str()])
+        .await
+        .expect("seed a v14 decision");
+    let store = Store::open(&url).await.expect("open migrates");
+    let got = store.get_routing_decision("d-old").await.unwrap();
+    assert_eq!(got.input.input(), &parsed);
+    assert!(got.input.context().is_none(), "kept whole");
+    assert_eq!(got.decision, decision);
+    assert_eq!(
+        route(got.input.input()).unwrap(),
+        decision,
+        "replays the same"
+    );
+    assert_eq!(got.input.to_value().unwrap(), input);
+    let listed = store
+        .list_routing_decisions(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items, [got]);
+}
+
+#[tokio::test]
+async fn sqlite_routing_decisions_of_the_old_layout_survive_the_context_migration() {
+    on_sqlite(routing_decisions_of_the_old_layout_survive_the_context_migration).await;
+}
+
+#[tokio::test]
+async fn postgres_routing_decisions_of_the_old_layout_survive_the_context_migration() {
+    routing_decisions_of_the_old_layout_survive_the_context_migration(
+        common::fresh_pg_database().await.1,
+    )
+    .await;
+}

@@ -100,6 +100,22 @@ pub struct EngineView {
     pub actuations: u64,
     /// Actuation delivery series that failed on this replica (webhook failures).
     pub actuation_failures: u64,
+    /// This replica's in-memory routing view.
+    pub routing_view: RoutingViewStatus,
+}
+
+/// This replica's in-memory routing view: reloaded every tick, and before
+/// the next route after a write through this replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutingViewStatus {
+    /// Version of the snapshot in use (0 before the first load).
+    pub version: u64,
+    /// When it was loaded (RFC 3339), `null` before the first load.
+    pub loaded_at: Option<String>,
+    /// Tenants it knows.
+    pub tenants: usize,
+    /// Regions it knows.
+    pub regions: usize,
 }
 
 /// The control loop: leader, last tick, counts.
@@ -145,6 +161,15 @@ impl EngineView {
                 .then(|| m.last_tick_micros.load(Relaxed) as f64 / 1000.0),
             actuations: m.actuations.get(),
             actuation_failures: m.actuation_failures.get(),
+            routing_view: {
+                let v = s.engine.routing_view.status();
+                RoutingViewStatus {
+                    version: v.version,
+                    loaded_at: (v.version > 0).then(|| rfc3339(v.loaded_at_ms)),
+                    tenants: v.tenants,
+                    regions: v.regions,
+                }
+            },
         }
     }
 }

@@ -2,9 +2,13 @@
 //! in a region and queues it there; `POST /jobs/{id}/done` takes it out of
 //! the queue.
 //!
-//! A route reads everything it needs in one set-based store read
-//! ([`fleetscale_store::Store::job_world`]) and decides with the core's
-//! pure [`route_job`], in this order: **compliance** (the job type is the
+//! A route reads the tenant's region policy and the regions (jurisdiction,
+//! stored mode, pressures, capacity score) from this replica's in-memory
+//! routing view ([`fleetscale_engine::routing_view`]; fresh within a tick,
+//! at once for this replica's own writes) and what changes per job
+//! (budgets, jobs in queue, throughput) from the database
+//! ([`fleetscale_store::Store::job_world_from`]), and decides with the
+//! core's pure [`route_job`], in this order: **compliance** (the job type is the
 //! workload type of the tenant's region policy; a hard filter) → **budget**
 //! (each compliant region's budget is checked against
 //! `estimated_cost_cents` without charging, as `POST
@@ -232,6 +236,11 @@ fn refused(e: JobRouteError, world: &JobWorld, cost: i64) -> ApiError {
 
 /// Route a job: compliance, budget (checked, not charged), mode gating, then
 /// the requested or home region, else the best region for the job's kind.
+///
+/// Policies and region states are read from this replica's in-memory
+/// routing view (reloaded every tick on every replica; at once after a
+/// change made through this replica); budgets, queues and throughput are
+/// read from the database for each job.
 #[utoipa::path(post, path = "/jobs/route", tag = "jobs",
     request_body(content = JobRouteBody, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "region": "eu-west", "job_type": "creative", "priority": 5, "estimated_cost_cents": 100})),
     responses((status = 200, description = "Where the job goes; it is queued there until done.", body = JobRouteView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
@@ -245,7 +254,12 @@ async fn route(
     let (priority, cost) = validate(&b)?;
     who.see(&b.tenant_id, "tenant")?;
     let now = now_ms();
-    let world = s.engine.store.job_world(&b.tenant_id, now).await?;
+    let view = s.engine.routing_view.for_tenant(&b.tenant_id).await?;
+    let world = s
+        .engine
+        .store
+        .job_world_from(&view.snapshot, &b.tenant_id, now)
+        .await?;
     let input = JobRouteInput {
         tenant_id: b.tenant_id,
         region: b.region,

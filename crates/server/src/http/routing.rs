@@ -2,10 +2,17 @@
 //! (`/routing`): read one, search them, replay one with today's code, and
 //! report its outcome (which feeds the tenant's per-region ejection).
 //!
-//! A route reads everything it needs in one set-based store read
-//! ([`fleetscale_store::Store::route_world`]), decides with the core's pure
-//! [`route`] and records the decision with its full input, so that
-//! `POST /routing/{id}/replay` recomputes it. Compliance is the core's hard
+//! A route reads everything it needs from this replica's in-memory routing
+//! view ([`fleetscale_engine::routing_view`]: reloaded every tick on every
+//! replica, and before the next route after any write through this
+//! replica), decides with the core's pure [`route`] and records the
+//! decision with its input, so that `POST /routing/{id}/replay` recomputes
+//! it. The input is recorded as a shared context (the tenant's policies and
+//! the regions read, stored once per content and hashed) plus the request's
+//! own fields; the decision is made from exactly what a replay parses back.
+//! Recording is a group commit ([`fleetscale_engine::recorder`]): a 200
+//! is answered only after the transaction holding the decision committed;
+//! when it fails the answer is a 503 problem and nothing was recorded. Compliance is the core's hard
 //! filter: no answer names a non-compliant region. A refused request (409
 //! `no_compliant_region` / `no_available_region`, the candidates listed in
 //! `detail`) or an invalid one (4xx naming the field) records nothing.
@@ -23,11 +30,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::region::routing::{
-    latency_score, route, Candidate, Ejection, RouteError, RouteInput, LATENCY_SAMPLES,
+    latency_score, route, Candidate, Ejection, RouteError, LATENCY_SAMPLES,
 };
 use fleetscale_core::Violations;
+use fleetscale_engine::RecordError;
 use fleetscale_store::{
-    now_ms, rfc3339, EjectionState, RecordedInput, RoutingFilter, RoutingRecord,
+    now_ms, rfc3339, EjectionState, RecordedInput, RouteRequest, RoutingFilter, RoutingRecord,
 };
 
 use super::common::{page, tenant_scope, ApiResult};
@@ -260,9 +268,19 @@ fn refused(e: &RouteError) -> ApiError {
 }
 
 /// Route a workload: the best compliant region that can take it.
+///
+/// Freshness: the decision reads this replica's in-memory routing view,
+/// which is reloaded every tick on every replica, so a change made through
+/// another replica is routed on within about one tick; a change made
+/// through this replica (tenant, policy, region, pool, scaling, outcome,
+/// metric or latency sample) is routed on at once by the next route.
+/// Recording: a 200 is answered only after the decision is durably
+/// committed (decisions of concurrent routes share one transaction); a 503
+/// means it could not be recorded and nothing was, so retry; a 4xx or 409
+/// records nothing.
 #[utoipa::path(post, path = "/route", tag = "routing",
     request_body(content = RouteBody, content_type = "application/json", example = json!({"tenant_id": "TENANT_ID", "workload_type": "chat", "agent_type": "writer", "preferred_regions": ["eu-west"], "client_country": "DE"})),
-    responses((status = 200, description = "The decision, recorded.", body = RouteView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422))
+    responses((status = 200, description = "The decision, durably recorded before this answer.", body = RouteView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422), (status = 503, description = "The decision could not be recorded durably; nothing was recorded: retry."))
 )]
 async fn route_workload(
     State(s): State<AppState>,
@@ -277,40 +295,45 @@ async fn route_workload(
     v.into_result(())?;
     who.see(&b.tenant_id, "tenant")?;
     let now = now_ms();
-    let world = s
-        .engine
-        .store
-        .route_world(&b.tenant_id, &b.agent_type, now)
-        .await?;
+    let view = s.engine.routing_view.for_tenant(&b.tenant_id).await?;
+    let context = view
+        .context(&b.tenant_id, &b.agent_type)?
+        .ok_or_else(|| ApiError::NotFound("tenant".into()))?;
     let id = uuid::Uuid::now_v7().to_string();
-    let input = RouteInput {
+    let request = RouteRequest {
         tenant_id: b.tenant_id,
-        region_policy: world.region_policy.unwrap_or_default(),
-        routing_policy: world.routing_policy.unwrap_or_default(),
         workload_type: b.workload_type,
         agent_type: b.agent_type,
         preferred_regions: b.preferred_regions.unwrap_or_default(),
         client_country: b.client_country,
         request_id: id.clone(),
         now_ms: now,
-        regions: world.regions,
     };
-    fleetscale_core::region::routing::validate_route_input(&input)?;
     // Decide on exactly what a replay will read (see `RecordedInput`).
-    let recorded = RecordedInput::new(&input)?;
+    let recorded = RecordedInput::split(context, &request)?;
+    fleetscale_core::region::routing::validate_route_input(recorded.input())?;
     let decision = route(recorded.input()).map_err(|e| refused(&e))?;
     let rec = RoutingRecord {
         id,
-        tenant_id: input.tenant_id,
-        workload_type: input.workload_type,
-        agent_type: input.agent_type,
+        tenant_id: request.tenant_id,
+        workload_type: request.workload_type,
+        agent_type: request.agent_type,
         selected_region: decision.selected_region.clone(),
         input: recorded,
         decision,
         created_at_ms: now,
     };
-    s.engine.store.insert_routing_decision(&rec).await?;
-    Ok(Json(RouteView::from(&rec)))
+    let answer = RouteView::from(&rec);
+    s.recorder.record(rec).await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "the decision could not be recorded durably ({}), so it is not answered; nothing was recorded; retry",
+            match e {
+                RecordError::Stopped => "the decision writer is restarting",
+                _ => "the database refused the batch",
+            }
+        ))
+    })?;
+    Ok(Json(answer))
 }
 
 /// The query of `GET /routing`; any other parameter is a 400 naming it.
@@ -386,8 +409,7 @@ async fn get_decision(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RoutingDecisionView>> {
     let r = visible_decision(&s, &who, &id).await?;
-    let input: Value =
-        serde_json::from_str(r.input.json()).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let input: Value = r.input.to_value()?;
     Ok(Json(RoutingDecisionView {
         decision: RouteView::from(&r),
         input,

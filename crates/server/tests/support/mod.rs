@@ -223,3 +223,47 @@ pub fn fields(v: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Stores `region`'s state as the leader would: `mode`, with `pressure`
+/// for every kind and overall, and `capacity`.
+pub async fn set_state(
+    app: &App,
+    region: &str,
+    mode: fleetscale_core::region::mode::ScalingMode,
+    pressure: f64,
+    capacity: f64,
+) {
+    let store = &app.state.engine.store;
+    let id = store.get_region(region).await.unwrap().id;
+    let now = fleetscale_store::now_ms();
+    let fence = fleetscale_store::Fence {
+        name: fleetscale_engine::control::LEASE.into(),
+        holder: "t".into(),
+    };
+    assert!(store
+        .try_lease(&fence.name, &fence.holder, now, 60_000)
+        .await
+        .unwrap());
+    let state = fleetscale_core::region::state::RegionState {
+        pressure: fleetscale_core::region::state::Pressure {
+            posting: pressure,
+            orchestration: pressure,
+            creative: pressure,
+            intel: pressure,
+            overall: pressure,
+        },
+        capacity_score: capacity,
+        ..Default::default()
+    };
+    store
+        .put_region_state(
+            &id,
+            &state,
+            &fleetscale_core::region::mode::ModeState::new(mode, now),
+            None,
+            &fence,
+            now,
+        )
+        .await
+        .unwrap();
+}
