@@ -1,7 +1,10 @@
 //! Black-box tests of `fleetscale forecast` on the shared traces: the
-//! acceptance check (at least 20% better MAPE than seasonal naive on the NYC
-//! taxi trace at a 1 h horizon over a 7 d holdout), the JSON shape, and
-//! line-numbered errors for malformed traces.
+//! acceptance checks (at least 20% better MAPE than seasonal naive on the NYC
+//! taxi trace at a 1 h horizon over a 7 d holdout; on every rate trace sMAPE
+//! at most 0.85 × seasonal naive's and 80% intervals covering 70–90% of the
+//! holdout), the JSON shape (selected model, backtest scores, coverage), the
+//! default window on a short request trace, and line-numbered errors for
+//! malformed traces.
 
 mod support;
 
@@ -70,7 +73,7 @@ fn nyc_taxi_beats_seasonal_naive_mape_by_a_fifth() {
 }
 
 #[test]
-fn every_rate_trace_reports_fractions_for_both_models() {
+fn every_rate_trace_meets_the_smape_and_coverage_criteria() {
     for t in [
         "rates/nyc-taxi-30min.csv",
         "rates/elb-request-count-5min.csv",
@@ -85,6 +88,36 @@ fn every_rate_trace_reports_fractions_for_both_models() {
             assert!(m["smape"].as_f64().unwrap() <= 2.0);
         }
         assert!(v["points"].as_u64().unwrap() > 1000 / 5, "{t}");
+        let (ours, base) = (
+            v["smape"].as_f64().unwrap(),
+            v["baseline"]["smape"].as_f64().unwrap(),
+        );
+        assert!(
+            ours <= 0.85 * base,
+            "{t}: sMAPE {ours} vs seasonal naive {base}"
+        );
+        assert!((v["smape_ratio"].as_f64().unwrap() - ours / base).abs() < 1e-9);
+        assert_eq!(v["interval_level"], 0.8);
+        let cov = v["interval_coverage"].as_f64().unwrap();
+        assert!((0.7..=0.9).contains(&cov), "{t}: coverage {cov}");
+        // The selection's scores name the chosen model, which scored best.
+        let scores = v["backtest_scores"].as_array().unwrap();
+        let chosen = v["selected_model"].as_str().unwrap();
+        let best = scores
+            .iter()
+            .min_by(|a, b| {
+                a["smape"]
+                    .as_f64()
+                    .unwrap()
+                    .total_cmp(&b["smape"].as_f64().unwrap())
+            })
+            .unwrap();
+        assert_eq!(best["model"], chosen, "{t}: {scores:?}");
+        assert!(
+            scores.iter().any(|s| s["model"] == "seasonal_naive_daily"),
+            "{t}"
+        );
+        assert_eq!(v["model"], chosen);
     }
 }
 
@@ -97,6 +130,30 @@ fn request_trace_is_counted_per_interval() {
     );
     assert_eq!(v["horizon_s"], 120);
     assert_eq!(v["points"], 10);
+}
+
+#[test]
+fn request_trace_gets_a_window_that_fits_it() {
+    // One hour of requests: the 7 d default holdout cannot fit, so a quarter
+    // of the trace is held out and the horizon is a quarter of that.
+    let v = run_json_with("requests/azure-llm-code-2023.csv", &[], &[]);
+    assert_eq!(v["interval_s"], 60.0);
+    let hold = v["holdout_s"].as_i64().unwrap();
+    assert!((600..=900).contains(&hold), "{hold}");
+    assert_eq!(v["horizon_s"].as_i64().unwrap(), hold / 4 / 60 * 60);
+    assert!(v["selected_model"].is_string());
+    // A window that does not fit says which to use.
+    let o = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
+        .args(["forecast", "--holdout", "7d", "--trace"])
+        .arg(shared().join("traces/requests/azure-llm-code-2023.csv"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("try --holdout") && err.contains("--interval"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@
 pub mod controllers;
 pub mod frontier;
 pub mod report;
+pub mod stress;
 pub mod view;
 pub mod workload;
 pub mod world;
