@@ -54,13 +54,17 @@ fn nyc_taxi_beats_seasonal_naive_mape_by_a_fifth() {
     assert!(ours <= 0.8 * base, "ours {ours} vs seasonal naive {base}");
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("polyline"));
-    // Axes with descriptions and UTC time ticks, and a legend.
+    // Axes with descriptions and UTC time ticks, and a legend naming the
+    // interval at the level the report used (the default, 80%).
+    let level = v["interval_level"].as_f64().unwrap();
+    assert_eq!(level, 0.8);
+    let band = format!("{:.0}% prediction interval", level * 100.0);
     for want in [
         "time (UTC)",
         "value per interval (the trace&apos;s unit)",
         "actual",
         "seasonal naive",
-        "90% prediction interval",
+        band.as_str(),
     ] {
         assert!(
             plot.contains(&format!("\n{want}\n</text>")),
