@@ -13,6 +13,7 @@ pub mod forecast;
 pub mod hpa;
 pub mod kpa;
 pub mod lifecycle;
+pub mod memory;
 pub mod observation;
 pub mod observe;
 pub mod policies;

@@ -9,8 +9,8 @@
 //!   throughput is the mean `throughput` of the last [`THROUGHPUT_WINDOW_MS`]
 //!   over the desired capacity (a source that measures per-instance
 //!   throughput itself gives its own [`QueueObservation`] instead);
-//! - the **SLA** figures are the means of `latency_ms` and `error_rate` over
-//!   the last [`SLA_WINDOW_MS`];
+//! - the **SLA** figures are the means of `latency_ms`, `error_rate` and
+//!   [`AVAILABILITY_METRIC`] over the last [`SLA_WINDOW_MS`];
 //! - the **history** is the pool metric's mean per [`HISTORY_INTERVAL_MS`]
 //!   interval over completed intervals.
 
@@ -38,6 +38,11 @@ pub const THROUGHPUT_WINDOW_MS: i64 = 60_000;
 
 /// Window of the SLA figures (latency, error rate), ms.
 pub const SLA_WINDOW_MS: i64 = 300_000;
+
+/// Metric of the availability the pool reports, percent (0–100); its mean
+/// over [`SLA_WINDOW_MS`] is the SLA figure `min_availability_percent` is
+/// checked against.
+pub const AVAILABILITY_METRIC: &str = "availability_percent";
 
 /// Largest metric sample value accepted (10^15: far above any queue depth,
 /// throughput or latency in ms); ingestion refuses a larger one with a 422.
@@ -149,9 +154,10 @@ fn sla_of(metrics: &BTreeMap<String, Vec<Sample>>, now_ms: i64) -> Option<SlaObs
     let since = now_ms - SLA_WINDOW_MS;
     let latency = recent_mean(metrics, "latency_ms", since);
     let errors = recent_mean(metrics, "error_rate", since);
-    (latency.is_some() || errors.is_some()).then_some(SlaObservation {
+    let availability = recent_mean(metrics, AVAILABILITY_METRIC, since);
+    (latency.is_some() || errors.is_some() || availability.is_some()).then_some(SlaObservation {
         response_time_ms: latency,
-        availability_percent: None,
+        availability_percent: availability,
         error_rate: errors,
     })
 }
@@ -400,6 +406,40 @@ mod tests {
         );
         assert_eq!(o.queue, Some(measured));
         assert_eq!(o.sla, None);
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn availability_is_fed_from_its_metric_over_the_sla_window() {
+        let now = 10_000_000;
+        // (samples as (age ms, value)) → the availability observed.
+        let cases: &[(&[(i64, f64)], Option<f64>)] = &[
+            (&[], None),
+            (&[(1_000, 99.0), (2_000, 97.0)], Some(98.0)),
+            (&[(SLA_WINDOW_MS + 1, 10.0), (5, 99.5)], Some(99.5)),
+            (&[(SLA_WINDOW_MS + 1, 10.0)], None),
+        ];
+        for (points, want) in cases {
+            let mut metrics = BTreeMap::new();
+            if !points.is_empty() {
+                let mut v: Vec<(i64, f64)> =
+                    points.iter().map(|&(age, x)| (now - age, x)).collect();
+                v.sort_by_key(|p| p.0);
+                metrics.insert(AVAILABILITY_METRIC.to_string(), series(&v));
+            }
+            let o = observation(
+                &facts(2),
+                Scrape {
+                    metrics,
+                    ..Scrape::default()
+                },
+            );
+            assert_eq!(
+                o.sla.and_then(|s| s.availability_percent),
+                *want,
+                "{points:?}"
+            );
+        }
     }
 
     #[test]

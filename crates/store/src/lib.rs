@@ -17,6 +17,7 @@ mod alerts;
 mod audit;
 mod budget;
 mod cache;
+mod controller;
 mod jobs;
 mod leases;
 mod pools;
