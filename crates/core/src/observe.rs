@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::decision::PoolPolicies;
+use crate::hpa::{ConditionStatus, Pod, PodMetric, PodPhase, ReadyCondition};
 use crate::policies::predictive::ModelCache;
 use crate::policy::{
     Observation, PolicySpec, QueueObservation, Sample, SlaObservation, WindowStats,
@@ -162,6 +163,82 @@ fn sla_of(metrics: &BTreeMap<String, Vec<Sample>>, now_ms: i64) -> Option<SlaObs
     })
 }
 
+/// How far back a pool's per-instance samples are read, ms: an instance
+/// not heard from for this long is gone.
+pub const INSTANCE_LOOKBACK_MS: i64 = 300_000;
+
+/// The window one per-instance sample stands for, ms (a reporter's usual
+/// scrape interval; target tracking's readiness rules read it).
+pub const INSTANCE_SAMPLE_WINDOW_MS: i64 = 15_000;
+
+/// One labelled sample of one instance of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceReading {
+    /// The instance's name.
+    pub instance: String,
+    /// Metric name.
+    pub metric: String,
+    /// When it was taken, Unix ms.
+    pub ts_ms: i64,
+    /// Its value, in the metric's units; for a resource `Utilization`
+    /// target, the fraction of the instance's request (1.0 = 100 %).
+    pub value: f64,
+}
+
+/// Target tracking's pods and per-pod metrics from `readings` (oldest
+/// first) of the last [`INSTANCE_LOOKBACK_MS`] before `now_ms`: every
+/// instance with a sample in the window is a running, ready pod, started
+/// and ready at its first sample seen (so, as Kubernetes does for a new
+/// pod, its first CPU sample counts as unready), with a request of 1000
+/// milli-units (a value of 1.0 is 100 % utilization); each metric's newest
+/// sample per instance is its pod metric. Pure.
+#[must_use]
+pub fn instances_of(
+    readings: &[InstanceReading],
+    now_ms: i64,
+) -> (Vec<Pod>, BTreeMap<String, Vec<PodMetric>>) {
+    let from = now_ms - INSTANCE_LOOKBACK_MS;
+    let mut first: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut newest: BTreeMap<(&str, &str), &InstanceReading> = BTreeMap::new();
+    for r in readings
+        .iter()
+        .filter(|r| r.ts_ms > from && r.ts_ms <= now_ms && r.value.is_finite())
+    {
+        first.entry(&r.instance).or_insert(r.ts_ms);
+        let e = newest.entry((&r.metric, &r.instance)).or_insert(r);
+        if r.ts_ms >= e.ts_ms {
+            *e = r;
+        }
+    }
+    let pods = first
+        .iter()
+        .map(|(name, &at)| Pod {
+            name: (*name).to_string(),
+            phase: PodPhase::Running,
+            deleting: false,
+            start_time_ms: Some(at),
+            ready: Some(ReadyCondition {
+                status: ConditionStatus::True,
+                last_transition_ms: at,
+            }),
+            request_milli: Some(1000),
+        })
+        .collect();
+    let mut metrics: BTreeMap<String, Vec<PodMetric>> = BTreeMap::new();
+    for ((metric, instance), r) in newest {
+        metrics
+            .entry(metric.to_string())
+            .or_default()
+            .push(PodMetric {
+                pod: instance.to_string(),
+                value_milli: (r.value * 1000.0).round() as i64,
+                timestamp_ms: r.ts_ms,
+                window_ms: INSTANCE_SAMPLE_WINDOW_MS,
+            });
+    }
+    (pods, metrics)
+}
+
 /// Window statistics of `samples` (oldest first) newer than `from_ms`.
 #[must_use]
 pub fn window_stats(samples: &[Sample], from_ms: i64) -> Option<WindowStats> {
@@ -171,6 +248,24 @@ pub fn window_stats(samples: &[Sample], from_ms: i64) -> Option<WindowStats> {
         mean: mean(win.iter().map(|s| s.value))?,
         count: win.len() as u64,
         newest_ts_ms: newest.ts_ms,
+    })
+}
+
+/// Whether `spec` has a target tracking metric that reads per-instance
+/// samples (`Utilization`, `ResourceAverageValue`, `AverageValue`).
+#[must_use]
+pub fn needs_instances(spec: &PoolPolicies) -> bool {
+    use crate::policies::target_tracking::MetricTarget;
+    spec.policies.iter().any(|p| match p {
+        PolicySpec::TargetTracking(t) => t.metrics.iter().any(|m| {
+            matches!(
+                m.target,
+                MetricTarget::Utilization { .. }
+                    | MetricTarget::ResourceAverageValue { .. }
+                    | MetricTarget::AverageValue { .. }
+            )
+        }),
+        _ => false,
     })
 }
 
@@ -440,6 +535,40 @@ mod tests {
                 "{points:?}"
             );
         }
+    }
+
+    #[test]
+    fn instances_are_the_pods_heard_from_and_their_newest_samples() {
+        let now = 10_000_000;
+        let r = |instance: &str, metric: &str, age: i64, value: f64| InstanceReading {
+            instance: instance.into(),
+            metric: metric.into(),
+            ts_ms: now - age,
+            value,
+        };
+        let readings = [
+            r("gone", "cpu", INSTANCE_LOOKBACK_MS, 0.9),
+            r("i1", "cpu", 60_000, 0.2),
+            r("i2", "cpu", 50_000, 0.4),
+            r("i1", "cpu", 30_000, 0.5),
+            r("i1", "custom.jobs", 30_000, 3.0),
+            r("future", "cpu", -1, 0.5),
+        ];
+        let (pods, metrics) = instances_of(&readings, now);
+        let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["i1", "i2"],
+            "an instance silent for the lookback is gone"
+        );
+        assert_eq!(pods[0].start_time_ms, Some(now - 60_000));
+        let cpu: Vec<(String, i64)> = metrics["cpu"]
+            .iter()
+            .map(|m| (m.pod.clone(), m.value_milli))
+            .collect();
+        assert_eq!(cpu, [("i1".to_string(), 500), ("i2".to_string(), 400)]);
+        assert_eq!(metrics["custom.jobs"][0].value_milli, 3000);
+        assert_eq!(instances_of(&[], now), (Vec::new(), BTreeMap::new()));
     }
 
     #[test]

@@ -261,6 +261,9 @@ pub async fn run(
                 if let Err(e) = ctx.store.prune_samples(before).await {
                     tracing::warn!(error = %e, "pruning metric samples failed");
                 }
+                if let Err(e) = ctx.store.prune_instance_samples(before).await {
+                    tracing::warn!(error = %e, "pruning instance samples failed");
+                }
                 if let Err(e) = ctx.store.prune_region_samples(before).await {
                     tracing::warn!(error = %e, "pruning region samples failed");
                 }
@@ -329,6 +332,20 @@ async fn observe_all(
     } else {
         HashMap::new()
     };
+    let mut per_instance = if pools
+        .iter()
+        .any(|p| p.policies.as_ref().is_some_and(observe::needs_instances))
+    {
+        ctx.store
+            .policy_instance_samples(
+                now - observe::INSTANCE_LOOKBACK_MS,
+                now,
+                COMBINED_SAMPLE_LIMIT,
+            )
+            .await?
+    } else {
+        HashMap::new()
+    };
     let mut out = Vec::with_capacity(pools.len());
     for p in &pools {
         let mut observation = observation_of(
@@ -337,6 +354,9 @@ async fn observe_all(
             stats.get(&p.id).copied(),
             samples.remove(&p.id).unwrap_or_default(),
         );
+        if let Some(readings) = per_instance.remove(&p.id) {
+            add_instances(&mut observation, readings);
+        }
         let mut forecasts = Vec::new();
         let mut memory = caches
             .as_deref_mut()
@@ -390,6 +410,19 @@ pub async fn observe_pool(ctx: &EngineCtx, p: &Pool, now: i64) -> Result<Observa
         None => Vec::new(),
     };
     let mut obs = observation_of(p, now, stats.get(&p.id).copied(), samples);
+    if p.policies.as_ref().is_some_and(observe::needs_instances) {
+        let mut all = ctx
+            .store
+            .policy_instance_samples(
+                now - observe::INSTANCE_LOOKBACK_MS,
+                now,
+                COMBINED_SAMPLE_LIMIT,
+            )
+            .await?;
+        if let Some(readings) = all.remove(&p.id) {
+            add_instances(&mut obs, readings);
+        }
+    }
     if let Some(spec) = &p.policies {
         add_history(ctx, p, spec, &mut obs).await?;
     }
@@ -427,6 +460,23 @@ fn observation_of(
             queue: None,
         },
     )
+}
+
+/// Puts a pool's per-instance samples into `obs` as target tracking's pods
+/// and per-pod metrics ([`observe::instances_of`]).
+fn add_instances(obs: &mut Observation, readings: Vec<fleetscale_store::InstanceSample>) {
+    let readings: Vec<observe::InstanceReading> = readings
+        .into_iter()
+        .map(|r| observe::InstanceReading {
+            instance: r.instance,
+            metric: r.metric,
+            ts_ms: r.ts_ms,
+            value: r.value,
+        })
+        .collect();
+    let (pods, metrics) = observe::instances_of(&readings, obs.now_ms);
+    obs.instances = pods;
+    obs.instance_metrics = metrics;
 }
 
 /// Sets `obs.history` to the whole window the pool's predictive policies
@@ -580,7 +630,12 @@ async fn tick(
                     capacity: decision.target,
                     reason: decision.reason.clone(),
                     trigger_source: trigger,
-                    metadata: serde_json::json!({ "policy": decision.policy, "decision": decision, "combined": combined }),
+                    metadata: serde_json::json!({
+                        "policy": decision.policy,
+                        "decision": decision,
+                        "combined": combined,
+                        "zero_transition": fleetscale_core::ZeroTransition::of(decision.current, decision.target).map(|z| z.as_str()),
+                    }),
                     actor: "engine".into(),
                     expect_desired: Some(decision.current),
                     respect_safety_lock: true,

@@ -16,14 +16,14 @@ use fleetscale_core::kpa::{KpaConfig, KpaState};
 use fleetscale_core::memory::ControllerMemory;
 use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
-use fleetscale_core::policies::slo::{self, SloPolicy};
+use fleetscale_core::policies::slo;
 use fleetscale_core::policies::target_tracking::{
     MetricTarget, TargetTrackingPolicy, TrackedMetric,
 };
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
-    decide, decide_all_cached, CombinedDecision, Observation, PerformanceTargets, PolicySpec,
-    PoolBounds, PoolPolicies, QueueObservation, Sample as MetricSample, ThresholdPolicy,
+    decide, decide_all_cached, CombinedDecision, Observation, PolicySpec, PoolBounds, PoolPolicies,
+    QueueObservation, Sample as MetricSample, ThresholdPolicy,
 };
 
 use crate::view::{InstState, Sample, View};
@@ -541,12 +541,21 @@ pub fn fleetscale_default(
     slo_ms: f64,
     t: FleetscaleTuning,
 ) -> PoolPolicies {
-    let mut policies = vec![PolicySpec::Slo(SloPolicy {
-        rate_window_seconds: t.rate_window_s,
-        ..SloPolicy::new(f64::from(slots), cold_start_s)
-    })];
+    // The live default (`fleetscale_core::decision::default`), for this
+    // workload's slots, cold start and SLO.
+    let mut spec = fleetscale_core::decision::default::fleetscale_default(
+        f64::from(slots),
+        cold_start_s,
+        slo_ms,
+        t.attainment_goal,
+    );
+    for p in &mut spec.policies {
+        if let PolicySpec::Slo(s) = p {
+            s.rate_window_seconds = t.rate_window_s;
+        }
+    }
     if t.predictive_floor {
-        policies.insert(
+        spec.policies.insert(
             0,
             PolicySpec::Predictive(PredictivePolicy {
                 lookahead_seconds: 3600,
@@ -559,17 +568,7 @@ pub fn fleetscale_default(
             }),
         );
     }
-    PoolPolicies {
-        policies,
-        performance_targets: PerformanceTargets {
-            cost_optimization_weight: 0.0,
-            latency_ms: Some(slo_ms),
-            attainment: Some(t.attainment_goal),
-            ..PerformanceTargets::default()
-        },
-        spike_urgency_threshold: 0.8,
-        scale_in_sla_margin: 0.2,
-    }
+    spec
 }
 
 /// Knative's metric reporting period: the queue-proxies and the activator

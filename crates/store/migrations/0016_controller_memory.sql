@@ -8,3 +8,16 @@ CREATE TABLE pool_controller_memory (
     memory TEXT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );
+
+-- Per-instance samples (a metric sample with an `instance` label), read by
+-- target tracking's Utilization, AverageValue and resource targets. Kept
+-- apart from the pool series: a pool's own metrics are what its reporter
+-- aggregates.
+CREATE TABLE instance_points (
+    pool_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX instance_points_pool_ts ON instance_points (pool_id, ts_ms);
