@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{decide_all_cached, CombinedDecision, PoolPolicies};
+use crate::memory::ControllerMemory;
 use crate::observation::{Action, Decision, Observation};
 use crate::policies::predictive::ModelCache;
 use crate::policies::{decide, PolicySpec};
@@ -33,6 +34,11 @@ pub struct PoolState {
     /// `observation.history`.
     #[serde(skip)]
     pub forecasts: Vec<Option<ModelCache>>,
+    /// The pool's controller memory (without its forecast models, which
+    /// are in `forecasts` while the tick runs); already recalled into
+    /// `observation`. The loop remembers the tick's decision in it.
+    #[serde(skip)]
+    pub memory: ControllerMemory,
 }
 
 /// What to do for one pool.
@@ -82,15 +88,37 @@ pub struct TickCounts {
     pub requeue_after_ms: Option<i64>,
 }
 
+/// One tick's plan: the steps, the counts, and every pool's decision (by
+/// index of the pools planned; `None` for a frozen pool), which the loop
+/// remembers in the pool's [`crate::memory::ControllerMemory`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickPlan {
+    /// The steps to take.
+    pub steps: Vec<Step>,
+    /// The counts.
+    pub counts: TickCounts,
+    /// Each pool's decision, by index; `None` when it was not evaluated.
+    pub decisions: Vec<Option<Decision>>,
+}
+
 /// Plans one tick. Frozen pools are skipped; a locked autonomous pool is
 /// evaluated but not changed; a recommend pool's proposal is refreshed only
 /// when its target changes. Deterministic for the same inputs.
 #[must_use]
 pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
+    let p = plan(pools);
+    (p.steps, p.counts)
+}
+
+/// [`plan_tick`] with every pool's decision.
+#[must_use]
+pub fn plan(pools: &[PoolState]) -> TickPlan {
     let mut steps = Vec::new();
     let mut counts = TickCounts::default();
+    let mut decisions = Vec::with_capacity(pools.len());
     for p in pools {
         if p.mode == Mode::Frozen {
+            decisions.push(None);
             continue;
         }
         counts.evaluated += 1;
@@ -109,6 +137,7 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
             Action::ScaleDown => counts.scale_down += 1,
             Action::Hold => counts.hold += 1,
         }
+        decisions.push(Some(d.clone()));
         match p.mode {
             Mode::Autonomous if d.should_scale() && !p.safety_lock => steps.push(Step::Apply {
                 pool_id: p.id.clone(),
@@ -137,7 +166,11 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
             _ => {}
         }
     }
-    (steps, counts)
+    TickPlan {
+        steps,
+        counts,
+        decisions,
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +205,7 @@ mod tests {
             },
             pending_proposal: pending,
             forecasts: Vec::new(),
+            memory: ControllerMemory::default(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod forecast;
 pub mod hpa;
 pub mod kpa;
 pub mod lifecycle;
+pub mod memory;
 pub mod observation;
 pub mod observe;
 pub mod policies;
@@ -28,7 +29,7 @@ pub use decision::{
     decide_all, decide_all_cached, decide_all_with, CombinedDecision, PerformanceTargets,
     PoolPolicies, Reason,
 };
-pub use lifecycle::{ActuationStatus, ProposalStatus, TriggerSource, UnknownValue};
+pub use lifecycle::{ActuationStatus, ProposalStatus, TriggerSource, UnknownValue, ZeroTransition};
 pub use observation::{
     Action, Decision, Observation, PoolBounds, QueueObservation, Sample, SlaObservation,
     WindowStats,

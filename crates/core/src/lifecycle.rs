@@ -118,6 +118,30 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// A change that takes a pool to or from zero instances (scale to
+    /// zero), as events and the webhook actuator report it.
+    ZeroTransition, "zero transition", {
+        /// From zero to at least one instance: the pool activates.
+        Activate => "activate",
+        /// From at least one instance to zero: the pool idles to zero.
+        IdleToZero => "idle_to_zero",
+    }
+);
+
+impl ZeroTransition {
+    /// The transition of a change from `previous` to `new` instances, if
+    /// it crosses zero.
+    #[must_use]
+    pub fn of(previous: i64, new: i64) -> Option<ZeroTransition> {
+        match (previous, new) {
+            (0, n) if n > 0 => Some(ZeroTransition::Activate),
+            (p, 0) if p > 0 => Some(ZeroTransition::IdleToZero),
+            _ => None,
+        }
+    }
+}
+
 impl ActuationStatus {
     /// The status of a new event: `pending` when an actuator must deliver
     /// it, else `none`.
@@ -165,5 +189,20 @@ mod tests {
         );
         assert!("Pending".parse::<ProposalStatus>().is_err(), "case matters");
         assert!("".parse::<ActuationStatus>().is_err());
+    }
+
+    #[test]
+    fn a_zero_transition_is_a_change_that_crosses_zero() {
+        let cases = [
+            (0, 1, Some(ZeroTransition::Activate)),
+            (0, 5, Some(ZeroTransition::Activate)),
+            (3, 0, Some(ZeroTransition::IdleToZero)),
+            (0, 0, None),
+            (1, 2, None),
+            (2, 1, None),
+        ];
+        for (p, n, want) in cases {
+            assert_eq!(ZeroTransition::of(p, n), want, "{p} → {n}");
+        }
     }
 }

@@ -9,14 +9,15 @@
 //!   throughput is the mean `throughput` of the last [`THROUGHPUT_WINDOW_MS`]
 //!   over the desired capacity (a source that measures per-instance
 //!   throughput itself gives its own [`QueueObservation`] instead);
-//! - the **SLA** figures are the means of `latency_ms` and `error_rate` over
-//!   the last [`SLA_WINDOW_MS`];
+//! - the **SLA** figures are the means of `latency_ms`, `error_rate` and
+//!   [`AVAILABILITY_METRIC`] over the last [`SLA_WINDOW_MS`];
 //! - the **history** is the pool metric's mean per [`HISTORY_INTERVAL_MS`]
 //!   interval over completed intervals.
 
 use std::collections::BTreeMap;
 
 use crate::decision::PoolPolicies;
+use crate::hpa::{ConditionStatus, Pod, PodMetric, PodPhase, ReadyCondition};
 use crate::policies::predictive::ModelCache;
 use crate::policy::{
     Observation, PolicySpec, QueueObservation, Sample, SlaObservation, WindowStats,
@@ -38,6 +39,11 @@ pub const THROUGHPUT_WINDOW_MS: i64 = 60_000;
 
 /// Window of the SLA figures (latency, error rate), ms.
 pub const SLA_WINDOW_MS: i64 = 300_000;
+
+/// Metric of the availability the pool reports, percent (0–100); its mean
+/// over [`SLA_WINDOW_MS`] is the SLA figure `min_availability_percent` is
+/// checked against.
+pub const AVAILABILITY_METRIC: &str = "availability_percent";
 
 /// Largest metric sample value accepted (10^15: far above any queue depth,
 /// throughput or latency in ms); ingestion refuses a larger one with a 422.
@@ -149,11 +155,88 @@ fn sla_of(metrics: &BTreeMap<String, Vec<Sample>>, now_ms: i64) -> Option<SlaObs
     let since = now_ms - SLA_WINDOW_MS;
     let latency = recent_mean(metrics, "latency_ms", since);
     let errors = recent_mean(metrics, "error_rate", since);
-    (latency.is_some() || errors.is_some()).then_some(SlaObservation {
+    let availability = recent_mean(metrics, AVAILABILITY_METRIC, since);
+    (latency.is_some() || errors.is_some() || availability.is_some()).then_some(SlaObservation {
         response_time_ms: latency,
-        availability_percent: None,
+        availability_percent: availability,
         error_rate: errors,
     })
+}
+
+/// How far back a pool's per-instance samples are read, ms: an instance
+/// not heard from for this long is gone.
+pub const INSTANCE_LOOKBACK_MS: i64 = 300_000;
+
+/// The window one per-instance sample stands for, ms (a reporter's usual
+/// scrape interval; target tracking's readiness rules read it).
+pub const INSTANCE_SAMPLE_WINDOW_MS: i64 = 15_000;
+
+/// One labelled sample of one instance of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceReading {
+    /// The instance's name.
+    pub instance: String,
+    /// Metric name.
+    pub metric: String,
+    /// When it was taken, Unix ms.
+    pub ts_ms: i64,
+    /// Its value, in the metric's units; for a resource `Utilization`
+    /// target, the fraction of the instance's request (1.0 = 100 %).
+    pub value: f64,
+}
+
+/// Target tracking's pods and per-pod metrics from `readings` (oldest
+/// first) of the last [`INSTANCE_LOOKBACK_MS`] before `now_ms`: every
+/// instance with a sample in the window is a running, ready pod, started
+/// and ready at its first sample seen (so, as Kubernetes does for a new
+/// pod, its first CPU sample counts as unready), with a request of 1000
+/// milli-units (a value of 1.0 is 100 % utilization); each metric's newest
+/// sample per instance is its pod metric. Pure.
+#[must_use]
+pub fn instances_of(
+    readings: &[InstanceReading],
+    now_ms: i64,
+) -> (Vec<Pod>, BTreeMap<String, Vec<PodMetric>>) {
+    let from = now_ms - INSTANCE_LOOKBACK_MS;
+    let mut first: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut newest: BTreeMap<(&str, &str), &InstanceReading> = BTreeMap::new();
+    for r in readings
+        .iter()
+        .filter(|r| r.ts_ms > from && r.ts_ms <= now_ms && r.value.is_finite())
+    {
+        first.entry(&r.instance).or_insert(r.ts_ms);
+        let e = newest.entry((&r.metric, &r.instance)).or_insert(r);
+        if r.ts_ms >= e.ts_ms {
+            *e = r;
+        }
+    }
+    let pods = first
+        .iter()
+        .map(|(name, &at)| Pod {
+            name: (*name).to_string(),
+            phase: PodPhase::Running,
+            deleting: false,
+            start_time_ms: Some(at),
+            ready: Some(ReadyCondition {
+                status: ConditionStatus::True,
+                last_transition_ms: at,
+            }),
+            request_milli: Some(1000),
+        })
+        .collect();
+    let mut metrics: BTreeMap<String, Vec<PodMetric>> = BTreeMap::new();
+    for ((metric, instance), r) in newest {
+        metrics
+            .entry(metric.to_string())
+            .or_default()
+            .push(PodMetric {
+                pod: instance.to_string(),
+                value_milli: (r.value * 1000.0).round() as i64,
+                timestamp_ms: r.ts_ms,
+                window_ms: INSTANCE_SAMPLE_WINDOW_MS,
+            });
+    }
+    (pods, metrics)
 }
 
 /// Window statistics of `samples` (oldest first) newer than `from_ms`.
@@ -165,6 +248,24 @@ pub fn window_stats(samples: &[Sample], from_ms: i64) -> Option<WindowStats> {
         mean: mean(win.iter().map(|s| s.value))?,
         count: win.len() as u64,
         newest_ts_ms: newest.ts_ms,
+    })
+}
+
+/// Whether `spec` has a target tracking metric that reads per-instance
+/// samples (`Utilization`, `ResourceAverageValue`, `AverageValue`).
+#[must_use]
+pub fn needs_instances(spec: &PoolPolicies) -> bool {
+    use crate::policies::target_tracking::MetricTarget;
+    spec.policies.iter().any(|p| match p {
+        PolicySpec::TargetTracking(t) => t.metrics.iter().any(|m| {
+            matches!(
+                m.target,
+                MetricTarget::Utilization { .. }
+                    | MetricTarget::ResourceAverageValue { .. }
+                    | MetricTarget::AverageValue { .. }
+            )
+        }),
+        _ => false,
     })
 }
 
@@ -400,6 +501,74 @@ mod tests {
         );
         assert_eq!(o.queue, Some(measured));
         assert_eq!(o.sla, None);
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn availability_is_fed_from_its_metric_over_the_sla_window() {
+        let now = 10_000_000;
+        // (samples as (age ms, value)) → the availability observed.
+        let cases: &[(&[(i64, f64)], Option<f64>)] = &[
+            (&[], None),
+            (&[(1_000, 99.0), (2_000, 97.0)], Some(98.0)),
+            (&[(SLA_WINDOW_MS + 1, 10.0), (5, 99.5)], Some(99.5)),
+            (&[(SLA_WINDOW_MS + 1, 10.0)], None),
+        ];
+        for (points, want) in cases {
+            let mut metrics = BTreeMap::new();
+            if !points.is_empty() {
+                let mut v: Vec<(i64, f64)> =
+                    points.iter().map(|&(age, x)| (now - age, x)).collect();
+                v.sort_by_key(|p| p.0);
+                metrics.insert(AVAILABILITY_METRIC.to_string(), series(&v));
+            }
+            let o = observation(
+                &facts(2),
+                Scrape {
+                    metrics,
+                    ..Scrape::default()
+                },
+            );
+            assert_eq!(
+                o.sla.and_then(|s| s.availability_percent),
+                *want,
+                "{points:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn instances_are_the_pods_heard_from_and_their_newest_samples() {
+        let now = 10_000_000;
+        let r = |instance: &str, metric: &str, age: i64, value: f64| InstanceReading {
+            instance: instance.into(),
+            metric: metric.into(),
+            ts_ms: now - age,
+            value,
+        };
+        let readings = [
+            r("gone", "cpu", INSTANCE_LOOKBACK_MS, 0.9),
+            r("i1", "cpu", 60_000, 0.2),
+            r("i2", "cpu", 50_000, 0.4),
+            r("i1", "cpu", 30_000, 0.5),
+            r("i1", "custom.jobs", 30_000, 3.0),
+            r("future", "cpu", -1, 0.5),
+        ];
+        let (pods, metrics) = instances_of(&readings, now);
+        let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["i1", "i2"],
+            "an instance silent for the lookback is gone"
+        );
+        assert_eq!(pods[0].start_time_ms, Some(now - 60_000));
+        let cpu: Vec<(String, i64)> = metrics["cpu"]
+            .iter()
+            .map(|m| (m.pod.clone(), m.value_milli))
+            .collect();
+        assert_eq!(cpu, [("i1".to_string(), 500), ("i2".to_string(), 400)]);
+        assert_eq!(metrics["custom.jobs"][0].value_milli, 3000);
+        assert_eq!(instances_of(&[], now), (Vec::new(), BTreeMap::new()));
     }
 
     #[test]

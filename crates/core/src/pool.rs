@@ -96,7 +96,9 @@ pub struct NewPool {
     /// or `intel`), for its region's pressure; by default its agent type when
     /// that is one of them.
     pub job_kind: Option<String>,
-    /// Threshold policy settings.
+    /// Threshold policy settings. Giving them asks for the threshold policy
+    /// alone; without them the pool gets fleetscale's default policies
+    /// (`crate::decision::default`, `fleetscale policy default`).
     pub scaling_policy: Option<RawThresholdPolicy>,
 }
 

@@ -95,6 +95,10 @@ pub struct WebhookBody<'a> {
     pub reason: &'a str,
     /// Trigger source.
     pub trigger_source: &'a str,
+    /// `activate` (from zero) or `idle_to_zero` (to zero) when the change
+    /// crosses zero; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_transition: Option<&'static str>,
     /// When decided.
     pub created_at: String,
 }
@@ -154,6 +158,11 @@ impl Actuator {
             previous_capacity: ev.previous_capacity,
             reason: &ev.reason,
             trigger_source: ev.trigger_source.as_str(),
+            zero_transition: fleetscale_core::ZeroTransition::of(
+                ev.previous_capacity,
+                ev.new_capacity,
+            )
+            .map(|z| z.as_str()),
             created_at: rfc3339(ev.created_at_ms),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();

@@ -14,17 +14,18 @@
 //! [`MIN_REQUEUE`]. A failed tick backs off: the next one waits
 //! tick × 2^(failures − 1), at most [`MAX_TICK_BACKOFF`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use fleetscale_core::control::{plan_tick, PoolState, Step};
+use fleetscale_core::control::{plan, PoolState, Step};
 use fleetscale_core::decision::PoolPolicies;
+use fleetscale_core::memory::ControllerMemory;
 use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
-use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
+use fleetscale_core::policies::predictive::ModelCache;
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
     ActuationStatus, Observation, PolicySpec, Sample as CoreSample, TriggerSource, WindowStats,
@@ -43,50 +44,67 @@ pub const MAX_ACTUATIONS_PER_TICK: i64 = 512;
 /// Concurrent webhook deliveries.
 pub const ACTUATION_CONCURRENCY: usize = 16;
 
-/// Forecast models the leader keeps between ticks, by pool id: a pool's
-/// predictive policies are fitted once, fed each new 5-minute interval and
-/// refitted on the [`ModelCache`] schedule instead of refitting on the whole
-/// history every tick. Lost with the process or the lease (the next leader
-/// fits cold); dropped for a pool whose predictive policies change.
-pub type ForecastCaches = HashMap<String, PoolForecasts>;
+/// The controller memory the leader keeps between ticks, by pool id
+/// ([`ControllerMemory`]: last scale-up and scale-down, target tracking's
+/// recommendations and scale events, the predictive policies' forecast
+/// models, fed each new 5-minute interval and refitted on the
+/// [`fleetscale_core::policies::predictive::ModelCache`] schedule). Each
+/// change is also written to the store (fenced), and a replica that becomes
+/// leader reads it back ([`restore_memory`]), so a new leader continues
+/// where the last one stopped. A pool whose predictive policies change fits
+/// cold.
+pub type ForecastCaches = HashMap<String, ControllerMemory>;
 
-/// One pool's cached forecast models.
-#[derive(Debug, Clone, Default)]
-pub struct PoolForecasts {
-    /// The predictive policies the models were fitted for, by policy index.
-    policies: Vec<Option<PredictivePolicy>>,
-    /// The models, by policy index.
-    models: Vec<Option<ModelCache>>,
-}
-
-/// Moves the forecast models out of `pools` into the cache for the next
-/// tick; pools without one (or no longer observed: deleted) drop out.
+/// Moves every pool's controller memory (with its forecast models) out of
+/// `pools` into the map kept for the next tick; pools no longer observed
+/// (deleted) drop out.
 pub fn keep_forecasts(pools: &mut [PoolState]) -> ForecastCaches {
     pools
         .iter_mut()
-        .filter_map(|p| {
-            let spec = p.combined.as_ref()?;
-            p.forecasts.iter().any(Option::is_some).then(|| {
-                (
-                    p.id.clone(),
-                    PoolForecasts {
-                        policies: predictive_policies(spec),
-                        models: std::mem::take(&mut p.forecasts),
-                    },
-                )
-            })
+        .map(|p| {
+            let mut m = std::mem::take(&mut p.memory);
+            let models = std::mem::take(&mut p.forecasts);
+            match &p.combined {
+                Some(spec) => m.keep_forecasts(spec, models),
+                None => {
+                    m.forecasts.clear();
+                    m.forecast_policies.clear();
+                }
+            }
+            (p.id.clone(), m)
         })
         .collect()
 }
 
-fn predictive_policies(spec: &PoolPolicies) -> Vec<Option<PredictivePolicy>> {
-    spec.policies
-        .iter()
-        .map(|p| match p {
-            PolicySpec::Predictive(pp) => Some(pp.clone()),
-            _ => None,
-        })
-        .collect()
+/// What of a memory changes when it must be written again: the scale
+/// times, target tracking's state and how far each model was fed.
+type Fingerprint = (
+    Option<i64>,
+    Option<i64>,
+    fleetscale_core::hpa::HpaState,
+    Vec<Option<i64>>,
+);
+
+fn fingerprint(m: &ControllerMemory) -> Fingerprint {
+    (
+        m.last_scale_up_at_ms,
+        m.last_scale_down_at_ms,
+        m.hpa_state.clone(),
+        m.forecasts
+            .iter()
+            .map(|f| f.as_ref().map(|c| c.end_ms))
+            .collect(),
+    )
+}
+
+/// Replaces the leader's controller memory with the store's: called when
+/// this replica becomes leader (the previous leader's memory, or this
+/// replica's own from an earlier term, is what the store says now).
+pub async fn restore_memory(ctx: &EngineCtx) -> Result<usize, StoreError> {
+    let stored = ctx.store.controller_memories().await?;
+    let n = stored.len();
+    *ctx.forecasts.lock().expect("controller memory lock") = stored;
+    Ok(n)
 }
 
 /// Soonest the loop evaluates again for a decision's requeue.
@@ -194,6 +212,22 @@ pub async fn run(
             was_leader = leader;
             next_eval = 0;
             failures = 0;
+            if leader {
+                match restore_memory(&ctx).await {
+                    Ok(n) => tracing::info!(pools = n, "controller memory restored"),
+                    Err(e) => {
+                        // Evaluating without it would forget cooldowns and
+                        // stabilization windows: retry at the next poll.
+                        tracing::warn!(error = %e, "restoring controller memory failed");
+                        was_leader = false;
+                    }
+                }
+            } else {
+                ctx.forecasts
+                    .lock()
+                    .expect("controller memory lock")
+                    .clear();
+            }
         }
         ctx.metrics.is_leader.set(i64::from(leader));
         if leader && now >= next_eval {
@@ -226,6 +260,9 @@ pub async fn run(
                 let before = now - cfg.retention.as_millis() as i64;
                 if let Err(e) = ctx.store.prune_samples(before).await {
                     tracing::warn!(error = %e, "pruning metric samples failed");
+                }
+                if let Err(e) = ctx.store.prune_instance_samples(before).await {
+                    tracing::warn!(error = %e, "pruning instance samples failed");
                 }
                 if let Err(e) = ctx.store.prune_region_samples(before).await {
                     tracing::warn!(error = %e, "pruning region samples failed");
@@ -295,6 +332,20 @@ async fn observe_all(
     } else {
         HashMap::new()
     };
+    let mut per_instance = if pools
+        .iter()
+        .any(|p| p.policies.as_ref().is_some_and(observe::needs_instances))
+    {
+        ctx.store
+            .policy_instance_samples(
+                now - observe::INSTANCE_LOOKBACK_MS,
+                now,
+                COMBINED_SAMPLE_LIMIT,
+            )
+            .await?
+    } else {
+        HashMap::new()
+    };
     let mut out = Vec::with_capacity(pools.len());
     for p in &pools {
         let mut observation = observation_of(
@@ -303,18 +354,22 @@ async fn observe_all(
             stats.get(&p.id).copied(),
             samples.remove(&p.id).unwrap_or_default(),
         );
+        if let Some(readings) = per_instance.remove(&p.id) {
+            add_instances(&mut observation, readings);
+        }
         let mut forecasts = Vec::new();
+        let mut memory = caches
+            .as_deref_mut()
+            .and_then(|c| c.remove(&p.id))
+            .unwrap_or_default();
+        memory.recall(&mut observation);
         if let Some(spec) = &p.policies {
-            match caches.as_deref_mut() {
-                Some(c) => {
-                    let cached = c
-                        .remove(&p.id)
-                        .filter(|f| f.policies == predictive_policies(spec));
-                    forecasts = cached.map(|f| f.models).unwrap_or_default();
-                    forecasts.resize(spec.policies.len(), None);
+            match caches.is_some() {
+                true => {
+                    forecasts = memory.take_forecasts(spec);
                     advance_forecasts(ctx, p, spec, &mut observation, &mut forecasts).await?;
                 }
-                None => add_history(ctx, p, spec, &mut observation).await?,
+                false => add_history(ctx, p, spec, &mut observation).await?,
             }
         }
         out.push(PoolState {
@@ -326,6 +381,7 @@ async fn observe_all(
             observation,
             pending_proposal: pending.get(&p.id).copied(),
             forecasts,
+            memory,
         });
     }
     Ok(Observed {
@@ -354,6 +410,19 @@ pub async fn observe_pool(ctx: &EngineCtx, p: &Pool, now: i64) -> Result<Observa
         None => Vec::new(),
     };
     let mut obs = observation_of(p, now, stats.get(&p.id).copied(), samples);
+    if p.policies.as_ref().is_some_and(observe::needs_instances) {
+        let mut all = ctx
+            .store
+            .policy_instance_samples(
+                now - observe::INSTANCE_LOOKBACK_MS,
+                now,
+                COMBINED_SAMPLE_LIMIT,
+            )
+            .await?;
+        if let Some(readings) = all.remove(&p.id) {
+            add_instances(&mut obs, readings);
+        }
+    }
     if let Some(spec) = &p.policies {
         add_history(ctx, p, spec, &mut obs).await?;
     }
@@ -391,6 +460,23 @@ fn observation_of(
             queue: None,
         },
     )
+}
+
+/// Puts a pool's per-instance samples into `obs` as target tracking's pods
+/// and per-pod metrics ([`observe::instances_of`]).
+fn add_instances(obs: &mut Observation, readings: Vec<fleetscale_store::InstanceSample>) {
+    let readings: Vec<observe::InstanceReading> = readings
+        .into_iter()
+        .map(|r| observe::InstanceReading {
+            instance: r.instance,
+            metric: r.metric,
+            ts_ms: r.ts_ms,
+            value: r.value,
+        })
+        .collect();
+    let (pods, metrics) = observe::instances_of(&readings, obs.now_ms);
+    obs.instances = pods;
+    obs.instance_metrics = metrics;
 }
 
 /// Sets `obs.history` to the whole window the pool's predictive policies
@@ -454,9 +540,48 @@ async fn advance_forecasts(
     Ok(())
 }
 
+/// One pool's evaluation in a recorded tick ([`tick_recorded`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedDecision {
+    /// Pool id.
+    pub pool_id: String,
+    /// What the loop observed, without the controller memory (no scale
+    /// times, an empty target-tracking state): a replay keeps its own.
+    pub observation: Observation,
+    /// What the loop decided.
+    pub decision: fleetscale_core::Decision,
+    /// Whether the change was applied.
+    pub applied: bool,
+}
+
 /// One tick as leader: observe, plan (pure), apply the steps, actuate.
 pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickReport, StoreError> {
-    let mut caches = std::mem::take(&mut *ctx.forecasts.lock().expect("forecast cache lock"));
+    tick(ctx, fence, now, None).await
+}
+
+/// [`tick_once`], also returning every evaluated pool's observation and
+/// decision, for a replay through another controller (the simulator's).
+pub async fn tick_recorded(
+    ctx: &EngineCtx,
+    fence: &Fence,
+    now: i64,
+) -> Result<(TickReport, Vec<RecordedDecision>), StoreError> {
+    let mut log = Vec::new();
+    let r = tick(ctx, fence, now, Some(&mut log)).await?;
+    Ok((r, log))
+}
+
+async fn tick(
+    ctx: &EngineCtx,
+    fence: &Fence,
+    now: i64,
+    record: Option<&mut Vec<RecordedDecision>>,
+) -> Result<TickReport, StoreError> {
+    let mut caches = std::mem::take(&mut *ctx.forecasts.lock().expect("controller memory lock"));
+    let before: HashMap<String, Fingerprint> = caches
+        .iter()
+        .map(|(k, m)| (k.clone(), fingerprint(m)))
+        .collect();
     let observed = observe_all(ctx, now, Some(&mut caches)).await;
     let Observed {
         states: mut pools,
@@ -465,12 +590,13 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
     } = match observed {
         Ok(o) => o,
         Err(e) => {
-            *ctx.forecasts.lock().expect("forecast cache lock") = caches;
+            *ctx.forecasts.lock().expect("controller memory lock") = caches;
             return Err(e);
         }
     };
-    let (steps, counts) = plan_tick(&pools);
-    *ctx.forecasts.lock().expect("forecast cache lock") = keep_forecasts(&mut pools);
+    let tick_plan = plan(&pools);
+    let (steps, counts) = (tick_plan.steps, tick_plan.counts);
+    let mut applied: HashSet<String> = HashSet::new();
     let m = &ctx.metrics;
     m.ticks.inc();
     for (action, n) in [
@@ -504,7 +630,12 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
                     capacity: decision.target,
                     reason: decision.reason.clone(),
                     trigger_source: trigger,
-                    metadata: serde_json::json!({ "policy": decision.policy, "decision": decision, "combined": combined }),
+                    metadata: serde_json::json!({
+                        "policy": decision.policy,
+                        "decision": decision,
+                        "combined": combined,
+                        "zero_transition": fleetscale_core::ZeroTransition::of(decision.current, decision.target).map(|z| z.as_str()),
+                    }),
                     actor: "engine".into(),
                     expect_desired: Some(decision.current),
                     respect_safety_lock: true,
@@ -514,6 +645,7 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
                 };
                 match ctx.store.scale(&req).await {
                     Ok(out) if out.event.is_some() => {
+                        applied.insert(pool_id.clone());
                         report.applied += 1;
                         m.scalings
                             .get_or_create(&SourceLabel {
@@ -556,12 +688,67 @@ pub async fn tick_once(ctx: &EngineCtx, fence: &Fence, now: i64) -> Result<TickR
             Step::Withdraw { pool_id } => ctx.store.withdraw_proposal(&pool_id, now).await?,
         }
     }
+    if let Some(log) = record {
+        for (p, d) in pools.iter().zip(&tick_plan.decisions) {
+            if let Some(d) = d {
+                let mut observation = p.observation.clone();
+                ControllerMemory::default().recall(&mut observation);
+                observation.last_scaled_at_ms = None;
+                log.push(RecordedDecision {
+                    pool_id: p.id.clone(),
+                    observation,
+                    decision: d.clone(),
+                    applied: applied.contains(&p.id),
+                });
+            }
+        }
+    }
+    remember_tick(
+        ctx,
+        fence,
+        now,
+        &mut pools,
+        &tick_plan.decisions,
+        &applied,
+        &before,
+    )
+    .await?;
     let (ok, failed) = actuate_pending(ctx, Some(fence)).await?;
     report.actuated = ok;
     report.actuation_failed = failed;
     let regions = crate::regions::refresh(ctx, fence, now, &stored_pools, &stats).await?;
     report.region_transitions = regions.transitions;
     Ok(report)
+}
+
+/// Remembers each evaluated pool's decision in its controller memory (the
+/// change only when it was applied), keeps the memories on the leader and
+/// writes the changed ones to the store, fenced.
+async fn remember_tick(
+    ctx: &EngineCtx,
+    fence: &Fence,
+    now: i64,
+    pools: &mut [PoolState],
+    decisions: &[Option<fleetscale_core::Decision>],
+    applied: &HashSet<String>,
+    before: &HashMap<String, Fingerprint>,
+) -> Result<(), StoreError> {
+    for (p, d) in pools.iter_mut().zip(decisions) {
+        if let Some(d) = d {
+            p.memory.remember(d, now, applied.contains(&p.id));
+        }
+    }
+    let kept = keep_forecasts(pools);
+    let default_fp = fingerprint(&ControllerMemory::default());
+    let changed: Vec<(String, ControllerMemory)> = kept
+        .iter()
+        .filter(|(id, m)| before.get(*id).unwrap_or(&default_fp) != &fingerprint(m))
+        .map(|(id, m)| (id.clone(), m.clone()))
+        .collect();
+    *ctx.forecasts.lock().expect("controller memory lock") = kept;
+    ctx.store
+        .put_controller_memories(&changed, Some(fence), now)
+        .await
 }
 
 /// Delivers events awaiting actuation (oldest first, bounded), recording each

@@ -51,7 +51,8 @@ pub struct EngineCtx {
     pub metrics: Arc<Metrics>,
     /// Where the jobs read the time (Unix ms); the system clock in production.
     pub clock: Arc<dyn Clock>,
-    /// Forecast models the leader keeps between ticks (see
+    /// The controller memory (cooldowns, target tracking's state, forecast
+    /// models) the leader keeps between ticks (see
     /// [`control::ForecastCaches`]).
     pub forecasts: Arc<Mutex<control::ForecastCaches>>,
     /// The in-memory routing view of this process (see [`routing_view`]).

@@ -58,3 +58,18 @@ fn every_violation_is_reported() {
     }
     assert!(!err.contains("amount"), "120% is allowed: {err}");
 }
+
+#[test]
+fn policy_default_prints_the_shipped_default_that_a_new_pool_gets() {
+    let o = Command::new(env!("CARGO_BIN_EXE_fleetscale"))
+        .args(["policy", "default"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed: fleetscale_core::PoolPolicies = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        printed,
+        fleetscale_core::decision::default::pool_default(2.0)
+    );
+    assert_eq!(printed.policies[0].name(), "slo");
+}

@@ -61,6 +61,7 @@ fn synthetic_pools(n: usize, now: i64) -> Vec<PoolState> {
                 },
                 pending_proposal: None,
                 forecasts: Vec::new(),
+                memory: Default::default(),
             }
         })
         .collect()

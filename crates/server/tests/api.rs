@@ -42,6 +42,30 @@ async fn create_pool_returns_201_with_id_and_defaults() {
         p["mode"], "recommend",
         "phase-66 opt-in: recommend unless asked"
     );
+    // No scaling_policy: fleetscale's default policies (the slo policy for
+    // its capacity per instance, 1 by default); one that gives a
+    // scaling_policy asks for the threshold policy alone.
+    assert_eq!(
+        p["policies"],
+        serde_json::to_value(fleetscale_core::decision::default::pool_default(1.0)).unwrap(),
+        "{p}"
+    );
+    assert_eq!(p["policies"]["policies"][0]["type"], "slo");
+    let thr = app
+        .admin(
+            "POST",
+            "/api/v1/pools",
+            json!({"tenant_id": tid, "region": "us-east", "agent_type": "thr",
+                   "scaling_policy": {"cooldown_seconds": 60}}),
+        )
+        .await;
+    assert_eq!(thr["policies"], Value::Null, "{thr}");
+    let d = app
+        .admin("GET", "/api/v1/policies/default", Value::Null)
+        .await;
+    let shipped: fleetscale_core::PoolPolicies =
+        serde_json::from_str(fleetscale_core::decision::default::DEFAULT_POLICIES_JSON).unwrap();
+    assert_eq!(d, serde_json::to_value(shipped).unwrap());
     assert_eq!(
         (
             p["min_capacity"].as_i64(),
@@ -57,7 +81,7 @@ async fn create_pool_returns_201_with_id_and_defaults() {
             Value::Null,
         )
         .await;
-    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    assert_eq!(l["items"].as_array().unwrap().len(), 2, "chat and thr");
     assert!(l["next_cursor"].is_null());
 }
 
@@ -99,6 +123,9 @@ async fn bad_input_is_a_named_4xx_never_a_500() {
         ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 1, "ts": 1.5}]}).to_string(), 422, Some("samples[0].ts")),
         ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "metric": "throughput", "value": 1, "ts": [1]}]}).to_string(), 422, Some("samples[0].ts")),
         ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": "nope", "metric": "throughput", "value": 1}]}).to_string(), 422, Some("samples[0].pool_id")),
+        ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "instance": "pod 1", "metric": "cpu", "value": 1}]}).to_string(), 422, Some("samples[0].instance")),
+        ("POST", "/api/v1/metrics".into(), json!({"samples": [{"pool_id": pool, "instance": "", "metric": "cpu", "value": 1}]}).to_string(), 422, Some("samples[0].instance")),
+        ("POST", "/api/v1/metrics".into(), json!({"samples": [{"region": "eu-west", "instance": "i1", "metric": "latency_ms", "value": 1}]}).to_string(), 422, Some("samples[0].instance")),
         ("POST", "/api/v1/metrics".into(), "{\"samples\":[{\"pool_id\":\"p\",\"metric\":\"m\",\"value\":1e999}]}".into(), 422, Some("samples[0].value")),
         ("POST", "/api/v1/rebalance".into(), json!({"tenant_id": tid, "strategy": "random"}).to_string(), 422, Some("strategy")),
         ("PATCH", format!("/api/v1/pools/{pool}"), json!({"max_capacity": 0}).to_string(), 422, Some("min_capacity")),
@@ -820,6 +847,50 @@ async fn policies_evaluate_answers_without_touching_a_pool() {
     let f = fields(&v);
     assert!(f.iter().any(|x| x.starts_with("spec.policies")), "{f:?}");
     assert!(f.iter().any(|x| x == "observation.bounds.min"), "{f:?}");
+}
+
+#[tokio::test]
+async fn per_instance_samples_drive_a_utilization_target() {
+    let app = App::new().await;
+    let (_, pool) = app.fleet("acme").await;
+    let spec = json!({"policies": [{"type": "target_tracking", "behavior": {},
+        "metrics": [{"metric": "cpu", "target": {"type": "utilization", "average_utilization_percent": 50}}]}]});
+    app.admin("PUT", &format!("/api/v1/pools/{pool}/policies"), spec)
+        .await;
+    let plan = app
+        .admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null)
+        .await;
+    assert_eq!(
+        plan["should_scale"],
+        json!(false),
+        "no instance samples: {plan}"
+    );
+    // Two instances at 90 % of their request, each heard from twice (a
+    // first sample counts as unready, as for a new pod): 2 × 90 / 50 → 4.
+    let now = fleetscale_store::now_ms();
+    let mut samples = Vec::new();
+    for i in ["i1", "i2"] {
+        for age in [40_000, 20_000] {
+            samples.push(json!({"pool_id": pool, "instance": i, "metric": "cpu", "value": 0.9, "ts": now - age}));
+        }
+    }
+    let r = app
+        .admin("POST", "/api/v1/metrics", json!({ "samples": samples }))
+        .await;
+    assert_eq!(r["accepted"], json!(4));
+    let plan = app
+        .admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null)
+        .await;
+    assert_eq!(plan["target_capacity"], json!(4), "{plan}");
+    // The pool's own series did not get them.
+    let own = app
+        .admin(
+            "GET",
+            &format!("/api/v1/pools/{pool}/samples?metric=cpu"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(own["points"], json!([]), "{own}");
 }
 
 #[tokio::test]

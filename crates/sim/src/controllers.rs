@@ -10,19 +10,20 @@
 use std::collections::BTreeMap;
 
 use fleetscale_core::hpa::{
-    ConditionStatus, HpaBehavior, HpaState, Pod, PodMetric, PodPhase, ReadyCondition,
+    ConditionStatus, HpaBehavior, Pod, PodMetric, PodPhase, ReadyCondition,
 };
 use fleetscale_core::kpa::{KpaConfig, KpaState};
+use fleetscale_core::memory::ControllerMemory;
 use fleetscale_core::observe::{self, HistoryNeed, PoolFacts, Scrape};
 use fleetscale_core::policies::predictive::{ModelCache, PredictivePolicy};
-use fleetscale_core::policies::slo::{self, SloPolicy};
+use fleetscale_core::policies::slo;
 use fleetscale_core::policies::target_tracking::{
     MetricTarget, TargetTrackingPolicy, TrackedMetric,
 };
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
-    decide, decide_all_cached, Observation, PerformanceTargets, PolicySpec, PoolBounds,
-    PoolPolicies, QueueObservation, Sample as MetricSample, ThresholdPolicy,
+    decide, decide_all_cached, CombinedDecision, Observation, PolicySpec, PoolBounds, PoolPolicies,
+    QueueObservation, Sample as MetricSample, ThresholdPolicy,
 };
 
 use crate::view::{InstState, Sample, View};
@@ -58,23 +59,9 @@ impl Controller for Static {
     }
 }
 
-/// Controller memory carried between decisions, as the engine stores it.
-#[derive(Debug, Clone, Default)]
-struct Memory {
-    last_up_ms: Option<i64>,
-    last_down_ms: Option<i64>,
-    hpa_state: HpaState,
-}
-
-impl Memory {
-    fn record(&mut self, now_ms: i64, current: i64, target: i64) {
-        if target > current {
-            self.last_up_ms = Some(now_ms);
-        } else if target < current {
-            self.last_down_ms = Some(now_ms);
-        }
-    }
-}
+/// Controller memory carried between decisions: the live engine's type
+/// ([`ControllerMemory`]), recalled and remembered the same way.
+type Memory = ControllerMemory;
 
 /// Builds the observation a policy gets at `v`: scraped metrics only
 /// (already `metrics_delay` old when visible), never the live state.
@@ -91,9 +78,9 @@ fn observe(
         bounds,
         capacity_per_instance: f64::from(v.slots),
         safety_lock: false,
-        last_scaled_at_ms: mem.last_up_ms.max(mem.last_down_ms),
-        last_scale_up_at_ms: mem.last_up_ms,
-        last_scale_down_at_ms: mem.last_down_ms,
+        last_scaled_at_ms: mem.last_scaled_at_ms(),
+        last_scale_up_at_ms: mem.last_scale_up_at_ms,
+        last_scale_down_at_ms: mem.last_scale_down_at_ms,
     };
     let concurrency = |s: &Sample| MetricSample {
         ts_ms: v.ms(s.ts_us),
@@ -128,7 +115,7 @@ fn observe(
         slo_metrics(v, w, &mut scrape.metrics);
     }
     let mut o = observe::observation(&facts, scrape);
-    o.hpa_state = mem.hpa_state.clone();
+    mem.recall(&mut o);
     if with_pods {
         o.instances = v
             .instances
@@ -254,10 +241,7 @@ impl Single {
         let mut o = observe(v, bounds, &self.mem, self.load_window_s, self.pods, None);
         o.metrics.extend(extra.clone());
         let d = decide(&self.spec, &o);
-        if let Some(s) = d.hpa_state {
-            self.mem.hpa_state = s;
-        }
-        self.mem.record(o.now_ms, bounds.desired, d.target);
+        self.mem.remember(&d, o.now_ms, true);
         d.target
     }
 }
@@ -493,12 +477,29 @@ impl Controller for Pool {
             self.pods,
             self.slo_window_s,
         );
+        self.decide_recalled(o).target
+    }
+}
+
+impl Pool {
+    /// Decides on `o` (its controller memory already recalled) and
+    /// remembers the decision as applied.
+    fn decide_recalled(&mut self, o: Observation) -> CombinedDecision {
         let c = decide_all_cached(&self.spec, &o, &self.models);
-        if let Some(s) = c.policies.iter().find_map(|d| d.hpa_state.clone()) {
-            self.mem.hpa_state = s;
-        }
-        self.mem.record(o.now_ms, bounds.desired, c.target);
-        c.target
+        self.mem.remember(&c.to_decision(), o.now_ms, true);
+        c
+    }
+
+    /// Decides on an observation gathered elsewhere — a live run's,
+    /// recorded without its controller memory — with this controller's
+    /// memory (scale times, target tracking's state), exactly as
+    /// [`Controller::decide`] does on the world's view: for replaying a
+    /// live run tick by tick. The observation's bounds are used as they
+    /// are.
+    pub fn decide_observation(&mut self, mut o: Observation) -> CombinedDecision {
+        self.mem.recall(&mut o);
+        o.last_scaled_at_ms = self.mem.last_scaled_at_ms();
+        self.decide_recalled(o)
     }
 }
 
@@ -540,12 +541,21 @@ pub fn fleetscale_default(
     slo_ms: f64,
     t: FleetscaleTuning,
 ) -> PoolPolicies {
-    let mut policies = vec![PolicySpec::Slo(SloPolicy {
-        rate_window_seconds: t.rate_window_s,
-        ..SloPolicy::new(f64::from(slots), cold_start_s)
-    })];
+    // The live default (`fleetscale_core::decision::default`), for this
+    // workload's slots, cold start and SLO.
+    let mut spec = fleetscale_core::decision::default::fleetscale_default(
+        f64::from(slots),
+        cold_start_s,
+        slo_ms,
+        t.attainment_goal,
+    );
+    for p in &mut spec.policies {
+        if let PolicySpec::Slo(s) = p {
+            s.rate_window_seconds = t.rate_window_s;
+        }
+    }
     if t.predictive_floor {
-        policies.insert(
+        spec.policies.insert(
             0,
             PolicySpec::Predictive(PredictivePolicy {
                 lookahead_seconds: 3600,
@@ -558,17 +568,7 @@ pub fn fleetscale_default(
             }),
         );
     }
-    PoolPolicies {
-        policies,
-        performance_targets: PerformanceTargets {
-            cost_optimization_weight: 0.0,
-            latency_ms: Some(slo_ms),
-            attainment: Some(t.attainment_goal),
-            ..PerformanceTargets::default()
-        },
-        spike_urgency_threshold: 0.8,
-        scale_in_sla_margin: 0.2,
-    }
+    spec
 }
 
 /// Knative's metric reporting period: the queue-proxies and the activator

@@ -17,6 +17,8 @@ mod alerts;
 mod audit;
 mod budget;
 mod cache;
+mod controller;
+mod instances;
 mod jobs;
 mod leases;
 mod pools;
@@ -45,6 +47,7 @@ use cache::{OwnerCache, SeriesCache};
 pub use alerts::Alert;
 pub use budget::*;
 pub use cache::{OWNER_CACHE_MAX, SERIES_CACHE_MAX};
+pub use instances::InstanceSample;
 pub use jobs::{
     budget_covers, jobs_in_queue, throughput_per_min, JobRegionFacts, JobStatus, JobWorld,
     RoutedJob, QUEUE_DEPTH_METRIC, THROUGHPUT_WINDOW_MS, UNMEASURED_CAPACITY_SCORE,

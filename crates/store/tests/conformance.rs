@@ -32,6 +32,7 @@ conformance!(
     an_unknown_stored_state_is_an_error_not_a_default,
     region_state_samples_and_mode_events,
     region_snapshots_figures_and_overwrite_rules,
+    controller_memory_is_fenced_replaced_and_dropped_with_its_pool,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -932,4 +933,51 @@ async fn reads_decode_their_columns_by_name(s: Store) {
         .unwrap();
     let pending = s.pending_proposals().await.unwrap();
     assert_eq!(pending.get(&pool.id), Some(&4));
+}
+
+async fn controller_memory_is_fenced_replaced_and_dropped_with_its_pool(s: Store) {
+    use fleetscale_core::memory::ControllerMemory;
+    let (_, a) = tenant_and_pool(&s, 300).await;
+    let (_, b) = tenant_and_pool(&s, 300).await;
+    assert!(s.controller_memories().await.unwrap().is_empty());
+    let now = now_ms();
+    let fence = Fence {
+        name: "loop".into(),
+        holder: "r1".into(),
+    };
+    let mem = |up: i64| ControllerMemory {
+        last_scale_up_at_ms: Some(up),
+        last_scale_down_at_ms: Some(up - 1),
+        ..ControllerMemory::default()
+    };
+    let both = vec![(a.id.clone(), mem(10)), (b.id.clone(), mem(20))];
+    assert!(matches!(
+        s.put_controller_memories(&both, Some(&fence), now).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(
+        s.controller_memories().await.unwrap().is_empty(),
+        "nothing written without the lease"
+    );
+    assert!(s.try_lease("loop", "r1", now, 10_000).await.unwrap());
+    s.put_controller_memories(&both, Some(&fence), now)
+        .await
+        .unwrap();
+    s.put_controller_memories(&[(a.id.clone(), mem(30))], Some(&fence), now)
+        .await
+        .unwrap();
+    let got = s.controller_memories().await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[&a.id], mem(30), "replaced");
+    assert_eq!(got[&b.id], mem(20));
+    s.delete_pool(&b.id, "test").await.unwrap();
+    assert_eq!(
+        s.controller_memories().await.unwrap().len(),
+        1,
+        "a deleted pool's memory is not read"
+    );
+    s.put_controller_memories(&[(a.id.clone(), mem(40))], None, now)
+        .await
+        .unwrap();
+    assert_eq!(s.controller_memories().await.unwrap()[&a.id], mem(40));
 }

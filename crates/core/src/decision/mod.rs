@@ -35,6 +35,7 @@
 //! margin); [`combine`] applies the rules above. Both are re-exported here.
 
 pub mod combine;
+pub mod default;
 pub mod spec;
 
 pub use combine::*;

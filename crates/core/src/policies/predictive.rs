@@ -251,7 +251,9 @@ pub const REFIT_EVERY: usize = 288;
 /// window after [`REFIT_AT`] intervals and then every [`REFIT_EVERY`].
 /// [`PredictivePolicy::decide_with_model`] decides with it exactly as
 /// [`PredictivePolicy::decide`] does with a fresh fit of the same model.
-#[derive(Debug, Clone, PartialEq)]
+/// Serializable, so a control loop can keep it in its store and a new
+/// leader continues it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCache {
     /// The model, fed up to `end_ms`.
     pub model: Model,

@@ -1,6 +1,9 @@
 //! `fleetscale policy evaluate --file SPEC.json`: evaluates a pool's
 //! policies on supplied inputs locally, without a server or a pool, and
-//! prints the combined decision as JSON.
+//! prints the combined decision as JSON. `fleetscale policy default` prints
+//! the policies a pool created without a `scaling_policy` gets (the ones
+//! `fleetscale simulate` measures as "fleetscale"), for 2 requests at once
+//! per instance (a new pool's are its `capacity_per_instance`).
 //!
 //! The file holds `{"spec": <PoolPolicies>, "observation": <Observation>}`;
 //! both are validated first and every violation is reported at once.
@@ -23,6 +26,8 @@ pub enum PolicyCmd {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Print fleetscale's default pool policies (the shipped JSON file).
+    Default,
 }
 
 #[derive(Deserialize)]
@@ -34,7 +39,16 @@ struct Input {
 
 /// Runs the command.
 pub fn run(cmd: &PolicyCmd) -> anyhow::Result<()> {
-    let PolicyCmd::Evaluate { file } = cmd;
+    let file = match cmd {
+        PolicyCmd::Evaluate { file } => file,
+        PolicyCmd::Default => {
+            print!(
+                "{}",
+                fleetscale_core::decision::default::DEFAULT_POLICIES_JSON
+            );
+            return Ok(());
+        }
+    };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let input: Input = serde_json::from_str(&text)

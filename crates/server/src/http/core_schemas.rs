@@ -39,7 +39,11 @@ pub struct NewPoolSchema {
     /// The job kind served (`posting`, `orchestration`, `creative`, `intel`)
     /// for the region's pressure; by default the agent type when it is one.
     job_kind: Option<String>,
-    /// Threshold policy settings.
+    /// Threshold policy settings. Giving them asks for the threshold policy
+    /// alone; without them the pool gets fleetscale's default policies (the
+    /// `slo` policy, its `concurrency_per_instance` the pool's
+    /// `capacity_per_instance`, 99 % of requests within 20 s; printed by
+    /// `fleetscale policy default`).
     scaling_policy: Option<RawThresholdPolicySchema>,
 }
 

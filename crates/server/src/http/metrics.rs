@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use fleetscale_core::observe::MAX_SAMPLE_VALUE;
 use fleetscale_core::Violations;
-use fleetscale_store::{now_ms, RegionSample, Sample, StoreError};
+use fleetscale_store::{now_ms, InstanceSample, RegionSample, Sample, StoreError};
 
 use super::common::ApiResult;
 use crate::auth::{Principal, Role};
@@ -53,6 +53,14 @@ pub struct SampleIn {
     /// `latency_ms`, the observed latency to the region, or `queue_depth`).
     #[serde(default)]
     pub region: Option<String>,
+    /// The instance of the pool measured (a pool sample only; a name like
+    /// a metric's: at most 64 letters, digits, `_-.:`): a per-instance sample, read by
+    /// target tracking's `utilization`, `resource_average_value` and
+    /// `average_value` targets (for `utilization`, the value is the
+    /// fraction of the instance's request, 1.0 = 100 %); kept apart from
+    /// the pool's own series.
+    #[serde(default)]
+    pub instance: Option<String>,
     /// Metric name, e.g. `throughput`.
     pub metric: String,
     /// Value, finite, between 0 and 1e15 (the sample bound).
@@ -128,7 +136,7 @@ impl MetricsBody {
         now: i64,
         oldest: i64,
         v: &mut Violations,
-    ) -> ApiResult<(Vec<Sample>, Vec<RegionSampleIn>)> {
+    ) -> ApiResult<(Vec<Sample>, Vec<InstanceSample>, Vec<RegionSampleIn>)> {
         if self.samples.is_empty() {
             return Err(ApiError::field("samples", "must not be empty"));
         }
@@ -139,6 +147,7 @@ impl MetricsBody {
             ));
         }
         let mut out = Vec::with_capacity(self.samples.len());
+        let mut per_instance = Vec::new();
         let mut regional = Vec::new();
         for (i, x) in self.samples.iter().enumerate() {
             if v.0.len() >= 20 {
@@ -152,6 +161,12 @@ impl MetricsBody {
                 );
             }
             v.check_name(&f("metric"), &x.metric);
+            if let Some(name) = &x.instance {
+                v.check_name(&f("instance"), name);
+                if x.region.is_some() {
+                    v.push(f("instance"), "only a pool sample names an instance");
+                }
+            }
             if !x.value.is_finite() {
                 v.push(f("value"), "must be a finite number");
             } else if x.value < 0.0 {
@@ -174,6 +189,15 @@ impl MetricsBody {
                 }
                 Some(t) if t < oldest => v.push(f("ts"), "is older than the retention period"),
                 Some(t) => match (&x.pool_id, &x.region) {
+                    (Some(pool_id), None) if x.instance.is_some() => {
+                        per_instance.push(InstanceSample {
+                            pool_id: pool_id.clone(),
+                            instance: x.instance.clone().unwrap_or_default(),
+                            metric: x.metric.clone(),
+                            ts_ms: t,
+                            value: x.value,
+                        })
+                    }
                     (Some(pool_id), None) => out.push(Sample {
                         pool_id: pool_id.clone(),
                         metric: x.metric.clone(),
@@ -187,7 +211,7 @@ impl MetricsBody {
                 },
             }
         }
-        Ok((out, regional))
+        Ok((out, per_instance, regional))
     }
 }
 
@@ -288,17 +312,21 @@ async fn ingest(
     who.require(Role::Operator)?;
     let now = now_ms();
     let mut v = Violations::default();
-    let (samples, regional) = b.samples(now, now - s.retention_ms, &mut v)?;
+    let (samples, per_instance, regional) = b.samples(now, now - s.retention_ms, &mut v)?;
     check_pools(&s, &who, &b.samples, &mut v).await?;
     let regional = check_regions(&s, &who, regional, &mut v).await?;
     v.into_result(())?;
-    let accepted = samples.len() + regional.len();
+    let accepted = samples.len() + per_instance.len() + regional.len();
     if !samples.is_empty() {
         s.ingest
             .submit(samples)
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
     }
+    s.engine
+        .store
+        .insert_instance_samples(&per_instance)
+        .await?;
     s.engine.store.insert_region_samples(&regional).await?;
     s.engine.metrics.samples_ingested.inc_by(accepted as u64);
     Ok((StatusCode::ACCEPTED, Json(IngestView { accepted })))

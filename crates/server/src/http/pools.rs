@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(plan_pool))
         .routes(routes!(get_policies, put_policies, delete_policies))
         .routes(routes!(evaluate_policies))
+        .routes(routes!(default_policies))
         .routes(routes!(set_lock))
 }
 
@@ -52,7 +53,16 @@ async fn create_pool(
     if s.engine.store.get_region(&valid.region).await.is_err() {
         return Err(ApiError::field("region", "must name an existing region"));
     }
-    let pool = s.engine.store.create_pool(&valid, &who.name).await?;
+    let mut pool = s.engine.store.create_pool(&valid, &who.name).await?;
+    if b.scaling_policy.is_none() {
+        // No threshold policy asked for: fleetscale's default (audited).
+        let spec = fleetscale_core::decision::default::pool_default(pool.capacity_per_instance);
+        pool = s
+            .engine
+            .store
+            .set_pool_policies(&pool.id, Some(&spec), &who.name)
+            .await?;
+    }
     Ok(created(pool.into()))
 }
 
@@ -396,6 +406,16 @@ impl From<CombinedDecision> for EvaluationView {
             policies: c.policies,
         }
     }
+}
+
+/// fleetscale's default pool policies: what a pool created without a
+/// `scaling_policy` gets (shown for 2 requests at once per instance; a new
+/// pool's `concurrency_per_instance` is its `capacity_per_instance`).
+#[utoipa::path(get, path = "/policies/default", tag = "policies",
+    responses((status = 200, description = "The default policies (as `fleetscale policy default` prints them).", body = PoolPoliciesSchema), (status = 401))
+)]
+async fn default_policies(_who: Principal) -> ApiResult<Json<fleetscale_core::PoolPolicies>> {
+    Ok(Json(fleetscale_core::decision::default::pool_default(2.0)))
 }
 
 /// Evaluate a policy spec on supplied inputs, touching no pool.
