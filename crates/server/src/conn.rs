@@ -281,8 +281,10 @@ struct TrackState {
 #[derive(Debug)]
 struct Track {
     state: Mutex<TrackState>,
-    /// Wakes the watchdog when a new request head starts (its deadline may
-    /// be earlier than the idle deadline it sleeps toward).
+    /// Wakes the watchdog when the connection changes state (a request
+    /// head starts, a request enters or leaves the handler): the deadline
+    /// of the new state may be earlier than the one it sleeps toward, e.g.
+    /// an idle timeout shorter than the header timeout of the first head.
     head_began: Notify,
 }
 
@@ -369,6 +371,7 @@ impl InFlight {
             s.in_flight += 1;
             s.head_started = None;
         }
+        track.head_began.notify_one();
         InFlight(track)
     }
 }
@@ -378,6 +381,8 @@ impl Drop for InFlight {
         let mut s = self.0.lock();
         s.in_flight = s.in_flight.saturating_sub(1);
         s.last_activity = Instant::now();
+        drop(s);
+        self.0.head_began.notify_one();
     }
 }
 
