@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: starts a throwaway PostgreSQL cluster (the PostgreSQL
 # conformance and black-box runs are mandatory, never skipped), checks that the
-# core stays pure, then runs formatting, lints and every test of the workspace.
+# core stays pure, then runs formatting, lints and every test of the workspace,
+# and last fuzzes the API with Schemathesis (scripts/fuzz-api.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"
+
+# API fuzzing: Schemathesis against a served fleetscale (about a minute).
+bash scripts/fuzz-api.sh
