@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{decide_all_cached, CombinedDecision, PoolPolicies};
+use crate::fail_static::{guard, metrics_health, Guarded, DEFAULT_MAX_REVERSALS};
 use crate::memory::ControllerMemory;
 use crate::observation::{Action, Decision, Observation};
 use crate::policies::predictive::ModelCache;
@@ -39,6 +40,23 @@ pub struct PoolState {
     /// `observation`. The loop remembers the tick's decision in it.
     #[serde(skip)]
     pub memory: ControllerMemory,
+    /// The control loop's tick, ms, for fail static's staleness limit
+    /// ([`crate::fail_static::stale_after_ms`]); 0 judges by the policy's
+    /// window alone.
+    #[serde(default)]
+    pub tick_ms: i64,
+    /// The error the pool's metrics source reported on this tick, if any
+    /// (the pool is then treated as stale).
+    #[serde(default)]
+    pub metrics_error: Option<String>,
+}
+
+impl PoolState {
+    /// The longest window of the pool's policies, ms.
+    #[must_use]
+    pub fn window_ms(&self) -> i64 {
+        crate::fail_static::policy_window_ms(&self.policy, self.combined.as_ref())
+    }
 }
 
 /// What to do for one pool.
@@ -99,9 +117,15 @@ pub struct TickPlan {
     pub counts: TickCounts,
     /// Each pool's decision, by index; `None` when it was not evaluated.
     pub decisions: Vec<Option<Decision>>,
+    /// What fail static and the flap budget did to each pool's decision, by
+    /// index; `None` when it was not evaluated.
+    pub guards: Vec<Option<Guarded>>,
 }
 
-/// Plans one tick. Frozen pools are skipped; a locked autonomous pool is
+/// Plans one tick. Frozen pools are skipped; every other pool's decision
+/// passes fail static and the flap budget ([`crate::fail_static::guard`]:
+/// no scale-in on stale, missing or erroring metrics, at most
+/// [`DEFAULT_MAX_REVERSALS`] reversals an hour); a locked autonomous pool is
 /// evaluated but not changed; a recommend pool's proposal is refreshed only
 /// when its target changes. Deterministic for the same inputs.
 #[must_use]
@@ -116,9 +140,11 @@ pub fn plan(pools: &[PoolState]) -> TickPlan {
     let mut steps = Vec::new();
     let mut counts = TickCounts::default();
     let mut decisions = Vec::with_capacity(pools.len());
+    let mut guards = Vec::with_capacity(pools.len());
     for p in pools {
         if p.mode == Mode::Frozen {
             decisions.push(None);
+            guards.push(None);
             continue;
         }
         counts.evaluated += 1;
@@ -129,6 +155,21 @@ pub fn plan(pools: &[PoolState]) -> TickPlan {
             }
             None => (decide(&p.policy, &p.observation), None),
         };
+        let mut d = d;
+        let health = metrics_health(
+            &p.observation,
+            p.tick_ms,
+            p.window_ms(),
+            p.metrics_error.as_deref(),
+        );
+        let g = guard(
+            &mut d,
+            &health,
+            &p.memory,
+            p.observation.now_ms,
+            DEFAULT_MAX_REVERSALS,
+        );
+        guards.push(Some(g));
         if let Some(r) = d.requeue_after_ms.filter(|&r| r > 0) {
             counts.requeue_after_ms = Some(counts.requeue_after_ms.map_or(r, |c| c.min(r)));
         }
@@ -156,6 +197,8 @@ pub fn plan(pools: &[PoolState]) -> TickPlan {
             // lack of data or for a cooldown keeps it.
             Mode::Recommend
                 if p.pending_proposal.is_some()
+                    && !g.held_scale_in
+                    && !g.held_reversal
                     && d.confidence > 0.0
                     && d.requeue_after_ms.is_none() =>
             {
@@ -170,6 +213,7 @@ pub fn plan(pools: &[PoolState]) -> TickPlan {
         steps,
         counts,
         decisions,
+        guards,
     }
 }
 
@@ -206,6 +250,8 @@ mod tests {
             pending_proposal: pending,
             forecasts: Vec::new(),
             memory: ControllerMemory::default(),
+            tick_ms: 0,
+            metrics_error: None,
         }
     }
 
@@ -241,6 +287,122 @@ mod tests {
                 *want,
                 "{mode:?} lock={lock} mean={mean:?} pending={pending:?}"
             );
+        }
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn fail_static_and_flap_budget_in_the_plan() {
+        use crate::fail_static::FLAP_WINDOW_MS;
+        // Load 5 on 2 instances of 10 (25%) asks to scale in to 1.
+        // (tick, newest sample age, reversals in the last hour, last
+        // direction, mode) → (steps, metrics_stale, reason contains)
+        let up = Some(Action::ScaleUp);
+        let cases: &[(i64, i64, usize, Option<Action>, Mode, &[&str], bool, &str)] = &[
+            (
+                10_000,
+                30_000,
+                0,
+                None,
+                Mode::Autonomous,
+                &["apply"],
+                false,
+                "Utilization",
+            ),
+            (
+                10_000,
+                30_001,
+                0,
+                None,
+                Mode::Autonomous,
+                &[],
+                true,
+                "fail static",
+            ),
+            (
+                0,
+                30_001,
+                0,
+                None,
+                Mode::Autonomous,
+                &["apply"],
+                false,
+                "Utilization",
+            ),
+            (
+                10_000,
+                30_001,
+                0,
+                None,
+                Mode::Recommend,
+                &[],
+                true,
+                "fail static",
+            ),
+            (
+                10_000,
+                1_000,
+                3,
+                up,
+                Mode::Autonomous,
+                &["apply"],
+                false,
+                "Utilization",
+            ),
+            (
+                10_000,
+                1_000,
+                4,
+                up,
+                Mode::Autonomous,
+                &[],
+                false,
+                "flap budget",
+            ),
+            (
+                10_000,
+                1_000,
+                4,
+                up,
+                Mode::Recommend,
+                &[],
+                false,
+                "flap budget",
+            ),
+            (
+                10_000,
+                1_000,
+                4,
+                Some(Action::ScaleDown),
+                Mode::Autonomous,
+                &["apply"],
+                false,
+                "Utilization",
+            ),
+        ];
+        for &(tick, age, reversals, last, mode, want, stale, says) in cases {
+            let pending = (mode == Mode::Recommend).then_some(1);
+            let mut p = state(mode, false, Some(5.0), pending);
+            p.tick_ms = tick;
+            if let Some(l) = p.observation.load.as_mut() {
+                l.newest_ts_ms = p.observation.now_ms - age;
+            }
+            p.memory.last_direction = last;
+            p.memory.reversals_at_ms = (0..reversals)
+                .map(|i| p.observation.now_ms - FLAP_WINDOW_MS / 8 * (i as i64 + 1))
+                .collect();
+            let tp = plan(&[p]);
+            // A recommend pool's pending proposal (for 1) is kept, not
+            // withdrawn, while a guard holds.
+            assert_eq!(
+                kinds(&tp.steps),
+                *want,
+                "tick={tick} age={age} rev={reversals}"
+            );
+            let g = tp.guards[0].expect("evaluated");
+            assert_eq!(g.metrics_stale, stale, "tick={tick} age={age}");
+            let d = tp.decisions[0].as_ref().expect("evaluated");
+            assert!(d.reason.contains(says), "{}", d.reason);
         }
     }
 

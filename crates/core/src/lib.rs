@@ -9,6 +9,7 @@ pub mod budget;
 pub mod capacity;
 pub mod control;
 pub mod decision;
+pub mod fail_static;
 pub mod forecast;
 pub mod hpa;
 pub mod kpa;

@@ -13,8 +13,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::PoolPolicies;
+use crate::fail_static::FLAP_WINDOW_MS;
 use crate::hpa::HpaState;
-use crate::observation::{Decision, Observation};
+use crate::observation::{Action, Decision, Observation};
 use crate::policies::predictive::{ModelCache, PredictivePolicy};
 use crate::policies::PolicySpec;
 
@@ -37,6 +38,14 @@ pub struct ControllerMemory {
     /// The cached forecast models, by policy index.
     #[serde(default)]
     pub forecasts: Vec<Option<ModelCache>>,
+    /// The direction of the last applied change (`scale_up` or
+    /// `scale_down`), for the flap budget ([`crate::fail_static`]).
+    #[serde(default)]
+    pub last_direction: Option<Action>,
+    /// When applied changes reversed direction, Unix ms, oldest first;
+    /// only those inside the flap window are kept.
+    #[serde(default)]
+    pub reversals_at_ms: Vec<i64>,
 }
 
 /// The predictive policies of `spec`, by policy index.
@@ -67,13 +76,27 @@ impl ControllerMemory {
     }
 
     /// Records a change from `current` to `target` at `now_ms` (nothing for
-    /// a hold).
+    /// a hold): its time, its direction, and a reversal when the direction
+    /// differs from the last change's (forgetting reversals older than the
+    /// flap window).
     pub fn record(&mut self, now_ms: i64, current: i64, target: i64) {
-        if target > current {
-            self.last_scale_up_at_ms = Some(now_ms);
-        } else if target < current {
-            self.last_scale_down_at_ms = Some(now_ms);
+        let dir = match target.cmp(&current) {
+            std::cmp::Ordering::Greater => {
+                self.last_scale_up_at_ms = Some(now_ms);
+                Action::ScaleUp
+            }
+            std::cmp::Ordering::Less => {
+                self.last_scale_down_at_ms = Some(now_ms);
+                Action::ScaleDown
+            }
+            std::cmp::Ordering::Equal => return,
+        };
+        if self.last_direction.is_some_and(|l| l != dir) {
+            self.reversals_at_ms
+                .retain(|&t| t > now_ms - FLAP_WINDOW_MS);
+            self.reversals_at_ms.push(now_ms);
         }
+        self.last_direction = Some(dir);
     }
 
     /// Remembers `d`, made at `now_ms`: target tracking's state always (its
@@ -117,7 +140,7 @@ impl ControllerMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observation::{Action, PoolBounds};
+    use crate::observation::PoolBounds;
 
     fn decision(current: i64, target: i64) -> Decision {
         Decision::to_target(

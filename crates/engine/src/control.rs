@@ -14,7 +14,7 @@
 //! [`MIN_REQUEUE`]. A failed tick backs off: the next one waits
 //! tick × 2^(failures − 1), at most [`MAX_TICK_BACKOFF`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,7 @@ type Fingerprint = (
     Option<i64>,
     fleetscale_core::hpa::HpaState,
     Vec<Option<i64>>,
+    Vec<i64>,
 );
 
 fn fingerprint(m: &ControllerMemory) -> Fingerprint {
@@ -94,6 +95,7 @@ fn fingerprint(m: &ControllerMemory) -> Fingerprint {
             .iter()
             .map(|f| f.as_ref().map(|c| c.end_ms))
             .collect(),
+        m.reversals_at_ms.clone(),
     )
 }
 
@@ -142,6 +144,9 @@ pub struct TickReport {
     pub actuation_failed: u64,
     /// Region scaling-mode transitions recorded.
     pub region_transitions: u64,
+    /// Evaluated pools whose metrics were stale, missing or erroring (fail
+    /// static held any scale-in of theirs).
+    pub metrics_stale: u64,
     /// The earliest `requeue_after_ms` of the tick's decisions: when the
     /// loop should evaluate again before the next tick.
     pub requeue_after_ms: Option<i64>,
@@ -181,6 +186,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let tick_ms = cfg.tick.as_millis().max(1) as i64;
+    ctx.tick_ms.store(tick_ms, Ordering::SeqCst);
     let poll = (cfg.tick / 4).max(Duration::from_millis(25));
     let ttl_ms = tick_ms * 3 / 2;
     let fence = Fence {
@@ -346,6 +352,7 @@ async fn observe_all(
     } else {
         HashMap::new()
     };
+    let tick_ms = ctx.tick_ms.load(Ordering::SeqCst);
     let mut out = Vec::with_capacity(pools.len());
     for p in &pools {
         let mut observation = observation_of(
@@ -382,6 +389,8 @@ async fn observe_all(
             pending_proposal: pending.get(&p.id).copied(),
             forecasts,
             memory,
+            tick_ms,
+            metrics_error: None,
         });
     }
     Ok(Observed {
@@ -610,8 +619,15 @@ async fn tick(
             })
             .inc_by(n);
     }
+    let stale: BTreeSet<String> = pools
+        .iter()
+        .zip(&tick_plan.guards)
+        .filter(|(_, g)| g.is_some_and(|g| g.metrics_stale))
+        .map(|(p, _)| p.id.clone())
+        .collect();
     let mut report = TickReport {
         evaluated: counts.evaluated,
+        metrics_stale: stale.len() as u64,
         requeue_after_ms: counts.requeue_after_ms,
         ..TickReport::default()
     };
@@ -713,6 +729,7 @@ async fn tick(
         &before,
     )
     .await?;
+    *ctx.metrics_stale.lock().expect("stale pools lock") = stale;
     let (ok, failed) = actuate_pending(ctx, Some(fence)).await?;
     report.actuated = ok;
     report.actuation_failed = failed;

@@ -23,7 +23,7 @@ pub mod regions;
 pub mod routing_view;
 pub mod supervisor;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -61,6 +61,13 @@ pub struct EngineCtx {
     /// evaluates or talks to the database): tests on a paused clock move
     /// time on only once the loop is parked.
     pub loop_parked: Arc<AtomicBool>,
+    /// The control loop's tick, ms, which fail static's staleness limit
+    /// counts in (three ticks); set by [`control::run`], 0 until then (the
+    /// policy's window alone then decides staleness).
+    pub tick_ms: Arc<AtomicI64>,
+    /// The pools whose metrics the leader's last tick found stale, missing
+    /// or erroring (see [`fleetscale_core::fail_static`]).
+    pub metrics_stale: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for EngineCtx {
@@ -86,6 +93,8 @@ impl EngineCtx {
             clock,
             forecasts: Arc::default(),
             loop_parked: Arc::default(),
+            tick_ms: Arc::default(),
+            metrics_stale: Arc::default(),
         }
     }
 

@@ -618,3 +618,67 @@ async fn the_monitor_alerts_critical_regions_once_and_posts_them_signed() {
         2
     );
 }
+
+/// Fail static, black box: a pool whose load asks for scale-in holds while
+/// its metrics stop (marked stale), and scales in once samples return.
+#[tokio::test(start_paused = true)]
+async fn a_pool_holds_while_its_metrics_stop_and_resumes_when_they_return() {
+    let _hold = hold_clock();
+    let db = db("fail-static").await;
+    let a = ctx(&db.store);
+    // Cooldown 10 s; scaled to 4 now, so nothing changes for 10 s.
+    let p = pool(&db.store, 10).await;
+    let start = a.now_ms();
+    db.store
+        .scale(&ScaleRequest {
+            pool_id: p.clone(),
+            capacity: 4,
+            reason: "setup".into(),
+            trigger_source: TriggerSource::Manual,
+            metadata: serde_json::Value::Null,
+            actor: "test".into(),
+            expect_desired: None,
+            respect_safety_lock: false,
+            actuation_status: ActuationStatus::None,
+            fence: None,
+            now_ms: start,
+        })
+        .await
+        .unwrap();
+    let desired =
+        |s: Store, p: String| async move { s.get_pool(&p).await.unwrap().desired_capacity };
+    let stale = |c: &EngineCtx, p: &str| c.metrics_stale.lock().unwrap().contains(p);
+    // Load 5 on 4 instances of 10: 12.5 % < 30 %, which asks for scale-in.
+    let (stop, rx) = watch::channel(false);
+    let run = tokio::spawn(fleetscale_engine::control::run(a.clone(), cfg("a"), rx));
+    watch(&a);
+    for _ in 0..3 {
+        push(&db.store, &p, a.now_ms(), 5.0).await;
+        run_for(Duration::from_secs(1)).await;
+    }
+    assert!(!stale(&a, &p), "samples every tick are fresh");
+    assert_eq!(desired(db.store.clone(), p.clone()).await, 4, "in cooldown");
+    // The metrics stop. The cooldown ends at 10 s; the newest sample (at
+    // 2 s) is then older than three 1 s ticks though inside the 300 s
+    // window, which alone would let the threshold policy scale in.
+    run_for(Duration::from_secs(10)).await;
+    assert!(stale(&a, &p), "marked stale");
+    assert_eq!(
+        desired(db.store.clone(), p.clone()).await,
+        4,
+        "no scale-in while the metrics are stale"
+    );
+    let events = db
+        .store
+        .list_events(Some(&p), None, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1, "only the setup: {:?}", events.items);
+    // Samples return: the pool is fresh again and scales in.
+    push(&db.store, &p, a.now_ms(), 5.0).await;
+    run_for(Duration::from_millis(1_500)).await;
+    assert!(!stale(&a, &p), "fresh again");
+    assert_eq!(desired(db.store.clone(), p.clone()).await, 3, "resumed");
+    stop.send(true).unwrap();
+    run.await.unwrap().unwrap();
+}

@@ -62,6 +62,8 @@ fn synthetic_pools(n: usize, now: i64) -> Vec<PoolState> {
                 pending_proposal: None,
                 forecasts: Vec::new(),
                 memory: Default::default(),
+                tick_ms: 0,
+                metrics_error: None,
             }
         })
         .collect()

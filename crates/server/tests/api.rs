@@ -309,8 +309,13 @@ async fn plan_scale_capacity_and_events() {
         .await;
     assert_eq!(
         (plan["should_scale"].as_bool(), plan["reason"].as_str()),
-        (Some(false), Some("No metrics available: holding"))
+        (
+            Some(false),
+            Some("No metrics available: holding; fail static: metrics missing (no sample); no scale-in")
+        )
     );
+    assert_eq!(plan["metrics_stale"], true, "no sample: stale");
+    assert_eq!(plan["inputs"]["metrics_stale"], 1.0);
     // 2 instances × 10 = 20; a mean of 18 is 90% > 80%.
     app.admin(
         "POST",
@@ -327,6 +332,7 @@ async fn plan_scale_capacity_and_events() {
         .await;
     assert_eq!(plan["target_capacity"], 3);
     assert_eq!(plan["should_scale"], true);
+    assert_eq!(plan["metrics_stale"], false, "fresh samples");
     assert_eq!(plan["policy"], "threshold");
     assert_eq!(plan["inputs"]["utilization_pct"], 90.0);
     let cap = app

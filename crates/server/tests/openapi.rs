@@ -236,3 +236,17 @@ async fn every_operation_documents_the_errors_its_shape_implies() {
     }
     assert!(missing.is_empty(), "undocumented:\n{}", missing.join("\n"));
 }
+
+#[tokio::test]
+async fn the_plan_answer_types_metrics_stale_as_a_required_boolean() {
+    let app = App::new().await;
+    let (s, doc, _) = app.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert!(s.is_success(), "{s}");
+    let plan = &doc["components"]["schemas"]["PlanView"];
+    assert_eq!(
+        plan["properties"]["metrics_stale"]["type"], "boolean",
+        "{plan}"
+    );
+    let required = plan["required"].as_array().cloned().unwrap_or_default();
+    assert!(required.contains(&Value::from("metrics_stale")), "{plan}");
+}

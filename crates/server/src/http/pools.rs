@@ -12,6 +12,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use fleetscale_core::decision::{decide_all, validate_observation, CombinedDecision, PoolPolicies};
+use fleetscale_core::fail_static::{
+    guard, metrics_health, policy_window_ms, DEFAULT_MAX_REVERSALS,
+};
 use fleetscale_core::{
     decide, Action, Decision, NewPool, Observation, PolicySpec, PoolPatch, Reason, Violations,
 };
@@ -210,6 +213,10 @@ pub struct PlanView {
     /// What the decision looked at (bounds, load, queue, history, ...).
     #[schema(value_type = Object)]
     pub observation: Observation,
+    /// True when the pool's metrics are stale (newest sample older than
+    /// three ticks or the policy's window) or missing: fail static then
+    /// holds any scale-in, and `reason` says so.
+    pub metrics_stale: bool,
     /// When it was evaluated (RFC 3339).
     pub evaluated_at: String,
 }
@@ -227,8 +234,31 @@ async fn plan_pool(
     let pool = visible_pool(&s, &who, &id).await?;
     let now = now_ms();
     let obs = observation(&s, &pool, now).await?;
-    let (d, combined) = decide_pool(&pool, &obs);
-    Ok(Json(PlanView::new(pool, d, combined, obs, now)))
+    let (mut d, combined) = decide_pool(&pool, &obs);
+    let policy = PolicySpec::Threshold(pool.scaling_policy);
+    let health = metrics_health(
+        &obs,
+        s.tick_ms,
+        policy_window_ms(&policy, pool.policies.as_ref()),
+        None,
+    );
+    let memory = s
+        .engine
+        .forecasts
+        .lock()
+        .expect("controller memory lock")
+        .get(&pool.id)
+        .cloned()
+        .unwrap_or_default();
+    let g = guard(&mut d, &health, &memory, now, DEFAULT_MAX_REVERSALS);
+    Ok(Json(PlanView::new(
+        pool,
+        d,
+        combined,
+        obs,
+        now,
+        g.metrics_stale,
+    )))
 }
 
 impl PlanView {
@@ -239,6 +269,7 @@ impl PlanView {
         combined: Option<CombinedDecision>,
         obs: Observation,
         now: i64,
+        metrics_stale: bool,
     ) -> Self {
         PlanView {
             should_scale: d.should_scale(),
@@ -254,6 +285,7 @@ impl PlanView {
             inputs: d.inputs,
             combined,
             observation: obs,
+            metrics_stale,
             evaluated_at: rfc3339(now),
         }
     }
