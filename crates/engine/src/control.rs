@@ -32,7 +32,7 @@ use fleetscale_core::{
 };
 use fleetscale_store::{Fence, Pool, Sample, ScaleRequest, StoreError};
 
-use crate::metrics::{ActionLabel, SourceLabel};
+use crate::metrics::{ActionLabel, GuardLabel, SourceLabel};
 use crate::EngineCtx;
 
 /// Name of the control-loop lease.
@@ -729,6 +729,27 @@ async fn tick(
         &before,
     )
     .await?;
+    m.metrics_stale_pools.set(stale.len() as i64);
+    for ((p, g), d) in pools
+        .iter()
+        .zip(&tick_plan.guards)
+        .zip(&tick_plan.decisions)
+    {
+        let (Some(g), Some(d)) = (g, d) else { continue };
+        for (held, guard) in [
+            (g.held_scale_in, "fail_static"),
+            (g.held_reversal, "flap_budget"),
+        ] {
+            if held {
+                m.guard_holds
+                    .get_or_create(&GuardLabel {
+                        guard: guard.into(),
+                    })
+                    .inc();
+                tracing::info!(pool_id = %p.id, guard, reason = %d.reason, "capacity change held");
+            }
+        }
+    }
     *ctx.metrics_stale.lock().expect("stale pools lock") = stale;
     let (ok, failed) = actuate_pending(ctx, Some(fence)).await?;
     report.actuated = ok;

@@ -22,6 +22,13 @@ pub struct SourceLabel {
     pub trigger_source: String,
 }
 
+/// Label of the counter of changes a guard held.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabel {
+    /// `fail_static` or `flap_budget`.
+    pub guard: String,
+}
+
 /// Label of a supervised job's restart counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabel {
@@ -57,6 +64,10 @@ pub struct Metrics {
     pub samples_ingested: Counter,
     /// 1 when this replica holds the control-loop lease.
     pub is_leader: Gauge,
+    /// Pools whose metrics the last tick found stale, missing or erroring.
+    pub metrics_stale_pools: Gauge,
+    /// Changes held by fail static or the flap budget, by guard.
+    pub guard_holds: Family<GuardLabel, Counter>,
     /// Duration of one control-loop tick.
     pub tick_seconds: Histogram,
     /// Duration of HTTP requests.
@@ -127,6 +138,18 @@ impl Metrics {
             "Duration of one control-loop tick",
             tick_seconds.clone(),
         );
+        let metrics_stale_pools = Gauge::default();
+        registry.register(
+            "metrics_stale_pools",
+            "Pools whose metrics the last tick found stale, missing or erroring (fail static)",
+            metrics_stale_pools.clone(),
+        );
+        let guard_holds = Family::<GuardLabel, Counter>::default();
+        registry.register(
+            "guard_holds",
+            "Capacity changes held by fail static or the flap budget",
+            guard_holds.clone(),
+        );
         let tick_failures = Counter::default();
         registry.register(
             "tick_failures",
@@ -159,6 +182,8 @@ impl Metrics {
             actuations,
             samples_ingested,
             is_leader,
+            metrics_stale_pools,
+            guard_holds,
             tick_seconds,
             http_seconds,
             tick_failures,

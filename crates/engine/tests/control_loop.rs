@@ -674,11 +674,68 @@ async fn a_pool_holds_while_its_metrics_stop_and_resumes_when_they_return() {
         .await
         .unwrap();
     assert_eq!(events.items.len(), 1, "only the setup: {:?}", events.items);
+    let text = a.metrics.encode();
+    assert!(text.contains("fleetscale_metrics_stale_pools 1"), "{text}");
+    assert!(
+        text.contains("fleetscale_guard_holds_total{guard=\"fail_static\"}"),
+        "the held scale-in is counted: {text}"
+    );
     // Samples return: the pool is fresh again and scales in.
     push(&db.store, &p, a.now_ms(), 5.0).await;
     run_for(Duration::from_millis(1_500)).await;
     assert!(!stale(&a, &p), "fresh again");
+    assert!(a
+        .metrics
+        .encode()
+        .contains("fleetscale_metrics_stale_pools 0"));
     assert_eq!(desired(db.store.clone(), p.clone()).await, 3, "resumed");
     stop.send(true).unwrap();
     run.await.unwrap().unwrap();
+}
+
+/// The flap budget, black box: a load swinging every tick reverses the
+/// pool four times; the fifth reversal within the hour is held (and
+/// counted), and allowed again once the first reversal is an hour old.
+#[tokio::test]
+async fn the_fifth_reversal_within_an_hour_is_held() {
+    let db = db("flap").await;
+    let c = EngineCtx::new(db.store.clone());
+    let p = pool(&db.store, 0).await;
+    let fence = fleetscale_store::Fence {
+        name: LEASE.into(),
+        holder: "t".into(),
+    };
+    let base = c.now_ms();
+    // Ticks 301 s apart, so each window holds only that tick's sample.
+    let step = 301_000;
+    let tick = |i: i64, load: f64| {
+        let (s, c, p, fence) = (db.store.clone(), c.clone(), p.clone(), fence.clone());
+        async move {
+            let now = base + i * step;
+            assert!(s.try_lease(LEASE, "t", now, 3_600_000).await.unwrap());
+            push(&s, &p, now, load).await;
+            fleetscale_engine::control::tick_once(&c, &fence, now)
+                .await
+                .unwrap();
+            s.get_pool(&p).await.unwrap().desired_capacity
+        }
+    };
+    // 9 on 1 instance of 10 is 90 % (up); 2 on 2 is 10 % (down).
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        seen.push(tick(i, if i % 2 == 0 { 9.0 } else { 2.0 }).await);
+    }
+    assert_eq!(
+        seen,
+        [2, 1, 2, 1, 2, 2],
+        "the 5th reversal (6th change) is held"
+    );
+    let text = c.metrics.encode();
+    assert!(
+        text.contains("fleetscale_guard_holds_total{guard=\"flap_budget\"} 1"),
+        "{text}"
+    );
+    // The first reversal was at tick 1; an hour later the budget has room.
+    let later = (3_600_000 + step) / step + 1;
+    assert_eq!(tick(later, 2.0).await, 1, "allowed again after the hour");
 }
