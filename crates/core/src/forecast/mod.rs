@@ -264,7 +264,13 @@ fn sape(a: f64, f: f64) -> f64 {
 /// Standard normal quantile (P. J. Acklam's rational approximation, relative
 /// error below 1.2e-9). `p` is clamped into `(0, 1)`.
 pub fn normal_quantile(p: f64) -> f64 {
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    acklam_quantile(p.clamp(1e-12, 1.0 - 1e-12))
+}
+
+/// Acklam's approximation of the standard normal quantile for `p` in
+/// `(0, 1)`; the one implementation behind [`normal_quantile`] and the SLO
+/// policy's sizing (`policies::slo::normal_quantile`).
+pub(crate) fn acklam_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969_683_028_665_376e1,
         2.209_460_984_245_205e2,
@@ -294,18 +300,19 @@ pub fn normal_quantile(p: f64) -> f64 {
         2.445_134_137_142_996,
         3.754_408_661_907_416,
     ];
-    let pl = 0.02425;
-    if p < pl {
-        let q = (-2.0 * p.ln()).sqrt();
+    let tail = |q: f64| {
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    } else if p <= 1.0 - pl {
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
         let q = p - 0.5;
         let r = q * q;
         (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
             / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    } else {
-        -normal_quantile(1.0 - p)
     }
 }
 
