@@ -285,7 +285,7 @@ struct Track {
     /// head starts, a request enters or leaves the handler): the deadline
     /// of the new state may be earlier than the one it sleeps toward, e.g.
     /// an idle timeout shorter than the header timeout of the first head.
-    head_began: Notify,
+    state_changed: Notify,
 }
 
 impl Track {
@@ -297,7 +297,7 @@ impl Track {
                 head_started: Some(now),
                 last_activity: now,
             }),
-            head_began: Notify::new(),
+            state_changed: Notify::new(),
         }
     }
 
@@ -316,7 +316,7 @@ impl Track {
         if s.in_flight == 0 && s.head_started.is_none() {
             s.head_started = Some(now);
             drop(s);
-            self.head_began.notify_one();
+            self.state_changed.notify_one();
         }
     }
 
@@ -341,7 +341,7 @@ impl Track {
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
-                _ = self.head_began.notified() => continue,
+                _ = self.state_changed.notified() => continue,
             }
             // Still the same state past its deadline: expired.
             let s = self.lock();
@@ -371,7 +371,7 @@ impl InFlight {
             s.in_flight += 1;
             s.head_started = None;
         }
-        track.head_began.notify_one();
+        track.state_changed.notify_one();
         InFlight(track)
     }
 }
@@ -382,7 +382,7 @@ impl Drop for InFlight {
         s.in_flight = s.in_flight.saturating_sub(1);
         s.last_activity = Instant::now();
         drop(s);
-        self.0.head_began.notify_one();
+        self.0.state_changed.notify_one();
     }
 }
 
