@@ -25,6 +25,15 @@ if cargo tree -p fleetscale-engine -e normal --prefix none | grep -E '^(axum|uto
   exit 1
 fi
 
+# Files are cut along their seams: none outside the tests over 900 lines.
+long=$(find crates -name '*.rs' -not -path '*/tests/*' -not -name tests.rs -not -path '*/target/*' \
+  -exec awk 'END { if (NR > 900) print FILENAME ": " NR " lines" }' {} \;)
+if [ -n "$long" ]; then
+  echo "source files over 900 lines (cut them along their seams):" >&2
+  echo "$long" >&2
+  exit 1
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"

@@ -32,8 +32,7 @@ pub const STALE_AFTER_TICKS: i64 = 3;
 /// Reversals allowed per [`FLAP_WINDOW_MS`] by default.
 pub const DEFAULT_MAX_REVERSALS: usize = 4;
 
-/// The rolling window of the flap budget: one hour, in ms.
-pub const FLAP_WINDOW_MS: i64 = 3_600_000;
+pub use crate::memory::FLAP_WINDOW_MS;
 
 /// The state of a pool's metrics as fail static judges them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,11 +13,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::PoolPolicies;
-use crate::fail_static::FLAP_WINDOW_MS;
 use crate::hpa::HpaState;
 use crate::observation::{Action, Decision, Observation};
 use crate::policies::predictive::{ModelCache, PredictivePolicy};
 use crate::policies::PolicySpec;
+
+/// The rolling window of the flap budget (`fail_static`): one hour, in ms.
+/// Reversals older than it are forgotten.
+pub const FLAP_WINDOW_MS: i64 = 3_600_000;
 
 /// One pool's controller memory (see the module docs). Serializable: the
 /// engine stores it as JSON.

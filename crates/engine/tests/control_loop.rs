@@ -12,7 +12,6 @@
 //! ([`run_for`]) in small steps, giving the database a moment of real time
 //! after each.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,19 +22,10 @@ use fleetscale_core::{ActuationStatus, NewPool, TriggerSource};
 use fleetscale_engine::{EngineConfig, EngineCtx, TokioClock, LEASE};
 use fleetscale_store::{Sample, ScaleRequest, Store};
 
+mod support;
+use support::{db, webhook, webhook_receiver, Db};
+
 const TICK: Duration = Duration::from_secs(1);
-
-/// A scratch SQLite database removed when the test ends.
-struct Db {
-    store: Store,
-    dir: PathBuf,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Keeps tokio's paused clock from auto-advancing while it lives: a
 /// blocking task in flight inhibits auto-advance.
@@ -99,16 +89,6 @@ async fn run_for(d: Duration) {
         }
         left -= s;
     }
-}
-
-async fn db(name: &str) -> Db {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("fs-engine-{name}-{}-{nanos}", std::process::id()));
-    let store = Store::open_sqlite(&dir).await.unwrap();
-    Db { store, dir }
 }
 
 /// An engine context over `store` reading a clock that starts at the real
@@ -475,70 +455,12 @@ async fn each_tick_stores_region_state_and_modes_move_with_hysteresis() {
         .contains("fleetscale_region_mode_transitions_total 2"));
 }
 
-/// A webhook receiver on loopback: answers 200 to each request and hands
-/// over its headers (lowercased) and body.
-async fn receiver() -> (String, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let head_end = loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap_or(0));
-                while buf.len() < head_end + len {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let body = buf[head_end..].to_vec();
-                let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-                let _ = tx.send((head, body)).await;
-            });
-        }
-    });
-    (url, rx)
-}
-
 #[tokio::test]
 async fn the_monitor_alerts_critical_regions_once_and_posts_them_signed() {
     let db = db("monitor").await;
-    let (url, mut hooks) = receiver().await;
+    let (url, mut hooks) = webhook_receiver().await;
     let mut c = EngineCtx::new(db.store.clone());
-    c.actuator = Arc::new(
-        fleetscale_engine::Actuator::webhook(fleetscale_engine::WebhookConfig {
-            url,
-            secret: "alert-secret".into(),
-            timeout: Duration::from_secs(5),
-            max_attempts: 1,
-            backoff: Duration::from_millis(10),
-        })
-        .unwrap(),
-    );
+    c.actuator = Arc::new(webhook(url, "alert-secret"));
     let t = db.store.create_tenant("acme", "test").await.unwrap();
     db.store
         .create_region("eu-west", "eu", "test")

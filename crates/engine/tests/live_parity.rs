@@ -8,7 +8,6 @@
 //! over the change of leader through the store) is what the test checks.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde_json::json;
 
@@ -19,27 +18,8 @@ use fleetscale_engine::{EngineCtx, LEASE};
 use fleetscale_sim::controllers::Pool as SimPool;
 use fleetscale_store::{Fence, Sample, Store};
 
-/// A scratch SQLite database removed when the test ends.
-struct Db {
-    store: Store,
-    dir: PathBuf,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn db(name: &str) -> Db {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("fs-parity-{name}-{}-{nanos}", std::process::id()));
-    let store = Store::open_sqlite(&dir).await.unwrap();
-    Db { store, dir }
-}
+mod support;
+use support::db;
 
 async fn pool(store: &Store, tenant: &str, agent: &str, spec: &PoolPolicies) -> String {
     let p = NewPool {

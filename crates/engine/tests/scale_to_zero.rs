@@ -5,72 +5,18 @@
 //! is served within cold start + service time of the decision. The engine
 //! runs tick by tick at given times (no waiting on real time).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use fleetscale_core::decision::PoolPolicies;
 use fleetscale_core::NewPool;
 use fleetscale_engine::control::tick_once;
-use fleetscale_engine::{Actuator, EngineCtx, WebhookConfig, LEASE};
-use fleetscale_store::{Fence, Sample, Store};
+use fleetscale_engine::{EngineCtx, LEASE};
+use fleetscale_store::{Fence, Sample};
 
-struct Db {
-    store: Store,
-    dir: PathBuf,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A webhook receiver on a local port: every request's body, in order.
-async fn receiver() -> (String, tokio::sync::mpsc::Receiver<Vec<u8>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let head_end = loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap_or(0));
-                while buf.len() < head_end + len {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-                let _ = tx.send(buf[head_end..].to_vec()).await;
-            });
-        }
-    });
-    (url, rx)
-}
+mod support;
+use support::{db, webhook, webhook_receiver};
 
 const TICK_MS: i64 = 15_000;
 const COLD_START_S: f64 = 30.0;
@@ -81,28 +27,11 @@ const _: () = assert!(COLD_START_S * 1000.0 + SERVICE_MS <= LATENCY_MS);
 
 #[tokio::test]
 async fn an_idle_pool_goes_to_zero_and_the_next_request_activates_it_at_once() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("fs-zero-{}-{nanos}", std::process::id()));
-    let db = Db {
-        store: Store::open_sqlite(&dir).await.unwrap(),
-        dir,
-    };
+    let db = db("zero").await;
     let s = &db.store;
-    let (url, mut hooks) = receiver().await;
+    let (url, mut hooks) = webhook_receiver().await;
     let mut ctx = EngineCtx::new(s.clone());
-    ctx.actuator = Arc::new(
-        Actuator::webhook(WebhookConfig {
-            url,
-            secret: "zero-secret".into(),
-            timeout: Duration::from_secs(5),
-            max_attempts: 1,
-            backoff: Duration::from_millis(10),
-        })
-        .unwrap(),
-    );
+    ctx.actuator = Arc::new(webhook(url, "zero-secret"));
     let t = s.create_tenant("acme", "test").await.unwrap();
     s.create_region("eu-west", "eu", "test").await.unwrap();
     let p = NewPool {
@@ -192,7 +121,7 @@ async fn an_idle_pool_goes_to_zero_and_the_next_request_activates_it_at_once() {
     assert!(idled_ms as f64 >= idle_s * 1000.0, "{idled_ms} ms");
     assert!(idled_ms <= 300_000 + TICK_MS, "{idled_ms} ms");
     eprintln!("idled to zero {idled_ms} ms after the last arrival (idle period {idle_s} s)");
-    let body: Value = serde_json::from_slice(&hooks.recv().await.unwrap()).unwrap();
+    let body: Value = serde_json::from_slice(&hooks.recv().await.unwrap().1).unwrap();
     assert_eq!(
         (
             &body["capacity"],
@@ -220,7 +149,7 @@ async fn an_idle_pool_goes_to_zero_and_the_next_request_activates_it_at_once() {
     assert_eq!(r.applied, 1, "{r:?}");
     let p = s.get_pool(&pool).await.unwrap();
     assert!(p.desired_capacity >= 1, "activated: {}", p.desired_capacity);
-    let body: Value = serde_json::from_slice(&hooks.recv().await.unwrap()).unwrap();
+    let body: Value = serde_json::from_slice(&hooks.recv().await.unwrap().1).unwrap();
     assert_eq!(
         (&body["previous_capacity"], &body["zero_transition"]),
         (&json!(0), &json!("activate")),

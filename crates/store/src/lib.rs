@@ -25,6 +25,7 @@ mod pools;
 mod proposals;
 mod region_state;
 mod routing;
+mod routing_decisions;
 mod routing_view;
 mod samples;
 mod scaling;
@@ -55,8 +56,10 @@ pub use jobs::{
 pub use leases::Fence;
 pub use region_state::{RegionModeEvent, RegionSample, StoredRegionState};
 pub use routing::{
-    spare_instances, EjectionState, RecordedContext, RecordedInput, RouteContext, RouteRequest,
-    RouteWorld, RoutingFilter, RoutingRecord, TenantPolicy, REGION_LATENCY_METRIC,
+    spare_instances, EjectionState, RouteWorld, TenantPolicy, REGION_LATENCY_METRIC,
+};
+pub use routing_decisions::{
+    RecordedContext, RecordedInput, RouteContext, RouteRequest, RoutingFilter, RoutingRecord,
 };
 pub use routing_view::{RoutingSnapshot, SnapshotRegion, TenantRouting};
 pub use scaling::{ScaleOutcome, ScaleRequest};

@@ -102,3 +102,13 @@ pub(crate) fn listed_with<T>(items: Vec<T>, more: bool, key: fn(&T) -> String) -
     let next_cursor = if more { items.last().map(key) } else { None };
     Listed { items, next_cursor }
 }
+
+/// [`StoreError::Corrupt`]: `what` could not be read back, because of `e`.
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A JSON column `s` (described by `what`) decoded, or [`corrupt`].
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
