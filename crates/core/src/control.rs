@@ -134,6 +134,35 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
     (p.steps, p.counts)
 }
 
+/// One pool's decision as a tick makes it: its combined policies' decision
+/// (with the combination) or its own policy's, then fail static and the
+/// flap budget from its memory. [`plan`] calls it for every pool that is
+/// not frozen; the plan endpoint's dry run calls it for one.
+#[must_use]
+pub fn decide_pool(p: &PoolState) -> (Decision, Option<CombinedDecision>, Guarded) {
+    let (mut d, combined) = match &p.combined {
+        Some(spec) => {
+            let c = decide_all_cached(spec, &p.observation, &p.forecasts);
+            (c.to_decision(), Some(c))
+        }
+        None => (decide(&p.policy, &p.observation), None),
+    };
+    let health = metrics_health(
+        &p.observation,
+        p.tick_ms,
+        p.window_ms(),
+        p.metrics_error.as_deref(),
+    );
+    let g = guard(
+        &mut d,
+        &health,
+        &p.memory,
+        p.observation.now_ms,
+        DEFAULT_MAX_REVERSALS,
+    );
+    (d, combined, g)
+}
+
 /// [`plan_tick`] with every pool's decision.
 #[must_use]
 pub fn plan(pools: &[PoolState]) -> TickPlan {
@@ -148,27 +177,8 @@ pub fn plan(pools: &[PoolState]) -> TickPlan {
             continue;
         }
         counts.evaluated += 1;
-        let (d, combined) = match &p.combined {
-            Some(spec) => {
-                let c = decide_all_cached(spec, &p.observation, &p.forecasts);
-                (c.to_decision(), Some(Box::new(c)))
-            }
-            None => (decide(&p.policy, &p.observation), None),
-        };
-        let mut d = d;
-        let health = metrics_health(
-            &p.observation,
-            p.tick_ms,
-            p.window_ms(),
-            p.metrics_error.as_deref(),
-        );
-        let g = guard(
-            &mut d,
-            &health,
-            &p.memory,
-            p.observation.now_ms,
-            DEFAULT_MAX_REVERSALS,
-        );
+        let (d, combined, g) = decide_pool(p);
+        let combined = combined.map(Box::new);
         guards.push(Some(g));
         if let Some(r) = d.requeue_after_ms.filter(|&r| r > 0) {
             counts.requeue_after_ms = Some(counts.requeue_after_ms.map_or(r, |c| c.min(r)));

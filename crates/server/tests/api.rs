@@ -300,6 +300,70 @@ async fn tokens_scope_tenants_and_roles() {
     assert_eq!(scale["actor"], "operator-token");
 }
 
+/// The dry run decides like the next tick: on a replica that is not the
+/// leader (no memory in this process), it recalls the pool's stored
+/// controller memory, so a reversal beyond the flap budget is held there too.
+#[tokio::test]
+async fn the_plan_recalls_the_stored_controller_memory() {
+    use fleetscale_core::memory::ControllerMemory;
+    use fleetscale_core::Action;
+    let app = App::new().await;
+    let (_, pool) = app.fleet("acme").await;
+    // 90% utilization: the threshold policy wants 3 (a scale-up).
+    app.admin(
+        "POST",
+        "/api/v1/metrics",
+        json!({"samples": [
+            {"pool_id": pool, "metric": "throughput", "value": 17},
+            {"pool_id": pool, "metric": "throughput", "value": 19}
+        ]}),
+    )
+    .await;
+    let plan = app
+        .admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null)
+        .await;
+    assert_eq!(
+        (
+            plan["target_capacity"].as_i64(),
+            plan["should_scale"].as_bool()
+        ),
+        (Some(3), Some(true)),
+        "{plan}"
+    );
+    // The leader stored: last change down, four reversals in the last hour.
+    let now = fleetscale_store::now_ms();
+    let memory = ControllerMemory {
+        last_direction: Some(Action::ScaleDown),
+        reversals_at_ms: (1..=4).map(|k| now - k * 60_000).collect(),
+        ..Default::default()
+    };
+    app.state
+        .engine
+        .store
+        .put_controller_memories(&[(pool.clone(), memory)], None, now)
+        .await
+        .unwrap();
+    let plan = app
+        .admin("POST", &format!("/api/v1/pools/{pool}/plan"), Value::Null)
+        .await;
+    assert_eq!(
+        (
+            plan["target_capacity"].as_i64(),
+            plan["should_scale"].as_bool()
+        ),
+        (Some(2), Some(false)),
+        "{plan}"
+    );
+    assert_eq!(plan["inputs"]["flap_reversals"], 4.0, "{plan}");
+    assert!(
+        plan["reason"]
+            .as_str()
+            .unwrap()
+            .contains("flap budget: 4 reversal(s)"),
+        "{plan}"
+    );
+}
+
 #[tokio::test]
 async fn plan_scale_capacity_and_events() {
     let app = App::new().await;

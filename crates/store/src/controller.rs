@@ -35,6 +35,26 @@ impl Store {
             .collect()
     }
 
+    /// One pool's stored controller memory, `None` when none was stored or
+    /// the pool is gone (the plan endpoint's dry run on a replica that is
+    /// not the leader).
+    pub async fn controller_memory(&self, pool_id: &str) -> Result<Option<ControllerMemory>> {
+        let row = sqlx::query(
+            "SELECT m.memory AS memory FROM pool_controller_memory m \
+             JOIN pools p ON p.id = m.pool_id WHERE m.pool_id = $1",
+        )
+        .bind(pool_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let text: String = r.try_get("memory")?;
+            serde_json::from_str(&text).map_err(|e| {
+                StoreError::Corrupt(format!("controller memory of pool {pool_id}: {e}"))
+            })
+        })
+        .transpose()
+    }
+
     /// Stores the controller memory of each pool in `memories` (replacing
     /// what was stored), in one transaction, fenced on `fence` when given;
     /// drops the memory of pools deleted since. Idempotent.

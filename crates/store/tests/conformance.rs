@@ -970,7 +970,9 @@ async fn controller_memory_is_fenced_replaced_and_dropped_with_its_pool(s: Store
     assert_eq!(got.len(), 2);
     assert_eq!(got[&a.id], mem(30), "replaced");
     assert_eq!(got[&b.id], mem(20));
+    assert_eq!(s.controller_memory(&a.id).await.unwrap(), Some(mem(30)));
     s.delete_pool(&b.id, "test").await.unwrap();
+    assert_eq!(s.controller_memory(&b.id).await.unwrap(), None, "pool gone");
     assert_eq!(
         s.controller_memories().await.unwrap().len(),
         1,

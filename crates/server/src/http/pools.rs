@@ -11,12 +11,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use fleetscale_core::control::{decide_pool, PoolState};
 use fleetscale_core::decision::{decide_all, validate_observation, CombinedDecision, PoolPolicies};
-use fleetscale_core::fail_static::{
-    guard, metrics_health, policy_window_ms, DEFAULT_MAX_REVERSALS,
-};
 use fleetscale_core::{
-    decide, Action, Decision, NewPool, Observation, PolicySpec, PoolPatch, Reason, Violations,
+    Action, Decision, NewPool, Observation, PolicySpec, PoolPatch, Reason, Violations,
 };
 use fleetscale_store::{now_ms, rfc3339, Pool};
 
@@ -164,21 +162,6 @@ async fn observation(s: &AppState, pool: &Pool, now: i64) -> ApiResult<Observati
     Ok(fleetscale_engine::control::observe_pool(&s.engine, pool, now).await?)
 }
 
-/// What the engine would decide for `pool` on `obs`: its combined policies'
-/// decision (and the combination), or its threshold policy's alone.
-fn decide_pool(pool: &Pool, obs: &Observation) -> (Decision, Option<CombinedDecision>) {
-    match &pool.policies {
-        Some(spec) => {
-            let c = decide_all(spec, obs);
-            (c.to_decision(), Some(c))
-        }
-        None => (
-            decide(&PolicySpec::Threshold(pool.scaling_policy), obs),
-            None,
-        ),
-    }
-}
-
 /// A dry run's answer: what the engine would decide for the pool now, and why.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlanView {
@@ -233,24 +216,45 @@ async fn plan_pool(
 ) -> ApiResult<Json<PlanView>> {
     let pool = visible_pool(&s, &who, &id).await?;
     let now = now_ms();
-    let obs = observation(&s, &pool, now).await?;
-    let (mut d, combined) = decide_pool(&pool, &obs);
-    let policy = PolicySpec::Threshold(pool.scaling_policy);
-    let health = metrics_health(
-        &obs,
-        s.tick_ms,
-        policy_window_ms(&policy, pool.policies.as_ref()),
-        None,
-    );
-    let memory = s
+    let mut obs = observation(&s, &pool, now).await?;
+    // The pool's controller memory, as the next tick would recall it: the
+    // leader's own, else what the leader last stored.
+    let held = s
         .engine
         .forecasts
         .lock()
         .expect("controller memory lock")
         .get(&pool.id)
-        .cloned()
-        .unwrap_or_default();
-    let g = guard(&mut d, &health, &memory, now, DEFAULT_MAX_REVERSALS);
+        .cloned();
+    let mut memory = match held {
+        Some(m) => m,
+        None => s
+            .engine
+            .store
+            .controller_memory(&pool.id)
+            .await?
+            .unwrap_or_default(),
+    };
+    memory.recall(&mut obs);
+    // Forecast models are refitted on the observation's history.
+    if let Some(spec) = &pool.policies {
+        memory.take_forecasts(spec);
+    }
+    let state = PoolState {
+        id: pool.id.clone(),
+        mode: pool.mode,
+        safety_lock: pool.safety_lock,
+        policy: PolicySpec::Threshold(pool.scaling_policy),
+        combined: pool.policies.clone(),
+        observation: obs,
+        pending_proposal: None,
+        forecasts: Vec::new(),
+        memory,
+        tick_ms: s.tick_ms,
+        metrics_error: None,
+    };
+    let (d, combined, g) = decide_pool(&state);
+    let obs = state.observation;
     Ok(Json(PlanView::new(
         pool,
         d,
