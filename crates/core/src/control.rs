@@ -138,7 +138,6 @@ pub fn plan_tick(pools: &[PoolState]) -> (Vec<Step>, TickCounts) {
 /// (with the combination) or its own policy's, then fail static and the
 /// flap budget from its memory. [`plan`] calls it for every pool that is
 /// not frozen; the plan endpoint's dry run calls it for one.
-#[must_use]
 pub fn decide_pool(p: &PoolState) -> (Decision, Option<CombinedDecision>, Guarded) {
     let (mut d, combined) = match &p.combined {
         Some(spec) => {
