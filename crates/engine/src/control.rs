@@ -285,6 +285,8 @@ pub async fn run(
         ctx.loop_parked.store(true, Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // Work for a pool at zero: evaluate now.
+            _ = ctx.wake.notified() => next_eval = 0,
             _ = shutdown.changed() => break,
         }
         ctx.loop_parked.store(false, Ordering::SeqCst);
@@ -751,6 +753,15 @@ async fn tick(
         }
     }
     *ctx.metrics_stale.lock().expect("stale pools lock") = stale;
+    *ctx.at_zero.lock().expect("pools at zero lock") = pools
+        .iter()
+        .zip(&tick_plan.decisions)
+        .filter(|(p, d)| match d {
+            Some(d) if applied.contains(&p.id) => d.target == 0,
+            _ => p.observation.bounds.desired == 0,
+        })
+        .map(|(p, _)| p.id.clone())
+        .collect();
     let (ok, failed) = actuate_pending(ctx, Some(fence)).await?;
     report.actuated = ok;
     report.actuation_failed = failed;

@@ -68,6 +68,12 @@ pub struct EngineCtx {
     /// The pools whose metrics the leader's last tick found stale, missing
     /// or erroring (see [`fleetscale_core::fail_static`]).
     pub metrics_stale: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// The pools the leader's last tick left at zero capacity: work
+    /// reported for one of them ([`EngineCtx::work_for_pool_at_zero`]) wakes the
+    /// loop at once instead of at its next tick.
+    pub at_zero: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// Wakes the control loop for an evaluation now (see `at_zero`).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for EngineCtx {
@@ -80,6 +86,31 @@ impl std::fmt::Debug for EngineCtx {
 }
 
 impl EngineCtx {
+    /// Whether samples report work waiting or in flight (`queue_depth` or
+    /// `in_flight` above 0) for a pool this replica's last tick left at
+    /// zero. The ingestion calls it before storing them and, when true,
+    /// [`EngineCtx::wake_loop`] once they are stored: the activation does
+    /// not wait for the next tick.
+    pub fn work_for_pool_at_zero<'a>(
+        &self,
+        samples: impl IntoIterator<Item = (&'a str, &'a str, f64)>,
+    ) -> bool {
+        use fleetscale_core::policies::slo::{IN_FLIGHT, QUEUE_DEPTH};
+        let at_zero = self.at_zero.lock().expect("pools at zero lock");
+        !at_zero.is_empty()
+            && samples.into_iter().any(|(pool, metric, value)| {
+                (metric == QUEUE_DEPTH || metric == IN_FLIGHT)
+                    && value > 0.0
+                    && at_zero.contains(pool)
+            })
+    }
+
+    /// Makes the control loop evaluate now (a leader ticks at once; the
+    /// wake is kept if the loop is busy, so it is not lost).
+    pub fn wake_loop(&self) {
+        self.wake.notify_one();
+    }
+
     /// A context over `store` with the system clock, default metrics and no
     /// actuator. Starts the budget writer, so it needs a tokio runtime.
     pub fn new(store: Store) -> EngineCtx {
@@ -95,6 +126,8 @@ impl EngineCtx {
             loop_parked: Arc::default(),
             tick_ms: Arc::default(),
             metrics_stale: Arc::default(),
+            at_zero: Arc::default(),
+            wake: Arc::default(),
         }
     }
 

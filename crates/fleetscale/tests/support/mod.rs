@@ -97,16 +97,24 @@ pub struct Replica {
     pub port: u16,
     db: String,
     bin: String,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Replica {
     /// Starts `bin serve` on `port` against `db` and waits until it is ready.
     pub async fn start(bin: &str, db: &str, port: u16) -> Replica {
+        Replica::start_with(bin, db, port, &[]).await
+    }
+
+    /// [`Replica::start`] with `extra` arguments to `serve` (an actuator,
+    /// say).
+    pub async fn start_with(bin: &str, db: &str, port: u16, extra: &[&str]) -> Replica {
         let mut r = Replica {
             port,
             db: db.to_string(),
             bin: bin.to_string(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         r.restart().await;
@@ -141,9 +149,14 @@ impl Replica {
                 &format!("127.0.0.1:{}", self.port),
                 "--database-url",
                 &self.db,
-                "--tick",
-                "1s",
             ])
+            // A 1 s tick unless the extra arguments name one.
+            .args(if self.extra.iter().any(|a| a == "--tick") {
+                &[][..]
+            } else {
+                &["--tick", "1s"][..]
+            })
+            .args(&self.extra)
             .env("FLEETSCALE_ADMIN_TOKEN", TOKEN)
             .env("FLEETSCALE_LOG", "warn")
             .stdout(Stdio::null())

@@ -317,11 +317,21 @@ async fn ingest(
     let regional = check_regions(&s, &who, regional, &mut v).await?;
     v.into_result(())?;
     let accepted = samples.len() + per_instance.len() + regional.len();
+    let wake = !samples.is_empty()
+        && s.engine.work_for_pool_at_zero(
+            samples
+                .iter()
+                .map(|x| (x.pool_id.as_str(), x.metric.as_str(), x.value)),
+        );
     if !samples.is_empty() {
         s.ingest
             .submit(samples)
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    }
+    if wake {
+        // Stored: the loop's evaluation now sees them.
+        s.engine.wake_loop();
     }
     s.engine
         .store
