@@ -4,6 +4,8 @@
 //! worst 5-minute episodes (misses of fleetscale − KEDA).
 //!
 //! `cargo run --release -p fleetscale-sim --example diag -- TRACE [--max-hours H (168)] [--seed N] [--top N]`
+//!
+//! `DIAG_VS=kpa` puts Knative's KPA in KEDA's column.
 
 use fleetscale_sim::{run_text, PolicyChoice, SimConfig};
 
@@ -33,7 +35,11 @@ fn main() {
     let pol = [
         PolicyChoice::Fleetscale,
         PolicyChoice::Hpa,
-        PolicyChoice::Keda,
+        if std::env::var("DIAG_VS").is_ok_and(|v| v == "kpa") {
+            PolicyChoice::Kpa
+        } else {
+            PolicyChoice::Keda
+        },
     ];
     let mut r = run_text(&text, "diag", &cfg, &pol, &mut |_, _| {}).expect("simulate");
     // A trace shorter than `--max-hours` has a shorter horizon: size the

@@ -4,8 +4,13 @@
 //! `fleetscale simulate --sweep`, without the binary.
 //!
 //! ```text
-//! cargo run --release -p fleetscale-sim --example frontiers -- [--max-hours H] [--seed N] TRACE...
+//! cargo run --release -p fleetscale-sim --example frontiers -- [--max-hours H] [--seed N] \
+//!     [--tick-s S] [--scrape-s S] [--metrics-delay-s S] TRACE...
 //! ```
+//! `--tick-s`, `--scrape-s` and `--metrics-delay-s` set the decision period,
+//! the scrape interval and the publication delay of every policy but KPA
+//! (15, 15 and 5 s by default; KPA keeps Knative's 1 s readings and 2 s
+//! ticks), to compare the policies on equal information.
 //! `FS_ATTAINMENT_GOAL` sets fleetscale's default goal; `FS_PREDICTIVE_FLOOR=0`
 //! drops its predictive floor.
 
@@ -19,6 +24,11 @@ fn main() {
         match a.as_str() {
             "--max-hours" => cfg.max_hours = args.next().and_then(|v| v.parse().ok()),
             "--seed" => cfg.seed = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
+            "--tick-s" => cfg.tick_s = args.next().and_then(|v| v.parse().ok()).unwrap_or(15.0),
+            "--scrape-s" => cfg.scrape_s = args.next().and_then(|v| v.parse().ok()).unwrap_or(15.0),
+            "--metrics-delay-s" => {
+                cfg.metrics_delay_s = args.next().and_then(|v| v.parse().ok()).unwrap_or(5.0)
+            }
             other => traces.push(other.to_string()),
         }
     }
