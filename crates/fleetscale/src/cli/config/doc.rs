@@ -68,10 +68,11 @@ pub struct TenantSpec {
     /// Provider budgets; omitted: left as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<TenantBudgetSpec>,
-    /// The tenant's pools, by `(region, agent_type)`; the file manages all
-    /// of a listed tenant's pools (others are deleted with `--prune`).
-    #[serde(default)]
-    pub pools: Vec<PoolSpec>,
+    /// The tenant's pools, by `(region, agent_type)`: when given (even
+    /// empty), all of the tenant's pools (others are deleted with
+    /// `--prune`); omitted: its pools are left as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pools: Option<Vec<PoolSpec>>,
 }
 
 /// A tenant's provider budgets.
@@ -189,8 +190,10 @@ impl FleetDoc {
         doc.regions.sort_by(|a, b| a.name.cmp(&b.name));
         doc.tenants.sort_by(|a, b| a.name.cmp(&b.name));
         for t in &mut doc.tenants {
-            t.pools = t.pools.iter().map(PoolSpec::normalized).collect();
-            t.pools.sort_by_key(PoolSpec::key);
+            if let Some(pools) = &mut t.pools {
+                *pools = pools.iter().map(PoolSpec::normalized).collect();
+                pools.sort_by_key(PoolSpec::key);
+            }
         }
         doc
     }

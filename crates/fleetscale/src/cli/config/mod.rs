@@ -182,7 +182,7 @@ async fn read_live(conn: &Conn, tenant: Option<&str>) -> anyhow::Result<Live> {
             region_policy: tenant_policy(conn, &id, "region-policy").await?,
             routing_policy: tenant_policy(conn, &id, "routing-policy").await?,
             budget: tenant_budget(conn, &id).await?,
-            pools: Vec::new(),
+            pools: Some(Vec::new()),
         });
         names.insert(id.clone(), live.doc.tenants.len() - 1);
         live.tenant_ids.insert(name, id);
@@ -198,7 +198,7 @@ async fn read_live(conn: &Conn, tenant: Option<&str>) -> anyhow::Result<Live> {
             (t.name.clone(), spec.region.clone(), spec.agent_type.clone()),
             (text(&p, "id")?, desired),
         );
-        t.pools.push(spec);
+        t.pools.get_or_insert_with(Vec::new).push(spec);
     }
     live.doc = live.doc.canonical();
     Ok(live)

@@ -363,10 +363,13 @@ pub fn plan(desired: &FleetDoc, current: &FleetDoc, prune: bool) -> Plan {
             policies.push(setting(object, now.map(json), json(p)));
         }
         let cur_pools: BTreeMap<(String, String), &PoolSpec> = cur
-            .map(|c| c.pools.iter().map(|p| (p.key(), p)).collect())
+            .map(|c| c.pools.iter().flatten().map(|p| (p.key(), p)).collect())
             .unwrap_or_default();
-        let want: BTreeSet<(String, String)> = t.pools.iter().map(PoolSpec::key).collect();
-        for p in &t.pools {
+        // Pools omitted: left as they are (nothing listed, nothing deleted).
+        let managed = t.pools.is_some();
+        let t_pools = t.pools.as_deref().unwrap_or_default();
+        let want: BTreeSet<(String, String)> = t_pools.iter().map(PoolSpec::key).collect();
+        for p in t_pools {
             let object = Object::Pool {
                 tenant: name.clone(),
                 spec: Box::new(p.clone()),
@@ -383,7 +386,7 @@ pub fn plan(desired: &FleetDoc, current: &FleetDoc, prune: bool) -> Plan {
             });
         }
         for (k, c) in &cur_pools {
-            if !want.contains(k) {
+            if managed && !want.contains(k) {
                 deletes.push(Action {
                     op: if prune { Op::Delete } else { Op::WouldDelete },
                     object: Object::Pool {
@@ -580,7 +583,7 @@ pub fn check(desired: &FleetDoc, current: &FleetDoc) -> Vec<Problem> {
             }
         }
         let mut seen_pools = BTreeSet::new();
-        for (j, p) in t.pools.iter().enumerate() {
+        for (j, p) in t.pools.iter().flatten().enumerate() {
             let pat = format!("{at}.pools[{j}]");
             for e in pool_violations(p) {
                 push(format!("{pat}.{}", e.field), e.rule);
@@ -686,7 +689,7 @@ mod tests {
             region_policy: None,
             routing_policy: None,
             budget: None,
-            pools,
+            pools: Some(pools),
         }
     }
 
@@ -716,7 +719,7 @@ mod tests {
     fn a_changed_file_plans_create_update_and_would_delete_in_dependency_order() {
         let mut want = base();
         want.regions.push(region("ap-south", None));
-        let pools = &mut want.tenants[0].pools;
+        let pools = want.tenants[0].pools.as_mut().unwrap();
         pools[0].max_capacity = Some(20);
         pools.remove(1);
         pools.push(pool("ap-south", "writer", 3));
@@ -746,7 +749,7 @@ mod tests {
             home_region: Some("eu-west".into()),
             ..RegionPolicy::default()
         });
-        now.tenants[0].pools[0].job_kind = Some("creative".into());
+        now.tenants[0].pools.as_mut().unwrap()[0].job_kind = Some("creative".into());
         now.tenants[0].budget = Some(TenantBudgetSpec {
             tier: Some("growth".into()),
             providers: BTreeMap::new(),
@@ -754,9 +757,16 @@ mod tests {
         let mut want = now.clone();
         want.regions[0].monthly_budget_cents = None;
         want.tenants[0].region_policy = None;
-        want.tenants[0].pools[0].job_kind = None;
+        want.tenants[0].pools.as_mut().unwrap()[0].job_kind = None;
         want.tenants[0].budget = None;
         assert!(plan(&want, &now, true).is_noop());
+        // Pools omitted: none listed, none deleted; `pools: []`: all deleted.
+        want.tenants[0].pools = None;
+        let p = plan(&want, &now, true);
+        assert!(p.is_noop());
+        assert!(!p.actions.iter().any(|a| a.object.kind() == "pool"));
+        want.tenants[0].pools = Some(vec![]);
+        assert_eq!(plan(&want, &now, true).counts().delete, 2);
     }
 
     #[test]
@@ -790,8 +800,9 @@ mod tests {
     #[test]
     fn check_names_every_problem_before_anything_is_written() {
         let mut want = base();
-        want.tenants[0].pools[0].min_capacity = Some(12);
-        want.tenants[0].pools.push(pool("mars-1", "writer", 3));
+        let pools = want.tenants[0].pools.as_mut().unwrap();
+        pools[0].min_capacity = Some(12);
+        pools.push(pool("mars-1", "writer", 3));
         want.regions[1].jurisdiction = "us".into();
         want.regions[0].monthly_budget_cents = Some(10);
         let problems: Vec<String> = check(&want, &base())
@@ -828,7 +839,7 @@ mod tests {
                 (Op::Create, Object::Tenant { name }) => s.tenants.push(tenant(name, vec![])),
                 (_, Object::Pool { tenant, spec }) => {
                     let i = t_of(&mut s, tenant);
-                    let pools = &mut s.tenants[i].pools;
+                    let pools = s.tenants[i].pools.get_or_insert_with(Vec::new);
                     let old = pools.iter().position(|p| p.key() == spec.key());
                     let kept_kind = old.and_then(|o| pools[o].job_kind.clone());
                     if let Some(o) = old {
@@ -929,7 +940,10 @@ mod tests {
             for t in &desired.canonical().tenants {
                 let now = after.canonical();
                 let got = now.tenants.iter().find(|x| x.name == t.name).unwrap();
-                prop_assert_eq!(got.pools.len(), t.pools.len());
+                prop_assert_eq!(
+                    got.pools.as_ref().map_or(0, Vec::len),
+                    t.pools.as_ref().map_or(0, Vec::len)
+                );
             }
         }
     }
