@@ -268,7 +268,7 @@ pub fn parse(text: &str) -> Result<FleetDoc, Problem> {
             }
         }
         if let Some((head, tail)) = rule.split_once(": ") {
-            if head == path || path.ends_with(head) {
+            if !head.is_empty() && path.starts_with(head) {
                 rule = tail.to_string();
             }
         }
@@ -429,7 +429,11 @@ tenants:
         let p = parse(&bad).unwrap_err();
         assert_eq!(p.path, "tenants[0].pools[1].max_capacty");
         assert_eq!(p.line, Some(13));
-        assert!(p.rule.contains("unknown field `max_capacty`"), "{}", p.rule);
+        assert!(
+            p.rule.starts_with("unknown field `max_capacty`"),
+            "{}",
+            p.rule
+        );
     }
 
     #[test]
@@ -438,7 +442,7 @@ tenants:
         let p = parse(&bad).unwrap_err();
         assert_eq!(p.path, "tenants[0].pools[0].min_capacity");
         assert_eq!(p.line, Some(10));
-        assert!(p.rule.contains("invalid type"), "{}", p.rule);
+        assert!(p.rule.starts_with("invalid type"), "{}", p.rule);
     }
 
     #[test]

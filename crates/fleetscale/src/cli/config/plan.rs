@@ -743,6 +743,39 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_serializes_as_json_with_op_and_kind() {
+        let mut want = base();
+        want.tenants[0].pools.as_mut().unwrap()[0].max_capacity = Some(20);
+        want.tenants[0].pools.as_mut().unwrap().remove(1);
+        want.regions.push(region("ap-south", None));
+        let v = serde_json::to_value(plan(&want, &base(), false)).unwrap();
+        let ops: Vec<(&str, &str)> = v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["op"].as_str().unwrap(),
+                    a["object"]["kind"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("create", "region"),
+                ("unchanged", "region"),
+                ("unchanged", "region"),
+                ("unchanged", "tenant"),
+                ("update", "pool"),
+                ("would_delete", "pool"),
+            ]
+        );
+        assert_eq!(v["actions"][4]["changes"][0]["field"], "max_capacity");
+        assert_eq!(v["actions"][4]["changes"][0]["to"], 20);
+    }
+
+    #[test]
     fn omitted_optional_sections_are_left_as_they_are() {
         let mut now = base();
         now.tenants[0].region_policy = Some(RegionPolicy {
