@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 
 use cli::client::{self, Conn};
 use cli::{
-    alerts, audit, budgets, conformance, engine, forecast, jobs, metrics, output, policy_cmd,
-    pools, proposals, regions, routing, scale, serve, simulate, tenants, tokens,
+    alerts, audit, budgets, config, conformance, engine, forecast, jobs, metrics, output,
+    policy_cmd, pools, proposals, regions, routing, scale, serve, simulate, tenants, tokens,
 };
 
 /// mimalloc instead of glibc malloc: the server allocates per request and
@@ -114,6 +114,12 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Alerts the region monitor raised (critical conflicts), newest first.
     Alerts(alerts::AlertsArgs),
+    /// Make the server's tenants, regions, pools, policies and budgets what a
+    /// fleet file says: print the plan, then apply it (docs/config-as-code.md).
+    Apply(config::ApplyArgs),
+    /// Write the server's tenants, regions, pools, policies and budgets as a
+    /// fleet file (YAML on stdout) that `apply` takes back as a no-op.
+    Export(config::ExportArgs),
     /// The control loop's status: which replica leads, tick, actuator.
     Engine {
         #[command(flatten)]
@@ -155,6 +161,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Budgets { cmd, conn } => budgets::run(cmd, conn).await,
         Command::Audit(a) => audit::run(a).await,
         Command::Alerts(a) => alerts::run(a).await,
+        Command::Apply(a) => config::apply(a).await,
+        Command::Export(a) => config::export(a).await,
         Command::Engine { conn } => engine::run(conn).await,
         Command::Conformance { cmd } => conformance::run(cmd),
         Command::Forecast(a) => forecast::run(&a),
@@ -182,7 +190,7 @@ fn exit_quietly_on_broken_pipe() {
 }
 
 /// Exit codes: 0 success, 3 a ledger check found broken invariants, 2 the
-/// API refused the request (4xx), 1 anything else.
+/// API refused the request (4xx) or a fleet file is invalid, 1 anything else.
 fn main() -> ExitCode {
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
@@ -202,6 +210,9 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_chain(&e));
             if e.downcast_ref::<output::LedgerBroken>().is_some() {
                 return ExitCode::from(3);
+            }
+            if e.downcast_ref::<config::doc::Invalid>().is_some() {
+                return ExitCode::from(2);
             }
             match e.downcast_ref::<client::ApiFailure>() {
                 Some(f) if f.status < 500 => ExitCode::from(2),

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod client;
+pub mod config;
 pub mod conformance;
 pub mod engine;
 pub mod forecast;
