@@ -369,3 +369,70 @@ impl CreatePool {
         Value::Object(b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::PoolsCmd;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(subcommand)]
+        cmd: PoolsCmd,
+    }
+
+    fn parse(args: &[&str]) -> Result<PoolsCmd, clap::Error> {
+        T::try_parse_from(std::iter::once("pools").chain(args.iter().copied())).map(|t| t.cmd)
+    }
+
+    #[test]
+    fn metric_source_flags_make_the_bodies() {
+        let PoolsCmd::Create(c) = parse(&[
+            "create",
+            "--tenant-id",
+            "t",
+            "--region",
+            "eu",
+            "--agent-type",
+            "w",
+            "--metric-source-query",
+            "sum(agent_load)",
+            "--metric-source-url",
+            "http://prom:9090",
+            "--metric-source-metric",
+            "load",
+        ])
+        .unwrap() else {
+            panic!("not create")
+        };
+        assert_eq!(
+            c.body()["metric_source"],
+            json!({"type": "prometheus", "query": "sum(agent_load)",
+                   "url": "http://prom:9090", "metric": "load"})
+        );
+        let PoolsCmd::Update(u) = parse(&["update", "p", "--metric-source-query", "up"]).unwrap()
+        else {
+            panic!("not update")
+        };
+        assert_eq!(
+            u.body().unwrap(),
+            json!({"metric_source": {"type": "prometheus", "query": "up"}})
+        );
+        let PoolsCmd::Update(u) = parse(&["update", "p", "--clear-metric-source"]).unwrap() else {
+            panic!("not update")
+        };
+        assert_eq!(u.body().unwrap(), json!({"metric_source": null}));
+        // A URL or metric without a query, or a query with a clear, is refused.
+        assert!(parse(&["update", "p", "--metric-source-url", "http://x"]).is_err());
+        assert!(parse(&[
+            "update",
+            "p",
+            "--clear-metric-source",
+            "--metric-source-query",
+            "up"
+        ])
+        .is_err());
+    }
+}

@@ -72,8 +72,9 @@ async fn create_pool(
 
 /// A pool whose `metric_source` names no URL needs the server's default
 /// (`serve --prometheus-url`): a 422 naming `metric_source.url` without
-/// one. (A replica started without it that leads later records the same
-/// as the pool's `metrics_error` and holds the pool.)
+/// one, when the source is created or changed (a patch of other fields
+/// leaves it be). A replica started without the default that leads later
+/// records the same as the pool's `metrics_error` and holds the pool.
 fn check_source_url(s: &AppState, p: &fleetscale_core::ValidPool) -> ApiResult<()> {
     match &p.metric_source {
         Some(m) if m.url.is_none() && s.engine.metric_sources.default_url().is_none() => {
@@ -149,7 +150,9 @@ async fn patch_pool(
     who.require(Role::Admin)?;
     let pool = visible_pool(&s, &who, &id).await?;
     let valid = b.apply(&pool.to_valid())?;
-    check_source_url(&s, &valid)?;
+    if b.metric_source.is_some() {
+        check_source_url(&s, &valid)?;
+    }
     let pool = s.engine.store.update_pool(&id, &valid, &who.name).await?;
     Ok(Json(view(&s, pool)))
 }
