@@ -43,6 +43,7 @@ pub const MAX_VALUE: f64 = 1e15;
 pub struct MetricSources {
     client: reqwest::Client,
     default_url: Option<String>,
+    timeout: Duration,
 }
 
 impl Default for MetricSources {
@@ -64,7 +65,13 @@ impl MetricSources {
         MetricSources {
             client,
             default_url: default_url.map(|u| u.trim_end_matches('/').to_string()),
+            timeout,
         }
+    }
+
+    /// How long one query, and one tick's queries together, may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The server-wide default Prometheus URL (`serve --prometheus-url`).
@@ -195,7 +202,9 @@ struct Job {
 }
 
 /// Polls the sources of every evaluated (not frozen) pool in `pools` at
-/// `now`: stores the values as samples, records each failure on its pool
+/// `now`, [`QUERY_CONCURRENCY`] at a time, all within one query timeout
+/// (a query not answered by then, started or not, failed: so many slow
+/// sources cannot stretch a tick beyond it): stores the values as samples, records each failure on its pool
 /// (in the store, fenced on `fence`, and in `pools`), clears the record of
 /// a source that answers again, and returns the failures by pool id, for
 /// fail static. Idempotent within a tick (a repeated poll stores another
@@ -219,10 +228,18 @@ pub async fn poll(
             })
         })
         .collect();
+    let deadline = tokio::time::Instant::now() + sources.timeout();
     let results: Vec<(Job, Result<Option<f64>, String>)> = futures::stream::iter(jobs)
         .map(|j| async move {
             let r = match &j.url {
-                Some(url) => sources.query(url, &j.query, now).await,
+                Some(url) => {
+                    tokio::time::timeout_at(deadline, sources.query(url, &j.query, now))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err("timed out (this tick's queries took longer than the query timeout)"
+                                .into())
+                        })
+                }
                 None => Err(
                     "no Prometheus URL: the pool's metric_source has none and the server was started without --prometheus-url"
                         .into(),
