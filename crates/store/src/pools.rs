@@ -57,12 +57,14 @@ impl Store {
         self.get_pool(&id).await
     }
 
-    /// Replaces a pool's mutable fields with `p` (already validated).
+    /// Replaces a pool's mutable fields with `p` (already validated). A
+    /// changed or removed metric source drops its failure record (a new
+    /// source starts with a clean one).
     pub async fn update_pool(&self, id: &str, p: &ValidPool, actor: &str) -> Result<Pool> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let res = sqlx::query(
-            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10, job_kind=$11, metric_source=$12, metrics_error=CASE WHEN $12 IS NULL THEN NULL ELSE metrics_error END WHERE id=$1",
+            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10, job_kind=$11, metric_source=$12, metrics_error=CASE WHEN $12 IS NULL OR metric_source IS NULL OR metric_source <> $12 THEN NULL ELSE metrics_error END WHERE id=$1",
         )
         .bind(id)
         .bind(p.bounds.min)

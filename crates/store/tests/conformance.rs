@@ -1051,7 +1051,23 @@ async fn metric_source_and_its_error_roundtrip_fenced_and_audited(s: Store) {
         .unwrap();
     assert_eq!(s.get_pool(&pool.id).await.unwrap().metrics_error, None);
 
-    // Removing the source drops its error too.
+    // An update that keeps the source keeps its error; changing the
+    // source or removing it drops the error.
+    s.set_metrics_error(&pool.id, Some(&e2), None, now)
+        .await
+        .unwrap();
+    let same = PoolPatch {
+        max_capacity: Some(4),
+        ..PoolPatch::default()
+    }
+    .apply(&got.to_valid())
+    .unwrap();
+    let p = s.update_pool(&pool.id, &same, "admin-x").await.unwrap();
+    assert_eq!(p.metrics_error, Some(e2.clone()));
+    let mut other = p.to_valid();
+    other.metric_source.as_mut().unwrap().query = "sum(up)".into();
+    let p = s.update_pool(&pool.id, &other, "admin-x").await.unwrap();
+    assert_eq!(p.metrics_error, None, "a new query starts clean");
     s.set_metrics_error(&pool.id, Some(&e2), None, now)
         .await
         .unwrap();
