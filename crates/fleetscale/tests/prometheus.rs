@@ -258,6 +258,7 @@ async fn a_pool_scales_from_promql_and_holds_while_prometheus_is_down() {
         "{err}"
     );
     // No url: the server's --prometheus-url.
+    set(&load, 42.0);
     body["metric_source"] = json!({"type": "prometheus", "query": "sum(agent_load)"});
     let (status, pool) = api.post("/api/v1/pools", &body).await;
     assert_eq!(status, 201, "{pool}");
@@ -265,8 +266,7 @@ async fn a_pool_scales_from_promql_and_holds_while_prometheus_is_down() {
     assert_eq!(pool["metric_source"]["query"], "sum(agent_load)");
     assert_eq!(pool["metric_source"]["url"], Value::Null);
 
-    // Load rises: 42 per 10-unit instance → scale out (7 instances at most).
-    set(&load, 42.0);
+    // Load is high: 42 on 10-unit instances → scale out, 2 at a time, to 7.
     wait_for(
         "scale-out from the PromQL source",
         Duration::from_secs(30),
