@@ -15,6 +15,7 @@ pub mod hpa;
 pub mod kpa;
 pub mod lifecycle;
 pub mod memory;
+pub mod metric_source;
 pub mod observation;
 pub mod observe;
 pub mod policies;

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::metric_source::{MetricSource, RawMetricSource};
 /// Capacity bounds and current size of a pool (defined with the observation
 /// a policy sees).
 pub use crate::observation::PoolBounds;
@@ -100,6 +101,9 @@ pub struct NewPool {
     /// alone; without them the pool gets fleetscale's default policies
     /// (`crate::decision::default`, `fleetscale policy default`).
     pub scaling_policy: Option<RawThresholdPolicy>,
+    /// Where the engine pulls the pool's load from each tick (a PromQL
+    /// query); without it the pool reads pushed samples only.
+    pub metric_source: Option<RawMetricSource>,
 }
 
 /// The body of `PATCH /api/v1/pools/{id}`: any subset of the mutable fields.
@@ -122,6 +126,20 @@ pub struct PoolPatch {
     pub job_kind: Option<String>,
     /// New threshold policy (replaces the old one; missing fields take defaults).
     pub scaling_policy: Option<RawThresholdPolicy>,
+    /// New metric source (replaces the old one); `null` removes it, absent
+    /// keeps it.
+    #[serde(default, deserialize_with = "present")]
+    pub metric_source: Option<Option<RawMetricSource>>,
+}
+
+/// A field that is present (even `null`) deserializes to `Some`, so that a
+/// patch tells "remove" (`null`) from "keep" (absent).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A pool whose every field has passed validation.
@@ -146,6 +164,8 @@ pub struct ValidPool {
     pub job_kind: Option<JobKind>,
     /// Threshold policy.
     pub policy: ThresholdPolicy,
+    /// Where the engine pulls the load from, if anywhere but pushes.
+    pub metric_source: Option<MetricSource>,
 }
 
 impl NewPool {
@@ -169,6 +189,7 @@ impl NewPool {
                 mode: self.mode.clone(),
                 job_kind: self.job_kind.clone(),
                 policy: self.scaling_policy.clone().unwrap_or_default(),
+                metric_source: self.metric_source.clone(),
             },
         );
         v.into_result(pool)
@@ -208,6 +229,10 @@ impl PoolPatch {
                     .scaling_policy
                     .clone()
                     .unwrap_or_else(|| current.policy.to_raw()),
+                metric_source: match &self.metric_source {
+                    Some(new) => new.clone(),
+                    None => current.metric_source.as_ref().map(MetricSource::to_raw),
+                },
             },
         );
         v.into_result(pool)
@@ -223,6 +248,7 @@ struct Fields {
     mode: Option<String>,
     job_kind: Option<String>,
     policy: RawThresholdPolicy,
+    metric_source: Option<RawMetricSource>,
 }
 
 fn build(
@@ -268,6 +294,10 @@ fn build(
             .ok()
     });
     let policy = f.policy.validate("scaling_policy", v);
+    let metric_source = f
+        .metric_source
+        .as_ref()
+        .map(|m| m.validate("metric_source", v));
     ValidPool {
         tenant_id,
         region,
@@ -282,6 +312,7 @@ fn build(
         mode,
         job_kind,
         policy,
+        metric_source,
     }
 }
 
@@ -375,5 +406,39 @@ mod tests {
         .unwrap();
         assert_eq!(ok.mode, Mode::Frozen);
         assert_eq!(ok.policy, p.policy);
+    }
+
+    #[test]
+    fn a_metric_source_is_validated_kept_and_removed_by_patches() {
+        let mut p = base();
+        p.metric_source = Some(RawMetricSource {
+            kind: "prometheus".into(),
+            url: Some("ftp://x".into()),
+            query: String::new(),
+            metric: None,
+        });
+        let got: Vec<String> = fields(p.clone()).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(got, ["metric_source.url", "metric_source.query"]);
+        p.metric_source = Some(RawMetricSource {
+            kind: "prometheus".into(),
+            url: None,
+            query: "sum(agent_load)".into(),
+            metric: Some("load".into()),
+        });
+        let valid = p.validate().unwrap();
+        let src = valid.metric_source.clone().unwrap();
+        assert_eq!(src.query, "sum(agent_load)");
+        // absent keeps it, null removes it
+        let kept: PoolPatch = parse(r#"{"max_capacity": 12}"#);
+        assert_eq!(kept.apply(&valid).unwrap().metric_source, Some(src));
+        let removed: PoolPatch = parse(r#"{"metric_source": null}"#);
+        assert_eq!(removed.apply(&valid).unwrap().metric_source, None);
+        let bad: PoolPatch = parse(r#"{"metric_source": {"type": "x", "query": "up"}}"#);
+        let err = bad.apply(&valid).unwrap_err();
+        assert_eq!(err.0[0].field, "metric_source.type");
+    }
+
+    fn parse(s: &str) -> PoolPatch {
+        serde_json::from_str(s).unwrap()
     }
 }

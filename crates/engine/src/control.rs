@@ -314,7 +314,7 @@ pub async fn observe(
     now: i64,
     caches: Option<&mut ForecastCaches>,
 ) -> Result<Vec<PoolState>, StoreError> {
-    Ok(observe_all(ctx, now, caches).await?.states)
+    Ok(observe_all(ctx, now, caches, None).await?.states)
 }
 
 /// What the observe phase read: the planner's pool states, and the stored
@@ -325,12 +325,27 @@ struct Observed {
     stats: HashMap<String, WindowStats>,
 }
 
+/// With `poll` (the leader's tick, fenced on it), the pools' metric
+/// sources are queried first ([`crate::metric_source::poll`]): their values
+/// are in the statistics read next, and their failures reach fail static
+/// as [`PoolState::metrics_error`].
 async fn observe_all(
     ctx: &EngineCtx,
     now: i64,
     mut caches: Option<&mut ForecastCaches>,
+    poll: Option<&Fence>,
 ) -> Result<Observed, StoreError> {
-    let pools = ctx.store.all_pools(None).await?;
+    let mut pools = ctx.store.all_pools(None).await?;
+    let source_failures = match poll {
+        Some(fence) if pools.iter().any(|p| p.metric_source.is_some()) => {
+            crate::metric_source::poll(ctx, Some(fence), &mut pools, now).await?
+        }
+        Some(_) => {
+            ctx.metrics.metric_source_failing_pools.set(0);
+            HashMap::new()
+        }
+        None => HashMap::new(),
+    };
     let stats = ctx.store.window_stats(None, now).await?;
     let pending = ctx.store.pending_proposals().await?;
     let mut samples = if pools.iter().any(|p| p.policies.is_some()) {
@@ -392,7 +407,7 @@ async fn observe_all(
             forecasts,
             memory,
             tick_ms,
-            metrics_error: None,
+            metrics_error: source_failures.get(&p.id).cloned(),
         });
     }
     Ok(Observed {
@@ -593,7 +608,7 @@ async fn tick(
         .iter()
         .map(|(k, m)| (k.clone(), fingerprint(m)))
         .collect();
-    let observed = observe_all(ctx, now, Some(&mut caches)).await;
+    let observed = observe_all(ctx, now, Some(&mut caches), Some(fence)).await;
     let Observed {
         states: mut pools,
         pools: stored_pools,

@@ -3,7 +3,8 @@
 //!
 //! It owns the control loop ([`control`]: observe → decide → act →
 //! requeue), the actuators ([`actuator`]), the group-committing metric
-//! writer ([`ingest`]), budget maintenance ([`budget_jobs`]), the engine's
+//! writer ([`ingest`]), the metric-source poller ([`metric_source`]:
+//! Prometheus queries each tick), budget maintenance ([`budget_jobs`]), the engine's
 //! Prometheus metrics ([`metrics`]) and the [`supervisor`] that restarts a
 //! failed job with backoff. Every job works over one [`EngineCtx`]: the
 //! store, the budget service, the actuator, the metrics and an injectable
@@ -16,6 +17,7 @@ pub mod budget_jobs;
 pub mod clock;
 pub mod control;
 pub mod ingest;
+pub mod metric_source;
 pub mod metrics;
 pub mod monitor;
 pub mod recorder;
@@ -33,6 +35,7 @@ pub use actuator::{Actuator, WebhookConfig};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use control::{EngineConfig, TickReport, LEASE};
 pub use ingest::Ingestor;
+pub use metric_source::MetricSources;
 pub use metrics::Metrics;
 pub use recorder::{DecisionRecorder, RecordError};
 pub use routing_view::RoutingView;
@@ -74,6 +77,9 @@ pub struct EngineCtx {
     pub at_zero: Arc<Mutex<std::collections::BTreeSet<String>>>,
     /// Wakes the control loop for an evaluation now (see `at_zero`).
     pub wake: Arc<tokio::sync::Notify>,
+    /// The Prometheus client the leader queries pools' metric sources with,
+    /// and the server-wide default URL (see [`metric_source`]).
+    pub metric_sources: Arc<MetricSources>,
 }
 
 impl std::fmt::Debug for EngineCtx {
@@ -128,6 +134,7 @@ impl EngineCtx {
             metrics_stale: Arc::default(),
             at_zero: Arc::default(),
             wake: Arc::default(),
+            metric_sources: Arc::default(),
         }
     }
 

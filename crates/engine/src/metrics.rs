@@ -29,6 +29,13 @@ pub struct GuardLabel {
     pub guard: String,
 }
 
+/// Label of a per-pool counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    /// The pool's id.
+    pub pool: String,
+}
+
 /// Label of a supervised job's restart counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabel {
@@ -68,6 +75,10 @@ pub struct Metrics {
     pub metrics_stale_pools: Gauge,
     /// Changes held by fail static or the flap budget, by guard.
     pub guard_holds: Family<GuardLabel, Counter>,
+    /// Failed metric-source queries, by pool.
+    pub metric_source_errors: Family<PoolLabel, Counter>,
+    /// Pools whose metric source failed on the last tick.
+    pub metric_source_failing_pools: Gauge,
     /// Duration of one control-loop tick.
     pub tick_seconds: Histogram,
     /// Duration of HTTP requests.
@@ -150,6 +161,18 @@ impl Metrics {
             "Capacity changes held by fail static or the flap budget",
             guard_holds.clone(),
         );
+        let metric_source_errors = Family::<PoolLabel, Counter>::default();
+        registry.register(
+            "metric_source_errors",
+            "Failed metric-source (Prometheus) queries, by pool",
+            metric_source_errors.clone(),
+        );
+        let metric_source_failing_pools = Gauge::default();
+        registry.register(
+            "metric_source_failing_pools",
+            "Pools whose metric source failed on the last tick",
+            metric_source_failing_pools.clone(),
+        );
         let tick_failures = Counter::default();
         registry.register(
             "tick_failures",
@@ -184,6 +207,8 @@ impl Metrics {
             is_leader,
             metrics_stale_pools,
             guard_holds,
+            metric_source_errors,
+            metric_source_failing_pools,
             tick_seconds,
             http_seconds,
             tick_failures,

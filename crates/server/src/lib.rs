@@ -148,6 +148,9 @@ pub struct ServerConfig {
     /// How a shell runs the client (`fleetscale`, or its path when it is
     /// not on the PATH), for the demo's next steps.
     pub client_command: String,
+    /// The Prometheus server of pools whose `metric_source` names no URL
+    /// (`serve --prometheus-url`).
+    pub prometheus_url: Option<String>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -169,6 +172,19 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         )));
     }
     state.region_default_budget_cents = cfg.region_default_budget_cents;
+    if let Some(url) = &cfg.prometheus_url {
+        if !fleetscale_core::metric_source::is_http_url(url) {
+            return Err(ServerError::Config(format!(
+                "--prometheus-url must be an http:// or https:// URL with a host, not {url:?}"
+            )));
+        }
+    }
+    // A query may take a tick, at most the default timeout.
+    let query_timeout = fleetscale_engine::metric_source::DEFAULT_QUERY_TIMEOUT.min(cfg.tick);
+    state.engine.metric_sources = Arc::new(fleetscale_engine::MetricSources::new(
+        cfg.prometheus_url.clone(),
+        query_timeout,
+    ));
     cfg.http
         .validate(conn::fd_limit())
         .map_err(ServerError::Config)?;

@@ -21,7 +21,7 @@ impl Store {
         let id = new_id();
         let mut tx = self.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$14,$13)"
+            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$14,$15,NULL,$13)"
         ))
         .bind(&id)
         .bind(&p.tenant_id)
@@ -37,6 +37,7 @@ impl Store {
         .bind(now)
         .bind(p.policy.window_seconds)
         .bind(p.job_kind.map(JobKind::as_str))
+        .bind(p.metric_source.as_ref().map(to_json))
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_as(e, format!("a pool for region {:?} and agent type {:?} exists", p.region, p.agent_type)))?;
@@ -56,12 +57,14 @@ impl Store {
         self.get_pool(&id).await
     }
 
-    /// Replaces a pool's mutable fields with `p` (already validated).
+    /// Replaces a pool's mutable fields with `p` (already validated). A
+    /// changed or removed metric source drops its failure record (a new
+    /// source starts with a clean one).
     pub async fn update_pool(&self, id: &str, p: &ValidPool, actor: &str) -> Result<Pool> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let res = sqlx::query(
-            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10, job_kind=$11 WHERE id=$1",
+            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10, job_kind=$11, metric_source=$12, metrics_error=CASE WHEN $12 IS NULL OR metric_source IS NULL OR metric_source <> $12 THEN NULL ELSE metrics_error END WHERE id=$1",
         )
         .bind(id)
         .bind(p.bounds.min)
@@ -74,6 +77,7 @@ impl Store {
         .bind(p.policy.window_seconds)
         .bind(now)
         .bind(p.job_kind.map(JobKind::as_str))
+        .bind(p.metric_source.as_ref().map(to_json))
         .execute(&mut *tx)
         .await?;
         if res.rows_affected() == 0 {
@@ -230,6 +234,30 @@ impl Store {
             .collect()
     }
 
+    /// Records (or, with `None`, clears) the failure of a pool's metric
+    /// source: engine state, not a setting, so neither audited nor counted
+    /// as an update. Fenced on the lease when `fence` is given (only the
+    /// leader polls sources). Idempotent; a deleted pool is not an error.
+    pub async fn set_metrics_error(
+        &self,
+        id: &str,
+        error: Option<&fleetscale_core::metric_source::MetricsError>,
+        fence: Option<&crate::Fence>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if let Some(f) = fence {
+            crate::leases::check_fence(&mut tx, f, now_ms, "").await?;
+        }
+        sqlx::query("UPDATE pools SET metrics_error=$2 WHERE id=$1")
+            .bind(id)
+            .bind(error.map(to_json))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Sets or clears a pool's safety lock.
     pub async fn set_safety_lock(&self, id: &str, locked: bool, actor: &str) -> Result<Pool> {
         let pool = self.get_pool(id).await?;
@@ -372,7 +400,7 @@ impl Store {
 const OWNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The columns [`pool_row`] decodes.
-pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies, job_kind";
+pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies, job_kind, metric_source, metrics_error";
 
 pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
     let policy: String = r.try_get("scaling_policy")?;
@@ -408,5 +436,16 @@ pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
                     .map_err(|e| StoreError::Corrupt(format!("pool policies: {e}")))
             })
             .transpose()?,
+        metric_source: json_column(r, "metric_source")?,
+        metrics_error: json_column(r, "metrics_error")?,
     })
+}
+
+/// A nullable JSON column, decoded.
+fn json_column<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<Option<T>> {
+    r.try_get::<Option<String>, _>(col)?
+        .map(|s| {
+            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+        })
+        .transpose()
 }

@@ -77,6 +77,12 @@ pub struct Pool {
     pub updated_at_ms: i64,
     /// Combined policies; `None` runs `scaling_policy` alone.
     pub policies: Option<fleetscale_core::decision::PoolPolicies>,
+    /// Where the engine pulls the load from each tick; `None`: pushed
+    /// samples only.
+    pub metric_source: Option<fleetscale_core::metric_source::MetricSource>,
+    /// The failing source's record, kept by the leader until a query
+    /// succeeds again; `None` when the source is fine (or there is none).
+    pub metrics_error: Option<fleetscale_core::metric_source::MetricsError>,
 }
 
 impl Pool {
@@ -92,6 +98,7 @@ impl Pool {
             mode: self.mode,
             job_kind: self.job_kind,
             policy: self.scaling_policy,
+            metric_source: self.metric_source.clone(),
         }
     }
 

@@ -33,6 +33,7 @@ conformance!(
     region_state_samples_and_mode_events,
     region_snapshots_figures_and_overwrite_rules,
     controller_memory_is_fenced_replaced_and_dropped_with_its_pool,
+    metric_source_and_its_error_roundtrip_fenced_and_audited,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -58,6 +59,7 @@ async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::P
             window_seconds: Some(window),
             ..Default::default()
         }),
+        metric_source: None,
     }
     .validate()
     .unwrap();
@@ -982,4 +984,105 @@ async fn controller_memory_is_fenced_replaced_and_dropped_with_its_pool(s: Store
         .await
         .unwrap();
     assert_eq!(s.controller_memories().await.unwrap()[&a.id], mem(40));
+}
+
+async fn metric_source_and_its_error_roundtrip_fenced_and_audited(s: Store) {
+    use fleetscale_core::metric_source::{MetricsError, RawMetricSource};
+    use fleetscale_core::PoolPatch;
+    let (tenant, pool) = tenant_and_pool(&s, 300).await;
+    assert_eq!(pool.metric_source, None);
+    assert_eq!(pool.metrics_error, None);
+    let patch = PoolPatch {
+        metric_source: Some(Some(RawMetricSource {
+            kind: "prometheus".into(),
+            url: Some("http://prom:9090".into()),
+            query: r#"sum(rate(agent_runs_total{pool="writer"}[1m]))"#.into(),
+            metric: Some("throughput".into()),
+        })),
+        ..PoolPatch::default()
+    };
+    let valid = patch.apply(&pool.to_valid()).unwrap();
+    let updated = s.update_pool(&pool.id, &valid, "admin-x").await.unwrap();
+    let src = updated.metric_source.clone().expect("stored");
+    assert_eq!(src.url.as_deref(), Some("http://prom:9090"));
+    assert_eq!(src.metric.as_deref(), Some("throughput"));
+    assert!(src.query.contains(r#"pool="writer""#));
+    assert_eq!(
+        updated.to_valid(),
+        valid,
+        "what was validated is what is read"
+    );
+    let audit = s.list_audit(Some(&tenant), &Page::default()).await.unwrap();
+    assert!(
+        audit.items.iter().any(|a| a.action == "pool.update"
+            && a.actor == "admin-x"
+            && a.detail["metric_source"]["query"] == src.query.as_str()),
+        "the change is audited with the source"
+    );
+
+    // The error record: fenced, replaced, cleared.
+    let now = now_ms();
+    let fence = Fence {
+        name: "loop".into(),
+        holder: "r1".into(),
+    };
+    let e1 = MetricsError::after(None, "connection refused", now);
+    assert!(matches!(
+        s.set_metrics_error(&pool.id, Some(&e1), Some(&fence), now)
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(s.get_pool(&pool.id).await.unwrap().metrics_error, None);
+    assert!(s.try_lease("loop", "r1", now, 10_000).await.unwrap());
+    s.set_metrics_error(&pool.id, Some(&e1), Some(&fence), now)
+        .await
+        .unwrap();
+    let e2 = MetricsError::after(Some(&e1), "timed out", now + 1000);
+    s.set_metrics_error(&pool.id, Some(&e2), Some(&fence), now + 1000)
+        .await
+        .unwrap();
+    let got = s.get_pool(&pool.id).await.unwrap();
+    assert_eq!(got.metrics_error, Some(e2.clone()));
+    assert_eq!(got.updated_at_ms, updated.updated_at_ms, "not an update");
+    let listed = s.all_pools(None).await.unwrap();
+    let same = listed.iter().find(|p| p.id == pool.id).unwrap();
+    assert_eq!(same.metrics_error, Some(e2.clone()));
+    assert_eq!(same.metric_source, Some(src));
+    s.set_metrics_error(&pool.id, None, None, now)
+        .await
+        .unwrap();
+    assert_eq!(s.get_pool(&pool.id).await.unwrap().metrics_error, None);
+
+    // An update that keeps the source keeps its error; changing the
+    // source or removing it drops the error.
+    s.set_metrics_error(&pool.id, Some(&e2), None, now)
+        .await
+        .unwrap();
+    let same = PoolPatch {
+        max_capacity: Some(4),
+        ..PoolPatch::default()
+    }
+    .apply(&got.to_valid())
+    .unwrap();
+    let p = s.update_pool(&pool.id, &same, "admin-x").await.unwrap();
+    assert_eq!(p.metrics_error, Some(e2.clone()));
+    let mut other = p.to_valid();
+    other.metric_source.as_mut().unwrap().query = "sum(up)".into();
+    let p = s.update_pool(&pool.id, &other, "admin-x").await.unwrap();
+    assert_eq!(p.metrics_error, None, "a new query starts clean");
+    s.set_metrics_error(&pool.id, Some(&e2), None, now)
+        .await
+        .unwrap();
+    let removed = PoolPatch {
+        metric_source: Some(None),
+        ..PoolPatch::default()
+    }
+    .apply(&got.to_valid())
+    .unwrap();
+    let p = s.update_pool(&pool.id, &removed, "admin-x").await.unwrap();
+    assert_eq!(p.metric_source, None);
+    assert_eq!(p.metrics_error, None);
+    s.set_metrics_error("no-such-pool", None, None, now)
+        .await
+        .unwrap();
 }

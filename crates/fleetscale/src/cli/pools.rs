@@ -23,6 +23,22 @@ const POOL_COLS: &[&str] = &[
     "mode",
 ];
 
+/// Columns shown for one pool (`pools get`): the list's and its metric
+/// source's state.
+const POOL_DETAIL_COLS: &[&str] = &[
+    "id",
+    "region",
+    "agent_type",
+    "min_capacity",
+    "desired_capacity",
+    "max_capacity",
+    "metric",
+    "mode",
+    "metrics_stale",
+    "metric_source",
+    "metrics_error",
+];
+
 /// Columns shown for a plan.
 const PLAN_COLS: &[&str] = &[
     "pool_id",
@@ -107,7 +123,7 @@ pub async fn run(cmd: PoolsCmd, conn: Conn) -> anyhow::Result<()> {
             .await
         }
         PoolsCmd::Get { pool_id } => {
-            conn.get_show(&format!("/api/v1/pools/{pool_id}"), POOL_COLS)
+            conn.get_show(&format!("/api/v1/pools/{pool_id}"), POOL_DETAIL_COLS)
                 .await
         }
         PoolsCmd::Update(u) => {
@@ -118,7 +134,7 @@ pub async fn run(cmd: PoolsCmd, conn: Conn) -> anyhow::Result<()> {
                     &u.body()?,
                 )
                 .await?;
-            conn.show(&v, POOL_COLS);
+            conn.show(&v, POOL_DETAIL_COLS);
             Ok(())
         }
         PoolsCmd::Delete { pool_id } => {
@@ -127,7 +143,10 @@ pub async fn run(cmd: PoolsCmd, conn: Conn) -> anyhow::Result<()> {
         }
         PoolsCmd::Lock { pool_id } => set_lock(&conn, &pool_id, true).await,
         PoolsCmd::Unlock { pool_id } => set_lock(&conn, &pool_id, false).await,
-        PoolsCmd::Create(c) => conn.post_show("/api/v1/pools", &c.body(), POOL_COLS).await,
+        PoolsCmd::Create(c) => {
+            conn.post_show("/api/v1/pools", &c.body(), POOL_DETAIL_COLS)
+                .await
+        }
         PoolsCmd::Policies { pool_id } => {
             let v = conn
                 .get_json(&format!("/api/v1/pools/{pool_id}/policies"))
@@ -242,6 +261,17 @@ pub struct PoolSettings {
     /// is one of them).
     #[arg(long)]
     job_kind: Option<String>,
+    /// PromQL query the engine evaluates each tick as the pool's load (a
+    /// Prometheus metric source; replaces the pool's current one).
+    #[arg(long)]
+    metric_source_query: Option<String>,
+    /// Prometheus base URL of the query (default: the server's
+    /// --prometheus-url).
+    #[arg(long, requires = "metric_source_query")]
+    metric_source_url: Option<String>,
+    /// Metric the query's value is stored as (default: the pool's metric).
+    #[arg(long, requires = "metric_source_query")]
+    metric_source_metric: Option<String>,
 }
 
 impl PoolSettings {
@@ -264,6 +294,18 @@ impl PoolSettings {
                 body.insert(k.into(), v);
             }
         }
+        if let Some(query) = &self.metric_source_query {
+            let mut src = serde_json::Map::new();
+            src.insert("type".into(), "prometheus".into());
+            src.insert("query".into(), query.clone().into());
+            if let Some(u) = &self.metric_source_url {
+                src.insert("url".into(), u.clone().into());
+            }
+            if let Some(m) = &self.metric_source_metric {
+                src.insert("metric".into(), m.clone().into());
+            }
+            body.insert("metric_source".into(), Value::Object(src));
+        }
     }
 }
 
@@ -274,6 +316,9 @@ pub struct UpdatePool {
     pool_id: String,
     #[command(flatten)]
     settings: PoolSettings,
+    /// Remove the pool's metric source (back to pushed samples only).
+    #[arg(long, conflicts_with = "metric_source_query")]
+    clear_metric_source: bool,
 }
 
 impl UpdatePool {
@@ -281,9 +326,12 @@ impl UpdatePool {
     pub fn body(&self) -> anyhow::Result<Value> {
         let mut m = serde_json::Map::new();
         self.settings.fill(&mut m);
+        if self.clear_metric_source {
+            m.insert("metric_source".into(), Value::Null);
+        }
         anyhow::ensure!(
             !m.is_empty(),
-            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode, --job-kind"
+            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode, --job-kind, --metric-source-query, --clear-metric-source"
         );
         Ok(Value::Object(m))
     }
@@ -319,5 +367,72 @@ impl CreatePool {
             b.insert("scaling_policy".into(), Value::Object(policy));
         }
         Value::Object(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::PoolsCmd;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(subcommand)]
+        cmd: PoolsCmd,
+    }
+
+    fn parse(args: &[&str]) -> Result<PoolsCmd, clap::Error> {
+        T::try_parse_from(std::iter::once("pools").chain(args.iter().copied())).map(|t| t.cmd)
+    }
+
+    #[test]
+    fn metric_source_flags_make_the_bodies() {
+        let PoolsCmd::Create(c) = parse(&[
+            "create",
+            "--tenant-id",
+            "t",
+            "--region",
+            "eu",
+            "--agent-type",
+            "w",
+            "--metric-source-query",
+            "sum(agent_load)",
+            "--metric-source-url",
+            "http://prom:9090",
+            "--metric-source-metric",
+            "load",
+        ])
+        .unwrap() else {
+            panic!("not create")
+        };
+        assert_eq!(
+            c.body()["metric_source"],
+            json!({"type": "prometheus", "query": "sum(agent_load)",
+                   "url": "http://prom:9090", "metric": "load"})
+        );
+        let PoolsCmd::Update(u) = parse(&["update", "p", "--metric-source-query", "up"]).unwrap()
+        else {
+            panic!("not update")
+        };
+        assert_eq!(
+            u.body().unwrap(),
+            json!({"metric_source": {"type": "prometheus", "query": "up"}})
+        );
+        let PoolsCmd::Update(u) = parse(&["update", "p", "--clear-metric-source"]).unwrap() else {
+            panic!("not update")
+        };
+        assert_eq!(u.body().unwrap(), json!({"metric_source": null}));
+        // A URL or metric without a query, or a query with a clear, is refused.
+        assert!(parse(&["update", "p", "--metric-source-url", "http://x"]).is_err());
+        assert!(parse(&[
+            "update",
+            "p",
+            "--clear-metric-source",
+            "--metric-source-query",
+            "up"
+        ])
+        .is_err());
     }
 }

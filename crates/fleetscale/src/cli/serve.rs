@@ -20,6 +20,7 @@ Environment:
                                   print none (create another with `fleetscale tokens create`).
   FLEETSCALE_DATABASE_URL         As --database-url.
   FLEETSCALE_WEBHOOK_SECRET       As --webhook-secret.
+  FLEETSCALE_PROMETHEUS_URL       As --prometheus-url.
   FLEETSCALE_HEADER_READ_TIMEOUT  As --header-read-timeout.
   FLEETSCALE_BODY_READ_TIMEOUT    As --body-read-timeout.
   FLEETSCALE_IDLE_TIMEOUT         As --idle-timeout.
@@ -102,6 +103,10 @@ pub struct ServeArgs {
     /// How long metric samples are kept.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     retention: Duration,
+    /// Prometheus base URL (http:// or https://) queried for pools whose
+    /// `metric_source` names no `url`.
+    #[arg(long, env = "FLEETSCALE_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -229,6 +234,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         region_default_budget_cents: a.region_default_budget_cents,
         http: a.http.limits(),
         client_command: client_command(),
+        prometheus_url: a.prometheus_url.clone(),
     })
     .await?;
     Ok(())
@@ -249,6 +255,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         region_default_budget_cents: fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS,
         http: a.http.limits(),
         client_command: client_command(),
+        prometheus_url: None,
     })
     .await?;
     Ok(())

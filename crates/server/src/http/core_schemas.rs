@@ -45,6 +45,9 @@ pub struct NewPoolSchema {
     /// `capacity_per_instance`, 99 % of requests within 20 s; printed by
     /// `fleetscale policy default`).
     scaling_policy: Option<RawThresholdPolicySchema>,
+    /// Where the engine pulls the load from each tick (a PromQL query);
+    /// without it the pool reads pushed samples only.
+    metric_source: Option<RawMetricSourceSchema>,
 }
 
 /// The body of `PATCH /pools/{id}`: any subset of the mutable fields.
@@ -68,6 +71,27 @@ pub struct PoolPatchSchema {
     job_kind: Option<String>,
     /// New threshold policy (replaces the old one; missing fields take defaults).
     scaling_policy: Option<RawThresholdPolicySchema>,
+    /// New metric source (replaces the old one); `null` removes it.
+    metric_source: Option<RawMetricSourceSchema>,
+}
+
+/// A pool's metric source as sent: a PromQL instant query the engine
+/// evaluates each tick, its value stored as a sample of `metric`.
+#[derive(ToSchema)]
+#[schema(as = RawMetricSource)]
+#[allow(dead_code)] // documentation only: fleetscale_core::metric_source::RawMetricSource parses it
+pub struct RawMetricSourceSchema {
+    /// The kind: must be `prometheus`.
+    #[schema(rename = "type")]
+    kind: String,
+    /// The Prometheus base URL (`http://` or `https://`); omitted, the
+    /// server's `--prometheus-url` (a 422 when it has none).
+    url: Option<String>,
+    /// The PromQL expression (1..=4096 bytes): a scalar, or a vector whose
+    /// elements are summed; an empty vector is no sample.
+    query: String,
+    /// The metric the value is stored as; omitted, the pool's `metric`.
+    metric: Option<String>,
 }
 
 /// The threshold policy as sent; missing fields take the defaults
@@ -313,6 +337,10 @@ mod tests {
         assert_eq!(
             documented::<PoolPoliciesSchema>(),
             accepted::<PoolPolicies>()
+        );
+        assert_eq!(
+            documented::<RawMetricSourceSchema>(),
+            accepted::<fleetscale_core::metric_source::RawMetricSource>()
         );
         assert_eq!(
             documented::<RegionPolicySchema>(),

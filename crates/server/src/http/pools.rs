@@ -49,6 +49,7 @@ async fn create_pool(
 ) -> ApiResult<Created<PoolView>> {
     who.require(Role::Admin)?;
     let valid = b.validate()?;
+    check_source_url(&s, &valid)?;
     who.see(&valid.tenant_id, "tenant")?;
     s.engine.store.get_tenant(&valid.tenant_id).await?;
     if s.engine.store.get_region(&valid.region).await.is_err() {
@@ -64,7 +65,37 @@ async fn create_pool(
             .set_pool_policies(&pool.id, Some(&spec), &who.name)
             .await?;
     }
-    Ok(created(pool.into()))
+    Ok(created(view(&s, pool)))
+}
+
+/// A pool whose `metric_source` names no URL needs the server's default
+/// (`serve --prometheus-url`): a 422 naming `metric_source.url` without
+/// one, when the source is created or changed (a patch of other fields
+/// leaves it be). A replica started without the default that leads later
+/// records the same as the pool's `metrics_error` and holds the pool.
+fn check_source_url(s: &AppState, p: &fleetscale_core::ValidPool) -> ApiResult<()> {
+    match &p.metric_source {
+        Some(m) if m.url.is_none() && s.engine.metric_sources.default_url().is_none() => {
+            Err(ApiError::field(
+                "metric_source.url",
+                "is required: the server has no default (serve --prometheus-url)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The pool as shown: `metrics_stale` also says whether the leader's last
+/// tick (on this replica) found its metrics stale.
+fn view(s: &AppState, pool: Pool) -> PoolView {
+    let mut v = PoolView::from(pool);
+    v.metrics_stale |= s
+        .engine
+        .metrics_stale
+        .lock()
+        .expect("stale pools lock")
+        .contains(&v.id);
+    v
 }
 
 /// List pools.
@@ -80,7 +111,13 @@ async fn list_pools(
     let tenant = tenant_scope(&s, &who, q.tenant_id.as_deref()).await?;
     let page = q.page()?;
     let pools = s.engine.store.list_pools(tenant.as_deref(), &page).await?;
-    Ok(Json(pools.into()))
+    let mut page = PoolPage::from(pools);
+    let stale = s.engine.metrics_stale.lock().expect("stale pools lock");
+    for v in &mut page.items {
+        v.metrics_stale |= stale.contains(&v.id);
+    }
+    drop(stale);
+    Ok(Json(page))
 }
 
 /// One pool.
@@ -93,7 +130,7 @@ async fn get_pool(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PoolView>> {
-    Ok(Json(visible_pool(&s, &who, &id).await?.into()))
+    Ok(Json(view(&s, visible_pool(&s, &who, &id).await?)))
 }
 
 /// Change a pool's bounds, mode or policy (audited).
@@ -111,8 +148,11 @@ async fn patch_pool(
     who.require(Role::Admin)?;
     let pool = visible_pool(&s, &who, &id).await?;
     let valid = b.apply(&pool.to_valid())?;
+    if b.metric_source.is_some() {
+        check_source_url(&s, &valid)?;
+    }
     let pool = s.engine.store.update_pool(&id, &valid, &who.name).await?;
-    Ok(Json(pool.into()))
+    Ok(Json(view(&s, pool)))
 }
 
 /// Delete a pool (audited).
@@ -197,8 +237,9 @@ pub struct PlanView {
     #[schema(value_type = Object)]
     pub observation: Observation,
     /// True when the pool's metrics are stale (newest sample older than
-    /// three ticks or the policy's window) or missing: fail static then
-    /// holds any scale-in, and `reason` says so.
+    /// three ticks or the policy's window), missing, or their source is
+    /// failing (`metrics_error` on the pool): fail static then holds any
+    /// scale-in, and `reason` says so.
     pub metrics_stale: bool,
     /// When it was evaluated (RFC 3339).
     pub evaluated_at: String,
@@ -251,7 +292,7 @@ async fn plan_pool(
         forecasts: Vec::new(),
         memory,
         tick_ms: s.tick_ms,
-        metrics_error: None,
+        metrics_error: pool.metrics_error.as_ref().map(|e| e.message.clone()),
     };
     let (d, combined, g) = decide_pool(&state);
     let obs = state.observation;

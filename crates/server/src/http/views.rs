@@ -12,6 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use fleetscale_core::decision::PoolPolicies;
+use fleetscale_core::metric_source::{MetricSource, MetricsError};
 use fleetscale_core::{ActuationStatus, Mode, ProposalStatus, ThresholdPolicy, TriggerSource};
 use fleetscale_store::{
     rfc3339, Actuation, AuditEntry, Listed, Pool, Proposal, Region, ScalingEvent, Tenant, TokenInfo,
@@ -225,6 +226,64 @@ pub struct PoolView {
     /// Combined policies; `null` runs `scaling_policy` alone.
     #[schema(value_type = Option<PoolPoliciesSchema>)]
     pub policies: Option<PoolPolicies>,
+    /// Where the engine pulls the load from each tick; `null`: pushed
+    /// samples only.
+    pub metric_source: Option<MetricSourceView>,
+    /// The metric source's failure, kept until a query succeeds again;
+    /// `null` when it answers (or there is none). While it fails the pool
+    /// is held (fail static: no scale-in).
+    pub metrics_error: Option<MetricsErrorView>,
+    /// True when the leader's last tick found the pool's metrics stale,
+    /// missing or erroring (fail static then holds any scale-in), or its
+    /// source is failing.
+    pub metrics_stale: bool,
+}
+
+/// A pool's metric source: a PromQL query evaluated each tick.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricSourceView {
+    /// The kind: `prometheus`.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// The Prometheus base URL; `null` uses the server's `--prometheus-url`.
+    pub url: Option<String>,
+    /// The PromQL expression (instant query).
+    pub query: String,
+    /// The metric the value is stored as; `null` is the pool's `metric`.
+    pub metric: Option<String>,
+}
+
+impl From<MetricSource> for MetricSourceView {
+    fn from(m: MetricSource) -> Self {
+        MetricSourceView {
+            kind: m.kind,
+            url: m.url,
+            query: m.query,
+            metric: m.metric,
+        }
+    }
+}
+
+/// A failing metric source.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricsErrorView {
+    /// What the last failure said.
+    pub message: String,
+    /// When the source started failing (RFC 3339).
+    pub since: String,
+    /// Failed queries in a row.
+    pub consecutive_failures: i64,
+}
+
+impl From<MetricsError> for MetricsErrorView {
+    fn from(e: MetricsError) -> Self {
+        MetricsErrorView {
+            message: e.message,
+            since: ts(e.since_ms),
+            consecutive_failures: e.consecutive_failures,
+        }
+    }
 }
 
 impl From<Pool> for PoolView {
@@ -247,6 +306,8 @@ impl From<Pool> for PoolView {
             created_at_ms,
             updated_at_ms,
             policies,
+            metric_source,
+            metrics_error,
         } = p;
         PoolView {
             id,
@@ -266,6 +327,9 @@ impl From<Pool> for PoolView {
             created_at: ts(created_at_ms),
             updated_at: ts(updated_at_ms),
             policies,
+            metric_source: metric_source.map(Into::into),
+            metrics_stale: metrics_error.is_some(),
+            metrics_error: metrics_error.map(Into::into),
         }
     }
 }
@@ -573,6 +637,17 @@ mod tests {
             last_scaled_at_ms: last,
             created_at_ms: T,
             updated_at_ms: T + 1,
+            metric_source: last.map(|_| MetricSource {
+                kind: "prometheus".into(),
+                url: None,
+                query: "sum(agent_load)".into(),
+                metric: Some("load".into()),
+            }),
+            metrics_error: last.map(|at| MetricsError {
+                message: "cannot connect".into(),
+                since_ms: at,
+                consecutive_failures: 3,
+            }),
             policies,
         }
     }

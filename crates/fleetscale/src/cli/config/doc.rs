@@ -107,8 +107,7 @@ pub struct ProviderSpec {
 /// settings. Every settings field is compared and applied by name (a
 /// changed field is sent in `PATCH /pools/{id}` under the same name), so a
 /// new pool field is one more `Option` field here, its default in
-/// [`PoolSpec::normalized`], and nothing else (`metric_source` and
-/// `target` go here).
+/// [`PoolSpec::normalized`], and nothing else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
@@ -142,6 +141,57 @@ pub struct PoolSpec {
     /// omitted: the threshold policy alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<PoolPolicies>,
+    /// Where the engine reads the pool's load from (a PromQL query);
+    /// omitted: none (samples are pushed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_source: Option<MetricSourceSpec>,
+}
+
+/// A pool's metric source in the file (the pool body's `metric_source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSourceSpec {
+    /// The source kind: `prometheus`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The Prometheus base URL; omitted: the server's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The PromQL instant query.
+    pub query: String,
+    /// The metric its value is stored as; omitted: the pool's `metric`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+}
+
+impl MetricSourceSpec {
+    /// As a pool body sends it.
+    #[must_use]
+    pub fn to_raw(&self) -> fleetscale_core::metric_source::RawMetricSource {
+        fleetscale_core::metric_source::RawMetricSource {
+            kind: self.kind.clone(),
+            url: self.url.clone(),
+            query: self.query.clone(),
+            metric: self.metric.clone(),
+        }
+    }
+
+    /// As the server stores it (a trailing `/` of the URL dropped), or as
+    /// given when it is invalid (validation reports it).
+    #[must_use]
+    pub fn normalized(&self) -> MetricSourceSpec {
+        let mut v = fleetscale_core::Violations::default();
+        let m = self.to_raw().validate("metric_source", &mut v);
+        if !v.is_empty() {
+            return self.clone();
+        }
+        MetricSourceSpec {
+            kind: m.kind,
+            url: m.url,
+            query: m.query,
+            metric: m.metric,
+        }
+    }
 }
 
 /// The pool fields that are the key, not settings.
@@ -170,6 +220,10 @@ impl PoolSpec {
             job_kind: self.job_kind.clone(),
             scaling_policy: Some(if v.is_empty() { policy.to_raw() } else { raw }),
             policies: self.policies.clone(),
+            metric_source: self
+                .metric_source
+                .as_ref()
+                .map(MetricSourceSpec::normalized),
         }
     }
 

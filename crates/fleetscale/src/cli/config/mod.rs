@@ -74,6 +74,8 @@ const POOL_STATE_FIELDS: &[&str] = &[
     "last_scaled_at",
     "created_at",
     "updated_at",
+    "metrics_error",
+    "metrics_stale",
 ];
 
 /// Every item of a list endpoint, page after page.

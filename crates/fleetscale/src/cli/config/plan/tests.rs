@@ -16,6 +16,7 @@ fn pool(region: &str, agent: &str, max: i64) -> PoolSpec {
         job_kind: None,
         scaling_policy: None,
         policies: None,
+        metric_source: None,
     }
     .normalized()
 }
