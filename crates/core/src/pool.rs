@@ -10,6 +10,7 @@ pub use crate::observation::PoolBounds;
 use crate::policies::threshold::{RawThresholdPolicy, ThresholdPolicy};
 use crate::region::state::JobKind;
 use crate::validate::Violations;
+use crate::workload::{RawWorkloadTarget, WorkloadTarget};
 
 /// Largest capacity a pool may declare: a stated bound on everything.
 pub const MAX_CAPACITY_LIMIT: i64 = 1_000_000;
@@ -100,6 +101,8 @@ pub struct NewPool {
     /// alone; without them the pool gets fleetscale's default policies
     /// (`crate::decision::default`, `fleetscale policy default`).
     pub scaling_policy: Option<RawThresholdPolicy>,
+    /// The Kubernetes workload the `kubernetes` actuator scales.
+    pub target: Option<RawWorkloadTarget>,
 }
 
 /// The body of `PATCH /api/v1/pools/{id}`: any subset of the mutable fields.
@@ -122,6 +125,18 @@ pub struct PoolPatch {
     pub job_kind: Option<String>,
     /// New threshold policy (replaces the old one; missing fields take defaults).
     pub scaling_policy: Option<RawThresholdPolicy>,
+    /// New Kubernetes workload target; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub target: Option<Option<RawWorkloadTarget>>,
+}
+
+/// A field that is present (even as `null`) deserializes to `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A pool whose every field has passed validation.
@@ -146,6 +161,9 @@ pub struct ValidPool {
     pub job_kind: Option<JobKind>,
     /// Threshold policy.
     pub policy: ThresholdPolicy,
+    /// The Kubernetes workload the `kubernetes` actuator scales, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<WorkloadTarget>,
 }
 
 impl NewPool {
@@ -169,6 +187,7 @@ impl NewPool {
                 mode: self.mode.clone(),
                 job_kind: self.job_kind.clone(),
                 policy: self.scaling_policy.clone().unwrap_or_default(),
+                target: self.target.clone(),
             },
         );
         v.into_result(pool)
@@ -208,6 +227,10 @@ impl PoolPatch {
                     .scaling_policy
                     .clone()
                     .unwrap_or_else(|| current.policy.to_raw()),
+                target: match &self.target {
+                    Some(t) => t.clone(),
+                    None => current.target.as_ref().map(WorkloadTarget::to_raw),
+                },
             },
         );
         v.into_result(pool)
@@ -223,6 +246,7 @@ struct Fields {
     mode: Option<String>,
     job_kind: Option<String>,
     policy: RawThresholdPolicy,
+    target: Option<RawWorkloadTarget>,
 }
 
 fn build(
@@ -268,6 +292,7 @@ fn build(
             .ok()
     });
     let policy = f.policy.validate("scaling_policy", v);
+    let target = f.target.as_ref().and_then(|t| t.validate("target", v));
     ValidPool {
         tenant_id,
         region,
@@ -282,6 +307,7 @@ fn build(
         mode,
         job_kind,
         policy,
+        target,
     }
 }
 
@@ -375,5 +401,32 @@ mod tests {
         .unwrap();
         assert_eq!(ok.mode, Mode::Frozen);
         assert_eq!(ok.policy, p.policy);
+    }
+
+    #[test]
+    fn target_is_validated_kept_by_patches_and_cleared_by_null() {
+        let mut p = base();
+        p.target = Some(RawWorkloadTarget {
+            kind: "Deployment".into(),
+            namespace: "Bad_NS".into(),
+            name: "writer".into(),
+        });
+        assert_eq!(fields(p.clone())[0].0, "target.namespace");
+        p.target.as_mut().unwrap().namespace = "agents".into();
+        let valid = p.validate().unwrap();
+        assert_eq!(
+            valid.target.as_ref().unwrap().to_string(),
+            "Deployment/agents/writer"
+        );
+        let kept = PoolPatch::default().apply(&valid).unwrap();
+        assert_eq!(kept.target, valid.target);
+        let patch: PoolPatch = serde_json::from_str(r#"{"target": null}"#).unwrap();
+        assert_eq!(patch.apply(&valid).unwrap().target, None);
+        let patch: PoolPatch = serde_json::from_str(
+            r#"{"target": {"kind": "StatefulSet", "namespace": "agents", "name": "w"}}"#,
+        )
+        .unwrap();
+        let t = patch.apply(&valid).unwrap().target.unwrap();
+        assert_eq!(t.kind, crate::workload::WorkloadKind::StatefulSet);
     }
 }

@@ -126,6 +126,7 @@ pub async fn seed(
                     increment: Some(1),
                     window_seconds: Some(20),
                 }),
+                target: None,
             }
             .validate()
             .map_err(|v| StoreError::Config(v.to_string()))?;

@@ -77,6 +77,8 @@ pub struct Pool {
     pub updated_at_ms: i64,
     /// Combined policies; `None` runs `scaling_policy` alone.
     pub policies: Option<fleetscale_core::decision::PoolPolicies>,
+    /// The Kubernetes workload the `kubernetes` actuator scales.
+    pub target: Option<fleetscale_core::workload::WorkloadTarget>,
 }
 
 impl Pool {
@@ -92,6 +94,7 @@ impl Pool {
             mode: self.mode,
             job_kind: self.job_kind,
             policy: self.scaling_policy,
+            target: self.target.clone(),
         }
     }
 

@@ -49,6 +49,7 @@ async fn pool(s: &Store, tenant: &str, region: &str, agent: &str, desired: i64) 
         mode: Some("autonomous".into()),
         job_kind: None,
         scaling_policy: None,
+        target: None,
     }
     .validate()
     .unwrap();

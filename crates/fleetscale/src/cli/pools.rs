@@ -21,6 +21,7 @@ const POOL_COLS: &[&str] = &[
     "max_capacity",
     "metric",
     "mode",
+    "target",
 ];
 
 /// Columns shown for a plan.
@@ -242,6 +243,16 @@ pub struct PoolSettings {
     /// is one of them).
     #[arg(long)]
     job_kind: Option<String>,
+    /// Kubernetes workload kind the `kubernetes` actuator scales:
+    /// Deployment or StatefulSet (with --target-namespace and --target-name).
+    #[arg(long, requires_all = ["target_namespace", "target_name"])]
+    target_kind: Option<String>,
+    /// Namespace of the target workload.
+    #[arg(long, requires = "target_kind")]
+    target_namespace: Option<String>,
+    /// Name of the target workload.
+    #[arg(long, requires = "target_kind")]
+    target_name: Option<String>,
 }
 
 impl PoolSettings {
@@ -259,6 +270,16 @@ impl PoolSettings {
             ("metric", self.metric.clone().map(Value::from)),
             ("mode", self.mode.clone().map(Value::from)),
             ("job_kind", self.job_kind.clone().map(Value::from)),
+            (
+                "target",
+                self.target_kind.as_ref().map(|kind| {
+                    serde_json::json!({
+                        "kind": kind,
+                        "namespace": self.target_namespace,
+                        "name": self.target_name,
+                    })
+                }),
+            ),
         ] {
             if let Some(v) = v {
                 body.insert(k.into(), v);
@@ -274,6 +295,9 @@ pub struct UpdatePool {
     pool_id: String,
     #[command(flatten)]
     settings: PoolSettings,
+    /// Remove the pool's Kubernetes workload target.
+    #[arg(long, conflicts_with = "target_kind")]
+    clear_target: bool,
 }
 
 impl UpdatePool {
@@ -281,9 +305,12 @@ impl UpdatePool {
     pub fn body(&self) -> anyhow::Result<Value> {
         let mut m = serde_json::Map::new();
         self.settings.fill(&mut m);
+        if self.clear_target {
+            m.insert("target".into(), Value::Null);
+        }
         anyhow::ensure!(
             !m.is_empty(),
-            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode, --job-kind"
+            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode, --job-kind, --target-kind (with --target-namespace and --target-name), --clear-target"
         );
         Ok(Value::Object(m))
     }

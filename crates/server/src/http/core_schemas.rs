@@ -45,6 +45,8 @@ pub struct NewPoolSchema {
     /// `capacity_per_instance`, 99 % of requests within 20 s; printed by
     /// `fleetscale policy default`).
     scaling_policy: Option<RawThresholdPolicySchema>,
+    /// The Kubernetes workload the `kubernetes` actuator scales.
+    target: Option<WorkloadTargetSchema>,
 }
 
 /// The body of `PATCH /pools/{id}`: any subset of the mutable fields.
@@ -68,6 +70,33 @@ pub struct PoolPatchSchema {
     job_kind: Option<String>,
     /// New threshold policy (replaces the old one; missing fields take defaults).
     scaling_policy: Option<RawThresholdPolicySchema>,
+    /// New Kubernetes workload target; `null` removes it.
+    target: Option<WorkloadTargetSchema>,
+}
+
+/// The Kubernetes workload a pool scales under `serve --actuator
+/// kubernetes` (`fleetscale_core::workload::RawWorkloadTarget`).
+#[derive(ToSchema)]
+#[schema(as = WorkloadTarget)]
+#[allow(dead_code)] // documentation only: the core parses and shows it
+pub struct WorkloadTargetSchema {
+    /// `Deployment` or `StatefulSet`.
+    kind: WorkloadKindSchema,
+    /// Namespace: a DNS-1123 label (at most 63 characters).
+    namespace: String,
+    /// Workload name: a DNS-1123 subdomain (at most 253 characters).
+    name: String,
+}
+
+/// A workload kind (`fleetscale_core::workload::WorkloadKind`).
+#[derive(ToSchema)]
+#[schema(as = WorkloadKind)]
+#[allow(dead_code)] // documentation only
+pub enum WorkloadKindSchema {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
 }
 
 /// The threshold policy as sent; missing fields take the defaults
@@ -304,6 +333,15 @@ mod tests {
 
     #[test]
     fn each_schema_names_every_field_the_core_accepts() {
+        use fleetscale_core::workload::{RawWorkloadTarget, WorkloadKind};
+        assert_eq!(
+            documented::<WorkloadTargetSchema>(),
+            accepted::<RawWorkloadTarget>()
+        );
+        assert_eq!(
+            values::<WorkloadKindSchema>(),
+            [WorkloadKind::Deployment, WorkloadKind::StatefulSet].map(|k| k.as_str().to_string())
+        );
         assert_eq!(documented::<NewPoolSchema>(), accepted::<NewPool>());
         assert_eq!(documented::<PoolPatchSchema>(), accepted::<PoolPatch>());
         assert_eq!(

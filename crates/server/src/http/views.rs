@@ -225,6 +225,10 @@ pub struct PoolView {
     /// Combined policies; `null` runs `scaling_policy` alone.
     #[schema(value_type = Option<PoolPoliciesSchema>)]
     pub policies: Option<PoolPolicies>,
+    /// The Kubernetes workload the `kubernetes` actuator scales; `null`
+    /// when none is set.
+    #[schema(value_type = Option<super::core_schemas::WorkloadTargetSchema>)]
+    pub target: Option<fleetscale_core::workload::WorkloadTarget>,
 }
 
 impl From<Pool> for PoolView {
@@ -247,6 +251,7 @@ impl From<Pool> for PoolView {
             created_at_ms,
             updated_at_ms,
             policies,
+            target,
         } = p;
         PoolView {
             id,
@@ -266,6 +271,7 @@ impl From<Pool> for PoolView {
             created_at: ts(created_at_ms),
             updated_at: ts(updated_at_ms),
             policies,
+            target,
         }
     }
 }
@@ -574,6 +580,7 @@ mod tests {
             created_at_ms: T,
             updated_at_ms: T + 1,
             policies,
+            target: None,
         }
     }
 
