@@ -194,11 +194,16 @@ impl Actuator {
                     };
                 };
                 return match k.scale(target, ev.new_capacity, &pool.instances).await {
-                    Ok(o) => Delivery {
-                        delivered: true,
-                        attempts: o.attempts,
-                        error: None,
-                    },
+                    Ok(o) => {
+                        if !o.marked.is_empty() {
+                            tracing::info!(event_id = %ev.id, pool_id = %ev.pool_id, target = %target, pods = ?o.marked, "pods marked for removal");
+                        }
+                        Delivery {
+                            delivered: true,
+                            attempts: o.attempts,
+                            error: None,
+                        }
+                    }
                     Err(f) => Delivery {
                         delivered: false,
                         attempts: f.attempts,

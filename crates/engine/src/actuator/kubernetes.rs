@@ -53,6 +53,11 @@ pub const MAX_CONFLICTS: u32 = 5;
 /// Most pods listed for a scale-in (a stated bound).
 pub const MAX_PODS: u32 = 5_000;
 
+/// Longest a tick waits for one workload's status (retries included): the
+/// status only ever holds a scale-out, so a slow API server costs the hold,
+/// not the tick (and the leader's lease).
+pub const STATUS_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Kubernetes actuator settings.
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
@@ -267,7 +272,9 @@ impl KubernetesActuator {
         })
     }
 
-    /// Reads the status of each `(pool id, target)` and keeps it for
+    /// Reads the status of each `(pool id, target)` (each within
+    /// [`STATUS_READ_TIMEOUT`], [`crate::control::ACTUATION_CONCURRENCY`] at
+    /// a time) and keeps it for
     /// [`KubernetesActuator::status`]; a pool whose read fails (or that is
     /// not listed) loses its status, so nothing is held on stale news.
     /// Returns how many reads failed.
@@ -276,7 +283,12 @@ impl KubernetesActuator {
         let read: Vec<(String, Result<WorkloadStatus, String>)> =
             futures::stream::iter(targets.to_vec())
                 .map(|(id, t)| async move {
-                    let status = self.read_status(&t, now_ms).await;
+                    let status =
+                        tokio::time::timeout(STATUS_READ_TIMEOUT, self.read_status(&t, now_ms))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(format!("no answer within {STATUS_READ_TIMEOUT:?}"))
+                            });
                     (id, status)
                 })
                 .buffer_unordered(crate::control::ACTUATION_CONCURRENCY)

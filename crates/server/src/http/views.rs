@@ -580,7 +580,11 @@ mod tests {
             created_at_ms: T,
             updated_at_ms: T + 1,
             policies,
-            target: None,
+            target: last.map(|_| fleetscale_core::workload::WorkloadTarget {
+                kind: fleetscale_core::workload::WorkloadKind::Deployment,
+                namespace: "agents".into(),
+                name: "writer".into(),
+            }),
         }
     }
 
