@@ -581,6 +581,24 @@ async fn a_conflict_is_read_again_and_retried_with_the_new_resource_version() {
 }
 
 #[tokio::test]
+async fn conflicts_without_end_give_up_after_a_bound() {
+    let k = StandIn::start().await;
+    k.workload("deployments", "writer", 2, 2);
+    k.fault(Method::PUT, "/writer/scale", 409, 100);
+    let a = k.actuator(3).await;
+    let pool = PoolContext {
+        target: Some(target(WorkloadKind::Deployment, "writer")),
+        instances: vec![],
+    };
+    let d = a.deliver(&event(2, 3), &pool).await;
+    assert!(!d.delivered);
+    assert!(d.error.as_deref().unwrap().contains("409"), "{d:?}");
+    let max = i64::from(fleetscale_engine::actuator::kubernetes::MAX_CONFLICTS);
+    assert_eq!(d.attempts, max + 1, "the first try and one per conflict");
+    assert_eq!(k.replicas("deployments", "writer"), 2);
+}
+
+#[tokio::test]
 async fn server_errors_are_retried() {
     let k = StandIn::start().await;
     k.workload("deployments", "writer", 2, 2);
