@@ -607,8 +607,19 @@ async fn tick(
     let tick_plan = plan(&pools);
     let (steps, counts) = (tick_plan.steps, tick_plan.counts);
     if let Actuator::Kubernetes(k) = &*ctx.actuator {
+        // Only a scale-out can be held: read the workloads of those pools.
+        let growing: HashSet<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Apply {
+                    pool_id, decision, ..
+                } if decision.target > decision.current => Some(pool_id.as_str()),
+                _ => None,
+            })
+            .collect();
         let targets: Vec<(String, fleetscale_core::workload::WorkloadTarget)> = stored_pools
             .iter()
+            .filter(|p| growing.contains(p.id.as_str()))
             .filter_map(|p| p.target.clone().map(|t| (p.id.clone(), t)))
             .collect();
         k.observe(&targets, now).await;

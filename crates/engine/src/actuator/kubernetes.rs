@@ -24,10 +24,10 @@
 //! Each step is idempotent: patching a cost again, or putting the same
 //! replicas, changes nothing more.
 //!
-//! The actuator also reads each target's status every tick
-//! ([`KubernetesActuator::observe`]): `spec.replicas`, `status.replicas`
-//! and `status.readyReplicas` become a [`WorkloadStatus`], whose replicas
-//! not ready yet the control loop counts as coming capacity
+//! Each tick, the control loop has the actuator read the status of the
+//! targets of the pools it is about to grow ([`KubernetesActuator::observe`]):
+//! `spec.replicas`, `status.replicas` and `status.readyReplicas` become a
+//! [`WorkloadStatus`], whose replicas not ready yet count as coming capacity
 //! ([`fleetscale_core::workload::coming_capacity_hold`]).
 
 use std::collections::HashMap;
