@@ -753,6 +753,12 @@ async fn starting_replicas_count_as_coming_capacity_and_hold_the_next_scale_out(
     let p = k8s_pool(&db.store, 2).await;
     let now = fleetscale_store::now_ms();
     assert!(db.store.try_lease(LEASE, "t", now, 600_000).await.unwrap());
+    // No samples: nothing to grow, so no Kubernetes request at all.
+    let r = fleetscale_engine::control::tick_once(&c, &fence(), now - 500)
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 0, "{r:?}");
+    assert!(k.calls().is_empty(), "{:?}", k.calls());
     // 95 of 20: the threshold policy adds one.
     push(&db.store, &p, now - 1_000, 95.0).await;
     let r = fleetscale_engine::control::tick_once(&c, &fence(), now)
