@@ -26,6 +26,7 @@ pub mod rebalance;
 pub mod region;
 pub mod trace;
 pub mod validate;
+pub mod workload;
 
 pub use decision::{
     decide_all, decide_all_cached, decide_all_with, CombinedDecision, PerformanceTargets,

@@ -11,6 +11,7 @@ pub use crate::observation::PoolBounds;
 use crate::policies::threshold::{RawThresholdPolicy, ThresholdPolicy};
 use crate::region::state::JobKind;
 use crate::validate::Violations;
+use crate::workload::{RawWorkloadTarget, WorkloadTarget};
 
 /// Largest capacity a pool may declare: a stated bound on everything.
 pub const MAX_CAPACITY_LIMIT: i64 = 1_000_000;
@@ -104,6 +105,8 @@ pub struct NewPool {
     /// Where the engine pulls the pool's load from each tick (a PromQL
     /// query); without it the pool reads pushed samples only.
     pub metric_source: Option<RawMetricSource>,
+    /// The Kubernetes workload the `kubernetes` actuator scales.
+    pub target: Option<RawWorkloadTarget>,
 }
 
 /// The body of `PATCH /api/v1/pools/{id}`: any subset of the mutable fields.
@@ -130,6 +133,9 @@ pub struct PoolPatch {
     /// keeps it.
     #[serde(default, deserialize_with = "present")]
     pub metric_source: Option<Option<RawMetricSource>>,
+    /// New Kubernetes workload target; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub target: Option<Option<RawWorkloadTarget>>,
 }
 
 /// A field that is present (even `null`) deserializes to `Some`, so that a
@@ -166,6 +172,9 @@ pub struct ValidPool {
     pub policy: ThresholdPolicy,
     /// Where the engine pulls the load from, if anywhere but pushes.
     pub metric_source: Option<MetricSource>,
+    /// The Kubernetes workload the `kubernetes` actuator scales, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<WorkloadTarget>,
 }
 
 impl NewPool {
@@ -190,6 +199,7 @@ impl NewPool {
                 job_kind: self.job_kind.clone(),
                 policy: self.scaling_policy.clone().unwrap_or_default(),
                 metric_source: self.metric_source.clone(),
+                target: self.target.clone(),
             },
         );
         v.into_result(pool)
@@ -233,6 +243,10 @@ impl PoolPatch {
                     Some(new) => new.clone(),
                     None => current.metric_source.as_ref().map(MetricSource::to_raw),
                 },
+                target: match &self.target {
+                    Some(t) => t.clone(),
+                    None => current.target.as_ref().map(WorkloadTarget::to_raw),
+                },
             },
         );
         v.into_result(pool)
@@ -249,6 +263,7 @@ struct Fields {
     job_kind: Option<String>,
     policy: RawThresholdPolicy,
     metric_source: Option<RawMetricSource>,
+    target: Option<RawWorkloadTarget>,
 }
 
 fn build(
@@ -298,6 +313,7 @@ fn build(
         .metric_source
         .as_ref()
         .map(|m| m.validate("metric_source", v));
+    let target = f.target.as_ref().and_then(|t| t.validate("target", v));
     ValidPool {
         tenant_id,
         region,
@@ -313,6 +329,7 @@ fn build(
         job_kind,
         policy,
         metric_source,
+        target,
     }
 }
 
@@ -436,6 +453,33 @@ mod tests {
         let bad: PoolPatch = parse(r#"{"metric_source": {"type": "x", "query": "up"}}"#);
         let err = bad.apply(&valid).unwrap_err();
         assert_eq!(err.0[0].field, "metric_source.type");
+    }
+
+    #[test]
+    fn target_is_validated_kept_by_patches_and_cleared_by_null() {
+        let mut p = base();
+        p.target = Some(RawWorkloadTarget {
+            kind: "Deployment".into(),
+            namespace: "Bad_NS".into(),
+            name: "writer".into(),
+        });
+        assert_eq!(fields(p.clone())[0].0, "target.namespace");
+        p.target.as_mut().unwrap().namespace = "agents".into();
+        let valid = p.validate().unwrap();
+        assert_eq!(
+            valid.target.as_ref().unwrap().to_string(),
+            "Deployment/agents/writer"
+        );
+        let kept = PoolPatch::default().apply(&valid).unwrap();
+        assert_eq!(kept.target, valid.target);
+        let patch: PoolPatch = serde_json::from_str(r#"{"target": null}"#).unwrap();
+        assert_eq!(patch.apply(&valid).unwrap().target, None);
+        let patch: PoolPatch = serde_json::from_str(
+            r#"{"target": {"kind": "StatefulSet", "namespace": "agents", "name": "w"}}"#,
+        )
+        .unwrap();
+        let t = patch.apply(&valid).unwrap().target.unwrap();
+        assert_eq!(t.kind, crate::workload::WorkloadKind::StatefulSet);
     }
 
     fn parse(s: &str) -> PoolPatch {

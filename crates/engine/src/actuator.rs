@@ -5,7 +5,13 @@
 //! and an `X-Fleetscale-Signature: sha256=<hex HMAC-SHA256(secret, body)>`
 //! header, retrying with exponential backoff; a failure is recorded on the
 //! event and retried on the next tick. Delivery is at least once; the
-//! idempotency key lets the receiver drop a repeat.
+//! idempotency key lets the receiver drop a repeat. On a scale-in of a pool
+//! that reports per-instance load, the payload's `remove_instances` names
+//! the instances to remove (least in-flight work first,
+//! [`fleetscale_core::workload::instances_to_remove`]).
+//! `kubernetes` scales the pool's target workload ([`kubernetes`]).
+
+pub mod kubernetes;
 
 use std::time::Duration;
 
@@ -13,7 +19,10 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
+use fleetscale_core::workload::{instances_to_remove, InstanceLoad, WorkloadTarget};
 use fleetscale_store::{rfc3339, ScalingEvent};
+
+pub use kubernetes::{KubernetesActuator, KubernetesConfig};
 
 /// Webhook actuator settings.
 #[derive(Debug, Clone)]
@@ -59,6 +68,19 @@ pub enum Actuator {
         /// HTTP client (connection pool).
         client: reqwest::Client,
     },
+    /// The scale subresource of each pool's target workload.
+    Kubernetes(KubernetesActuator),
+}
+
+/// What the engine knows of an event's pool when it actuates the event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolContext {
+    /// The pool's Kubernetes workload, if it has one.
+    pub target: Option<WorkloadTarget>,
+    /// The pool's instances with their in-flight work (newest per-instance
+    /// sample of the pool's metric); empty when the pool reports no
+    /// per-instance load (or the change is not a scale-in).
+    pub instances: Vec<InstanceLoad>,
 }
 
 /// What a delivery series achieved.
@@ -101,6 +123,12 @@ pub struct WebhookBody<'a> {
     pub zero_transition: Option<&'static str>,
     /// When decided.
     pub created_at: String,
+    /// On a scale-in of a pool that reports per-instance load: the
+    /// `previous_capacity − capacity` instances to remove, least in-flight
+    /// work first (instances without a reading before all others); absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remove_instances: Option<Vec<String>>,
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, body).
@@ -127,6 +155,7 @@ impl Actuator {
         match self {
             Actuator::None => "none",
             Actuator::Webhook { .. } => "webhook",
+            Actuator::Kubernetes(_) => "kubernetes",
         }
     }
 
@@ -135,8 +164,16 @@ impl Actuator {
         !matches!(self, Actuator::None)
     }
 
-    /// Delivers one event (idempotent on the receiver's side by its key).
-    pub async fn deliver(&self, ev: &ScalingEvent) -> Delivery {
+    /// Builds the Kubernetes actuator (see [`KubernetesActuator::new`]).
+    pub async fn kubernetes(config: KubernetesConfig) -> Result<Actuator, String> {
+        Ok(Actuator::Kubernetes(KubernetesActuator::new(config).await?))
+    }
+
+    /// Delivers one event of the pool described by `pool`: idempotent on the
+    /// webhook receiver's side by its key; for Kubernetes, setting the same
+    /// replicas (and deletion costs) again changes nothing.
+    pub async fn deliver(&self, ev: &ScalingEvent, pool: &PoolContext) -> Delivery {
+        let remove = usize::try_from(ev.previous_capacity - ev.new_capacity).unwrap_or(0);
         let (config, client) = match self {
             Actuator::None => {
                 return Delivery {
@@ -146,7 +183,37 @@ impl Actuator {
                 }
             }
             Actuator::Webhook { config, client } => (config, client),
+            Actuator::Kubernetes(k) => {
+                let Some(target) = &pool.target else {
+                    return Delivery {
+                        delivered: false,
+                        attempts: 0,
+                        error: Some(
+                            "pool has no target workload: set its target (kind, namespace, name) for the kubernetes actuator".into(),
+                        ),
+                    };
+                };
+                return match k.scale(target, ev.new_capacity, &pool.instances).await {
+                    Ok(o) => {
+                        if !o.marked.is_empty() {
+                            tracing::info!(event_id = %ev.id, pool_id = %ev.pool_id, target = %target, pods = ?o.marked, "pods marked for removal");
+                        }
+                        Delivery {
+                            delivered: true,
+                            attempts: o.attempts,
+                            error: None,
+                        }
+                    }
+                    Err(f) => Delivery {
+                        delivered: false,
+                        attempts: f.attempts,
+                        error: Some(f.error),
+                    },
+                };
+            }
         };
+        let remove_instances = (remove > 0 && !pool.instances.is_empty())
+            .then(|| instances_to_remove(&pool.instances, remove));
         let body = WebhookBody {
             event_id: &ev.id,
             idempotency_key: &ev.id,
@@ -164,6 +231,7 @@ impl Actuator {
             )
             .map(|z| z.as_str()),
             created_at: rfc3339(ev.created_at_ms),
+            remove_instances,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         post_signed(config, client, &ev.id, "scaling", bytes).await

@@ -32,6 +32,7 @@ use fleetscale_core::{
 };
 use fleetscale_store::{Fence, Pool, Sample, ScaleRequest, StoreError};
 
+use crate::actuator::{Actuator, Delivery, PoolContext};
 use crate::metrics::{ActionLabel, GuardLabel, SourceLabel};
 use crate::EngineCtx;
 
@@ -622,6 +623,31 @@ async fn tick(
     };
     let tick_plan = plan(&pools);
     let (steps, counts) = (tick_plan.steps, tick_plan.counts);
+    if let Actuator::Kubernetes(k) = &*ctx.actuator {
+        // Only a scale-out can be held: read the workloads of those pools.
+        let growing: HashSet<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Apply {
+                    pool_id, decision, ..
+                } if decision.target > decision.current => Some(pool_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let targets: Vec<(String, fleetscale_core::workload::WorkloadTarget)> = stored_pools
+            .iter()
+            .filter(|p| growing.contains(p.id.as_str()))
+            .filter_map(|p| p.target.clone().map(|t| (p.id.clone(), t)))
+            .collect();
+        k.observe(&targets, now).await;
+    }
+    let last_up: HashMap<&str, Option<i64>> = pools
+        .iter()
+        .map(|p| {
+            let o = &p.observation;
+            (p.id.as_str(), o.last_scale_up_at_ms.or(o.last_scaled_at_ms))
+        })
+        .collect();
     let mut applied: HashSet<String> = HashSet::new();
     let m = &ctx.metrics;
     m.ticks.inc();
@@ -655,6 +681,21 @@ async fn tick(
                 decision,
                 combined,
             } => {
+                if let Some(reason) = coming_capacity_hold(
+                    ctx,
+                    &pool_id,
+                    &decision,
+                    last_up.get(pool_id.as_str()).copied().flatten(),
+                    now,
+                ) {
+                    m.guard_holds
+                        .get_or_create(&GuardLabel {
+                            guard: "coming_capacity".into(),
+                        })
+                        .inc();
+                    tracing::info!(pool_id = %pool_id, guard = "coming_capacity", %reason, "capacity change held");
+                    continue;
+                }
                 let trigger = combined
                     .as_ref()
                     .map_or(TriggerSource::Autoscaler, |c| c.trigger_source());
@@ -815,6 +856,63 @@ async fn remember_tick(
         .await
 }
 
+/// The reason a scale-out of `pool_id` waits for its workload's starting
+/// replicas ([`fleetscale_core::workload::coming_capacity_hold`] on the
+/// status the Kubernetes actuator read this tick); `None` for any other
+/// actuator.
+fn coming_capacity_hold(
+    ctx: &EngineCtx,
+    pool_id: &str,
+    decision: &fleetscale_core::Decision,
+    last_scale_up_at_ms: Option<i64>,
+    now: i64,
+) -> Option<String> {
+    let Actuator::Kubernetes(k) = &*ctx.actuator else {
+        return None;
+    };
+    fleetscale_core::workload::coming_capacity_hold(
+        decision.current,
+        decision.target,
+        k.status(pool_id).as_ref(),
+        last_scale_up_at_ms,
+        now,
+    )
+}
+
+/// What the actuator needs of an event's pool: its target and, on a
+/// scale-in, its instances' in-flight work (the newest per-instance sample
+/// of the pool's metric over [`observe::INSTANCE_LOOKBACK_MS`]; none when
+/// no instance reports that metric).
+async fn pool_context(
+    ctx: &EngineCtx,
+    ev: &fleetscale_store::ScalingEvent,
+) -> Result<PoolContext, StoreError> {
+    let pool = ctx.store.get_pool(&ev.pool_id).await?;
+    let mut instances = Vec::new();
+    if ev.new_capacity < ev.previous_capacity {
+        let now = ctx.now_ms();
+        instances = ctx
+            .store
+            .instance_loads(
+                &pool.id,
+                &pool.metric,
+                now - observe::INSTANCE_LOOKBACK_MS,
+                now,
+            )
+            .await?
+            .into_iter()
+            .map(|(name, load)| fleetscale_core::workload::InstanceLoad { name, load })
+            .collect();
+        if instances.iter().all(|i| i.load.is_none()) {
+            instances.clear();
+        }
+    }
+    Ok(PoolContext {
+        target: pool.target,
+        instances,
+    })
+}
+
 /// Delivers events awaiting actuation (oldest first, bounded), recording each
 /// outcome. With a fence, stops when the lease is no longer held.
 pub async fn actuate_pending(
@@ -844,7 +942,14 @@ pub async fn actuate_pending(
     }
     let results: Vec<_> = futures::stream::iter(events)
         .map(|ev| async move {
-            let d = ctx.actuator.deliver(&ev).await;
+            let d = match pool_context(ctx, &ev).await {
+                Ok(pool) => ctx.actuator.deliver(&ev, &pool).await,
+                Err(e) => Delivery {
+                    delivered: false,
+                    attempts: 0,
+                    error: Some(format!("reading the pool to actuate: {e}")),
+                },
+            };
             (ev, d)
         })
         .buffer_unordered(ACTUATION_CONCURRENCY)

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use fleetscale_store::{Budgets, Store};
 
-pub use actuator::{Actuator, WebhookConfig};
+pub use actuator::{Actuator, KubernetesConfig, WebhookConfig};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use control::{EngineConfig, TickReport, LEASE};
 pub use ingest::Ingestor;

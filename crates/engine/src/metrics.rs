@@ -25,7 +25,7 @@ pub struct SourceLabel {
 /// Label of the counter of changes a guard held.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GuardLabel {
-    /// `fail_static` or `flap_budget`.
+    /// `fail_static`, `flap_budget` or `coming_capacity`.
     pub guard: String,
 }
 
@@ -158,7 +158,7 @@ impl Metrics {
         let guard_holds = Family::<GuardLabel, Counter>::default();
         registry.register(
             "guard_holds",
-            "Capacity changes held by fail static or the flap budget",
+            "Capacity changes held by fail static, the flap budget or capacity still coming",
             guard_holds.clone(),
         );
         let metric_source_errors = Family::<PoolLabel, Counter>::default();

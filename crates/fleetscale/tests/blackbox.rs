@@ -681,6 +681,34 @@ async fn cli_mirrors_the_seed_commands() {
     let (code, _, err) = cli(&s, &["pools", "update", &pid]);
     assert_ne!(code, 0);
     assert!(err.contains("nothing to change"), "{err}");
+    let targeted = cli_json(
+        &s,
+        &[
+            "pools",
+            "update",
+            &pid,
+            "--target-kind",
+            "StatefulSet",
+            "--target-namespace",
+            "agents",
+            "--target-name",
+            "writer",
+        ],
+    );
+    assert_eq!(
+        targeted["target"],
+        json!({"kind": "StatefulSet", "namespace": "agents", "name": "writer"})
+    );
+    let (code, out, err) = cli(&s, &["pools", "get", &pid]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("StatefulSet/agents/writer"), "{out}");
+    let (code, _, err) = cli(
+        &s,
+        &["pools", "update", &pid, "--target-kind", "Deployment"],
+    );
+    assert_eq!(code, 2, "the three target flags go together: {err}");
+    let cleared = cli_json(&s, &["pools", "update", &pid, "--clear-target"]);
+    assert_eq!(cleared["target"], Value::Null);
     assert_eq!(cli_json(&s, &["pools", "lock", &pid])["safety_lock"], true);
     assert_eq!(
         cli_json(&s, &["pools", "unlock", &pid])["safety_lock"],
@@ -1238,5 +1266,51 @@ async fn cli_routes_a_job_and_marks_it_done() {
     assert!(
         table.contains("SHARD_KEY") && table.contains("reason: home region eu-west"),
         "{table}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_kubernetes_actuator_without_a_usable_kubeconfig() {
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("HOME", std::env::temp_dir().join("fs-no-home"))
+            .output()
+            .expect("run serve");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--actuator",
+        "kubernetes",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--kubeconfig /nonexistent/kubeconfig"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--actuator",
+        "kubernetes",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no Kubernetes config"), "{err}");
+    let (code, err) = run(&["serve", "--listen", "127.0.0.1:0", "--kubeconfig", "/x"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--kubeconfig is for --actuator kubernetes"),
+        "{err}"
     );
 }

@@ -169,7 +169,7 @@ async fn seed(s: &Server) {
     )
     .await;
     let globex = globex["id"].as_str().unwrap().to_string();
-    send(&http, Method::POST, api("/pools"), json!({"tenant_id": acme, "region": "eu-west", "agent_type": "writer", "min_capacity": 1, "max_capacity": 8, "desired_capacity": 2, "capacity_per_instance": 10, "mode": "frozen", "job_kind": "creative", "scaling_policy": {"window_seconds": 600}, "metric_source": {"type": "prometheus", "url": "http://127.0.0.1:9/", "query": "sum(rate(agent_runs_total[1m]))"}})).await;
+    send(&http, Method::POST, api("/pools"), json!({"tenant_id": acme, "region": "eu-west", "agent_type": "writer", "min_capacity": 1, "max_capacity": 8, "desired_capacity": 2, "capacity_per_instance": 10, "mode": "frozen", "job_kind": "creative", "scaling_policy": {"window_seconds": 600}, "metric_source": {"type": "prometheus", "url": "http://127.0.0.1:9/", "query": "sum(rate(agent_runs_total[1m]))"}, "target": {"kind": "Deployment", "namespace": "agents", "name": "writer"}})).await;
     send(&http, Method::POST, api("/pools"), json!({"tenant_id": acme, "region": "us-east", "agent_type": "reader", "min_capacity": 0, "max_capacity": 4})).await;
     send(
         &http,

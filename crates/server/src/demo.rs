@@ -127,6 +127,7 @@ pub async fn seed(
                     window_seconds: Some(20),
                 }),
                 metric_source: None,
+                target: None,
             }
             .validate()
             .map_err(|v| StoreError::Config(v.to_string()))?;

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use fleetscale_engine::{DecisionRecorder, EngineConfig, EngineCtx, Ingestor, Supervisor};
 use fleetscale_store::{Store, StoreError};
 
-pub use fleetscale_engine::{Actuator, WebhookConfig};
+pub use fleetscale_engine::{Actuator, KubernetesConfig, WebhookConfig};
 pub use http::router;
 
 /// Shared state of every handler: one allocation

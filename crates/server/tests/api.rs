@@ -1679,6 +1679,48 @@ async fn a_pools_job_kind_sets_the_pressure_it_counts_toward() {
 }
 
 #[tokio::test]
+async fn a_pools_kubernetes_target_is_validated_shown_and_cleared() {
+    let app = App::new().await;
+    let (tid, _) = app.fleet("acme").await;
+    let mut body = pool_body(&tid, "illustrator");
+    body["target"] = json!({"kind": "DaemonSet", "namespace": "Agents", "name": "w"});
+    let (st, v, _) = app
+        .call(
+            "POST",
+            "/api/v1/pools",
+            Some(ADMIN),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(fields(&v), ["target.kind", "target.namespace"], "{v}");
+    assert!(v.to_string().contains("DNS-1123 label"), "{v}");
+    body["target"] = json!({"kind": "Deployment", "namespace": "agents", "name": "illustrator"});
+    let p = app.admin("POST", "/api/v1/pools", body).await;
+    assert_eq!(
+        p["target"],
+        json!({"kind": "Deployment", "namespace": "agents", "name": "illustrator"})
+    );
+    let pid = p["id"].as_str().unwrap();
+    let p = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/pools/{pid}"),
+            json!({"max_capacity": 8}),
+        )
+        .await;
+    assert_eq!(p["target"]["kind"], "Deployment", "a patch keeps it");
+    let p = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/pools/{pid}"),
+            json!({"target": null}),
+        )
+        .await;
+    assert_eq!(p["target"], Value::Null);
+}
+
+#[tokio::test]
 async fn regions_health_sorts_and_names_conflicts_with_their_remedy() {
     let app = App::new().await;
     let (tid, _) = app.fleet("acme").await;

@@ -85,6 +85,39 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest `metric` reading in `(from_ms, to_ms]` of each instance
+    /// of `pool_id` that reported any sample in that window, by instance
+    /// name (`None` when the instance reported other metrics only): what a
+    /// scale-in ranks its instances by (the in-flight work per instance).
+    pub async fn instance_loads(
+        &self,
+        pool_id: &str,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, Option<f64>)>> {
+        let rows = sqlx::query(
+            "SELECT instance, metric, ts_ms, value FROM instance_points \
+             WHERE pool_id = $1 AND ts_ms > $2 AND ts_ms <= $3 ORDER BY instance, ts_ms",
+        )
+        .bind(pool_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::BTreeMap<String, Option<f64>> = Default::default();
+        for r in &rows {
+            let instance: String = r.try_get("instance")?;
+            let m: String = r.try_get("metric")?;
+            let value: f64 = r.try_get("value")?;
+            let e = out.entry(instance).or_insert(None);
+            if m == metric {
+                *e = Some(value);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     /// Deletes per-instance samples older than `before_ms`; returns how many.
     pub async fn prune_instance_samples(&self, before_ms: i64) -> Result<u64> {
         let res = sqlx::query("DELETE FROM instance_points WHERE ts_ms < $1")

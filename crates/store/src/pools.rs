@@ -21,7 +21,7 @@ impl Store {
         let id = new_id();
         let mut tx = self.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$14,$15,NULL,$13)"
+            "INSERT INTO pools ({POOL_COLS}, window_seconds) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,NULL,$12,$12,NULL,$14,$15,NULL,$16,$13)"
         ))
         .bind(&id)
         .bind(&p.tenant_id)
@@ -38,6 +38,7 @@ impl Store {
         .bind(p.policy.window_seconds)
         .bind(p.job_kind.map(JobKind::as_str))
         .bind(p.metric_source.as_ref().map(to_json))
+        .bind(p.target.as_ref().map(to_json))
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_as(e, format!("a pool for region {:?} and agent type {:?} exists", p.region, p.agent_type)))?;
@@ -64,7 +65,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let res = sqlx::query(
-            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10, job_kind=$11, metric_source=$12, metrics_error=CASE WHEN $12 IS NULL OR metric_source IS NULL OR metric_source <> $12 THEN NULL ELSE metrics_error END WHERE id=$1",
+            "UPDATE pools SET min_capacity=$2, max_capacity=$3, desired_capacity=$4, capacity_per_instance=$5, metric=$6, mode=$7, scaling_policy=$8, window_seconds=$9, updated_at_ms=$10, job_kind=$11, metric_source=$12, metrics_error=CASE WHEN $12 IS NULL OR metric_source IS NULL OR metric_source <> $12 THEN NULL ELSE metrics_error END, target=$13 WHERE id=$1",
         )
         .bind(id)
         .bind(p.bounds.min)
@@ -78,6 +79,7 @@ impl Store {
         .bind(now)
         .bind(p.job_kind.map(JobKind::as_str))
         .bind(p.metric_source.as_ref().map(to_json))
+        .bind(p.target.as_ref().map(to_json))
         .execute(&mut *tx)
         .await?;
         if res.rows_affected() == 0 {
@@ -400,7 +402,7 @@ impl Store {
 const OWNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The columns [`pool_row`] decodes.
-pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies, job_kind, metric_source, metrics_error";
+pub(crate) const POOL_COLS: &str = "id, tenant_id, region, agent_type, min_capacity, max_capacity, desired_capacity, capacity_per_instance, metric, mode, scaling_policy, safety_lock, last_scaled_at_ms, created_at_ms, updated_at_ms, policies, job_kind, metric_source, metrics_error, target";
 
 pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
     let policy: String = r.try_get("scaling_policy")?;
@@ -438,6 +440,7 @@ pub(crate) fn pool_row(r: &AnyRow) -> Result<Pool> {
             .transpose()?,
         metric_source: json_column(r, "metric_source")?,
         metrics_error: json_column(r, "metrics_error")?,
+        target: json_column(r, "target")?,
     })
 }
 

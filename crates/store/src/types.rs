@@ -83,6 +83,8 @@ pub struct Pool {
     /// The failing source's record, kept by the leader until a query
     /// succeeds again; `None` when the source is fine (or there is none).
     pub metrics_error: Option<fleetscale_core::metric_source::MetricsError>,
+    /// The Kubernetes workload the `kubernetes` actuator scales.
+    pub target: Option<fleetscale_core::workload::WorkloadTarget>,
 }
 
 impl Pool {
@@ -99,6 +101,7 @@ impl Pool {
             job_kind: self.job_kind,
             policy: self.scaling_policy,
             metric_source: self.metric_source.clone(),
+            target: self.target.clone(),
         }
     }
 

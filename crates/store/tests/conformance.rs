@@ -34,6 +34,7 @@ conformance!(
     region_snapshots_figures_and_overwrite_rules,
     controller_memory_is_fenced_replaced_and_dropped_with_its_pool,
     metric_source_and_its_error_roundtrip_fenced_and_audited,
+    pool_target_round_trips_and_instance_loads_are_the_newest,
 );
 
 async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::Pool) {
@@ -60,6 +61,7 @@ async fn tenant_and_pool(s: &Store, window: i64) -> (String, fleetscale_store::P
             ..Default::default()
         }),
         metric_source: None,
+        target: None,
     }
     .validate()
     .unwrap();
@@ -1085,4 +1087,81 @@ async fn metric_source_and_its_error_roundtrip_fenced_and_audited(s: Store) {
     s.set_metrics_error("no-such-pool", None, None, now)
         .await
         .unwrap();
+}
+
+async fn pool_target_round_trips_and_instance_loads_are_the_newest(s: Store) {
+    use fleetscale_core::workload::{RawWorkloadTarget, WorkloadKind};
+    use fleetscale_core::PoolPatch;
+    use fleetscale_store::InstanceSample;
+    let (_, pool) = tenant_and_pool(&s, 300).await;
+    assert_eq!(pool.target, None);
+    let patch = PoolPatch {
+        target: Some(Some(RawWorkloadTarget {
+            kind: "StatefulSet".into(),
+            namespace: "agents".into(),
+            name: "writer-v2".into(),
+        })),
+        ..Default::default()
+    };
+    let updated = s
+        .update_pool(&pool.id, &patch.apply(&pool.to_valid()).unwrap(), "test")
+        .await
+        .unwrap();
+    let t = updated.target.clone().unwrap();
+    assert_eq!(
+        (t.kind, t.namespace.as_str(), t.name.as_str()),
+        (WorkloadKind::StatefulSet, "agents", "writer-v2")
+    );
+    assert_eq!(s.get_pool(&pool.id).await.unwrap(), updated);
+    assert!(s
+        .all_pools(None)
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.target == updated.target));
+    let cleared = PoolPatch {
+        target: Some(None),
+        ..Default::default()
+    };
+    let updated = s
+        .update_pool(
+            &pool.id,
+            &cleared.apply(&updated.to_valid()).unwrap(),
+            "test",
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.target, None);
+
+    let sample = |instance: &str, metric: &str, ts_ms: i64, value: f64| InstanceSample {
+        pool_id: pool.id.clone(),
+        instance: instance.into(),
+        metric: metric.into(),
+        ts_ms,
+        value,
+    };
+    s.insert_instance_samples(&[
+        sample("pod-b", "in_flight", 1_000, 9.0),
+        sample("pod-b", "in_flight", 2_000, 4.0),
+        sample("pod-a", "in_flight", 1_500, 1.0),
+        sample("pod-c", "cpu", 1_500, 0.5),
+        sample("pod-d", "in_flight", 10, 0.0),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.instance_loads(&pool.id, "in_flight", 100, 5_000)
+            .await
+            .unwrap(),
+        vec![
+            ("pod-a".to_string(), Some(1.0)),
+            ("pod-b".to_string(), Some(4.0)),
+            ("pod-c".to_string(), None),
+        ]
+    );
+    assert!(s
+        .instance_loads("other", "in_flight", 0, 5_000)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -50,6 +50,7 @@ async fn pool(s: &Store, tenant: &str, region: &str, agent: &str, desired: i64) 
         job_kind: None,
         scaling_policy: None,
         metric_source: None,
+        target: None,
     }
     .validate()
     .unwrap();

@@ -24,6 +24,16 @@ fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
+        // A pool's Kubernetes workload target: `Kind/namespace/name`.
+        Value::Object(o)
+            if o.len() == 3
+                && ["kind", "namespace", "name"]
+                    .iter()
+                    .all(|k| o.get(*k).is_some_and(Value::is_string)) =>
+        {
+            let part = |k: &str| o[k].as_str().unwrap_or_default().to_string();
+            format!("{}/{}/{}", part("kind"), part("namespace"), part("name"))
+        }
         Value::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() => format!("{f:.1}"),
             _ => n.to_string(),

@@ -21,6 +21,7 @@ const POOL_COLS: &[&str] = &[
     "max_capacity",
     "metric",
     "mode",
+    "target",
 ];
 
 /// Columns shown for one pool (`pools get`): the list's and its metric
@@ -68,8 +69,8 @@ pub enum PoolsCmd {
     },
     /// Create a pool.
     Create(Box<CreatePool>),
-    /// Change a pool's bounds, capacity per instance, metric or mode (audited).
-    Update(UpdatePool),
+    /// Change a pool's bounds, capacity per instance, metric, mode, metric source or target (audited).
+    Update(Box<UpdatePool>),
     /// Delete a pool with its metrics, events and proposals (audited).
     Delete {
         /// Pool id.
@@ -272,6 +273,16 @@ pub struct PoolSettings {
     /// Metric the query's value is stored as (default: the pool's metric).
     #[arg(long, requires = "metric_source_query")]
     metric_source_metric: Option<String>,
+    /// Kubernetes workload kind the `kubernetes` actuator scales:
+    /// Deployment or StatefulSet (with --target-namespace and --target-name).
+    #[arg(long, requires_all = ["target_namespace", "target_name"])]
+    target_kind: Option<String>,
+    /// Namespace of the target workload.
+    #[arg(long, requires = "target_kind")]
+    target_namespace: Option<String>,
+    /// Name of the target workload.
+    #[arg(long, requires = "target_kind")]
+    target_name: Option<String>,
 }
 
 impl PoolSettings {
@@ -289,6 +300,16 @@ impl PoolSettings {
             ("metric", self.metric.clone().map(Value::from)),
             ("mode", self.mode.clone().map(Value::from)),
             ("job_kind", self.job_kind.clone().map(Value::from)),
+            (
+                "target",
+                self.target_kind.as_ref().map(|kind| {
+                    serde_json::json!({
+                        "kind": kind,
+                        "namespace": self.target_namespace,
+                        "name": self.target_name,
+                    })
+                }),
+            ),
         ] {
             if let Some(v) = v {
                 body.insert(k.into(), v);
@@ -319,6 +340,9 @@ pub struct UpdatePool {
     /// Remove the pool's metric source (back to pushed samples only).
     #[arg(long, conflicts_with = "metric_source_query")]
     clear_metric_source: bool,
+    /// Remove the pool's Kubernetes workload target.
+    #[arg(long, conflicts_with = "target_kind")]
+    clear_target: bool,
 }
 
 impl UpdatePool {
@@ -329,9 +353,12 @@ impl UpdatePool {
         if self.clear_metric_source {
             m.insert("metric_source".into(), Value::Null);
         }
+        if self.clear_target {
+            m.insert("target".into(), Value::Null);
+        }
         anyhow::ensure!(
             !m.is_empty(),
-            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode, --job-kind, --metric-source-query, --clear-metric-source"
+            "nothing to change: give at least one of --min, --max, --desired, --capacity-per-instance, --metric, --mode, --job-kind, --metric-source-query, --clear-metric-source, --target-kind (with --target-namespace and --target-name), --clear-target"
         );
         Ok(Value::Object(m))
     }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use fleetscale_server::conn::HttpLimits;
-use fleetscale_server::{Actuator, ServerConfig, WebhookConfig};
+use fleetscale_server::{Actuator, KubernetesConfig, ServerConfig, WebhookConfig};
 
 /// The environment `serve` reads, shown after its flags in `serve --help`.
 pub const SERVE_ENV_HELP: &str = "\
@@ -96,6 +96,11 @@ pub struct ServeArgs {
     /// Webhook HMAC secret (with --actuator webhook).
     #[arg(long, env = "FLEETSCALE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// Kubeconfig file (with --actuator kubernetes); without it, the
+    /// in-cluster config, then the default kubeconfig (KUBECONFIG or
+    /// ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// Monthly AI budget in cents given to a region created without one
     /// (`monthly_budget_cents`); 0 gives none.
     #[arg(long, default_value_t = fleetscale_core::budget::SEED_REGION_MONTHLY_CENTS)]
@@ -137,6 +142,7 @@ pub struct DemoArgs {
 enum ActuatorKind {
     None,
     Webhook,
+    Kubernetes,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +208,9 @@ fn sqlite_url(dir: &std::path::Path) -> anyhow::Result<String> {
 /// Runs `fleetscale serve`: the server (API + control loop) until it stops.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     init_logs(a.log_format);
+    if a.kubeconfig.is_some() && a.actuator != ActuatorKind::Kubernetes {
+        bail!("--kubeconfig is for --actuator kubernetes");
+    }
     let actuator = match a.actuator {
         ActuatorKind::None => Actuator::None,
         ActuatorKind::Webhook => {
@@ -218,6 +227,14 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             })
             .map_err(anyhow::Error::msg)?
         }
+        ActuatorKind::Kubernetes => Actuator::kubernetes(KubernetesConfig {
+            kubeconfig: a.kubeconfig.clone(),
+            timeout: Duration::from_secs(10),
+            max_attempts: 3,
+            backoff: Duration::from_millis(200),
+        })
+        .await
+        .map_err(anyhow::Error::msg)?,
     };
     let database_url = match &a.database_url {
         Some(u) => u.clone(),

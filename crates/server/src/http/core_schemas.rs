@@ -48,6 +48,8 @@ pub struct NewPoolSchema {
     /// Where the engine pulls the load from each tick (a PromQL query);
     /// without it the pool reads pushed samples only.
     metric_source: Option<RawMetricSourceSchema>,
+    /// The Kubernetes workload the `kubernetes` actuator scales.
+    target: Option<WorkloadTargetSchema>,
 }
 
 /// The body of `PATCH /pools/{id}`: any subset of the mutable fields.
@@ -73,6 +75,8 @@ pub struct PoolPatchSchema {
     scaling_policy: Option<RawThresholdPolicySchema>,
     /// New metric source (replaces the old one); `null` removes it.
     metric_source: Option<RawMetricSourceSchema>,
+    /// New Kubernetes workload target; `null` removes it.
+    target: Option<WorkloadTargetSchema>,
 }
 
 /// A pool's metric source as sent: a PromQL instant query the engine
@@ -92,6 +96,31 @@ pub struct RawMetricSourceSchema {
     query: String,
     /// The metric the value is stored as; omitted, the pool's `metric`.
     metric: Option<String>,
+}
+
+/// The Kubernetes workload a pool scales under `serve --actuator
+/// kubernetes` (`fleetscale_core::workload::RawWorkloadTarget`).
+#[derive(ToSchema)]
+#[schema(as = WorkloadTarget)]
+#[allow(dead_code)] // documentation only: the core parses and shows it
+pub struct WorkloadTargetSchema {
+    /// `Deployment` or `StatefulSet`.
+    kind: WorkloadKindSchema,
+    /// Namespace: a DNS-1123 label (at most 63 characters).
+    namespace: String,
+    /// Workload name: a DNS-1123 subdomain (at most 253 characters).
+    name: String,
+}
+
+/// A workload kind (`fleetscale_core::workload::WorkloadKind`).
+#[derive(ToSchema)]
+#[schema(as = WorkloadKind)]
+#[allow(dead_code)] // documentation only
+pub enum WorkloadKindSchema {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
 }
 
 /// The threshold policy as sent; missing fields take the defaults
@@ -328,6 +357,15 @@ mod tests {
 
     #[test]
     fn each_schema_names_every_field_the_core_accepts() {
+        use fleetscale_core::workload::{RawWorkloadTarget, WorkloadKind};
+        assert_eq!(
+            documented::<WorkloadTargetSchema>(),
+            accepted::<RawWorkloadTarget>()
+        );
+        assert_eq!(
+            values::<WorkloadKindSchema>(),
+            [WorkloadKind::Deployment, WorkloadKind::StatefulSet].map(|k| k.as_str().to_string())
+        );
         assert_eq!(documented::<NewPoolSchema>(), accepted::<NewPool>());
         assert_eq!(documented::<PoolPatchSchema>(), accepted::<PoolPatch>());
         assert_eq!(

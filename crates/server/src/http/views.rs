@@ -237,6 +237,10 @@ pub struct PoolView {
     /// missing or erroring (fail static then holds any scale-in), or its
     /// source is failing.
     pub metrics_stale: bool,
+    /// The Kubernetes workload the `kubernetes` actuator scales; `null`
+    /// when none is set.
+    #[schema(value_type = Option<super::core_schemas::WorkloadTargetSchema>)]
+    pub target: Option<fleetscale_core::workload::WorkloadTarget>,
 }
 
 /// A pool's metric source: a PromQL query evaluated each tick.
@@ -308,6 +312,7 @@ impl From<Pool> for PoolView {
             policies,
             metric_source,
             metrics_error,
+            target,
         } = p;
         PoolView {
             id,
@@ -330,6 +335,7 @@ impl From<Pool> for PoolView {
             metric_source: metric_source.map(Into::into),
             metrics_stale: metrics_error.is_some(),
             metrics_error: metrics_error.map(Into::into),
+            target,
         }
     }
 }
@@ -649,6 +655,11 @@ mod tests {
                 consecutive_failures: 3,
             }),
             policies,
+            target: last.map(|_| fleetscale_core::workload::WorkloadTarget {
+                kind: fleetscale_core::workload::WorkloadKind::Deployment,
+                namespace: "agents".into(),
+                name: "writer".into(),
+            }),
         }
     }
 

@@ -145,6 +145,10 @@ pub struct PoolSpec {
     /// omitted: none (samples are pushed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric_source: Option<MetricSourceSpec>,
+    /// The Kubernetes workload the `kubernetes` actuator scales
+    /// (`{kind: Deployment|StatefulSet, namespace, name}`); omitted: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<fleetscale_core::workload::RawWorkloadTarget>,
 }
 
 /// A pool's metric source in the file (the pool body's `metric_source`).
@@ -224,6 +228,7 @@ impl PoolSpec {
                 .metric_source
                 .as_ref()
                 .map(MetricSourceSpec::normalized),
+            target: self.target.clone(),
         }
     }
 

@@ -17,6 +17,7 @@ fn pool(region: &str, agent: &str, max: i64) -> PoolSpec {
         scaling_policy: None,
         policies: None,
         metric_source: None,
+        target: None,
     }
     .normalized()
 }
