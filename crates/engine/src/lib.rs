@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod metric_source;
 pub mod metrics;
 pub mod monitor;
+pub mod observe;
 pub mod recorder;
 pub mod regions;
 pub mod routing_view;
@@ -56,8 +57,8 @@ pub struct EngineCtx {
     pub clock: Arc<dyn Clock>,
     /// The controller memory (cooldowns, target tracking's state, forecast
     /// models) the leader keeps between ticks (see
-    /// [`control::ForecastCaches`]).
-    pub forecasts: Arc<Mutex<control::ForecastCaches>>,
+    /// [`observe::ForecastCaches`]).
+    pub forecasts: Arc<Mutex<observe::ForecastCaches>>,
     /// The in-memory routing view of this process (see [`routing_view`]).
     pub routing_view: RoutingView,
     /// True while the control loop waits for its next poll (not while it

@@ -58,6 +58,10 @@ pub const MAX_PODS: u32 = 5_000;
 /// not the tick (and the leader's lease).
 pub const STATUS_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Workload status reads in flight at once (as many as the control loop's
+/// concurrent deliveries).
+pub const STATUS_READ_CONCURRENCY: usize = 16;
+
 /// Kubernetes actuator settings.
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
@@ -273,8 +277,8 @@ impl KubernetesActuator {
     }
 
     /// Reads the status of each `(pool id, target)` (each within
-    /// [`STATUS_READ_TIMEOUT`], [`crate::control::ACTUATION_CONCURRENCY`] at
-    /// a time) and keeps it for
+    /// [`STATUS_READ_TIMEOUT`], [`STATUS_READ_CONCURRENCY`] at a
+    /// time) and keeps it for
     /// [`KubernetesActuator::status`]; a pool whose read fails (or that is
     /// not listed) loses its status, so nothing is held on stale news.
     /// Returns how many reads failed.
@@ -291,7 +295,7 @@ impl KubernetesActuator {
                             });
                     (id, status)
                 })
-                .buffer_unordered(crate::control::ACTUATION_CONCURRENCY)
+                .buffer_unordered(STATUS_READ_CONCURRENCY)
                 .collect()
                 .await;
         let mut failed = 0;
