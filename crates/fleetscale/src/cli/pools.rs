@@ -35,6 +35,7 @@ const POOL_DETAIL_COLS: &[&str] = &[
     "max_capacity",
     "metric",
     "mode",
+    "target",
     "metrics_stale",
     "metric_source",
     "metrics_error",
