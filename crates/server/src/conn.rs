@@ -139,6 +139,26 @@ pub fn default_max_connections(fds: Option<u64>) -> u64 {
     }
 }
 
+/// Pending connections the kernel queues for the accept loop (capped by
+/// the system's `net.core.somaxconn`). Tokio's default is 1,024: a burst of
+/// more new connections than that (thousands of clients reconnecting at
+/// once) would have further handshakes dropped, and each dropped client
+/// waits a whole second for its SYN to be retried.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// tokio's `TcpListener::bind` sets it).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `app` on `listener` under `limits` until `shutdown` turns true;
 /// then stops accepting, lets every connection finish its request in
 /// flight (closing idle ones at once) and returns once they are closed or

@@ -191,12 +191,10 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     state.body_read_timeout = cfg.http.body_read_timeout;
     // Bind before anything is written: a taken port must not cost a token
     // that later starts never show again.
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ServerError::Io {
-            addr: cfg.listen,
-            source,
-        })?;
+    let listener = conn::bind(cfg.listen).map_err(|source| ServerError::Io {
+        addr: cfg.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Io {
         addr: cfg.listen,
         source,

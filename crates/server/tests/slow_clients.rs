@@ -26,7 +26,7 @@ async fn start(limits: HttpLimits) -> (std::net::SocketAddr, watch::Sender<bool>
         state: state.clone(),
         dir,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = conn::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
     tokio::spawn(conn::serve(
