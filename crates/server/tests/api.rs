@@ -302,20 +302,21 @@ async fn tokens_scope_tenants_and_roles() {
 
 /// The dry run decides like the next tick: on a replica that is not the
 /// leader (no memory in this process), it recalls the pool's stored
-/// controller memory, so a reversal beyond the flap budget is held there too.
+/// controller memory, so a scale-in reversal beyond the flap budget is held
+/// there too.
 #[tokio::test]
 async fn the_plan_recalls_the_stored_controller_memory() {
     use fleetscale_core::memory::ControllerMemory;
     use fleetscale_core::Action;
     let app = App::new().await;
     let (_, pool) = app.fleet("acme").await;
-    // 90% utilization: the threshold policy wants 3 (a scale-up).
+    // 10% utilization: the threshold policy wants 1 (a scale-in).
     app.admin(
         "POST",
         "/api/v1/metrics",
         json!({"samples": [
-            {"pool_id": pool, "metric": "throughput", "value": 17},
-            {"pool_id": pool, "metric": "throughput", "value": 19}
+            {"pool_id": pool, "metric": "throughput", "value": 1},
+            {"pool_id": pool, "metric": "throughput", "value": 3}
         ]}),
     )
     .await;
@@ -327,13 +328,13 @@ async fn the_plan_recalls_the_stored_controller_memory() {
             plan["target_capacity"].as_i64(),
             plan["should_scale"].as_bool()
         ),
-        (Some(3), Some(true)),
+        (Some(1), Some(true)),
         "{plan}"
     );
-    // The leader stored: last change down, four reversals in the last hour.
+    // The leader stored: last change up, four reversals in the last hour.
     let now = fleetscale_store::now_ms();
     let memory = ControllerMemory {
-        last_direction: Some(Action::ScaleDown),
+        last_direction: Some(Action::ScaleUp),
         reversals_at_ms: (1..=4).map(|k| now - k * 60_000).collect(),
         ..Default::default()
     };
