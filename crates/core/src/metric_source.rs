@@ -22,8 +22,8 @@ pub const MAX_URL_LEN: usize = 2048;
 /// Longest failure message kept on a pool, in characters.
 pub const MAX_ERROR_LEN: usize = 512;
 
-/// `metric_source` as sent in a pool body.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// `metric_source` as sent in a pool body (and as a fleet file writes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetricSource {
     /// The source kind: must be `prometheus`.
@@ -31,6 +31,7 @@ pub struct RawMetricSource {
     pub kind: String,
     /// The Prometheus server's base URL (`http://` or `https://`); omitted,
     /// the server's default (`serve --prometheus-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The PromQL expression, evaluated as an instant query each tick; its
     /// value (a scalar or a one-element vector; several elements are summed)
@@ -38,6 +39,7 @@ pub struct RawMetricSource {
     pub query: String,
     /// The metric name the value is stored as; omitted, the pool's `metric`
     /// (the load its threshold policy reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
 }
 

@@ -396,6 +396,14 @@ fn target(kind: WorkloadKind, name: &str) -> WorkloadTarget {
     }
 }
 
+/// A pool scaling `kind` `agents/writer` that reports no per-instance load.
+fn writer_pool(kind: WorkloadKind) -> PoolContext {
+    PoolContext {
+        target: Some(target(kind, "writer")),
+        instances: vec![],
+    }
+}
+
 fn event(previous: i64, new: i64) -> ScalingEvent {
     ScalingEvent {
         id: "ev-1".into(),
@@ -426,10 +434,7 @@ async fn scale_out_puts_the_scale_with_the_resource_version_read() {
     k.workload("deployments", "writer", 2, 2);
     let a = k.actuator(3).await;
     assert_eq!(a.kind(), "kubernetes");
-    let pool = PoolContext {
-        target: Some(target(WorkloadKind::Deployment, "writer")),
-        instances: vec![],
-    };
+    let pool = writer_pool(WorkloadKind::Deployment);
     let d = a.deliver(&event(2, 4), &pool).await;
     assert!(d.delivered, "{d:?}");
     assert_eq!(d.attempts, 1);
@@ -558,10 +563,7 @@ async fn a_conflict_is_read_again_and_retried_with_the_new_resource_version() {
     k.workload("deployments", "writer", 2, 2);
     k.fault(Method::PUT, "/writer/scale", 409, 1);
     let a = k.actuator(3).await;
-    let pool = PoolContext {
-        target: Some(target(WorkloadKind::Deployment, "writer")),
-        instances: vec![],
-    };
+    let pool = writer_pool(WorkloadKind::Deployment);
     let d = a.deliver(&event(2, 3), &pool).await;
     assert!(d.delivered, "{d:?}");
     assert_eq!(d.attempts, 2);
@@ -586,10 +588,7 @@ async fn conflicts_without_end_give_up_after_a_bound() {
     k.workload("deployments", "writer", 2, 2);
     k.fault(Method::PUT, "/writer/scale", 409, 100);
     let a = k.actuator(3).await;
-    let pool = PoolContext {
-        target: Some(target(WorkloadKind::Deployment, "writer")),
-        instances: vec![],
-    };
+    let pool = writer_pool(WorkloadKind::Deployment);
     let d = a.deliver(&event(2, 3), &pool).await;
     assert!(!d.delivered);
     assert!(d.error.as_deref().unwrap().contains("409"), "{d:?}");
@@ -605,10 +604,7 @@ async fn server_errors_are_retried() {
     k.fault(Method::GET, "/writer/scale", 503, 1);
     k.fault(Method::PUT, "/writer/scale", 500, 1);
     let a = k.actuator(3).await;
-    let pool = PoolContext {
-        target: Some(target(WorkloadKind::Deployment, "writer")),
-        instances: vec![],
-    };
+    let pool = writer_pool(WorkloadKind::Deployment);
     let d = a.deliver(&event(2, 5), &pool).await;
     assert!(d.delivered, "{d:?}");
     assert_eq!(
@@ -629,10 +625,7 @@ async fn statefulsets_are_scaled_through_their_own_paths() {
     let k = StandIn::start().await;
     k.workload("statefulsets", "writer", 1, 1);
     let a = k.actuator(1).await;
-    let pool = PoolContext {
-        target: Some(target(WorkloadKind::StatefulSet, "writer")),
-        instances: vec![],
-    };
+    let pool = writer_pool(WorkloadKind::StatefulSet);
     assert!(a.deliver(&event(1, 2), &pool).await.delivered);
     let sts = "/apis/apps/v1/namespaces/agents/statefulsets/writer/scale";
     assert_eq!(k.calls(), [format!("GET {sts}"), format!("PUT {sts}")]);

@@ -8,66 +8,34 @@
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use support::{Scratch, TOKEN};
+use support::{free_port, fresh_sqlite, Replica, Scratch, TempSqlite, TOKEN};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_fleetscale")
 }
 
-/// A `serve` on a fresh data directory; killed when dropped.
+/// A `serve` (the shared harness's [`Replica`], with a tick of an hour:
+/// the control loop changes nothing while the test runs) on a fresh SQLite
+/// database, and a scratch directory for the fleet files.
 struct Server {
-    child: Child,
+    _replica: Replica,
     base: String,
     data: Scratch,
+    _db: TempSqlite,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a server (a tick of an hour: the control loop changes nothing
-/// while the test runs) and waits until it is ready.
+/// Starts a server and waits until it is ready.
 async fn start() -> Server {
-    let data = Scratch::new("fs-config-as-code");
-    let port = support::free_port();
-    let child = Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--tick",
-            "1h",
-            "--data-dir",
-        ])
-        .arg(data.dir())
-        .env("FLEETSCALE_ADMIN_TOKEN", TOKEN)
-        .env("FLEETSCALE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start fleetscale");
-    let s = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        data,
-    };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{}/readyz", s.base)).send().await {
-            if r.status().is_success() {
-                return s;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let db = fresh_sqlite();
+    let replica = Replica::start_with(bin(), &db.url, free_port(), &["--tick", "1h"]).await;
+    Server {
+        base: replica.url(),
+        _replica: replica,
+        data: Scratch::new("fs-config-as-code"),
+        _db: db,
     }
 }
 

@@ -26,10 +26,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("pool_id")?;
-                let text: String = r.try_get("memory")?;
-                let m = serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Corrupt(format!("controller memory of pool {id}: {e}"))
-                })?;
+                let m = memory_column(r, &id)?;
                 Ok((id, m))
             })
             .collect()
@@ -46,13 +43,7 @@ impl Store {
         .bind(pool_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let text: String = r.try_get("memory")?;
-            serde_json::from_str(&text).map_err(|e| {
-                StoreError::Corrupt(format!("controller memory of pool {pool_id}: {e}"))
-            })
-        })
-        .transpose()
+        row.map(|r| memory_column(&r, pool_id)).transpose()
     }
 
     /// Stores the controller memory of each pool in `memories` (replacing
@@ -90,4 +81,12 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The `memory` column of `pool_id`'s row, decoded; a row that does not
+/// decode is [`StoreError::Corrupt`] naming the pool.
+fn memory_column(r: &sqlx::any::AnyRow, pool_id: &str) -> Result<ControllerMemory> {
+    let text: String = r.try_get("memory")?;
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("controller memory of pool {pool_id}: {e}")))
 }

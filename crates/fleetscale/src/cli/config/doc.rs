@@ -10,6 +10,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::{Deserialize, Serialize};
 
 use fleetscale_core::decision::PoolPolicies;
+use fleetscale_core::metric_source::RawMetricSource;
 use fleetscale_core::region::compliance::RegionPolicy;
 use fleetscale_core::region::routing::RoutingPolicy;
 use fleetscale_core::RawThresholdPolicy;
@@ -144,57 +145,22 @@ pub struct PoolSpec {
     /// Where the engine reads the pool's load from (a PromQL query);
     /// omitted: none (samples are pushed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metric_source: Option<MetricSourceSpec>,
+    pub metric_source: Option<RawMetricSource>,
     /// The Kubernetes workload the `kubernetes` actuator scales
     /// (`{kind: Deployment|StatefulSet, namespace, name}`); omitted: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<fleetscale_core::workload::RawWorkloadTarget>,
 }
 
-/// A pool's metric source in the file (the pool body's `metric_source`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricSourceSpec {
-    /// The source kind: `prometheus`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The Prometheus base URL; omitted: the server's `--prometheus-url`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// The PromQL instant query.
-    pub query: String,
-    /// The metric its value is stored as; omitted: the pool's `metric`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metric: Option<String>,
-}
-
-impl MetricSourceSpec {
-    /// As a pool body sends it.
-    #[must_use]
-    pub fn to_raw(&self) -> fleetscale_core::metric_source::RawMetricSource {
-        fleetscale_core::metric_source::RawMetricSource {
-            kind: self.kind.clone(),
-            url: self.url.clone(),
-            query: self.query.clone(),
-            metric: self.metric.clone(),
-        }
-    }
-
-    /// As the server stores it (a trailing `/` of the URL dropped), or as
-    /// given when it is invalid (validation reports it).
-    #[must_use]
-    pub fn normalized(&self) -> MetricSourceSpec {
-        let mut v = fleetscale_core::Violations::default();
-        let m = self.to_raw().validate("metric_source", &mut v);
-        if !v.is_empty() {
-            return self.clone();
-        }
-        MetricSourceSpec {
-            kind: m.kind,
-            url: m.url,
-            query: m.query,
-            metric: m.metric,
-        }
+/// `m` as the server stores it (a trailing `/` of the URL dropped), or as
+/// given when it is invalid (validation reports it).
+fn normalized_source(m: &RawMetricSource) -> RawMetricSource {
+    let mut v = fleetscale_core::Violations::default();
+    let valid = m.validate("metric_source", &mut v);
+    if v.is_empty() {
+        valid.to_raw()
+    } else {
+        m.clone()
     }
 }
 
@@ -224,10 +190,7 @@ impl PoolSpec {
             job_kind: self.job_kind.clone(),
             scaling_policy: Some(if v.is_empty() { policy.to_raw() } else { raw }),
             policies: self.policies.clone(),
-            metric_source: self
-                .metric_source
-                .as_ref()
-                .map(MetricSourceSpec::normalized),
+            metric_source: self.metric_source.as_ref().map(normalized_source),
             target: self.target.clone(),
         }
     }

@@ -627,7 +627,7 @@ fn pool_violations(p: &PoolSpec) -> Vec<fleetscale_core::FieldError> {
         mode: n.mode.clone(),
         job_kind: n.job_kind.clone(),
         scaling_policy: p.scaling_policy.clone(),
-        metric_source: p.metric_source.as_ref().map(|m| m.to_raw()),
+        metric_source: p.metric_source.clone(),
         target: p.target.clone(),
     };
     let mut errs = match raw.validate() {
