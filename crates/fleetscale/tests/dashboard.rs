@@ -315,7 +315,8 @@ async fn dashboard_in_chromium_against_the_demo() {
         &api("/pools"),
         &json!({"tenant_id": tenant, "region": "us-east", "agent_type": "scaled-by-hand", "min_capacity": 1,
                 "max_capacity": 20, "desired_capacity": 3, "capacity_per_instance": 10.0,
-                "metric": "throughput", "mode": "recommend"}),
+                "metric": "throughput", "mode": "recommend",
+                "target": {"kind": "Deployment", "namespace": "agents", "name": "scaled-by-hand"}}),
     )
     .await
     .unwrap();
@@ -324,6 +325,11 @@ async fn dashboard_in_chromium_against_the_demo() {
     let first = b.handle().await;
     open(&b, &base, &format!("pools/{pool_id}"), "pool").await;
     b.wait("[data-test=pool-chart] canvas", VIEW).await;
+    // Where its load comes from and what the Kubernetes actuator scales.
+    let shown = b.wait("[data-test=pool-target]", VIEW).await;
+    assert_eq!(b.text(&shown).await, "Deployment/agents/scaled-by-hand");
+    let source = b.wait("[data-test=pool-metric-source]", VIEW).await;
+    assert_eq!(b.text(&source).await, "pushed samples");
     b.screenshot(&shots.join("pool.png")).await;
     let second = b.new_tab().await;
     sign_in(&b, &base, TOKEN).await;

@@ -36,6 +36,14 @@ export default {
           ["Mode", pool.mode],
           ["Safety lock", pool.safety_lock ? badge("locked", "warn") : badge("unlocked", "none")],
           ["Last scaled", time(pool.last_scaled_at)],
+          ["Metrics", pool.metrics_stale
+            ? badge(pool.metrics_error ? `source failing: ${pool.metrics_error.message}` : "stale: holding scale-in", "warn")
+            : badge("fresh", "none")],
+          ["Metric source", h("span", { "data-test": "pool-metric-source" }, pool.metric_source
+            ? `${pool.metric_source.type}: ${pool.metric_source.query}${pool.metric_source.url ? ` @ ${pool.metric_source.url}` : ""}`
+            : "pushed samples")],
+          ["Kubernetes target", h("span", { "data-test": "pool-target" }, pool.target
+            ? `${pool.target.kind}/${pool.target.namespace}/${pool.target.name}` : "none")],
           ["Tenant", pool.tenant_id],
           ["Id", pool.id],
         ])),
