@@ -147,7 +147,7 @@ async fn a_live_run_across_a_leader_change_replays_tick_by_tick_through_the_simu
         for r in recorded {
             let (sim, spec) = sims.get_mut(&r.pool_id).unwrap();
             let memoryless = decide_all(spec, &r.observation).target;
-            let replayed = sim.decide_observation(r.observation).target;
+            let replayed = sim.decide_observation(r.observation).0.target;
             assert_eq!(
                 r.decision.target, replayed,
                 "tick {i} pool {}: live {} ({}), simulator {replayed}",

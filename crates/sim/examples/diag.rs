@@ -27,6 +27,9 @@ fn main() {
     if let Some(v) = env("FS_ATTAINMENT_GOAL") {
         t.attainment_goal = v;
     }
+    if let Some(v) = env("FS_STAB_S") {
+        t.scale_in_stabilization_s = v as i64;
+    }
     let path = trace.expect("trace path");
     // The first week unless `--max-hours` says otherwise.
     let hours = *cfg.max_hours.get_or_insert(168.0);

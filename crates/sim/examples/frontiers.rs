@@ -44,6 +44,9 @@ fn main() {
     {
         cfg.tuning.rate_window_s = w;
     }
+    if let Some(w) = std::env::var("FS_STAB_S").ok().and_then(|v| v.parse().ok()) {
+        cfg.tuning.scale_in_stabilization_s = w;
+    }
     if std::env::var("FS_PREDICTIVE_FLOOR").is_ok_and(|v| v == "0") {
         cfg.tuning.predictive_floor = false;
     }

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use fleetscale_core::control::{decide_pool, PoolState};
+use fleetscale_core::fail_static::Guarded;
 use fleetscale_core::hpa::{
     ConditionStatus, HpaBehavior, Pod, PodMetric, PodPhase, ReadyCondition,
 };
@@ -22,7 +24,7 @@ use fleetscale_core::policies::target_tracking::{
 };
 use fleetscale_core::trace::RateSeries;
 use fleetscale_core::{
-    decide, decide_all_cached, CombinedDecision, Observation, PolicySpec, PoolBounds, PoolPolicies,
+    decide, CombinedDecision, Decision, Mode, Observation, PolicySpec, PoolBounds, PoolPolicies,
     QueueObservation, Sample as MetricSample, ThresholdPolicy,
 };
 
@@ -381,7 +383,7 @@ impl Controller for Keda {
     }
 }
 
-/// Pool policies through [`decide_all_cached`], each predictive policy on its
+/// Pool policies through [`fleetscale_core::decide_all_cached`] (inside the live tick's [`decide_pool`]), each predictive policy on its
 /// cached-model path (fitted on the observed demand history, refitted on a
 /// schedule, updated every interval in between).
 #[derive(Debug, Clone)]
@@ -477,17 +479,37 @@ impl Controller for Pool {
             self.pods,
             self.slo_window_s,
         );
-        self.decide_recalled(o).target
+        self.decide_recalled(o).0.target
     }
 }
 
 impl Pool {
     /// Decides on `o` (its controller memory already recalled) and
     /// remembers the decision as applied.
-    fn decide_recalled(&mut self, o: Observation) -> CombinedDecision {
-        let c = decide_all_cached(&self.spec, &o, &self.models);
-        self.mem.remember(&c.to_decision(), o.now_ms, true);
-        c
+    ///
+    /// The decision is the live tick's ([`decide_pool`]): the pool
+    /// policies, then fail static and the flap budget from this
+    /// controller's memory, with the controller's period as the tick.
+    fn decide_recalled(&mut self, o: Observation) -> (Decision, CombinedDecision, Guarded) {
+        let now_ms = o.now_ms;
+        let state = PoolState {
+            id: self.name.clone(),
+            mode: Mode::Autonomous,
+            safety_lock: false,
+            policy: PolicySpec::Threshold(ThresholdPolicy::default()),
+            combined: Some(self.spec.clone()),
+            observation: o,
+            pending_proposal: None,
+            forecasts: std::mem::take(&mut self.models),
+            memory: self.mem.clone(),
+            tick_ms: self.period_us / 1000,
+            metrics_error: None,
+        };
+        let (d, c, g) = decide_pool(&state);
+        self.models = state.forecasts;
+        self.mem.remember(&d, now_ms, true);
+        let c = c.expect("a pool with combined policies gets their combination");
+        (d, c, g)
     }
 
     /// Decides on an observation gathered elsewhere — a live run's,
@@ -495,8 +517,12 @@ impl Pool {
     /// memory (scale times, target tracking's state), exactly as
     /// [`Controller::decide`] does on the world's view: for replaying a
     /// live run tick by tick. The observation's bounds are used as they
-    /// are.
-    pub fn decide_observation(&mut self, mut o: Observation) -> CombinedDecision {
+    /// are. Returns the guarded decision, the policies' combination and
+    /// what the guards did.
+    pub fn decide_observation(
+        &mut self,
+        mut o: Observation,
+    ) -> (Decision, CombinedDecision, Guarded) {
         self.mem.recall(&mut o);
         o.last_scaled_at_ms = self.mem.last_scaled_at_ms();
         self.decide_recalled(o)
@@ -516,6 +542,8 @@ pub struct FleetscaleTuning {
     pub predictive_floor: bool,
     /// The `slo` policy's rate window, seconds.
     pub rate_window_s: i64,
+    /// The `slo` policy's scale-in stabilization, seconds.
+    pub scale_in_stabilization_s: i64,
 }
 
 impl Default for FleetscaleTuning {
@@ -526,6 +554,8 @@ impl Default for FleetscaleTuning {
             attainment_goal: 0.99,
             predictive_floor: false,
             rate_window_s: 300,
+            scale_in_stabilization_s: fleetscale_core::policies::slo::SloPolicy::new(1.0, 0.0)
+                .scale_in_stabilization_seconds,
         }
     }
 }
@@ -552,6 +582,7 @@ pub fn fleetscale_default(
     for p in &mut spec.policies {
         if let PolicySpec::Slo(s) = p {
             s.rate_window_seconds = t.rate_window_s;
+            s.scale_in_stabilization_seconds = t.scale_in_stabilization_s;
         }
     }
     if t.predictive_floor {

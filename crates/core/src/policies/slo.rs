@@ -13,9 +13,12 @@
 //! served) and `queue_depth` (requests waiting).
 //!
 //! The model, per decision:
-//! 1. Arrival rate `λ = max(mean over rate_window, mean over burst_window)`,
-//!    service time `S` the completion-weighted mean over the feedback
-//!    window, offered load `a = λ·S` (busy slots).
+//! 1. Arrival rate `λ` = the mean over the rate window, or over the burst
+//!    window when its arrivals exceed the rate window's prediction by more
+//!    than `burst_significance` Poisson standard deviations (a rise, not
+//!    noise); its standard error `σ = √(λ / rate window)`. Service time `S`
+//!    the completion-weighted mean over the feedback window, offered load
+//!    `a = λ·S` (busy slots).
 //! 2. Peakedness `z` = the index of dispersion (variance ÷ mean) of the
 //!    per-sample arrival counts over the feedback window, at least 1 (1 for
 //!    Poisson arrivals). Hayward's approximation staffs peaked traffic as
@@ -28,7 +31,12 @@
 //!    than the slack `D = latency − S` at most `ε'`:
 //!    `C(c/z, a/z) · exp(−(c − a)/z · D/S) ≤ ε'`, plus `q·S/D` slots to
 //!    drain a backlog of `q` within the slack. Instances `ceil(c / slots)`.
-//! 5. Scale to zero: no arrivals, nothing in flight or waiting for the idle
+//! 5. Hysteresis: a scale-out follows `λ`; a scale-in goes no lower than
+//!    the staffing of the highest upper bound `λ + z(attainment)·σ` over
+//!    the last `scale_in_stabilization_seconds`, so the estimate's own
+//!    noise does not turn into reversals (the control loop's flap budget
+//!    holds a scale-in beyond four reversals an hour).
+//! 6. Scale to zero: no arrivals, nothing in flight or waiting for the idle
 //!    period → 0. The idle period is the cold start when a request arriving
 //!    at zero still meets the goal (`cold start + S ≤ latency`), else
 //!    `cold start / (1 − attainment)` (capped at one hour): long enough that
@@ -91,6 +99,12 @@ fn d_age() -> i64 {
 fn d_true() -> bool {
     true
 }
+fn d_stab() -> i64 {
+    300
+}
+fn d_significance() -> f64 {
+    4.0
+}
 
 /// The SLO staffing policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +132,18 @@ pub struct SloPolicy {
     /// `min_capacity` must be 0 too).
     #[serde(default = "d_true")]
     pub scale_to_zero: bool,
+    /// Scale-in stabilization, seconds (default 300; 0 looks at the
+    /// current estimate alone): a scale-in goes no lower than the staffing
+    /// of the highest upper bound of the arrival rate (`λ + z·σ`) over
+    /// this window, so the pool seldom reverses (the flap budget allows
+    /// four reversals an hour).
+    #[serde(default = "d_stab")]
+    pub scale_in_stabilization_seconds: i64,
+    /// How many Poisson standard deviations the burst window's arrivals
+    /// must exceed the rate window's prediction by before they count
+    /// (default 4): below it a short window's excess is noise.
+    #[serde(default = "d_significance")]
+    pub burst_significance: f64,
 }
 
 impl SloPolicy {
@@ -132,6 +158,8 @@ impl SloPolicy {
             feedback_window_seconds: d_feedback(),
             max_observation_age_seconds: d_age(),
             scale_to_zero: true,
+            scale_in_stabilization_seconds: d_stab(),
+            burst_significance: d_significance(),
         }
     }
 
@@ -174,6 +202,18 @@ impl SloPolicy {
             1,
             86_400,
         );
+        v.check_i64(
+            &f("scale_in_stabilization_seconds"),
+            self.scale_in_stabilization_seconds,
+            0,
+            86_400,
+        );
+        v.check_f64(
+            &f("burst_significance"),
+            self.burst_significance,
+            0.0,
+            100.0,
+        );
     }
 
     /// Seconds of samples the policy reads.
@@ -181,6 +221,43 @@ impl SloPolicy {
         self.rate_window_seconds
             .max(self.burst_window_seconds)
             .max(self.feedback_window_seconds)
+            .max(self.scale_in_stabilization_seconds.max(0) + self.rate_window_seconds)
+    }
+
+    /// The arrival rate at `at_ms` from the rate samples up to it, and its
+    /// standard error: the mean over the rate window, or the mean over the
+    /// burst window when that window's arrivals exceed what the rate window
+    /// predicts by more than `burst_significance` Poisson standard
+    /// deviations (a real rise, not the noise of a few arrivals); the error
+    /// is `√(λ / rate window)` (a Poisson count). `(0, 0)` without arrivals.
+    pub fn rate_estimate(&self, rates: &[Sample], at_ms: i64) -> (f64, f64) {
+        let mean_over = |w: i64| {
+            let from = at_ms - w * 1000;
+            let (n, sum) = rates
+                .iter()
+                .filter(|s| s.ts_ms > from && s.ts_ms <= at_ms && s.value.is_finite())
+                .fold((0usize, 0.0), |(n, sum), s| (n + 1, sum + s.value.max(0.0)));
+            if n == 0 {
+                0.0
+            } else {
+                sum / n as f64
+            }
+        };
+        let steady = mean_over(self.rate_window_seconds);
+        let burst = mean_over(self.burst_window_seconds);
+        let window = self.burst_window_seconds as f64;
+        let expected = steady * window;
+        let mean = if burst * window > expected + self.burst_significance * expected.max(1.0).sqrt()
+        {
+            steady.max(burst)
+        } else {
+            steady
+        };
+        if mean > 0.0 {
+            (mean, (mean / self.rate_window_seconds as f64).sqrt())
+        } else {
+            (0.0, 0.0)
+        }
     }
 
     /// How long a pool must be idle before it goes to zero, seconds, for a
@@ -216,26 +293,21 @@ impl SloPolicy {
         {
             return Decision::no_data(current, NAME, "No recent arrival rate: holding".into());
         }
-        let mean_since = |from: i64| {
-            let v: Vec<f64> = rates
-                .iter()
-                .filter(|s| s.ts_ms > from && s.value.is_finite())
-                .map(|s| s.value.max(0.0))
-                .collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        };
-        let lambda_mean = mean_since(since(self.rate_window_seconds))
-            .unwrap_or(0.0)
-            .max(mean_since(since(self.burst_window_seconds)).unwrap_or(0.0));
-        // The estimate's own uncertainty (a Poisson count over the rate
-        // window), at the goal's normal quantile.
-        let lambda = if lambda_mean > 0.0 {
-            lambda_mean
-                + normal_quantile(goal.attainment)
-                    * (lambda_mean / self.rate_window_seconds as f64).sqrt()
-        } else {
-            0.0
-        };
+        // Scale out on the point estimate; scale in only to the staffing of
+        // the upper bound `λ + z(attainment)·σ`, the highest it reached over
+        // the stabilization window (a hysteresis band as wide as the
+        // estimate's own uncertainty).
+        let (lambda, sigma) = self.rate_estimate(rates, now);
+        let z_goal = normal_quantile(goal.attainment).max(0.0);
+        let stab_ms = self.scale_in_stabilization_seconds.max(0) * 1000;
+        let lambda_stab = rates
+            .iter()
+            .filter(|s| s.ts_ms > now - stab_ms && s.ts_ms <= now)
+            .map(|s| {
+                let (l, e) = self.rate_estimate(rates, s.ts_ms);
+                l + z_goal * e
+            })
+            .fold(lambda + z_goal * sigma, f64::max);
         let fb = since(self.feedback_window_seconds);
         let newest_of = |n: &str| {
             get(n)
@@ -311,6 +383,18 @@ impl SloPolicy {
         let c_backlog = queue * s / slack;
         let c = (c_wait + c_backlog).max(in_flight.min(a.max(1.0)));
         let need = to_instances(ceil_tol(c / slots)).max(1);
+        // Scale-in stabilization: no lower than the staffing of the
+        // window's highest rate (the same miss budget, service time and
+        // peakedness), and never above the current capacity.
+        let stabilized = if need < current && lambda_stab > lambda {
+            let c_stab = erlang_c_staffing(lambda_stab * s, z, eps_eff, slack / s) + c_backlog;
+            let floor = to_instances(ceil_tol(c_stab.max(c) / slots)).min(current);
+            (floor > need).then_some(floor)
+        } else {
+            None
+        };
+        inputs.insert("needed_unstabilized".into(), need as f64);
+        let need = stabilized.unwrap_or(need);
         for (k, v) in [
             ("service_time_s", s),
             ("offered_load", a),
@@ -337,8 +421,17 @@ impl SloPolicy {
             need,
             NAME,
             format!(
-                "Offered load {a:.2} (λ {lambda:.3}/s × S {s:.2}s, peakedness {z:.2}) needs {c:.1} slots for P(wait > {slack:.1}s) ≤ {eps_eff:.4} (goal {} within {} ms, corrected ×{corr:.2}): {need} instances",
-                goal.attainment, goal.latency_ms
+                "Offered load {a:.2} (λ {lambda:.3}/s × S {s:.2}s, peakedness {z:.2}) needs {c:.1} slots for P(wait > {slack:.1}s) ≤ {eps_eff:.4} (goal {} within {} ms, corrected ×{corr:.2}): {need} instances{}",
+                goal.attainment,
+                goal.latency_ms,
+                if stabilized.is_some() {
+                    format!(
+                        " (scale-in stabilized: the upper bound of λ reached {lambda_stab:.3}/s in the last {}s)",
+                        self.scale_in_stabilization_seconds
+                    )
+                } else {
+                    String::new()
+                }
             ),
             1.0,
             inputs,
@@ -473,229 +566,4 @@ pub fn erlang_c_staffing(a: f64, z: f64, eps: f64, slack_in_services: f64) -> f6
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::observation::PoolBounds;
-    use proptest::prelude::*;
-
-    #[test]
-    fn erlang_c_table() {
-        // Known values: C(2, 1) = 1/3; C(1, 0.5) = 0.5; C(10, 8) ≈ 0.4092.
-        let cases = [
-            (2.0, 1.0, 1.0 / 3.0),
-            (1.0, 0.5, 0.5),
-            (10.0, 8.0, 0.40918),
-            (3.0, 3.0, 1.0),
-            (5.0, 0.0, 0.0),
-        ];
-        for (c, a, want) in cases {
-            let got = erlang_c(c, a);
-            assert!(
-                (got - want).abs() < 1e-4,
-                "C({c}, {a}) = {got}, want {want}"
-            );
-        }
-    }
-
-    #[test]
-    fn normal_quantile_table() {
-        for (p, want) in [
-            (0.5, 0.0),
-            (0.8, 0.841_621),
-            (0.99, 2.326_348),
-            (0.999, 3.090_232),
-            (0.01, -2.326_348),
-            (0.0, 0.0),
-        ] {
-            assert!(
-                (normal_quantile(p) - want).abs() < 1e-5,
-                "{p}: {}",
-                normal_quantile(p)
-            );
-        }
-    }
-
-    #[test]
-    fn staffing_table() {
-        // (a, eps, slack, want c)
-        let cases = [
-            (0.0, 0.01, 1.0, 0.0),
-            // C(2,1)·e^{-1·1} = 0.123 > 0.1; C(3,1)·e^{-2} = 0.045·0.135 < 0.1.
-            (1.0, 0.1, 1.0, 3.0),
-            (1.0, 0.2, 1.0, 2.0),
-            // A long slack needs only c > a.
-            (8.0, 0.01, 50.0, 9.0),
-        ];
-        for (a, eps, slack, want) in cases {
-            assert_eq!(
-                erlang_c_staffing(a, 1.0, eps, slack),
-                want,
-                "a {a} eps {eps} slack {slack}"
-            );
-        }
-    }
-
-    fn obs(
-        now: i64,
-        desired: i64,
-        rates: &[f64],
-        service_ms: f64,
-        missed_per: f64,
-        queue: f64,
-    ) -> Observation {
-        let mut o = Observation::new(
-            now,
-            PoolBounds {
-                min: 0,
-                max: 100,
-                desired,
-            },
-        );
-        let n = rates.len() as i64;
-        let ts = |i: i64| now - (n - 1 - i) * 15_000 - 5_000;
-        let mk = |f: &dyn Fn(i64, f64) -> f64| -> Vec<Sample> {
-            rates
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Sample {
-                    ts_ms: ts(i as i64),
-                    value: f(i as i64, *r),
-                })
-                .collect()
-        };
-        o.metrics.insert(ARRIVAL_RATE.into(), mk(&|_, r| r));
-        o.metrics
-            .insert(SERVICE_TIME_MS.into(), mk(&|_, _| service_ms));
-        o.metrics.insert(COMPLETED.into(), mk(&|_, r| r * 15.0));
-        o.metrics
-            .insert(MISSED.into(), mk(&|_, r| r * 15.0 * missed_per));
-        o.metrics
-            .insert(IN_FLIGHT.into(), mk(&|_, r| r * service_ms / 1000.0));
-        o.metrics.insert(QUEUE_DEPTH.into(), mk(&|_, _| queue));
-        o
-    }
-
-    const GOAL: SloGoal = SloGoal {
-        latency_ms: 20_000.0,
-        attainment: 0.99,
-    };
-
-    #[test]
-    fn decisions_table() {
-        let p = SloPolicy::new(2.0, 60.0);
-        let steady = vec![2.0; 120];
-        let mut bursty = vec![0.5; 120];
-        for i in (0..120).step_by(8) {
-            bursty[i] = 8.0;
-        }
-        let idle = vec![0.0; 120];
-        // (name, obs, goal, want target range)
-        let cases: Vec<(
-            &str,
-            Observation,
-            Option<SloGoal>,
-            std::ops::RangeInclusive<i64>,
-        )> = vec![
-            (
-                "no goal holds",
-                obs(2_000_000, 3, &steady, 2000.0, 0.0, 0.0),
-                None,
-                3..=3,
-            ),
-            // a = 4 Erlangs, slack 9 services: c = 5..7 slots → 3..4 instances.
-            (
-                "steady Poisson load",
-                obs(2_000_000, 3, &steady, 2000.0, 0.0, 0.0),
-                Some(GOAL),
-                3..=4,
-            ),
-            (
-                "misses above the budget tighten",
-                obs(2_000_000, 3, &steady, 2000.0, 0.05, 0.0),
-                Some(GOAL),
-                3..=5,
-            ),
-            // 40 waiting × 2 s over an 18 s slack: 4.4 more slots.
-            (
-                "a backlog adds drain capacity",
-                obs(2_000_000, 3, &steady, 2000.0, 0.0, 40.0),
-                Some(GOAL),
-                5..=6,
-            ),
-            (
-                "idle for the idle period goes to zero (cold + S ≤ latency? no: 1 h)",
-                obs(2_000_000, 1, &idle, 2000.0, 0.0, 0.0),
-                Some(GOAL),
-                1..=1,
-            ),
-            (
-                "idle with a lax latency goes to zero",
-                obs(2_000_000, 1, &idle, 2000.0, 0.0, 0.0),
-                Some(SloGoal {
-                    latency_ms: 90_000.0,
-                    attainment: 0.99,
-                }),
-                0..=0,
-            ),
-            (
-                "queued work at zero activates",
-                obs(
-                    2_000_000,
-                    0,
-                    &{
-                        let mut r = idle.clone();
-                        r[119] = 0.1;
-                        r
-                    },
-                    2000.0,
-                    0.0,
-                    3.0,
-                ),
-                Some(GOAL),
-                1..=4,
-            ),
-        ];
-        for (name, o, goal, want) in cases {
-            let d = p.decide(&o, goal);
-            assert!(
-                want.contains(&d.target),
-                "{name}: {} ({})",
-                d.target,
-                d.reason
-            );
-        }
-        // Peaked staffing: more slots for peaked traffic of the same load.
-        assert!(erlang_c_staffing(4.0, 8.0, 0.01, 2.0) > erlang_c_staffing(4.0, 1.0, 0.01, 2.0));
-        // Peaked arrivals need more than Poisson ones of the same mean.
-        let mean_bursty = bursty.iter().sum::<f64>() / 120.0;
-        let flat = vec![mean_bursty; 120];
-        let a = p.decide(&obs(2_000_000, 3, &bursty, 2000.0, 0.0, 0.0), Some(GOAL));
-        let b = p.decide(&obs(2_000_000, 3, &flat, 2000.0, 0.0, 0.0), Some(GOAL));
-        assert!(
-            a.target > b.target,
-            "peaked {} vs flat {}",
-            a.target,
-            b.target
-        );
-    }
-
-    proptest! {
-        /// A higher attainment goal never asks for fewer instances.
-        #[test]
-        fn higher_goal_never_needs_less(
-            rates in proptest::collection::vec(0.0f64..20.0, 10..120),
-            service_ms in 100.0f64..60_000.0,
-            missed in 0.0f64..0.2,
-            queue in 0.0f64..50.0,
-            g1 in 0.5f64..0.999,
-            dg in 0.0f64..0.2,
-        ) {
-            let p = SloPolicy::new(4.0, 60.0);
-            let o = obs(10_000_000, 5, &rates, service_ms, missed, queue);
-            let lo = p.decide(&o, Some(SloGoal { latency_ms: 3.0 * service_ms, attainment: g1 }));
-            let hi = p.decide(&o, Some(SloGoal { latency_ms: 3.0 * service_ms, attainment: (g1 + dg).min(0.9999) }));
-            prop_assert!(hi.target >= lo.target, "{} < {}", hi.target, lo.target);
-            prop_assert!((0..=100).contains(&lo.target));
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,363 @@
+//! The `slo` policy's tests: staffing tables, decisions, the burst
+//! window, stabilization, and properties.
+
+use super::*;
+use crate::observation::PoolBounds;
+use proptest::prelude::*;
+
+#[test]
+fn erlang_c_table() {
+    // Known values: C(2, 1) = 1/3; C(1, 0.5) = 0.5; C(10, 8) ≈ 0.4092.
+    let cases = [
+        (2.0, 1.0, 1.0 / 3.0),
+        (1.0, 0.5, 0.5),
+        (10.0, 8.0, 0.40918),
+        (3.0, 3.0, 1.0),
+        (5.0, 0.0, 0.0),
+    ];
+    for (c, a, want) in cases {
+        let got = erlang_c(c, a);
+        assert!(
+            (got - want).abs() < 1e-4,
+            "C({c}, {a}) = {got}, want {want}"
+        );
+    }
+}
+
+#[test]
+fn normal_quantile_table() {
+    for (p, want) in [
+        (0.5, 0.0),
+        (0.8, 0.841_621),
+        (0.99, 2.326_348),
+        (0.999, 3.090_232),
+        (0.01, -2.326_348),
+        (0.0, 0.0),
+    ] {
+        assert!(
+            (normal_quantile(p) - want).abs() < 1e-5,
+            "{p}: {}",
+            normal_quantile(p)
+        );
+    }
+}
+
+#[test]
+fn staffing_table() {
+    // (a, eps, slack, want c)
+    let cases = [
+        (0.0, 0.01, 1.0, 0.0),
+        // C(2,1)·e^{-1·1} = 0.123 > 0.1; C(3,1)·e^{-2} = 0.045·0.135 < 0.1.
+        (1.0, 0.1, 1.0, 3.0),
+        (1.0, 0.2, 1.0, 2.0),
+        // A long slack needs only c > a.
+        (8.0, 0.01, 50.0, 9.0),
+    ];
+    for (a, eps, slack, want) in cases {
+        assert_eq!(
+            erlang_c_staffing(a, 1.0, eps, slack),
+            want,
+            "a {a} eps {eps} slack {slack}"
+        );
+    }
+}
+
+fn obs(
+    now: i64,
+    desired: i64,
+    rates: &[f64],
+    service_ms: f64,
+    missed_per: f64,
+    queue: f64,
+) -> Observation {
+    let mut o = Observation::new(
+        now,
+        PoolBounds {
+            min: 0,
+            max: 100,
+            desired,
+        },
+    );
+    let n = rates.len() as i64;
+    let ts = |i: i64| now - (n - 1 - i) * 15_000 - 5_000;
+    let mk = |f: &dyn Fn(i64, f64) -> f64| -> Vec<Sample> {
+        rates
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Sample {
+                ts_ms: ts(i as i64),
+                value: f(i as i64, *r),
+            })
+            .collect()
+    };
+    o.metrics.insert(ARRIVAL_RATE.into(), mk(&|_, r| r));
+    o.metrics
+        .insert(SERVICE_TIME_MS.into(), mk(&|_, _| service_ms));
+    o.metrics.insert(COMPLETED.into(), mk(&|_, r| r * 15.0));
+    o.metrics
+        .insert(MISSED.into(), mk(&|_, r| r * 15.0 * missed_per));
+    o.metrics
+        .insert(IN_FLIGHT.into(), mk(&|_, r| r * service_ms / 1000.0));
+    o.metrics.insert(QUEUE_DEPTH.into(), mk(&|_, _| queue));
+    o
+}
+
+const GOAL: SloGoal = SloGoal {
+    latency_ms: 20_000.0,
+    attainment: 0.99,
+};
+
+#[test]
+fn decisions_table() {
+    let p = SloPolicy::new(2.0, 60.0);
+    let steady = vec![2.0; 120];
+    let mut bursty = vec![0.5; 120];
+    for i in (0..120).step_by(8) {
+        bursty[i] = 8.0;
+    }
+    let idle = vec![0.0; 120];
+    // (name, obs, goal, want target range)
+    let cases: Vec<(
+        &str,
+        Observation,
+        Option<SloGoal>,
+        std::ops::RangeInclusive<i64>,
+    )> = vec![
+        (
+            "no goal holds",
+            obs(2_000_000, 3, &steady, 2000.0, 0.0, 0.0),
+            None,
+            3..=3,
+        ),
+        // a = 4 Erlangs, slack 9 services: c = 5..7 slots → 3..4 instances.
+        (
+            "steady Poisson load",
+            obs(2_000_000, 3, &steady, 2000.0, 0.0, 0.0),
+            Some(GOAL),
+            3..=4,
+        ),
+        (
+            "misses above the budget tighten",
+            obs(2_000_000, 3, &steady, 2000.0, 0.05, 0.0),
+            Some(GOAL),
+            3..=5,
+        ),
+        // 40 waiting × 2 s over an 18 s slack: 4.4 more slots.
+        (
+            "a backlog adds drain capacity",
+            obs(2_000_000, 3, &steady, 2000.0, 0.0, 40.0),
+            Some(GOAL),
+            5..=6,
+        ),
+        (
+            "idle for the idle period goes to zero (cold + S ≤ latency? no: 1 h)",
+            obs(2_000_000, 1, &idle, 2000.0, 0.0, 0.0),
+            Some(GOAL),
+            1..=1,
+        ),
+        (
+            "idle with a lax latency goes to zero",
+            obs(2_000_000, 1, &idle, 2000.0, 0.0, 0.0),
+            Some(SloGoal {
+                latency_ms: 90_000.0,
+                attainment: 0.99,
+            }),
+            0..=0,
+        ),
+        (
+            "queued work at zero activates",
+            obs(
+                2_000_000,
+                0,
+                &{
+                    let mut r = idle.clone();
+                    r[119] = 0.1;
+                    r
+                },
+                2000.0,
+                0.0,
+                3.0,
+            ),
+            Some(GOAL),
+            1..=4,
+        ),
+    ];
+    for (name, o, goal, want) in cases {
+        let d = p.decide(&o, goal);
+        assert!(
+            want.contains(&d.target),
+            "{name}: {} ({})",
+            d.target,
+            d.reason
+        );
+    }
+    // Peaked staffing: more slots for peaked traffic of the same load.
+    assert!(erlang_c_staffing(4.0, 8.0, 0.01, 2.0) > erlang_c_staffing(4.0, 1.0, 0.01, 2.0));
+    // Peaked arrivals need more than Poisson ones of the same mean.
+    let mean_bursty = bursty.iter().sum::<f64>() / 120.0;
+    let flat = vec![mean_bursty; 120];
+    let a = p.decide(&obs(2_000_000, 3, &bursty, 2000.0, 0.0, 0.0), Some(GOAL));
+    let b = p.decide(&obs(2_000_000, 3, &flat, 2000.0, 0.0, 0.0), Some(GOAL));
+    assert!(
+        a.target > b.target,
+        "peaked {} vs flat {}",
+        a.target,
+        b.target
+    );
+}
+
+/// The rate samples of `obs` (15 s apart, newest 5 s old) for a run of
+/// per-sample rates.
+fn rates_only(now: i64, desired: i64, rates: &[f64]) -> Observation {
+    obs(now, desired, rates, 120_000.0, 0.0, 0.0)
+}
+
+const LAX: SloGoal = SloGoal {
+    latency_ms: 360_000.0,
+    attainment: 0.99,
+};
+
+#[test]
+fn burst_window_counts_only_a_significant_rise() {
+    let p = SloPolicy::new(4.0, 60.0);
+    let now = 10_000_000;
+    // 0.04/s before predicts about 2.4 arrivals in the 60 s burst
+    // window (the rate window's mean includes the burst's 4 samples).
+    // (burst window mean) → counted?
+    let cases: &[(f64, bool)] = &[
+        (0.04, false), // as predicted
+        (0.08, false), // 4.8 arrivals: the noise of a few arrivals
+        (0.15, false), // 9 against 3.7 predicted: 2.8 σ
+        (0.25, true),  // 15 against 4.9 predicted: 4.5 σ
+        (0.5, true),
+    ];
+    for &(burst, counted) in cases {
+        let mut r = vec![0.04; 120];
+        for x in r.iter_mut().rev().take(4) {
+            *x = burst;
+        }
+        let (lambda, sigma) = p.rate_estimate(&r_samples(now, &r), now);
+        let steady = (0.04 * 16.0 + burst * 4.0) / 20.0;
+        let want = if counted { burst } else { steady };
+        assert!(
+            (lambda - want).abs() < 1e-9,
+            "burst {burst}: λ {lambda}, want {want}"
+        );
+        assert!((sigma - (lambda / 300.0).sqrt()).abs() < 1e-12);
+    }
+    // With significance 0 any excess counts (the old max of the two).
+    let eager = SloPolicy {
+        burst_significance: 0.0,
+        ..p.clone()
+    };
+    let mut r = vec![0.04; 120];
+    for x in r.iter_mut().rev().take(4) {
+        *x = 0.08;
+    }
+    assert!((eager.rate_estimate(&r_samples(now, &r), now).0 - 0.08).abs() < 1e-9);
+}
+
+fn r_samples(now: i64, rates: &[f64]) -> Vec<Sample> {
+    rates_only(now, 1, rates).metrics[ARRIVAL_RATE].clone()
+}
+
+#[test]
+fn scale_in_waits_for_the_stabilization_window() {
+    let p = SloPolicy::new(4.0, 60.0);
+    let now = 10_000_000;
+    // A high rate that ended `ago` samples (15 s each) before now; the
+    // pool sits at the high rate's staffing.
+    let high = vec![1.0; 120];
+    let at_high = p.decide(&rates_only(now, 1, &high), Some(LAX)).target;
+    let low_target = p.decide(&rates_only(now, at_high, &vec![0.2; 120]), Some(LAX));
+    assert!(low_target.target < at_high, "{}", low_target.reason);
+    // (samples since the drop, scale-in allowed?)
+    for (ago, allowed) in [(4, false), (20, false), (39, true), (60, true)] {
+        let mut r = vec![1.0; 120];
+        for x in r.iter_mut().rev().take(ago) {
+            *x = 0.2;
+        }
+        let d = p.decide(&rates_only(now, at_high, &r), Some(LAX));
+        assert_eq!(
+            d.target < at_high,
+            allowed,
+            "{ago} samples after the drop: {} → {} ({})",
+            at_high,
+            d.target,
+            d.reason
+        );
+    }
+    // Without stabilization the drop is followed once the rate window
+    // has seen it.
+    let eager = SloPolicy {
+        scale_in_stabilization_seconds: 0,
+        ..p.clone()
+    };
+    let mut r = vec![1.0; 120];
+    for x in r.iter_mut().rev().take(21) {
+        *x = 0.2;
+    }
+    assert!(
+        eager
+            .decide(&rates_only(now, at_high, &r), Some(LAX))
+            .target
+            < at_high
+    );
+}
+
+#[test]
+fn noise_of_a_few_arrivals_does_not_reverse() {
+    // A low, noisy Poisson-like rate: the pool at the point estimate's
+    // staffing is not scaled in by the next dip.
+    let p = SloPolicy::new(4.0, 60.0);
+    let now = 10_000_000;
+    let pattern = [0.0, 0.067, 0.0, 0.133, 0.0, 0.0, 0.067, 0.0, 0.067, 0.0];
+    let noisy: Vec<f64> = (0..120).map(|i| pattern[i % pattern.len()]).collect();
+    let at = p.decide(&rates_only(now, 1, &noisy), Some(LAX)).target;
+    let mut dip = noisy.clone();
+    for x in dip.iter_mut().rev().take(8) {
+        *x = 0.0;
+    }
+    let d = p.decide(&rates_only(now, at, &dip), Some(LAX));
+    assert_eq!(d.target, at, "{}", d.reason);
+}
+
+proptest! {
+    /// Stabilization never changes a scale-out or a hold, and never
+    /// scales in below what the policy without it would.
+    #[test]
+    fn stabilization_only_slows_scale_in(
+        rates in proptest::collection::vec(0.0f64..5.0, 10..120),
+        desired in 1i64..40,
+        stab in 0i64..1200,
+    ) {
+        let p = SloPolicy { scale_in_stabilization_seconds: stab, ..SloPolicy::new(4.0, 60.0) };
+        let off = SloPolicy { scale_in_stabilization_seconds: 0, ..p.clone() };
+        let o = rates_only(10_000_000, desired, &rates);
+        let a = p.decide(&o, Some(LAX)).target;
+        let b = off.decide(&o, Some(LAX)).target;
+        if b >= desired {
+            prop_assert_eq!(a, b);
+        } else {
+            prop_assert!(a >= b && a <= desired, "{} vs {} at {}", a, b, desired);
+        }
+    }
+
+    /// A higher attainment goal never asks for fewer instances.
+    #[test]
+    fn higher_goal_never_needs_less(
+        rates in proptest::collection::vec(0.0f64..20.0, 10..120),
+        service_ms in 100.0f64..60_000.0,
+        missed in 0.0f64..0.2,
+        queue in 0.0f64..50.0,
+        g1 in 0.5f64..0.999,
+        dg in 0.0f64..0.2,
+    ) {
+        let p = SloPolicy::new(4.0, 60.0);
+        let o = obs(10_000_000, 5, &rates, service_ms, missed, queue);
+        let lo = p.decide(&o, Some(SloGoal { latency_ms: 3.0 * service_ms, attainment: g1 }));
+        let hi = p.decide(&o, Some(SloGoal { latency_ms: 3.0 * service_ms, attainment: (g1 + dg).min(0.9999) }));
+        prop_assert!(hi.target >= lo.target, "{} < {}", hi.target, lo.target);
+        prop_assert!((0..=100).contains(&lo.target));
+    }
+}
