@@ -5,13 +5,16 @@
 //!
 //! ```text
 //! cargo run --release -p fleetscale-sim --example frontiers -- [--max-hours H] [--seed N] \
-//!     [--tick-s S] [--scrape-s S] [--metrics-delay-s S] TRACE...
+//!     [--tick-s S] [--scrape-s S] [--metrics-delay-s S] [--guard-baselines] TRACE...
 //! ```
+//! `--guard-baselines` puts the baselines under the live engine's flap
+//! budget too (fleetscale always is).
 //! `--tick-s`, `--scrape-s` and `--metrics-delay-s` set the decision period,
 //! the scrape interval and the publication delay of every policy but KPA
 //! (15, 15 and 5 s by default; KPA keeps Knative's 1 s readings and 2 s
 //! ticks), to compare the policies on equal information.
-//! `FS_ATTAINMENT_GOAL` sets fleetscale's default goal; `FS_PREDICTIVE_FLOOR=0`
+//! `FS_ATTAINMENT_GOAL` sets fleetscale's default goal, `FS_STAB_S` its scale-in
+//! stabilization (seconds), `FS_RATE_WINDOW_S` its rate window; `FS_PREDICTIVE_FLOOR=0`
 //! drops its predictive floor.
 
 use fleetscale_sim::{default_policies, PolicyChoice, SimConfig};
@@ -23,6 +26,7 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--max-hours" => cfg.max_hours = args.next().and_then(|v| v.parse().ok()),
+            "--guard-baselines" => cfg.guard_baselines = true,
             "--seed" => cfg.seed = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
             "--tick-s" => cfg.tick_s = args.next().and_then(|v| v.parse().ok()).unwrap_or(15.0),
             "--scrape-s" => cfg.scrape_s = args.next().and_then(|v| v.parse().ok()).unwrap_or(15.0),

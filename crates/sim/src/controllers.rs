@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use fleetscale_core::control::{decide_pool, PoolState};
-use fleetscale_core::fail_static::Guarded;
+use fleetscale_core::fail_static::{guard, Guarded, MetricsHealth, DEFAULT_MAX_REVERSALS};
 use fleetscale_core::hpa::{
     ConditionStatus, HpaBehavior, Pod, PodMetric, PodPhase, ReadyCondition,
 };
@@ -663,5 +663,127 @@ impl Controller for Kpa {
         s.tick(&self.cfg, now_ms, ready, v.desired)
             .scale
             .unwrap_or(v.desired)
+    }
+}
+
+/// A baseline under the live engine's flap budget: its targets pass
+/// [`fleetscale_core::fail_static::guard`] with fresh metrics and the
+/// default budget (a further scale-in reversal beyond four an hour is
+/// held), as fleetscale's own decisions do ([`Pool`]). For comparing the
+/// policies under equal constraints (`SimConfig::guard_baselines`); the
+/// baselines themselves have no such guard.
+pub struct FlapBudgeted {
+    inner: Box<dyn Controller>,
+    mem: Memory,
+}
+
+impl FlapBudgeted {
+    /// `inner` under the flap budget.
+    pub fn new(inner: Box<dyn Controller>) -> FlapBudgeted {
+        FlapBudgeted {
+            inner,
+            mem: Memory::default(),
+        }
+    }
+}
+
+impl Controller for FlapBudgeted {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn period_us(&self) -> i64 {
+        self.inner.period_us()
+    }
+    fn decide(&mut self, v: &View) -> i64 {
+        let want = self.inner.decide(v);
+        let now_ms = v.now_ms();
+        let bounds = PoolBounds {
+            min: 0,
+            max: want.max(v.desired),
+            desired: v.desired,
+        };
+        let mut d = Decision::to_target(
+            bounds,
+            want,
+            &self.inner.name(),
+            String::new(),
+            1.0,
+            BTreeMap::new(),
+        );
+        guard(
+            &mut d,
+            &MetricsHealth::Fresh,
+            &self.mem,
+            now_ms,
+            DEFAULT_MAX_REVERSALS,
+        );
+        self.mem.record(now_ms, d.current, d.target);
+        d.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Wants 2 and 5 instances in turn: a reversal at every decision.
+    struct Flipper(i64);
+
+    impl Controller for Flipper {
+        fn name(&self) -> String {
+            "flipper".into()
+        }
+        fn period_us(&self) -> i64 {
+            15 * US
+        }
+        fn decide(&mut self, _: &View) -> i64 {
+            self.0 += 1;
+            if self.0 % 2 == 0 {
+                2
+            } else {
+                5
+            }
+        }
+    }
+
+    #[test]
+    fn a_budgeted_baseline_reverses_at_most_four_times_an_hour_and_always_scales_out() {
+        let samples = VecDeque::new();
+        let mut c = FlapBudgeted::new(Box::new(Flipper(0)));
+        let mut desired = 2;
+        let mut reversals_by_hour = [0usize; 3];
+        let mut last_dir = 0i64;
+        for i in 0..720 {
+            let v = View {
+                now_us: i * 15 * US,
+                t0_ms: 0,
+                desired,
+                slots: 4,
+                instances: Vec::new(),
+                samples: &samples,
+                history: &[],
+                history_interval_us: 300 * US,
+                live_queue: 0.0,
+                live_in_flight: 0.0,
+            };
+            let next = c.decide(&v);
+            if desired == 2 {
+                assert_eq!(next, 5, "decision {i}: a scale-out is never held");
+            }
+            let dir = (next - desired).signum();
+            if dir != 0 {
+                if last_dir != 0 && dir != last_dir {
+                    reversals_by_hour[(i / 240) as usize] += 1;
+                }
+                last_dir = dir;
+            }
+            desired = next;
+        }
+        // Four reversals, and at most the one scale-out that follows once
+        // every further scale-in is held.
+        for (h, n) in reversals_by_hour.iter().enumerate() {
+            assert!((4..=5).contains(n), "hour {h}: {n} reversals");
+        }
     }
 }

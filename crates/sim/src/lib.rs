@@ -135,6 +135,11 @@ pub struct SimConfig {
     pub plot_points: u32,
     /// Tunables of the fleetscale default.
     pub tuning: FleetscaleTuning,
+    /// Put the baselines (HPA, KEDA, KPA, step) under the live engine's
+    /// flap budget too, as fleetscale always is: a comparison under equal
+    /// constraints (default false: the baselines as their systems run
+    /// them).
+    pub guard_baselines: bool,
 }
 
 impl Default for SimConfig {
@@ -159,6 +164,7 @@ impl Default for SimConfig {
             max_queue: 1_000_000,
             plot_points: 600,
             tuning: FleetscaleTuning::default(),
+            guard_baselines: false,
         }
     }
 }
@@ -494,6 +500,14 @@ fn run_policy(
             period_us,
         )),
     };
+    if cfg.guard_baselines
+        && matches!(
+            p,
+            PolicyChoice::Hpa | PolicyChoice::Keda | PolicyChoice::Kpa | PolicyChoice::Step
+        )
+    {
+        ctl = Box::new(controllers::FlapBudgeted::new(ctl));
+    }
     let mut params = *params;
     if matches!(p, PolicyChoice::Static) {
         params.initial = s.static_n;

@@ -29,20 +29,28 @@
 //!    as the prior, so without data `ε' = ε`).
 //! 4. Slots `c`: the fewest with an Erlang-C probability of waiting longer
 //!    than the slack `D = latency − S` at most `ε'`:
-//!    `C(c/z, a/z) · exp(−(c − a)/z · D/S) ≤ ε'`, plus `q·S/D` slots to
-//!    drain a backlog of `q` within the slack. Instances `ceil(c / slots)`.
-//! 5. Hysteresis: a scale-out follows `λ`; a scale-in goes no lower than
-//!    the staffing of the highest upper bound `λ + z(attainment)·σ` over
-//!    the last `scale_in_stabilization_seconds`, so the estimate's own
-//!    noise does not turn into reversals (the control loop's flap budget
-//!    holds a scale-in beyond four reversals an hour).
+//!    `C(c/z, a/z) · exp(−(c − a)/z · D/S) ≤ ε'`, plus slots to drain the
+//!    backlog new capacity can still help: of `q` waiting, what the current
+//!    spare slots do not drain within a cold start `T` (`q' = q − spare·T/S`),
+//!    drained in the slack left after it (`q'·S/(D − T)`; none when
+//!    `T ≥ D`). Instances `ceil(c / slots)`.
+//! 5. Hysteresis: a scale-out follows `λ`; a scale-in waits
+//!    `scale_in_stabilization_seconds` after the last scale-out, and goes no
+//!    lower than the staffing of the highest upper bound
+//!    `λ + z(attainment)·σ` over that window, so the estimate's own noise
+//!    does not turn into reversals (the control loop's flap budget holds a
+//!    scale-in beyond four reversals an hour).
 //! 6. Scale to zero: no arrivals, nothing in flight or waiting for the idle
-//!    period → 0. The idle period is the cold start when a request arriving
-//!    at zero still meets the goal (`cold start + S ≤ latency`), else
-//!    `cold start / (1 − attainment)` (capped at one hour): long enough that
-//!    the cold starts paid on reactivation stay within the miss budget
-//!    for an arrival process that was idle that long. At zero, queued or
-//!    in-flight work activates the pool.
+//!    period → 0. When a request arriving at zero would miss the goal
+//!    (`cold start T + S > latency L`) the idle period is `T / (1 −
+//!    attainment)`: long enough that the cold starts paid on reactivation
+//!    stay within the miss budget for an arrival process that was idle that
+//!    long. When it still meets the goal, that period shrinks by
+//!    `S / (L − T)`, the share of the room left after the cold start that
+//!    the mean request uses: the closer the mean request comes to missing,
+//!    the more of the slower ones miss after a cold start. Either way at
+//!    most one hour, at least the cold start and the burst window. At
+//!    zero, queued or in-flight work activates the pool.
 
 use std::collections::BTreeMap;
 
@@ -261,14 +269,22 @@ impl SloPolicy {
     }
 
     /// How long a pool must be idle before it goes to zero, seconds, for a
-    /// goal and a service time `service_s`.
+    /// goal and a service time `service_s` (see the module docs, step 6):
+    /// `T / (1 − attainment)` when a request arriving at zero misses, else
+    /// that times `S / (L − T)`; at most one hour, at least the cold start
+    /// and the burst window. Continuous in `S` at `T + S = L`.
     pub fn idle_seconds(&self, goal: SloGoal, service_s: f64) -> f64 {
         let cold = self.cold_start_seconds;
-        if cold + service_s <= goal.latency_ms / 1000.0 {
-            cold.max(self.burst_window_seconds as f64)
+        let latency_s = goal.latency_ms / 1000.0;
+        let strict = cold / (1.0 - goal.attainment).max(1e-6);
+        let share = if cold + service_s <= latency_s {
+            (service_s.max(0.0) / (latency_s - cold).max(1e-3)).min(1.0)
         } else {
-            (cold / (1.0 - goal.attainment).max(1e-6)).min(MAX_IDLE_SECONDS)
-        }
+            1.0
+        };
+        (strict * share)
+            .min(MAX_IDLE_SECONDS)
+            .max(cold.max(self.burst_window_seconds as f64))
     }
 
     /// Evaluates the policy for `goal` (see the module docs); without a
@@ -380,13 +396,30 @@ impl SloPolicy {
         let eps_eff = (eps * corr).clamp(1e-9, 0.5);
         let slack = (goal.latency_ms / 1000.0 - s).max(0.1 * s).max(1e-3);
         let c_wait = erlang_c_staffing(a, z, eps_eff, slack / s);
-        let c_backlog = queue * s / slack;
+        // The backlog new capacity can still help: what the current spare
+        // slots will not have drained by the time it is ready (a cold start
+        // from now), to be drained in the slack left after it; none when
+        // the cold start eats the whole slack (the waiting requests miss or
+        // are served before any new instance is up).
+        let spare = (current as f64 * slots - a).max(0.0);
+        let backlog = (queue - spare * self.cold_start_seconds / s).max(0.0);
+        let drain_s = slack - self.cold_start_seconds;
+        let c_backlog = if drain_s > 0.0 {
+            backlog * s / drain_s
+        } else {
+            0.0
+        };
         let c = (c_wait + c_backlog).max(in_flight.min(a.max(1.0)));
         let need = to_instances(ceil_tol(c / slots)).max(1);
-        // Scale-in stabilization: no lower than the staffing of the
-        // window's highest rate (the same miss budget, service time and
-        // peakedness), and never above the current capacity.
-        let stabilized = if need < current && lambda_stab > lambda {
+        // Scale-in stabilization: none within the window after a scale-out
+        // (that would reverse it), then no lower than the staffing of the
+        // window's highest upper bound of the rate (the same miss budget,
+        // service time and peakedness), and never above the current
+        // capacity.
+        let scaled_out_lately = obs.last_scale_up_at_ms.is_some_and(|t| now - t < stab_ms);
+        let stabilized = if need < current && scaled_out_lately {
+            Some(current)
+        } else if need < current && lambda_stab > lambda {
             let c_stab = erlang_c_staffing(lambda_stab * s, z, eps_eff, slack / s) + c_backlog;
             let floor = to_instances(ceil_tol(c_stab.max(c) / slots)).min(current);
             (floor > need).then_some(floor)
@@ -424,7 +457,12 @@ impl SloPolicy {
                 "Offered load {a:.2} (λ {lambda:.3}/s × S {s:.2}s, peakedness {z:.2}) needs {c:.1} slots for P(wait > {slack:.1}s) ≤ {eps_eff:.4} (goal {} within {} ms, corrected ×{corr:.2}): {need} instances{}",
                 goal.attainment,
                 goal.latency_ms,
-                if stabilized.is_some() {
+                if stabilized.is_some() && scaled_out_lately {
+                    format!(
+                        " (scale-in held: scaled out less than {}s ago)",
+                        self.scale_in_stabilization_seconds
+                    )
+                } else if stabilized.is_some() {
                     format!(
                         " (scale-in stabilized: the upper bound of λ reached {lambda_stab:.3}/s in the last {}s)",
                         self.scale_in_stabilization_seconds

@@ -62,6 +62,11 @@ pub struct SimulateArgs {
     /// table, and `--plot` draws the frontiers.
     #[arg(long)]
     sweep: bool,
+    /// Put the baselines under the live engine's flap budget too (at most
+    /// four reversals an hour, a further scale-in held), as fleetscale's
+    /// own decisions always are: a comparison under equal constraints.
+    #[arg(long)]
+    guard_baselines: bool,
 }
 
 fn load_policy(arg: &str) -> anyhow::Result<PolicyChoice> {
@@ -163,6 +168,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<()> {
         peak_instances: a.peak_instances,
         seed: a.seed,
         max_hours: a.max_hours,
+        guard_baselines: a.guard_baselines,
         ..SimConfig::default()
     };
     let name = a

@@ -142,12 +142,13 @@ fn decisions_table() {
             Some(GOAL),
             3..=5,
         ),
-        // 40 waiting × 2 s over an 18 s slack: 4.4 more slots.
+        // A 60 s cold start against an 18 s slack: new instances come too
+        // late for the 40 waiting (they are served or missed by then).
         (
-            "a backlog adds drain capacity",
+            "a backlog new capacity cannot reach adds nothing",
             obs(2_000_000, 3, &steady, 2000.0, 0.0, 40.0),
             Some(GOAL),
-            5..=6,
+            3..=4,
         ),
         (
             "idle for the idle period goes to zero (cold + S ≤ latency? no: 1 h)",
@@ -216,6 +217,105 @@ const LAX: SloGoal = SloGoal {
     latency_ms: 360_000.0,
     attainment: 0.99,
 };
+
+#[test]
+fn idle_period_table() {
+    // (cold start s, service s, latency s, attainment) → idle period s
+    let cases: &[(f64, f64, f64, f64, f64)] = &[
+        // A request at zero misses: T / (1 − attainment), at most 1 h.
+        (60.0, 3.0, 20.0, 0.99, 3600.0),
+        (60.0, 3.0, 20.0, 0.9, 600.0),
+        (0.0, 3.0, 2.0, 0.99, 60.0), // no cold start: the burst window
+        // It meets the goal: shrunk by S / (L − T).
+        (60.0, 120.0, 360.0, 0.99, 6000.0 * 120.0 / 300.0),
+        (60.0, 200.0, 360.0, 0.99, 3600.0), // 4,000 s, at most 1 h
+        (60.0, 120.0, 360.0, 0.9, 600.0 * 120.0 / 300.0),
+        (2.0, 1.0, 10.0, 0.999, 2000.0 / 8.0),
+        (2.0, 1.0, 10.0, 0.99, 60.0), // 25 s, floored by the burst window
+        // Continuous at T + S = L.
+        (60.0, 300.0, 360.0, 0.99, 3600.0),
+        // At least the cold start and the burst window (60 s).
+        (60.0, 1.0, 360.0, 0.9, 60.0),
+        (120.0, 1.0, 3600.0, 0.5, 120.0),
+        // No service time measured: the floor.
+        (30.0, 0.0, 60.0, 0.99, 60.0),
+    ];
+    for &(cold, service, latency, attainment, want) in cases {
+        let p = SloPolicy::new(4.0, cold);
+        let got = p.idle_seconds(
+            SloGoal {
+                latency_ms: latency * 1000.0,
+                attainment,
+            },
+            service,
+        );
+        assert!(
+            (got - want).abs() < 1e-6,
+            "T {cold} S {service} L {latency} att {attainment}: {got}, want {want}"
+        );
+    }
+}
+
+proptest! {
+    /// The idle period grows with the attainment goal and with the
+    /// service time, and never falls below the cold start.
+    #[test]
+    fn idle_period_is_monotone(
+        cold in 0.0f64..600.0,
+        s1 in 0.0f64..600.0,
+        ds in 0.0f64..600.0,
+        latency in 1.0f64..3600.0,
+        g1 in 0.5f64..0.999,
+        dg in 0.0f64..0.2,
+    ) {
+        let p = SloPolicy::new(4.0, cold);
+        let at = |s: f64, g: f64| p.idle_seconds(SloGoal { latency_ms: latency * 1000.0, attainment: g }, s);
+        let g2 = (g1 + dg).min(0.9999);
+        prop_assert!(at(s1, g2) >= at(s1, g1) - 1e-9);
+        prop_assert!(at(s1 + ds, g1) >= at(s1, g1) - 1e-9);
+        prop_assert!(at(s1, g1) >= cold.min(MAX_IDLE_SECONDS));
+    }
+}
+
+#[test]
+fn backlog_counts_what_new_capacity_can_still_drain() {
+    // 2 s service, 20 s goal (18 s slack), 5 s cold start: of 40 waiting,
+    // the 2 spare slots of 3 instances drain 5 within the cold start; 35
+    // remain to drain in the 13 s left: 5.4 more slots.
+    let p = SloPolicy::new(2.0, 5.0);
+    let steady = vec![2.0; 120];
+    let base = p.decide(&obs(2_000_000, 3, &steady, 2000.0, 0.0, 0.0), Some(GOAL));
+    let d = p.decide(&obs(2_000_000, 3, &steady, 2000.0, 0.0, 40.0), Some(GOAL));
+    assert!((5..=6).contains(&d.target), "{}", d.reason);
+    assert!(
+        d.target >= base.target + 2,
+        "{} vs {}",
+        d.target,
+        base.target
+    );
+    // A backlog the spare slots drain within the cold start adds nothing.
+    let d = p.decide(&obs(2_000_000, 3, &steady, 2000.0, 0.0, 4.0), Some(GOAL));
+    assert_eq!(d.target, base.target, "{}", d.reason);
+}
+
+#[test]
+fn no_scale_in_within_the_window_after_a_scale_out() {
+    let p = SloPolicy::new(4.0, 60.0);
+    let now = 10_000_000;
+    let low = rates_only(now, 10, &[0.2; 120]);
+    assert!(p.decide(&low, Some(LAX)).target < 10);
+    // (seconds since the last scale-out, scale-in allowed?)
+    for (ago_s, allowed) in [(15, false), (299, false), (300, true), (900, true)] {
+        let mut o = low.clone();
+        o.last_scale_up_at_ms = Some(now - ago_s * 1000);
+        let d = p.decide(&o, Some(LAX));
+        assert_eq!(d.target < 10, allowed, "{ago_s}s: {}", d.reason);
+    }
+    // A scale-out is never held back.
+    let mut o = rates_only(now, 1, &[1.0; 120]);
+    o.last_scale_up_at_ms = Some(now - 15_000);
+    assert!(p.decide(&o, Some(LAX)).target > 1);
+}
 
 #[test]
 fn burst_window_counts_only_a_significant_rise() {
@@ -360,4 +460,40 @@ proptest! {
         prop_assert!(hi.target >= lo.target, "{} < {}", hi.target, lo.target);
         prop_assert!((0..=100).contains(&lo.target));
     }
+}
+
+#[test]
+fn new_fields_are_validated_by_name() {
+    // (stabilization s, burst significance) → the fields named
+    let cases: &[(i64, f64, &[&str])] = &[
+        (300, 4.0, &[]),
+        (0, 0.0, &[]),
+        (86_400, 100.0, &[]),
+        (-1, 4.0, &["p.scale_in_stabilization_seconds"]),
+        (86_401, 4.0, &["p.scale_in_stabilization_seconds"]),
+        (300, -0.5, &["p.burst_significance"]),
+        (300, f64::NAN, &["p.burst_significance"]),
+        (
+            -5,
+            101.0,
+            &["p.scale_in_stabilization_seconds", "p.burst_significance"],
+        ),
+    ];
+    for &(stab, sig, want) in cases {
+        let p = SloPolicy {
+            scale_in_stabilization_seconds: stab,
+            burst_significance: sig,
+            ..SloPolicy::new(4.0, 60.0)
+        };
+        let mut v = crate::validate::Violations::default();
+        p.validate("p", &mut v);
+        let got: Vec<&str> = v.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(got, want, "stab {stab} sig {sig}");
+    }
+    // Both default when absent from stored JSON.
+    let p: SloPolicy = serde_json::from_str(r#"{"concurrency_per_instance": 2}"#).unwrap();
+    assert_eq!(
+        (p.scale_in_stabilization_seconds, p.burst_significance),
+        (300, 4.0)
+    );
 }
