@@ -44,6 +44,44 @@ fn same_seed_same_report() {
     );
 }
 
+/// `guard_baselines` puts the baselines under the flap budget and leaves
+/// fleetscale (always under it) and static alone: KPA, which reverses
+/// every few minutes on its own, acts less often and spends more.
+#[test]
+fn guarded_baselines_change_only_the_baselines() {
+    let t = synthetic();
+    let plain = run_text(&t, "syn", &cfg(1), &default_policies(), &mut |_, _| {}).unwrap();
+    let guarded_cfg = SimConfig {
+        guard_baselines: true,
+        ..cfg(1)
+    };
+    let guarded = run_text(&t, "syn", &guarded_cfg, &default_policies(), &mut |_, _| {}).unwrap();
+    let get = |r: &fleetscale_sim::Report, name: &str| {
+        r.results.iter().find(|p| p.policy == name).unwrap().clone()
+    };
+    for name in ["fleetscale", "static"] {
+        let (a, b) = (get(&plain, name), get(&guarded, name));
+        assert_eq!(
+            (a.instance_seconds, a.scaling_actions),
+            (b.instance_seconds, b.scaling_actions),
+            "{name}"
+        );
+    }
+    let (a, b) = (get(&plain, "kpa"), get(&guarded, "kpa"));
+    assert!(
+        b.scaling_actions < a.scaling_actions,
+        "kpa actions {} → {}",
+        a.scaling_actions,
+        b.scaling_actions
+    );
+    assert!(
+        b.instance_seconds > a.instance_seconds,
+        "kpa instance-seconds {} → {}",
+        a.instance_seconds,
+        b.instance_seconds
+    );
+}
+
 #[test]
 fn golden_report_of_a_small_synthetic_trace() {
     let r = run_text(
