@@ -20,9 +20,9 @@
 //!    the completion-weighted mean over the feedback window, offered load
 //!    `a = λ·S` (busy slots).
 //! 2. Peakedness `z` = the index of dispersion (variance ÷ mean) of the
-//!    per-sample arrival counts over the feedback window, at least 1 (1 for
-//!    Poisson arrivals). Hayward's approximation staffs peaked traffic as
-//!    `a/z` Erlangs on `c/z` servers.
+//!    arrival counts per 15 s (shorter scrapes summed) over the feedback
+//!    window, at least 1 (1 for Poisson arrivals). Hayward's approximation
+//!    staffs peaked traffic as `a/z` Erlangs on `c/z` servers.
 //! 3. Miss budget `ε = 1 − attainment`, corrected by what was observed over
 //!    the feedback window: `ε' = ε · clamp(ε / m̂, 0.1, 10)` with
 //!    `m̂ = (missed + 1) / (completed + 1/ε)` (one miss per `1/ε` requests
@@ -77,6 +77,9 @@ pub const QUEUE_DEPTH: &str = "queue_depth";
 
 /// Longest idle period before scaling to zero, seconds.
 pub const MAX_IDLE_SECONDS: f64 = 3600.0;
+/// Shortest counting interval of the peakedness estimate, ms (one default
+/// scrape): shorter scrapes are summed up to it.
+const PEAKEDNESS_BUCKET_MS: i64 = 15_000;
 /// Highest number of slots the staffing search considers.
 const MAX_SLOTS: f64 = 1.0e6;
 
@@ -513,15 +516,30 @@ fn weighted_service_s(service_ms: &[Sample], completed: &[Sample], from: i64) ->
     (den > 0.0 && num > 0.0).then(|| num / den / 1000.0)
 }
 
-/// Index of dispersion (variance ÷ mean) of the per-sample arrival counts
-/// newer than `from`, at least 1 (1 without enough data). Counts are the
-/// rate times the gap to the previous sample.
+/// Index of dispersion (variance ÷ mean) of the arrival counts newer than
+/// `from` over buckets of at least 15 s (shorter scrapes are summed, so
+/// the estimate does not change with the scrape interval), at least 1 (1
+/// without enough data). A sample's count is its rate times the gap to the
+/// previous sample.
 pub fn peakedness(rates: &[Sample], from: i64) -> f64 {
-    let counts: Vec<f64> = rates
+    // Counts over buckets of at least PEAKEDNESS_BUCKET_MS, whatever the
+    // scrape interval: the index of dispersion depends on the counting
+    // interval, and the policy must not staff differently for the same
+    // traffic because it is scraped more often.
+    let mut counts: Vec<f64> = Vec::new();
+    let (mut acc, mut span) = (0.0, 0i64);
+    for w in rates
         .windows(2)
         .filter(|w| w[1].ts_ms > from && w[1].ts_ms > w[0].ts_ms && w[1].value.is_finite())
-        .map(|w| w[1].value.max(0.0) * (w[1].ts_ms - w[0].ts_ms) as f64 / 1000.0)
-        .collect();
+    {
+        let gap = w[1].ts_ms - w[0].ts_ms;
+        acc += w[1].value.max(0.0) * gap as f64 / 1000.0;
+        span += gap;
+        if span >= PEAKEDNESS_BUCKET_MS {
+            counts.push(acc);
+            (acc, span) = (0.0, 0);
+        }
+    }
     if counts.len() < 4 {
         return 1.0;
     }

@@ -497,3 +497,31 @@ fn new_fields_are_validated_by_name() {
         (300, 4.0)
     );
 }
+
+#[test]
+fn peakedness_does_not_change_with_the_scrape_interval() {
+    // Arrivals per second: 40 in every fourth 15 s bucket, 2 otherwise.
+    let per_s = |t: i64| if (t / 15) % 4 == 0 { 40.0 } else { 2.0 };
+    let t0 = 1_000_000_000;
+    let seconds = 1800;
+    // Scraped every second: each sample's rate is that second's count.
+    let fine: Vec<Sample> = (0..=seconds)
+        .map(|t| Sample {
+            ts_ms: t0 + t * 1000,
+            value: per_s(t - 1),
+        })
+        .collect();
+    // Scraped every 15 s: each sample's rate is the mean of its 15 s.
+    let coarse: Vec<Sample> = (0..=seconds / 15)
+        .map(|k| Sample {
+            ts_ms: t0 + k * 15_000,
+            value: (0..15).map(|i| per_s(k * 15 - 15 + i)).sum::<f64>() / 15.0,
+        })
+        .collect();
+    let (zf, zc) = (peakedness(&fine, t0), peakedness(&coarse, t0));
+    assert!(zc > 50.0, "peaked traffic: {zc}");
+    assert!(
+        (zf / zc - 1.0).abs() < 0.15,
+        "1 s scrapes {zf}, 15 s scrapes {zc}"
+    );
+}
