@@ -383,9 +383,10 @@ impl Controller for Keda {
     }
 }
 
-/// Pool policies through [`fleetscale_core::decide_all_cached`] (inside the live tick's [`decide_pool`]), each predictive policy on its
-/// cached-model path (fitted on the observed demand history, refitted on a
-/// schedule, updated every interval in between).
+/// Pool policies through the live tick's [`decide_pool`] (their
+/// combination, then fail static and the flap budget), each predictive
+/// policy on its cached-model path (fitted on the observed demand history,
+/// refitted on a schedule, updated every interval in between).
 #[derive(Debug, Clone)]
 pub struct Pool {
     name: String,
@@ -501,12 +502,13 @@ impl Pool {
             observation: o,
             pending_proposal: None,
             forecasts: std::mem::take(&mut self.models),
-            memory: self.mem.clone(),
+            memory: std::mem::take(&mut self.mem),
             tick_ms: self.period_us / 1000,
             metrics_error: None,
         };
         let (d, c, g) = decide_pool(&state);
         self.models = state.forecasts;
+        self.mem = state.memory;
         self.mem.remember(&d, now_ms, true);
         let c = c.expect("a pool with combined policies gets their combination");
         (d, c, g)

@@ -241,12 +241,18 @@ impl SloPolicy {
     /// predicts by more than `burst_significance` Poisson standard
     /// deviations (a real rise, not the noise of a few arrivals); the error
     /// is `√(λ / rate window)` (a Poisson count). `(0, 0)` without arrivals.
+    ///
+    /// `rates` are ordered by time, oldest first (as observations hold
+    /// them): each window is found by binary search, so a decision that
+    /// estimates at every sample of its stabilization window stays cheap.
     pub fn rate_estimate(&self, rates: &[Sample], at_ms: i64) -> (f64, f64) {
+        let end = rates.partition_point(|s| s.ts_ms <= at_ms);
+        let upto = &rates[..end];
         let mean_over = |w: i64| {
             let from = at_ms - w * 1000;
-            let (n, sum) = rates
+            let (n, sum) = upto[upto.partition_point(|s| s.ts_ms <= from)..]
                 .iter()
-                .filter(|s| s.ts_ms > from && s.ts_ms <= at_ms && s.value.is_finite())
+                .filter(|s| s.value.is_finite())
                 .fold((0usize, 0.0), |(n, sum), s| (n + 1, sum + s.value.max(0.0)));
             if n == 0 {
                 0.0
