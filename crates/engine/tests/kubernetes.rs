@@ -288,12 +288,15 @@ impl StandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let kubeconfig =
-            std::env::temp_dir().join(format!("fs-kubeconfig-{}-{nanos}.yaml", std::process::id()));
+        // One file per stand-in: the tests run in parallel threads of one
+        // process, and a name from the clock alone was once shared by two
+        // of them (each actuator then reached the other's server).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kubeconfig = std::env::temp_dir().join(format!(
+            "fs-kubeconfig-{}-{n}-{port}.yaml",
+            std::process::id()
+        ));
         std::fs::write(
             &kubeconfig,
             format!(

@@ -24,14 +24,17 @@ pub async fn fresh_pg_url() -> String {
         .expect("create database")
 }
 
-/// `prefix`, this process's id and the time in ns, joined by `sep`: a name
-/// no other test of any run has used.
+/// `prefix`, this process's id, a per-process counter and the time in ns,
+/// joined by `sep`: a name no other test of any run has used (the counter
+/// keeps two threads apart when they read the same clock value).
 fn unique(prefix: &str, sep: char) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{prefix}{sep}{}{sep}{ns}", std::process::id())
+    format!("{prefix}{sep}{}{sep}{n}{sep}{ns}", std::process::id())
 }
 
 /// A new temporary directory, removed with everything in it when dropped.
